@@ -1,0 +1,72 @@
+"""User-facing sampler settings (kept as plain as vLLM's ``SamplingParams``)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+METHODS = ("ancestral", "confidence")
+REMASKING = ("low_confidence", "random")
+
+
+@dataclass
+class SamplerConfig:
+    """How to turn masks into tokens.
+
+    Attributes:
+        method: "ancestral" (MDLM ancestral sampler, spec §A7; what SDTT students are
+            distilled for) or "confidence" (LLaDA low-confidence remasking / Fast-dLLM
+            threshold decoding).
+        steps: number of denoising steps (network calls, at most steps + 1).
+        temperature: softmax temperature of the token draws; 0 means greedy tokens.
+        gen_length: completion length in tokens (None: the caller's default).
+        block_length: semi-autoregressive block size for "confidence" (None: one block).
+        threshold: Fast-dLLM tau: commit every token whose confidence is >= tau (at
+            least one per step); None commits a fixed number of tokens per step.
+        remasking: "low_confidence" (commit the most confident tokens) or "random".
+        cache: reuse the network output for rows that did not change (ancestral only;
+            ignored for time-conditioned models).
+        eps: smallest diffusion time of the ancestral grid linspace(1, eps, steps + 1).
+    """
+
+    method: str = "ancestral"
+    steps: int = 32
+    temperature: float = 1.0
+    gen_length: int | None = None
+    block_length: int | None = None
+    threshold: float | None = None
+    remasking: str = "low_confidence"
+    cache: bool = True
+    eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise a one-line ``ValueError`` naming the bad field and what is allowed."""
+        if self.method not in METHODS:
+            raise ValueError(f"sampler.method={self.method!r} is unknown; use one of {', '.join(METHODS)}")
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"sampler.steps={self.steps!r} must be a positive integer")
+        if self.temperature < 0:
+            raise ValueError(f"sampler.temperature={self.temperature!r} must be >= 0 (0 = greedy)")
+        if self.gen_length is not None and self.gen_length < 1:
+            raise ValueError(f"sampler.gen_length={self.gen_length!r} must be a positive integer or null")
+        if self.block_length is not None and self.block_length < 1:
+            raise ValueError(f"sampler.block_length={self.block_length!r} must be a positive integer or null")
+        if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"sampler.threshold={self.threshold!r} must be in (0, 1] or null")
+        if self.remasking not in REMASKING:
+            raise ValueError(f"sampler.remasking={self.remasking!r} is unknown; use one of {', '.join(REMASKING)}")
+        if not 0.0 < self.eps < 1.0:
+            raise ValueError(f"sampler.eps={self.eps!r} must be in (0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "SamplerConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown sampler option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**values)

@@ -1,0 +1,132 @@
+"""Training objectives: MDLM's continuous-time NELBO and the causal (AR) loss.
+
+Shapes: B = batch, L = sequence length, V = vocabulary.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .schedule import LogLinearSchedule
+from .subs import NEG_INF
+
+# (input_ids [B, L], attention_mask [B, L] | None, sigma [B] | None) -> logits [B, L, V]
+DenoiserFn = Callable[..., torch.Tensor]
+
+
+@dataclass
+class LossOutput:
+    """A scalar loss plus what it was averaged over (for logging and exact reduction)."""
+
+    loss: torch.Tensor  # scalar, nats per loss token
+    num_tokens: int  # number of positions the loss is averaged over
+    num_masked: int  # number of positions that were masked (the only non-zero terms)
+
+
+def sample_times(
+    batch_size: int,
+    *,
+    eps: float = 1e-3,
+    antithetic: bool = True,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Diffusion times t in [eps, 1], shape [B].
+
+    With ``antithetic`` (MDLM's low-discrepancy sampler, paper App. D.3) sample i is
+    drawn uniformly inside stratum [i/B, (i+1)/B), which lowers the variance of the
+    Monte-Carlo NELBO.
+    """
+    u = torch.rand(batch_size, generator=generator, device=device)
+    if antithetic:
+        offsets = torch.arange(batch_size, device=device, dtype=u.dtype) / batch_size
+        u = (u / batch_size + offsets) % 1.0
+    return (1.0 - eps) * u + eps
+
+
+def mask_tokens(
+    x: torch.Tensor,
+    move_chance: torch.Tensor,
+    maskable: torch.Tensor,
+    mask_id: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Forward process q(z_t | x): mask each maskable token with prob ``move_chance``.
+
+    Args:
+        x: [B, L] clean tokens.
+        move_chance: [B] masking probability per row.
+        maskable: [B, L] bool, positions that may be masked (completion tokens).
+    Returns:
+        z_t: [B, L].
+    """
+    u = torch.rand(x.shape, generator=generator, device=x.device)
+    masked = (u < move_chance[:, None]) & maskable
+    return torch.where(masked, torch.full_like(x, mask_id), x)
+
+
+def mdlm_loss(
+    model: DenoiserFn,
+    x: torch.Tensor,
+    maskable: torch.Tensor,
+    *,
+    mask_id: int,
+    attention_mask: torch.Tensor | None = None,
+    schedule: LogLinearSchedule = LogLinearSchedule(),
+    t: torch.Tensor | None = None,
+    antithetic: bool = True,
+    generator: torch.Generator | None = None,
+) -> LossOutput:
+    """Continuous-time NELBO of MDLM (paper eq. 10/11, spec §A3), prompt-conditioned.
+
+    loss = sum_{masked l} w(t) * -log p_theta(x_l | z_t) / #maskable, with
+    w(t) = dsigma/expm1(sigma) = 1/t. Under SUBS unmasked positions contribute exactly
+    0, so the sum runs over masked positions only. Dividing by the number of maskable
+    positions (not of masked ones) gives the NELBO per completion token; for
+    unconditional data with no padding this is MDLM's division by B * L.
+
+    Args:
+        x: [B, L] clean tokens (prompt + completion).
+        maskable: [B, L] bool, True on completion tokens (prompt and left padding False).
+        attention_mask: [B, L] bool, False on padding, or None.
+        t: [B] optional fixed times (tests); sampled with ``sample_times`` otherwise.
+    """
+    batch = x.shape[0]
+    if t is None:
+        t = sample_times(batch, eps=schedule.eps, antithetic=antithetic, generator=generator, device=x.device)
+    z = mask_tokens(x, schedule.move_chance(t), maskable, mask_id, generator)
+    logits = model(z, attention_mask=attention_mask, sigma=schedule.sigma(t))
+    # SUBS restricted to what the loss needs: zero masking probability, then the
+    # cross-entropy at masked positions (carry-over makes the others exactly 0).
+    logits = logits.float().index_fill(-1, torch.tensor([mask_id], device=x.device), NEG_INF)
+    masked = z == mask_id
+    nll = F.cross_entropy(logits[masked], x[masked], reduction="none")
+    weight = schedule.loss_weight(t)[:, None].expand_as(x)[masked]
+    num_tokens = int(maskable.sum())
+    loss = (nll * weight).sum() / max(num_tokens, 1)
+    return LossOutput(loss=loss, num_tokens=num_tokens, num_masked=int(masked.sum()))
+
+
+def ar_loss(
+    model: DenoiserFn,
+    x: torch.Tensor,
+    loss_mask: torch.Tensor,
+    *,
+    attention_mask: torch.Tensor | None = None,
+) -> LossOutput:
+    """Next-token cross-entropy of a causal model on the positions in ``loss_mask``.
+
+    Position l is predicted from tokens < l, so logits[:, l-1] scores x[:, l].
+
+    Args:
+        x: [B, L] tokens; loss_mask: [B, L] bool, True where x is a target
+        (completion tokens); attention_mask: [B, L] bool or None.
+    """
+    logits = model(x, attention_mask=attention_mask, sigma=None).float()
+    targets = loss_mask[:, 1:]
+    nll = F.cross_entropy(logits[:, :-1][targets], x[:, 1:][targets], reduction="sum")
+    num_tokens = int(targets.sum())
+    return LossOutput(loss=nll / max(num_tokens, 1), num_tokens=num_tokens, num_masked=0)

@@ -1,0 +1,273 @@
+"""Prompt-conditioned, batched samplers for masked diffusion LMs.
+
+Every sampler takes a batch laid out as ``[left padding | prompt | MASK * G]``:
+
+* ``x``: [B, L] long, MASK (``mask_id``) on the positions to generate;
+* ``gen_mask``: [B, L] bool, True on the positions to generate (the only ones a
+  sampler may write; prompt tokens are clamped by construction);
+* ``attention_mask``: [B, L] bool, False on padding.
+
+The model is any callable ``model(x, attention_mask=..., sigma=...) -> logits [B, L, V]``
+(our ``Denoiser``, or an adapter of a foreign model). Randomness comes from a
+``RowRNG`` with one stream per row, so a row's result depends on its seed only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .config import SamplerConfig
+from .rng import RowRNG, categorical, row_positions
+from .schedule import LogLinearSchedule
+from .subs import NEG_INF
+
+
+@dataclass
+class SampleOutput:
+    """Sampler result.
+
+    Attributes:
+        tokens: [B, L] final tokens (no MASK left in the generated region).
+        nfe: number of network calls (each call may cover a subset of the rows).
+        row_forwards: rows processed over all calls (the compute actually spent).
+    """
+
+    tokens: torch.Tensor
+    nfe: int
+    row_forwards: int
+
+
+def _is_time_conditioned(model) -> bool:
+    return bool(getattr(getattr(model, "config", None), "time_conditioning", False))
+
+
+def _token_probs(logits: torch.Tensor, mask_id: int, temperature: float) -> torch.Tensor:
+    """[N, V] logits -> float64 probabilities with MASK excluded; one-hot argmax if T = 0."""
+    logits = logits.to(torch.float64)
+    logits[..., mask_id] = NEG_INF
+    if temperature == 0:
+        return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).to(torch.float64)
+    return torch.softmax(logits / temperature, dim=-1)
+
+
+def _sigma_for(model, schedule: LogLinearSchedule, t: torch.Tensor) -> torch.Tensor | None:
+    return schedule.sigma(t) if _is_time_conditioned(model) else None
+
+
+def _masked_fraction(x: torch.Tensor, gen_mask: torch.Tensor, mask_id: int) -> torch.Tensor:
+    """[B] share of the generated region still masked (the diffusion time of a row)."""
+    still = ((x == mask_id) & gen_mask).sum(-1).to(torch.float32)
+    return (still / gen_mask.sum(-1).clamp(min=1)).clamp(min=1e-5)
+
+
+@torch.no_grad()
+def ancestral_sample(
+    model,
+    x: torch.Tensor,
+    gen_mask: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    *,
+    mask_id: int,
+    rng: RowRNG,
+    steps: int,
+    temperature: float = 1.0,
+    cache: bool = True,
+    eps: float = 1e-5,
+    schedule: LogLinearSchedule = LogLinearSchedule(),
+) -> SampleOutput:
+    """MDLM ancestral sampler (spec §A7) with a per-row no-change cache.
+
+    Time grid t_i = linspace(1, eps, steps + 1). At a step from t to s < t every
+    masked position is revealed with probability (t - s) / t and, if revealed, takes
+    a token drawn from p_theta(x | z_t) (float64 inverse-CDF draw); revealed tokens
+    never change. A final noise-removal pass fills what is still masked greedily.
+
+    The network does not see t unless the model is time-conditioned, so its output
+    for a row is reused until that row changes (MDLM caches only when the whole
+    batch is unchanged; per row is strictly more reuse with identical results).
+    Network calls <= steps + 1.
+    """
+    x = x.clone()
+    batch, length = x.shape
+    if attention_mask is None:
+        attention_mask = torch.ones_like(x, dtype=torch.bool)
+    positions = row_positions(attention_mask)
+    use_cache = cache and not _is_time_conditioned(model)
+    grid = torch.linspace(1.0, eps, steps + 1, dtype=torch.float64)
+    logits: torch.Tensor | None = None
+    fresh = torch.zeros(batch, dtype=torch.bool, device=x.device)
+    nfe = row_forwards = 0
+
+    def refresh(t: float) -> None:
+        nonlocal logits, nfe, row_forwards
+        rows = torch.arange(batch, device=x.device) if not use_cache else (~fresh).nonzero().squeeze(-1)
+        if rows.numel() == 0:
+            return
+        t_rows = torch.full((rows.numel(),), float(t), device=x.device)
+        out = model(x[rows], attention_mask=attention_mask[rows], sigma=_sigma_for(model, schedule, t_rows))
+        if logits is None:
+            logits = torch.empty(batch, length, out.shape[-1], dtype=out.dtype, device=x.device)
+        logits[rows] = out
+        fresh[rows] = True
+        nfe += 1
+        row_forwards += rows.numel()
+
+    for i in range(steps):
+        t, s = float(grid[i]), float(grid[i + 1])
+        masked = (x == mask_id) & gen_mask
+        if not masked.any():
+            break
+        u_reveal = rng.uniform(positions, key=(i, 0))
+        u_token = rng.uniform(positions, key=(i, 1))
+        reveal = masked & (u_reveal < (t - s) / t)
+        if not reveal.any():
+            continue
+        refresh(t)
+        probs = _token_probs(logits[reveal], mask_id, temperature)
+        x[reveal] = categorical(probs, u_token[reveal])
+        fresh &= ~reveal.any(-1)
+
+    masked = (x == mask_id) & gen_mask
+    if masked.any():  # noise removal at t = eps: greedy fill (spec §A7.4)
+        refresh(eps)
+        fill = logits[masked].to(torch.float64)
+        fill[..., mask_id] = NEG_INF
+        x[masked] = fill.argmax(-1)
+    return SampleOutput(tokens=x, nfe=nfe, row_forwards=row_forwards)
+
+
+def transfer_counts(num_masked: torch.Tensor, steps: int) -> torch.Tensor:
+    """LLaDA's linear schedule: tokens to commit at each of ``steps`` steps.
+
+    Args:
+        num_masked: [B] masked tokens per row in the current block.
+    Returns:
+        [B, steps] long, rows sum to ``num_masked``; the remainder of
+        num_masked // steps goes to the first steps.
+    """
+    base = num_masked // steps
+    remainder = num_masked % steps
+    counts = base[:, None].repeat(1, steps)
+    counts += (torch.arange(steps, device=num_masked.device)[None, :] < remainder[:, None]).long()
+    return counts
+
+
+@torch.no_grad()
+def confidence_sample(
+    model,
+    x: torch.Tensor,
+    gen_mask: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    *,
+    mask_id: int,
+    rng: RowRNG,
+    steps: int,
+    temperature: float = 0.0,
+    block_length: int | None = None,
+    threshold: float | None = None,
+    remasking: str = "low_confidence",
+    schedule: LogLinearSchedule = LogLinearSchedule(),
+) -> SampleOutput:
+    """Confidence-based parallel decoding (LLaDA; Fast-dLLM with ``threshold``).
+
+    The generated region is cut into blocks of ``block_length`` decoded left to right
+    (semi-autoregressive; one block if None). Each step predicts every masked
+    position of the current block (a token drawn at ``temperature``, its confidence
+    the untempered probability of that token) and commits:
+
+    * without ``threshold``: the k most confident, k from LLaDA's linear schedule
+      over the block's share of ``steps``;
+    * with ``threshold`` tau: every token with confidence >= tau, and at least the
+      most confident one (Fast-dLLM); the block runs until it is filled.
+
+    ``remasking="random"`` ranks by a uniform draw instead of the confidence.
+    Committed tokens are never changed again.
+    """
+    x = x.clone()
+    batch, length = x.shape
+    if attention_mask is None:
+        attention_mask = torch.ones_like(x, dtype=torch.bool)
+    positions = row_positions(attention_mask)
+    columns = gen_mask.any(0).nonzero().squeeze(-1)
+    if not bool((gen_mask[:, columns]).all()):
+        raise ValueError("confidence_sample needs the same generated columns in every row (use build_batch)")
+    gen_len = columns.numel()
+    block = block_length or gen_len
+    blocks = [columns[i : i + block] for i in range(0, gen_len, block)]
+    if threshold is None and steps < len(blocks):
+        raise ValueError(f"steps={steps} is fewer than the {len(blocks)} blocks; use steps >= gen_length / block_length")
+    nfe = row_forwards = 0
+
+    for b, cols in enumerate(blocks):
+        in_block = torch.zeros(length, dtype=torch.bool, device=x.device)
+        in_block[cols] = True
+        block_steps = steps // len(blocks) + (1 if b < steps % len(blocks) else 0)
+        if threshold is None:
+            counts = transfer_counts(((x[:, cols] == mask_id)).sum(-1), block_steps)
+        step = 0
+        while True:
+            candidates = (x == mask_id) & in_block & gen_mask
+            if not candidates.any() or (threshold is None and step >= block_steps):
+                break
+            if threshold is None and not bool((counts[:, step] > 0).any()):
+                step += 1
+                continue
+            u_token = rng.uniform(positions, key=(b, step, 0))
+            u_rank = rng.uniform(positions, key=(b, step, 1))
+            t_rows = _masked_fraction(x, gen_mask, mask_id)
+            logits = model(x, attention_mask=attention_mask, sigma=_sigma_for(model, schedule, t_rows))
+            nfe += 1
+            row_forwards += batch
+            cand_logits = logits[candidates]
+            probs = _token_probs(cand_logits, mask_id, 1.0)
+            if temperature == 0:
+                tokens = probs.argmax(-1)
+            else:
+                tokens = categorical(_token_probs(cand_logits, mask_id, temperature), u_token[candidates])
+            if remasking == "low_confidence":
+                score = probs.gather(-1, tokens[:, None]).squeeze(-1)
+            else:
+                score = u_rank[candidates]
+            conf = torch.full((batch, length), -1.0, dtype=torch.float64, device=x.device)
+            conf[candidates] = score
+            proposal = torch.full_like(x, mask_id)
+            proposal[candidates] = tokens
+            # Rank candidates per row by confidence (non-candidates sort last).
+            order = conf.argsort(dim=-1, descending=True)
+            rank = torch.empty_like(order)
+            rank.scatter_(-1, order, torch.arange(length, device=x.device).expand(batch, -1))
+            if threshold is None:
+                commit = candidates & (rank < counts[:, step][:, None])
+            else:
+                commit = candidates & ((conf >= threshold) | (rank == 0))
+            x = torch.where(commit, proposal, x)
+            step += 1
+    return SampleOutput(tokens=x, nfe=nfe, row_forwards=row_forwards)
+
+
+def sample(
+    model,
+    x: torch.Tensor,
+    gen_mask: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    config: SamplerConfig,
+    *,
+    mask_id: int,
+    seeds: list[int] | torch.Tensor,
+) -> SampleOutput:
+    """Run the sampler named by ``config.method`` with one seed per row."""
+    seeds = [int(s) for s in seeds]
+    if len(seeds) != x.shape[0]:
+        raise ValueError(f"got {len(seeds)} seeds for a batch of {x.shape[0]} rows; pass one seed per row")
+    rng = RowRNG(seeds, device=x.device)
+    if config.method == "ancestral":
+        return ancestral_sample(
+            model, x, gen_mask, attention_mask, mask_id=mask_id, rng=rng, steps=config.steps,
+            temperature=config.temperature, cache=config.cache, eps=config.eps,
+        )
+    return confidence_sample(
+        model, x, gen_mask, attention_mask, mask_id=mask_id, rng=rng, steps=config.steps,
+        temperature=config.temperature, block_length=config.block_length,
+        threshold=config.threshold, remasking=config.remasking,
+    )
