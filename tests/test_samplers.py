@@ -196,3 +196,15 @@ def test_build_batch_left_pads_and_aligns_the_generated_region():
     assert batch.x.tolist() == [[PAD, PAD, 5, MASK, MASK], [6, 7, 8, MASK, MASK]]
     assert batch.attention_mask.tolist() == [[False, False, True, True, True], [True] * 5]
     assert batch.gen_mask[:, -2:].all() and not batch.gen_mask[:, :-2].any()
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c.method}-{c.steps}-{c.threshold}-{c.block_length}")
+def test_token_logprobs_are_the_model_probabilities_of_the_chosen_tokens(config):
+    logits = torch.randn(V, generator=torch.Generator().manual_seed(4))
+    model = FixedModel(logits)
+    batch = build_batch([[1, 2], [3]], 9, pad_id=PAD, mask_id=MASK)
+    out = sample(model, batch.x, batch.gen_mask, batch.attention_mask, config, mask_id=MASK, seeds=[0, 1])
+    reference = torch.log_softmax(torch.cat([logits[:MASK], logits[MASK + 1 :]]).double(), -1)
+    expected = reference[out.tokens[batch.gen_mask]]  # MASK is the last id, so ids below it map directly
+    assert torch.allclose(out.token_logprobs[batch.gen_mask], expected, atol=1e-9)
+    assert (out.token_logprobs[~batch.gen_mask] == 0).all()

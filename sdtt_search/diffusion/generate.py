@@ -18,11 +18,13 @@ class Generation:
     Attributes:
         texts: decoded completions (cut at the first EOS), one per prompt.
         tokens: [B, gen_length] generated token ids.
+        token_logprobs: [B, gen_length] model log-prob of each generated token.
         nfe: network calls made; row_forwards: rows processed over all calls.
     """
 
     texts: list[str]
     tokens: torch.Tensor
+    token_logprobs: torch.Tensor
     nfe: int
     row_forwards: int
 
@@ -57,4 +59,5 @@ def generate(
     out = sample(model, batch.x, batch.gen_mask, batch.attention_mask, config, mask_id=tokenizer.mask_id, seeds=seeds)
     tokens = batch.completions(out.tokens).cpu()
     texts = [tokenizer.decode(row.tolist()) for row in tokens]
-    return Generation(texts=texts, tokens=tokens, nfe=out.nfe, row_forwards=out.row_forwards)
+    logprobs = batch.completions(out.token_logprobs).cpu()
+    return Generation(texts=texts, tokens=tokens, token_logprobs=logprobs, nfe=out.nfe, row_forwards=out.row_forwards)

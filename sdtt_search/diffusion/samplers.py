@@ -31,11 +31,14 @@ class SampleOutput:
         tokens: [B, L] final tokens (no MASK left in the generated region).
         nfe: number of network calls (each call may cover a subset of the rows).
         row_forwards: rows processed over all calls (the compute actually spent).
+        token_logprobs: [B, L] float64 log-probability (temperature 1) the model gave
+            each generated token when it was committed; 0 outside the generated region.
     """
 
     tokens: torch.Tensor
     nfe: int
     row_forwards: int
+    token_logprobs: torch.Tensor
 
 
 def _is_time_conditioned(model) -> bool:
@@ -96,6 +99,7 @@ def ancestral_sample(
     use_cache = cache and not _is_time_conditioned(model)
     grid = torch.linspace(1.0, eps, steps + 1, dtype=torch.float64)
     logits: torch.Tensor | None = None
+    token_logprobs = torch.zeros(batch, length, dtype=torch.float64, device=x.device)
     fresh = torch.zeros(batch, dtype=torch.bool, device=x.device)
     nfe = row_forwards = 0
 
@@ -124,17 +128,21 @@ def ancestral_sample(
         if not reveal.any():
             continue
         refresh(t)
-        probs = _token_probs(logits[reveal], mask_id, temperature)
-        x[reveal] = categorical(probs, u_token[reveal])
+        model_probs = _token_probs(logits[reveal], mask_id, 1.0)
+        probs = model_probs if temperature == 1.0 else _token_probs(logits[reveal], mask_id, temperature)
+        drawn = categorical(probs, u_token[reveal])
+        x[reveal] = drawn
+        token_logprobs[reveal] = model_probs.gather(-1, drawn[:, None]).squeeze(-1).log()
         fresh &= ~reveal.any(-1)
 
     masked = (x == mask_id) & gen_mask
     if masked.any():  # noise removal at t = eps: greedy fill (spec §A7.4)
         refresh(eps)
-        fill = logits[masked].to(torch.float64)
-        fill[..., mask_id] = NEG_INF
-        x[masked] = fill.argmax(-1)
-    return SampleOutput(tokens=x, nfe=nfe, row_forwards=row_forwards)
+        fill = _token_probs(logits[masked], mask_id, 1.0)
+        chosen = fill.argmax(-1)
+        x[masked] = chosen
+        token_logprobs[masked] = fill.gather(-1, chosen[:, None]).squeeze(-1).log()
+    return SampleOutput(tokens=x, nfe=nfe, row_forwards=row_forwards, token_logprobs=token_logprobs)
 
 
 def transfer_counts(num_masked: torch.Tensor, steps: int) -> torch.Tensor:
@@ -198,6 +206,7 @@ def confidence_sample(
     if threshold is None and steps < len(blocks):
         raise ValueError(f"steps={steps} is fewer than the {len(blocks)} blocks; use steps >= gen_length / block_length")
     nfe = row_forwards = 0
+    token_logprobs = torch.zeros(batch, length, dtype=torch.float64, device=x.device)
 
     for b, cols in enumerate(blocks):
         in_block = torch.zeros(length, dtype=torch.bool, device=x.device)
@@ -233,6 +242,8 @@ def confidence_sample(
             conf[candidates] = score
             proposal = torch.full_like(x, mask_id)
             proposal[candidates] = tokens
+            proposal_logprob = torch.zeros_like(token_logprobs)
+            proposal_logprob[candidates] = probs.gather(-1, tokens[:, None]).squeeze(-1).log()
             # Rank candidates per row by confidence (non-candidates sort last).
             order = conf.argsort(dim=-1, descending=True)
             rank = torch.empty_like(order)
@@ -242,8 +253,9 @@ def confidence_sample(
             else:
                 commit = candidates & ((conf >= threshold) | (rank == 0))
             x = torch.where(commit, proposal, x)
+            token_logprobs = torch.where(commit, proposal_logprob, token_logprobs)
             step += 1
-    return SampleOutput(tokens=x, nfe=nfe, row_forwards=row_forwards)
+    return SampleOutput(tokens=x, nfe=nfe, row_forwards=row_forwards, token_logprobs=token_logprobs)
 
 
 def sample(
