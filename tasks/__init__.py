@@ -1,0 +1,33 @@
+"""Tasks for sdtt-search: problems, prompts, targets and answer checkers.
+
+One interface for every task (see :class:`tasks.base.Task`)::
+
+    from tasks import load_task, available_tasks
+    task = load_task("countdown", n=3)   # also "gsm8k", "sudoku", aliases "cd3", "sudoku4"
+    task.problems(split="test", limit=None)
+    task.format_prompt(problem); task.format_target(problem)
+    task.extract_answer(text); task.is_correct(problem, text); task.verify(problem, text)
+    task.train_examples(seed)
+
+Model output is untrusted: every reader is bounded and never raises, and no
+model text reaches ``eval``/``exec``/``sympify``. This package never imports torch.
+"""
+
+from .base import Problem, Task
+from .countdown import CountdownTask
+from .errors import TaskError
+from .gsm8k import GSM8KTask
+from .registry import available_tasks, load_task, task_aliases
+from .sudoku import SudokuTask
+
+__all__ = [
+    "CountdownTask",
+    "GSM8KTask",
+    "Problem",
+    "SudokuTask",
+    "Task",
+    "TaskError",
+    "available_tasks",
+    "load_task",
+    "task_aliases",
+]

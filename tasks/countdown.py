@@ -1,0 +1,383 @@
+"""Countdown (CD3 / CD4 / CD5): combine n numbers with + - * / to reach a target.
+
+Format (as in the public test sets), one JSON object per line::
+
+    {"input": "15,44,79,50", "output": "44-15=29,79-29=50"}
+
+The last number of ``input`` is the target, the others are the operands. A
+solution is a comma-separated list of ``a op b=c`` equations. It is valid when
+(the stricter "Dream" checker):
+
+* every equation parses (see :mod:`tasks.safe_arith`) and its arithmetic is exact,
+  with ``/`` only as exact integer division and every result positive;
+* each operand and each intermediate result is used exactly once;
+* the last result equals the target.
+
+The check needs no reference solution: any valid solution counts, so
+:meth:`CountdownTask.verify` and :meth:`CountdownTask.is_correct` are the same.
+
+Answer key for voting (:meth:`CountdownTask.extract_answer`): the *canonical
+solution string* of a well-formed chain (spaces removed, the operands of ``+``
+and ``*`` written larger first), or None when the text is not a well-formed,
+arithmetically exact chain with positive results. The final number would be a
+useless key (every valid solution ends on the target, and so may invalid ones);
+the canonical string groups identical solutions, and every non-None key is at
+least self-consistent arithmetic. Best-of-N should prefer :meth:`verify`, which
+is exact and gold-free.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from .base import Problem, Task
+from .errors import TaskError
+from .jsonl import read_jsonl, write_jsonl
+from .safe_arith import MAX_DIGITS, Step, evaluate_step, format_equations, parse_equations
+
+#: how many problems the generated "test" / "validation" splits hold by default
+DEFAULT_SPLIT_SIZE = 1000
+_MAX_INPUT_CHARS = 200
+
+
+# ---------------------------------------------------------------------------
+# parsing and checking
+# ---------------------------------------------------------------------------
+def parse_input(text: str) -> tuple[tuple[int, ...], int] | None:
+    """``"15,44,79,50"`` -> ``((15, 44, 79), 50)``; None if malformed."""
+    try:
+        if not isinstance(text, str) or len(text) > _MAX_INPUT_CHARS:
+            return None
+        parts = [p.strip() for p in text.strip().split(",")]
+        if len(parts) < 3:
+            return None
+        vals = []
+        for p in parts:
+            if not p or len(p) > MAX_DIGITS or not (p.isascii() and p.isdigit()):
+                return None
+            vals.append(int(p))
+        return tuple(vals[:-1]), vals[-1]
+    except Exception:  # pragma: no cover
+        return None
+
+
+def format_input(numbers: Sequence[int], target: int) -> str:
+    """Inverse of :func:`parse_input`."""
+    return ",".join(str(int(x)) for x in [*numbers, target])
+
+
+def check_solution(numbers: Sequence[int], target: int, text: str) -> bool:
+    """Whether ``text`` is a valid solution of (``numbers`` -> ``target``). Never raises."""
+    try:
+        steps = parse_equations(text)
+        if steps is None or len(steps) != len(numbers) - 1:
+            return False
+        pool = list(numbers)
+        for s in steps:
+            if s.a not in pool:
+                return False
+            pool.remove(s.a)
+            if s.b not in pool:
+                return False
+            pool.remove(s.b)
+            value = evaluate_step(s.a, s.op, s.b)
+            if value is None or value != s.c or value <= 0:
+                return False
+            pool.append(value)
+        return len(pool) == 1 and pool[0] == target and steps[-1].c == target
+    except Exception:  # pragma: no cover - defensive
+        return False
+
+
+def canonical_solution(text: str) -> str | None:
+    """Canonical string of a self-consistent equation chain, or None.
+
+    Without the problem only the arithmetic (exact, positive results) can be
+    checked; operand use and the target are checked by :func:`check_solution`.
+    Spaces are removed and the operands of ``+``/``*`` are written larger first,
+    so ``"15+44 = 59"`` and ``"44+15=59"`` give the same key.
+    """
+    try:
+        steps = parse_equations(text)
+        if steps is None:
+            return None
+        out = []
+        for s in steps:
+            value = evaluate_step(s.a, s.op, s.b)
+            if value is None or value != s.c or value <= 0:
+                return None
+            a, b = (max(s.a, s.b), min(s.a, s.b)) if s.op in "+*" else (s.a, s.b)
+            out.append(Step(a, s.op, b, s.c))
+        return format_equations(out)
+    except Exception:  # pragma: no cover
+        return None
+
+
+# ---------------------------------------------------------------------------
+# solver and generator
+# ---------------------------------------------------------------------------
+def _moves(a: int, b: int) -> list[tuple[int, str, int, int]]:
+    """All valid ``(x, op, y, result)`` combining a and b (positive, exact)."""
+    hi, lo = (a, b) if a >= b else (b, a)
+    out = [(hi, "+", lo, hi + lo), (hi, "*", lo, hi * lo)]
+    if hi > lo:
+        out.append((hi, "-", lo, hi - lo))
+    if lo > 0 and hi % lo == 0:
+        out.append((hi, "/", lo, hi // lo))
+    return out
+
+
+def solve(numbers: Sequence[int], target: int) -> str | None:
+    """Exhaustive search: a valid solution string for the problem, or None.
+
+    Tries every pair and operation (positive intermediates, exact division),
+    memoising dead multisets. Fast for n <= 5.
+    """
+    dead: set[tuple[int, ...]] = set()
+
+    def rec(pool: list[int]) -> list[Step] | None:
+        if len(pool) == 1:
+            return [] if pool[0] == target else None
+        key = tuple(sorted(pool))
+        if key in dead:
+            return None
+        for i in range(len(pool)):
+            for j in range(i + 1, len(pool)):
+                rest = [pool[k] for k in range(len(pool)) if k != i and k != j]
+                for x, op, y, r in _moves(pool[i], pool[j]):
+                    sub = rec(rest + [r])
+                    if sub is not None:
+                        return [Step(x, op, y, r)] + sub
+        dead.add(key)
+        return None
+
+    if len(numbers) < 2 or any(x <= 0 for x in numbers):
+        return None
+    steps = rec(list(numbers))
+    return None if steps is None else format_equations(steps)
+
+
+def generate_problem(
+    rng: random.Random,
+    n: int = 4,
+    max_operand: int = 99,
+    min_target: int = 10,
+    max_target: int = 99,
+    max_tries: int = 100_000,
+) -> tuple[tuple[int, ...], int, str]:
+    """Sample ``(numbers, target, solution)``: n operands in 1..max_operand and a
+    target in [min_target, max_target] reached by a random binary combination of
+    all operands (positive intermediates, exact division).
+
+    Raises:
+        TaskError: if no such problem is found in ``max_tries`` attempts.
+    """
+    for _ in range(max_tries):
+        numbers = tuple(rng.randint(1, max_operand) for _ in range(n))
+        pool = list(numbers)
+        steps: list[Step] = []
+        while len(pool) > 1:
+            i, j = rng.sample(range(len(pool)), 2)
+            x, op, y, r = rng.choice(_moves(pool[i], pool[j]))
+            pool = [pool[k] for k in range(len(pool)) if k != i and k != j] + [r]
+            steps.append(Step(x, op, y, r))
+        if min_target <= pool[0] <= max_target:
+            return numbers, pool[0], format_equations(steps)
+    raise TaskError(
+        f"cannot generate a countdown problem with n={n}, max_operand={max_operand}, "
+        f"target in [{min_target}, {max_target}]"
+    )
+
+
+def write_problems(path: str | os.PathLike[str], problems: Sequence[Problem]) -> int:
+    """Write problems in the public format ``{"input": ..., "output": ...}``."""
+    return write_jsonl(path, ({"input": p.prompt, "output": p.reference} for p in problems))
+
+
+# ---------------------------------------------------------------------------
+# the task
+# ---------------------------------------------------------------------------
+class CountdownTask(Task):
+    """Countdown with a gold-free verifier.
+
+    Options:
+        n: number of operands (2..6; CD3/CD4/CD5 are 3/4/5). Default 4.
+        max_operand: largest operand (default 99; smaller gives an easier task).
+        min_target, max_target: target range (default 10..99).
+        test_size, validation_size: sizes of the generated fixed splits (1000).
+        path: a jsonl file (served for every split) or a directory holding
+            ``{split}.jsonl`` files, instead of the generator.
+
+    Splits "test" and "validation" are generated from fixed seeds (distinct from
+    any training seed), with duplicate problems removed and validation disjoint
+    from test. :meth:`train_examples` streams fresh problems forever, skipping
+    any whose operand multiset and target occur in test or validation.
+    """
+
+    name = "countdown"
+    has_verifier = True
+    splits = ("train", "validation", "test")
+
+    def __init__(
+        self,
+        n: int = 4,
+        max_operand: int = 99,
+        min_target: int = 10,
+        max_target: int = 99,
+        test_size: int = DEFAULT_SPLIT_SIZE,
+        validation_size: int = DEFAULT_SPLIT_SIZE,
+        path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        for key, val, lo in (
+            ("n", n, 2),
+            ("max_operand", max_operand, 1),
+            ("min_target", min_target, 1),
+            ("max_target", max_target, 1),
+            ("test_size", test_size, 0),
+            ("validation_size", validation_size, 0),
+        ):
+            if not isinstance(val, int) or isinstance(val, bool) or val < lo:
+                raise TaskError(f"countdown option {key} must be an integer >= {lo}, got {val!r}")
+        if n > 6:
+            raise TaskError(f"countdown option n must be between 2 and 6, got {n}")
+        if min_target > max_target:
+            raise TaskError(f"countdown min_target ({min_target}) > max_target ({max_target})")
+        super().__init__(
+            n=n, max_operand=max_operand, min_target=min_target, max_target=max_target,
+            test_size=test_size, validation_size=validation_size,
+            path=None if path is None else str(path),
+        )
+        self.n = n
+        self.path = None if path is None else Path(path)
+        if self.path is not None and not self.path.exists():
+            raise TaskError(f"countdown data not found at {self.path}; pass path= a jsonl file or a directory of {{split}}.jsonl")
+        self._cache: dict[str, list[Problem]] = {}
+
+    # -- data ---------------------------------------------------------------
+    @property
+    def _key(self) -> str:
+        o = self.options
+        return f"n={o['n']}|max={o['max_operand']}|t={o['min_target']}-{o['max_target']}"
+
+    def _generate_split(self, split: str, size: int, exclude: set[tuple], limit: int | None) -> list[Problem]:
+        rng = random.Random(f"sdtt-countdown|{split}|{self._key}")
+        want = size if limit is None else min(size, limit)
+        seen = set(exclude)
+        out: list[Problem] = []
+        tries = 0
+        while len(out) < want:
+            tries += 1
+            if tries > 50 * size + 10_000:
+                raise TaskError(
+                    f"countdown: only {len(out)} distinct {split} problems found for {self._key}; "
+                    f"lower {split}_size or widen the options"
+                )
+            nums, target, sol = generate_problem(rng, self.n, **self._gen_opts())
+            k = (tuple(sorted(nums)), target)
+            if k in seen:
+                continue
+            seen.add(k)
+            out.append(self._make(split, len(out), format_input(nums, target), sol))
+        return out
+
+    def _gen_opts(self) -> dict[str, int]:
+        o = self.options
+        return {"max_operand": o["max_operand"], "min_target": o["min_target"], "max_target": o["max_target"]}
+
+    def _make(self, split: str, i: int, inp: str, out: str) -> Problem:
+        parsed = parse_input(inp)
+        nums, target = parsed if parsed is not None else ((), 0)
+        return Problem(
+            id=f"cd{len(nums) or self.n}-{split}-{i:06d}",
+            prompt=inp,
+            reference=out,
+            meta={"numbers": nums, "target": target},
+        )
+
+    def _load_file(self, split: str, file: Path) -> list[Problem]:
+        out = []
+        for lineno, rec in read_jsonl(file, required=("input", "output")):
+            inp = rec["input"].strip()
+            if parse_input(inp) is None:
+                raise TaskError(f"{file}:{lineno}: malformed countdown input {inp[:40]!r}")
+            out.append(self._make(split, len(out), inp, rec["output"].strip()))
+        return out
+
+    def _split_keys(self, split: str) -> set[tuple]:
+        return {(tuple(sorted(p.meta["numbers"])), p.meta["target"]) for p in self.problems(split)}
+
+    def problems(self, split: str = "test", limit: int | None = None) -> list[Problem]:
+        self._check_split(split)
+        self._check_limit(limit)
+        if split in self._cache:
+            return list(self._cache[split][:limit])
+        if self.path is not None:
+            file = self.path if self.path.is_file() else self.path / f"{split}.jsonl"
+            if not file.is_file():
+                raise TaskError(f"countdown: no {split} data at {file}; pass path= a jsonl file or a directory of {{split}}.jsonl")
+            probs = self._load_file(split, file)
+        elif split == "train":
+            raise TaskError("countdown has no fixed train split; use train_examples(seed) for a stream")
+        elif split == "test":
+            probs = self._generate_split("test", self.options["test_size"], set(), limit)
+        else:  # validation: disjoint from test
+            probs = self._generate_split(
+                "validation", self.options["validation_size"], self._split_keys("test"), limit
+            )
+        if limit is None or len(probs) >= self._split_size(split):
+            self._cache[split] = probs
+        return list(probs[:limit])
+
+    def _split_size(self, split: str) -> int:
+        return int(self.options.get(f"{split}_size", 0) or 0)
+
+    def train_examples(self, seed: int = 0) -> Iterator[tuple[str, str]]:
+        """Fresh generated problems forever, none equal to a test/validation one."""
+        held_out: set[tuple] = set()
+        for split in ("test", "validation"):
+            try:
+                held_out |= self._split_keys(split)
+            except TaskError:
+                if self.path is None:
+                    raise
+        rng = random.Random(f"sdtt-countdown|train|{self._key}|{seed}")
+        while True:
+            nums, target, sol = generate_problem(rng, self.n, **self._gen_opts())
+            if (tuple(sorted(nums)), target) in held_out:
+                continue
+            yield format_input(nums, target), sol
+
+    def write_split(self, split: str, path: str | os.PathLike[str], limit: int | None = None) -> int:
+        """Write ``problems(split, limit)`` to ``path`` in the public jsonl format."""
+        return write_problems(path, self.problems(split, limit))
+
+    # -- formatting ---------------------------------------------------------
+    def format_prompt(self, problem: Problem) -> str:
+        return problem.prompt
+
+    def format_target(self, problem: Problem) -> str:
+        return problem.reference
+
+    # -- reading model output -----------------------------------------------
+    def extract_answer(self, text: str) -> str | None:
+        """Canonical solution string (see module docstring), or None."""
+        return canonical_solution(text)
+
+    def is_correct(self, problem: Problem, text: str) -> bool:
+        """Any valid solution counts (same as :meth:`verify`)."""
+        return bool(self.verify(problem, text))
+
+    def verify(self, problem: Problem, text: str) -> bool:
+        parsed = parse_input(problem.prompt)
+        if parsed is None:
+            return False
+        numbers, target = parsed
+        return check_solution(numbers, target, text)
+
+    def solve(self, problem: Problem) -> str | None:
+        """A valid solution of ``problem`` found by exhaustive search, or None."""
+        parsed = parse_input(problem.prompt)
+        return None if parsed is None else solve(*parsed)

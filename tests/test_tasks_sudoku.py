@@ -1,0 +1,95 @@
+"""Sudoku: generator uniqueness, verifier, extraction and file formats."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+
+from tasks import load_task
+from tasks.sudoku import agrees_with, count_solutions, is_valid_solution
+
+
+@pytest.fixture(scope="module")
+def s4():
+    return load_task("sudoku", size=4, test_size=200, validation_size=50)
+
+
+@pytest.fixture(scope="module")
+def s9():
+    return load_task("sudoku", size=9, test_size=30, validation_size=10)
+
+
+@pytest.mark.parametrize("which", ["s4", "s9"])
+def test_generated_puzzles_unique_and_verified(which, request):
+    task = request.getfixturevalue(which)
+    size = task.size
+    probs = task.problems("test")
+    assert len(probs) == task.options["test_size"]
+    for p in probs:
+        assert len(p.prompt) == size * size and p.meta["givens"] == task.options["givens"]
+        assert sum(ch != "0" for ch in p.prompt) == task.options["givens"]
+        assert count_solutions(p.prompt, size, limit=2) == 1
+        assert is_valid_solution(p.reference, size) and agrees_with(p.prompt, p.reference)
+        assert task.verify(p, task.format_target(p)) and task.is_correct(p, p.reference)
+    assert len({p.prompt for p in probs}) == len(probs)
+    assert probs[3].id == f"sudoku{size}-test-000003"
+    val = {p.prompt for p in task.problems("validation")}
+    assert not val & {p.prompt for p in probs}
+
+
+def test_default_givens():
+    assert load_task("sudoku4").options["givens"] == 8
+    assert load_task("sudoku9").options["givens"] == 36
+    hard = load_task("sudoku", size=9, givens=28, test_size=3)
+    assert all(count_solutions(p.prompt, 9) == 1 for p in hard.problems("test"))
+
+
+def test_extract_and_verify(s9):
+    p = s9.problems("test", limit=1)[0]
+    sol = p.reference
+    grid_text = "\n".join(" ".join(sol[r * 9 : r * 9 + 9]) for r in range(9))
+    assert s9.extract_answer(grid_text) == sol
+    assert s9.extract_answer("Solution:\n" + sol + "\nthanks 12") == sol
+    assert s9.extract_answer(sol + "1") is None  # 82 digits: not a run of exactly 81
+    assert s9.verify(p, grid_text) and s9.is_correct(p, grid_text)
+    # a valid grid that breaks a given: relabel two digits
+    swapped = sol.translate(str.maketrans("12", "21"))
+    assert is_valid_solution(swapped, 9)
+    assert not s9.verify(p, swapped) and not s9.is_correct(p, swapped)
+    # a grid that agrees with the givens but is invalid
+    blanks = [i for i, ch in enumerate(p.prompt) if ch == "0"]
+    bad = list(sol)
+    bad[blanks[0]] = str(int(bad[blanks[0]]) % 9 + 1)
+    assert not s9.verify(p, "".join(bad))
+    assert not s9.verify(p, p.prompt)  # blanks are not a solution
+    assert not s9.verify(p, sol.replace("1", "١"))  # Arabic-Indic digit
+
+
+def test_train_examples(s4):
+    held = {p.prompt for s in ("test", "validation") for p in s4.problems(s)}
+    pairs = list(itertools.islice(s4.train_examples(seed=3), 300))
+    assert all(prompt not in held for prompt, _ in pairs)
+    assert all(is_valid_solution(t, 4) and agrees_with(p, t) and count_solutions(p, 4) == 1 for p, t in pairs)
+    assert pairs[:5] == list(itertools.islice(s4.train_examples(seed=3), 5))
+
+
+def test_file_formats(tmp_path, s4):
+    probs = s4.problems("test", limit=5)
+    j = tmp_path / "s.jsonl"
+    j.write_text("".join(json.dumps({"input": p.prompt, "output": p.reference}) + "\n" for p in probs))
+    c = tmp_path / "s.csv"
+    c.write_text("quizzes,solutions\n" + "".join(f"{p.prompt.replace('0', '.')},{p.reference}\n" for p in probs))
+    for f in (j, c):
+        t = load_task("sudoku", size=4, path=f)
+        assert [(q.prompt, q.reference) for q in t.problems("test")] == [(p.prompt, p.reference) for p in probs]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("quizzes,solutions\n" + f"{probs[0].prompt},{probs[0].reference}\n" + "1234,1234\n")
+    with pytest.raises(ValueError, match=r"bad\.csv:3: malformed 4x4 sudoku"):
+        load_task("sudoku", size=4, path=bad).problems("test")
+    badj = tmp_path / "bad.jsonl"
+    badj.write_text(json.dumps({"input": probs[0].prompt, "output": probs[1].reference}) + "\n")
+    if not agrees_with(probs[0].prompt, probs[1].reference):
+        with pytest.raises(ValueError, match=r"bad\.jsonl:1:"):
+            load_task("sudoku", size=4, path=badj).problems("test")
