@@ -1,0 +1,117 @@
+"""Attention backends: xformers' memory-efficient kernel on CUDA, PyTorch SDPA elsewhere."""
+from __future__ import annotations
+
+import functools
+import logging
+
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger("sdtt_search.model")
+
+
+@functools.lru_cache(maxsize=None)
+def xformers_available() -> bool:
+    """Whether ``import xformers.ops`` works (checked once)."""
+    try:
+        import xformers.ops  # noqa: F401
+    except Exception:  # noqa: BLE001 - any import failure means "not usable"
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=None)
+def _log_choice(backend: str, device: str) -> None:
+    log.info("attention backend: %s (device %s)", backend, device)
+
+
+def select_backend(requested: str, device: torch.device | str) -> str:
+    """The attention implementation to use: "xformers" or "sdpa".
+
+    "auto" gives xformers on a CUDA device when ``xformers.ops`` imports, else PyTorch
+    SDPA. An explicit "xformers" that cannot work is a one-line RuntimeError. The
+    choice is logged once (logger "sdtt_search.model").
+    """
+    device = torch.device(device)
+    if requested == "auto":
+        backend = "xformers" if device.type == "cuda" and xformers_available() else "sdpa"
+    elif requested == "xformers":
+        if device.type != "cuda" or not xformers_available():
+            why = f"the device is {device.type}, not cuda" if device.type != "cuda" else "xformers is not installed"
+            raise RuntimeError(
+                f"attention_backend=xformers needs a CUDA device and `pip install 'sdtt-search[gpu]'` ({why}); "
+                "use attention_backend=sdpa or auto"
+            )
+        backend = "xformers"
+    elif requested == "sdpa":
+        backend = "sdpa"
+    else:
+        raise ValueError(f"attention_backend={requested!r} is unknown; use auto, sdpa or xformers")
+    _log_choice(backend, str(device))
+    return backend
+
+
+def _boolean_mask(key_padding_mask: torch.Tensor | None, causal: bool, length: int, device: torch.device) -> torch.Tensor:
+    """[B or 1, 1, L, L] bool, True = query i may attend to key j.
+
+    Keys that are padding are excluded. A padded query could then have no key at all
+    (causal + left padding), and softmax over an empty row is NaN; so every query
+    may always attend to itself. Pad queries' outputs are garbage but finite, and
+    real queries never see them.
+    """
+    allowed = torch.ones(1, 1, length, length, dtype=torch.bool, device=device)
+    if causal:
+        allowed = allowed.tril()
+    if key_padding_mask is not None:
+        allowed = allowed & key_padding_mask[:, None, None, :].bool()
+    return allowed | torch.eye(length, dtype=torch.bool, device=device)
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    key_padding_mask: torch.Tensor | None,
+    causal: bool,
+    backend: str,
+) -> torch.Tensor:
+    """Multi-head scaled dot-product attention (scale 1/sqrt(D), no dropout).
+
+    Args:
+        q, k, v: [B, L, H, D].
+        key_padding_mask: [B, L] bool, True = real token; None = no padding. Padding
+            is never attended to (a padded query attends to itself only, to stay finite).
+        causal: query i sees keys j <= i only.
+        backend: "sdpa" or "xformers" (see ``select_backend``).
+    Returns:
+        [B, L, H, D] in q's dtype.
+    """
+    if backend == "xformers":
+        return _xformers_attention(q, k, v, key_padding_mask, causal)
+    q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # SDPA wants [B, H, L, D]
+    if key_padding_mask is None:
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    else:
+        mask = _boolean_mask(key_padding_mask, causal, q.shape[2], q.device)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return out.transpose(1, 2)
+
+
+def _xformers_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: torch.Tensor | None, causal: bool
+) -> torch.Tensor:
+    """xformers' memory-efficient kernel; takes [B, L, H, D] natively."""
+    import xformers.ops as xops
+
+    if key_padding_mask is None:
+        bias = xops.LowerTriangularMask() if causal else None
+        return xops.memory_efficient_attention(q, k, v, attn_bias=bias)
+    batch, length, heads, _ = q.shape
+    allowed = _boolean_mask(key_padding_mask, causal, length, q.device)  # [B, 1, L, L]
+    # An additive bias [B, H, L, L] in q's dtype. xformers needs the last dim's storage
+    # aligned to 8 elements: allocate [.., L, ceil8(L)] and slice a view of width L.
+    padded = (length + 7) // 8 * 8
+    bias = torch.zeros(batch, heads, length, padded, dtype=q.dtype, device=q.device)[..., :length]
+    bias.masked_fill_(~allowed.expand(batch, heads, length, length), float("-inf"))
+    return xops.memory_efficient_attention(q, k, v, attn_bias=bias)

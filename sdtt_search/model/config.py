@@ -1,0 +1,94 @@
+"""Denoiser hyper-parameters and the named sizes."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+# Named sizes; configs/model/<name>.yaml hold the same values (a test checks it).
+# "small" is MDLM/SDTT's DiT (spec §A5): 169.6M parameters with the GPT-2 vocabulary (V = 50258).
+MODEL_SIZES: dict[str, dict[str, Any]] = {
+    "tiny": dict(hidden_size=128, n_layers=4, n_heads=4, cond_dim=64, mlp_ratio=4, max_length=128, dropout=0.0),
+    "mini": dict(hidden_size=256, n_layers=6, n_heads=4, cond_dim=128, mlp_ratio=4, max_length=128, dropout=0.0),
+    "small": dict(hidden_size=768, n_layers=12, n_heads=12, cond_dim=128, mlp_ratio=4, max_length=1024, dropout=0.1),
+    "medium": dict(hidden_size=1024, n_layers=24, n_heads=16, cond_dim=128, mlp_ratio=4, max_length=1024, dropout=0.1),
+}
+
+BACKENDS = ("auto", "sdpa", "xformers")
+
+
+@dataclass
+class ModelConfig:
+    """Shape of a ``Denoiser``.
+
+    Attributes:
+        vocab_size: V, including the special tokens (MASK among them).
+        hidden_size / n_layers / n_heads: transformer width, depth, heads.
+        cond_dim: width of the (time) conditioning vector fed to adaLN.
+        mlp_ratio: MLP width / hidden_size.
+        max_length: longest sequence the model is meant for (rotary has no hard cap).
+        dropout: on the residual branches.
+        time_conditioning: feed sigma(t) to adaLN (MDLM's default is off).
+        causal: causal attention: the same network as an autoregressive model.
+        attention_backend: "auto" (xformers on CUDA when installed, else SDPA), "sdpa", "xformers".
+        mask_id: the MASK token id (for diffusion models).
+    """
+
+    vocab_size: int
+    hidden_size: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    cond_dim: int = 64
+    mlp_ratio: int = 4
+    max_length: int = 128
+    dropout: float = 0.0
+    time_conditioning: bool = False
+    causal: bool = False
+    attention_backend: str = "auto"
+    mask_id: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "hidden_size", "n_layers", "n_heads", "cond_dim", "mlp_ratio", "max_length"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"model.{name}={value!r} must be a positive integer")
+        if self.hidden_size % self.n_heads:
+            raise ValueError(f"model.hidden_size={self.hidden_size} is not divisible by model.n_heads={self.n_heads}")
+        if (self.hidden_size // self.n_heads) % 2:
+            raise ValueError(f"head dim {self.hidden_size // self.n_heads} must be even for rotary embeddings")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"model.dropout={self.dropout!r} must be a number in [0, 1)")
+        for name in ("time_conditioning", "causal"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"model.{name}={getattr(self, name)!r} must be true or false")
+        if self.attention_backend not in BACKENDS:
+            raise ValueError(f"model.attention_backend={self.attention_backend!r} is unknown; use one of {', '.join(BACKENDS)}")
+        if self.mask_id is not None and (not isinstance(self.mask_id, int) or not 0 <= self.mask_id < self.vocab_size):
+            raise ValueError(f"model.mask_id={self.mask_id} is outside the vocabulary of {self.vocab_size}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.n_heads
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as plain JSON-able values (the "model" entry of config.json)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+        """Inverse of ``to_dict``; unknown or missing keys are one-line ValueErrors."""
+        if not isinstance(values, dict):
+            raise ValueError(f"model config must be a mapping, got {type(values).__name__}")
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown model config key(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        if "vocab_size" not in values:
+            raise ValueError("model config has no vocab_size")
+        return cls(**values)
+
+    @classmethod
+    def from_size(cls, name: str, vocab_size: int, **overrides: Any) -> "ModelConfig":
+        """A named preset of ``MODEL_SIZES`` with ``overrides`` applied (e.g. causal=True)."""
+        if name not in MODEL_SIZES:
+            raise ValueError(f"unknown model size {name!r}; available: {', '.join(MODEL_SIZES)}")
+        return cls.from_dict({**MODEL_SIZES[name], "vocab_size": vocab_size, **overrides})

@@ -1,0 +1,208 @@
+"""The denoiser: a DiT-style bidirectional transformer (MDLM's "DIT", spec §A5).
+
+Pre-LN blocks with adaLN-zero modulation from a conditioning vector, rotary
+position embeddings on q and k, an untied output head. ``causal=True`` turns the
+same network into an autoregressive model of the same size.
+"""
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import attention, select_backend
+from .config import ModelConfig
+from .rotary import apply_rotary, rotary_tables
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm with a weight and no bias, computed in fp32."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [..., h] -> same shape and dtype; normalised in fp32 with autocast off (spec §A5)."""
+        device = x.device.type
+        no_autocast = torch.autocast(device, enabled=False) if torch.amp.is_autocast_available(device) else nullcontext()
+        with no_autocast:
+            return F.layer_norm(x.float(), (x.shape[-1],), self.weight.float()).to(x.dtype)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """x * (1 + scale) + shift with [B, h] modulation broadcast over L."""
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+class TimestepEmbedder(nn.Module):
+    """sigma -> 256 sinusoidal features (cos then sin) -> MLP -> cond_dim."""
+
+    def __init__(self, cond_dim: int, frequency_dim: int = 256):
+        super().__init__()
+        self.frequency_dim = frequency_dim
+        self.mlp = nn.Sequential(nn.Linear(frequency_dim, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
+
+    def forward(self, sigma: torch.Tensor) -> torch.Tensor:
+        """sigma [B] -> [B, cond_dim]."""
+        half = self.frequency_dim // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=sigma.device, dtype=torch.float32) / half)
+        args = sigma.float()[:, None] * freqs[None]
+        return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
+
+
+class DDiTBlock(nn.Module):
+    """One adaLN-zero transformer block (spec §A5 step 4).
+
+    x = x + gate1 * Dropout(Attn(modulate(LN1(x), shift1, scale1)))
+    x = x + gate2 * Dropout(MLP(modulate(LN2(x), shift2, scale2)))
+    with (shift1, scale1, gate1, shift2, scale2, gate2) = Linear(c), zero-initialised,
+    so a fresh block is the identity.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        h = config.hidden_size
+        self.n_heads = config.n_heads
+        self.norm1 = LayerNorm(h)
+        self.attn_qkv = nn.Linear(h, 3 * h, bias=False)
+        self.attn_out = nn.Linear(h, h, bias=False)
+        self.norm2 = LayerNorm(h)
+        self.mlp = nn.Sequential(nn.Linear(h, config.mlp_ratio * h), nn.GELU(approximate="tanh"), nn.Linear(config.mlp_ratio * h, h))
+        self.adaLN_modulation = nn.Linear(config.cond_dim, 6 * h)
+        nn.init.zeros_(self.adaLN_modulation.weight)  # adaLN-zero: the block starts as the identity
+        nn.init.zeros_(self.adaLN_modulation.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        c: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor],
+        key_padding_mask: torch.Tensor | None,
+        causal: bool,
+        backend: str,
+    ) -> torch.Tensor:
+        """x [B, L, h], c [B, cond_dim], rotary (cos, sin) [B, L, 1, D],
+        key_padding_mask [B, L] bool (True = real) or None -> [B, L, h]."""
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(c).chunk(6, dim=-1)
+        batch, length, h = x.shape
+        qkv = self.attn_qkv(modulate(self.norm1(x), shift1, scale1)).view(batch, length, 3, self.n_heads, h // self.n_heads)
+        q, k, v = qkv.unbind(dim=2)
+        cos, sin = rotary
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        a = attention(q, k, v, key_padding_mask=key_padding_mask, causal=causal, backend=backend)
+        x = x + gate1[:, None] * self.dropout(self.attn_out(a.reshape(batch, length, h)))
+        x = x + gate2[:, None] * self.dropout(self.mlp(modulate(self.norm2(x), shift2, scale2)))
+        return x
+
+
+class FinalLayer(nn.Module):
+    """adaLN-modulated LN and the (zero-initialised) output projection to V logits."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        h = config.hidden_size
+        self.norm_final = LayerNorm(h)
+        self.linear = nn.Linear(h, config.vocab_size)
+        self.adaLN_modulation = nn.Linear(config.cond_dim, 2 * h)
+        for layer in (self.linear, self.adaLN_modulation):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """x [B, L, h], c [B, cond_dim] -> logits [B, L, V]."""
+        shift, scale = self.adaLN_modulation(c).chunk(2, dim=-1)
+        return self.linear(modulate(self.norm_final(x), shift, scale))
+
+
+class EmbeddingTable(nn.Module):
+    """A [V, h] parameter looked up by index (MDLM's ``vocab_embed.embedding`` key)."""
+
+    def __init__(self, vocab_size: int, dim: int):
+        super().__init__()
+        self.embedding = nn.Parameter(torch.empty(vocab_size, dim))
+        nn.init.kaiming_uniform_(self.embedding, a=math.sqrt(5))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.embedding[ids]
+
+
+class Denoiser(nn.Module):
+    """MDLM's DiT: input_ids [B, L] (+ attention_mask [B, L], sigma [B]) -> logits [B, L, V] (fp32).
+
+    State-dict keys follow MDLM's ``DIT`` (spec §A5, §E9) so released weights can be
+    mapped in: vocab_embed.embedding, sigma_map.mlp.{0,2}.*, blocks.{i}.{norm1,
+    attn_qkv, attn_out, norm2, mlp.{0,2}, adaLN_modulation}.*, output_layer.{norm_final,
+    linear, adaLN_modulation}.*. (MDLM's ``rotary_emb.inv_freq`` buffer is not stored:
+    the rotary tables are computed from positions on the fly.)
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.vocab_embed = EmbeddingTable(config.vocab_size, config.hidden_size)
+        self.sigma_map = TimestepEmbedder(config.cond_dim)
+        self.blocks = nn.ModuleList(DDiTBlock(config) for _ in range(config.n_layers))
+        self.output_layer = FinalLayer(config)
+
+    @property
+    def num_parameters(self) -> int:
+        """Total number of parameters (the V x h embedding and head included)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        sigma: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits of the clean token at every position.
+
+        Args:
+            input_ids: [B, L] token ids (MASK where masked).
+            attention_mask: [B, L] bool, False on padding; positions count from the
+                first real token, so left padding leaves a row's output unchanged.
+            sigma: [B] total noise sigma(t); required with ``time_conditioning``,
+                otherwise ignored (replaced by zeros, as MDLM does: spec §A4).
+        Returns:
+            [B, L, V] float32 logits.
+        """
+        batch, length = input_ids.shape
+        if attention_mask is None:
+            positions = torch.arange(length, device=input_ids.device).expand(batch, length)
+            key_padding_mask = None
+        else:
+            attention_mask = attention_mask.bool()
+            positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+            key_padding_mask = None if bool(attention_mask.all()) else attention_mask
+        if not self.config.time_conditioning:
+            sigma = torch.zeros(batch, device=input_ids.device)  # spec §A4: MDLM zeroes sigma
+        elif sigma is None:
+            raise ValueError("this model is time-conditioned (time_conditioning=True): pass sigma [B]")
+        else:
+            sigma = sigma.reshape(-1).expand(batch) if sigma.numel() == 1 else sigma.reshape(batch)
+        c = F.silu(self.sigma_map(sigma))
+        x = self.vocab_embed(input_ids)
+        rotary = rotary_tables(positions, self.config.head_dim)
+        backend = select_backend(self.config.attention_backend, input_ids.device)
+        for block in self.blocks:
+            x = block(x, c, rotary, key_padding_mask, self.config.causal, backend)
+        return self.output_layer(x, c).float()
+
+    # Checkpoint helpers (the format lives in sdtt_search.checkpoint).
+    def save_pretrained(self, directory, tokenizer, meta: dict | None = None, card: str | None = None):
+        """Write a checkpoint directory (see ``sdtt_search.checkpoint.save_pretrained``); returns its Path."""
+        from ..checkpoint import save_pretrained
+
+        return save_pretrained(directory, self, tokenizer, meta=meta, card=card)
+
+    @classmethod
+    def from_pretrained(cls, directory, device: str | torch.device = "cpu") -> "Denoiser":
+        """The model (eval mode) of a checkpoint directory (``checkpoint.load_pretrained``)."""
+        from ..checkpoint import load_pretrained
+
+        return load_pretrained(directory, device=device).model
