@@ -1,0 +1,123 @@
+"""From a task's (prompt, target) text pairs to token batches for training.
+
+A training row has the same layout the samplers generate into:
+``[left padding | prompt | target, EOS, PAD filler up to gen_length]``.
+The completion region (target + EOS + filler) is what the loss covers: the model
+learns where the answer ends by predicting EOS and the filler, so the answer
+length need not be known in advance (as in Ye et al. 2025 and LLaDA SFT).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence
+
+import torch
+
+
+@dataclass
+class TrainBatch:
+    """Token batch, all [B, L].
+
+    Attributes:
+        x: clean tokens; maskable: True on the completion region (the loss);
+        attention_mask: False on left padding.
+    """
+
+    x: torch.Tensor
+    maskable: torch.Tensor
+    attention_mask: torch.Tensor
+
+    def to(self, device: torch.device | str) -> "TrainBatch":
+        return TrainBatch(self.x.to(device), self.maskable.to(device), self.attention_mask.to(device))
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.attention_mask.sum())
+
+
+def encode_completion(tokenizer, target: str, gen_length: int) -> list[int] | None:
+    """Target ids + EOS + PAD filler, exactly ``gen_length`` long; None if too long."""
+    ids = tokenizer.encode(target) + [tokenizer.eos_id]
+    if len(ids) > gen_length:
+        return None
+    return ids + [tokenizer.pad_id] * (gen_length - len(ids))
+
+
+def collate(tokenizer, pairs: Sequence[tuple[str, str]], gen_length: int) -> TrainBatch:
+    """Encode (prompt, target) pairs into one left-padded batch.
+
+    Pairs whose target does not fit in ``gen_length`` raise: filter them first with
+    ``fits``, so the training stream never silently truncates answers.
+    """
+    prompts = [tokenizer.encode(p) for p, _ in pairs]
+    completions = []
+    for (_, target) in pairs:
+        ids = encode_completion(tokenizer, target, gen_length)
+        if ids is None:
+            raise ValueError(f"target longer than gen_length={gen_length}: {target[:60]!r}...")
+        completions.append(ids)
+    width = max(len(p) for p in prompts) + gen_length
+    x = torch.full((len(pairs), width), tokenizer.pad_id, dtype=torch.long)
+    attention = torch.zeros((len(pairs), width), dtype=torch.bool)
+    for row, (prompt, completion) in enumerate(zip(prompts, completions)):
+        start = width - gen_length - len(prompt)
+        x[row, start:] = torch.tensor(prompt + completion, dtype=torch.long)
+        attention[row, start:] = True
+    maskable = torch.zeros_like(attention)
+    maskable[:, width - gen_length :] = True
+    return TrainBatch(x=x, maskable=maskable, attention_mask=attention)
+
+
+class ExampleStream:
+    """A task's training pairs as an iterator that knows how far it has gone.
+
+    Resuming a run re-creates the stream with the same seed and skips the pairs
+    already consumed, so a resumed run sees exactly the data of an uninterrupted
+    one. With ``world_size > 1`` rank r keeps every world_size-th pair.
+    """
+
+    def __init__(
+        self,
+        examples: Iterable[tuple[str, str]],
+        *,
+        tokenizer,
+        gen_length: int,
+        max_prompt_tokens: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self._examples = iter(examples)
+        self.tokenizer = tokenizer
+        self.gen_length = gen_length
+        self.max_prompt_tokens = max_prompt_tokens
+        self.rank, self.world_size = rank, world_size
+        self.consumed = 0  # pairs drawn from the underlying iterator (all ranks)
+        self.skipped_too_long = 0
+
+    def _fits(self, prompt: str, target: str) -> bool:
+        if len(self.tokenizer.encode(target)) + 1 > self.gen_length:
+            return False
+        return self.max_prompt_tokens is None or len(self.tokenizer.encode(prompt)) <= self.max_prompt_tokens
+
+    def _next_pair(self) -> tuple[str, str]:
+        while True:
+            pair = next(self._examples)
+            index = self.consumed
+            self.consumed += 1
+            if index % self.world_size != self.rank:
+                continue
+            if self._fits(*pair):
+                return pair
+            self.skipped_too_long += 1
+
+    def skip_to(self, consumed: int) -> None:
+        """Advance the underlying iterator until ``consumed`` pairs were drawn."""
+        while self.consumed < consumed:
+            next(self._examples)
+            self.consumed += 1
+
+    def next_batch(self, batch_size: int) -> TrainBatch:
+        return collate(self.tokenizer, [self._next_pair() for _ in range(batch_size)], self.gen_length)
+
+    def __iter__(self) -> Iterator[TrainBatch]:
+        raise TypeError("use next_batch(batch_size)")

@@ -1,0 +1,80 @@
+"""Task accuracy of a model while it trains or after a distillation round."""
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from typing import Sequence
+
+import torch
+
+from sdtt_search.diffusion import SamplerConfig, generate
+
+
+def unigram_entropy(rows: Sequence[Sequence[int]]) -> float:
+    """Mean over samples of the Shannon entropy (nats) of each sample's token ids.
+
+    The PGM/DUO definition (spec §D1); a falling value flags mode collapse.
+    """
+    values = []
+    for row in rows:
+        if not row:
+            continue
+        counts = Counter(row)
+        n = len(row)
+        values.append(-sum(c / n * math.log(c / n) for c in counts.values()))
+    return sum(values) / len(values) if values else 0.0
+
+
+def _until_eos(ids: list[int], eos_id: int, pad_id: int) -> list[int]:
+    out = []
+    for i in ids:
+        if i == eos_id:
+            break
+        if i != pad_id:
+            out.append(i)
+    return out
+
+
+@torch.no_grad()
+def evaluate_task(
+    model,
+    tokenizer,
+    task,
+    problems: Sequence,
+    sampler: SamplerConfig,
+    *,
+    gen_length: int,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> dict:
+    """pass@1 (task ``is_correct``) of one sample per problem, plus speed and entropy.
+
+    Returns:
+        {"pass@1", "samples_per_s", "entropy", "nfe_per_batch", "problems", "steps"}.
+    """
+    was_training = model.training
+    model.eval()
+    correct, token_rows, nfe, batches = 0, [], 0, 0
+    start = time.perf_counter()
+    for lo in range(0, len(problems), batch_size):
+        chunk = problems[lo : lo + batch_size]
+        out = generate(
+            model, tokenizer, [task.format_prompt(p) for p in chunk], sampler,
+            seeds=[seed * 1_000_003 + lo + i for i in range(len(chunk))], gen_length=gen_length,
+        )
+        correct += sum(bool(task.is_correct(p, text)) for p, text in zip(chunk, out.texts))
+        token_rows += [_until_eos(row.tolist(), tokenizer.eos_id, tokenizer.pad_id) for row in out.tokens]
+        nfe += out.nfe
+        batches += 1
+    elapsed = time.perf_counter() - start
+    model.train(was_training)
+    n = max(len(problems), 1)
+    return {
+        "pass@1": correct / n,
+        "samples_per_s": len(problems) / max(elapsed, 1e-9),
+        "entropy": unigram_entropy(token_rows),
+        "nfe_per_batch": nfe / max(batches, 1),
+        "problems": len(problems),
+        "steps": sampler.steps,
+    }

@@ -1,0 +1,126 @@
+"""Train a masked diffusion LM (or its causal AR twin) from scratch on a task.
+
+    python -m distill.pretrain task=countdown model=tiny train.steps=2000
+    python -m distill.pretrain task=gsm8k model=mini objective=ar output_dir=runs/gsm8k-ar
+
+Prompt tokens are never masked and the loss covers the completion only. Killing
+the program and running the same command again resumes where it stopped. The EMA
+weights are exported to ``<output_dir>/checkpoint`` at every save.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from sdtt_search.cli import cli_main
+from sdtt_search.checkpoint import load_pretrained, save_pretrained
+from sdtt_search.diffusion import SamplerConfig, ar_loss, mdlm_loss
+from sdtt_search.model import Denoiser, ModelConfig
+from sdtt_search.tokenizer import Tokenizer
+
+from .distributed import DistContext
+from .evaluate import evaluate_task
+from .setup import (
+    build_task, build_tokenizer, checkpoint_dir, eval_problems, make_stream, measure_gen_length,
+    resolve_device, to_dict,
+)
+from .trainer import TrainConfig, Trainer
+
+log = logging.getLogger("distill.pretrain")
+
+OBJECTIVES = ("mdlm", "ar")
+
+
+def build_model(cfg: DictConfig, tokenizer: Tokenizer, gen_length: int, max_prompt: int) -> Denoiser:
+    fields = to_dict(cfg.model)
+    fields.pop("name", None)
+    fields["max_length"] = max(int(fields.get("max_length", 0) or 0), max_prompt + gen_length)
+    config = ModelConfig(vocab_size=tokenizer.vocab_size, mask_id=tokenizer.mask_id, causal=cfg.objective == "ar", **fields)
+    return Denoiser(config)
+
+
+def make_loss(objective: str, mask_id: int):
+    if objective == "mdlm":
+        def loss_fn(model, batch, generator):
+            return mdlm_loss(model, batch.x, batch.maskable, mask_id=mask_id,
+                             attention_mask=batch.attention_mask, generator=generator)
+    else:
+        def loss_fn(model, batch, generator):
+            return ar_loss(model, batch.x, batch.maskable, attention_mask=batch.attention_mask)
+    return loss_fn
+
+
+def run(cfg: DictConfig) -> Path:
+    """Train as configured; returns the exported checkpoint directory."""
+    if cfg.objective not in OBJECTIVES:
+        raise ValueError(f"objective={cfg.objective!r} is unknown; use one of {', '.join(OBJECTIVES)}")
+    dist = DistContext.from_env()
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and dist.enabled:
+        device = torch.device("cuda", dist.local_rank)
+    torch.manual_seed(cfg.seed)
+    out_dir = Path(cfg.output_dir)
+    task = build_task(cfg.task)
+    export = checkpoint_dir(out_dir)
+
+    # Tokenizer and lengths are fixed at the first start and reread on resume.
+    if cfg.init_from:
+        init = load_pretrained(cfg.init_from)
+        tokenizer, meta = init.tokenizer, dict(init.meta)
+        gen_length = int(cfg.task.gen_length or meta["gen_length"])
+    elif (export / "config.json").exists():
+        prev = load_pretrained(export)
+        tokenizer, gen_length = prev.tokenizer, int(prev.meta["gen_length"])
+    else:
+        tokenizer = build_tokenizer(task, to_dict(cfg.task.get("tokenizer")), cfg.seed)
+        gen_length = int(cfg.task.gen_length or measure_gen_length(task, tokenizer, cfg.seed))
+    problems = eval_problems(task, cfg.eval.split, cfg.eval.problems)
+    max_prompt = max(len(tokenizer.encode(task.format_prompt(p))) for p in problems)
+    model = build_model(cfg, tokenizer, gen_length, max_prompt * 2)
+    if cfg.init_from:
+        model.load_state_dict(init.model.state_dict())
+    model.to(device)
+    log.info("model: %.2fM parameters, gen_length %d, device %s", model.num_parameters / 1e6, gen_length, device)
+
+    train_cfg = TrainConfig(**to_dict(cfg.train))
+    stream = make_stream(task, tokenizer, gen_length, cfg.seed, dist.rank, dist.world_size)
+    sampler = SamplerConfig(**to_dict(cfg.eval.sampler))
+
+    def evaluate(ema_model, step):
+        if cfg.objective == "ar":
+            return {}
+        return evaluate_task(ema_model, tokenizer, task, problems, sampler, gen_length=gen_length,
+                             batch_size=cfg.eval.batch_size)
+
+    def export_checkpoint(trainer: Trainer, step: int) -> None:
+        meta = {
+            "kind": "ar" if cfg.objective == "ar" else "diffusion",
+            "task": to_dict(cfg.task),
+            "gen_length": gen_length,
+            "sampling_steps": int(sampler.steps),
+            "train_steps": step,
+            "train_seconds": round(trainer.train_seconds, 1),
+            "device": str(device),
+        }
+        save_pretrained(export, trainer.ema.model, tokenizer, meta=meta)
+
+    trainer = Trainer(model=model, loss_fn=make_loss(cfg.objective, tokenizer.mask_id), stream=stream,
+                      config=train_cfg, output_dir=out_dir, dist=dist,
+                      evaluate=evaluate, on_save=export_checkpoint)
+    history = trainer.run()
+    finals = [h for h in history if h.get("final")]
+    if finals and dist.rank == 0:
+        print(json.dumps(finals[-1]))
+    return export
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli_main(run, "pretrain", argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,166 @@
+"""Self-Distillation Through Time: few-step students from a masked diffusion teacher.
+
+    python -m distill.sdtt teacher=runs/pretrain-countdown/checkpoint min_steps=4
+
+Round r trains a student (initialised from the teacher) so that one of its
+ancestral steps of size 2 dt matches two teacher steps of size dt (Algorithm 1 of
+the paper), with dt = 1 / teacher_steps. At each round boundary the student's
+step count is halved and the student becomes the teacher; the optimiser and the
+EMA carry on (spec §B5). Each round writes a checkpoint whose meta records its
+sampling steps, and a row of ``rounds.json`` with pass@1 of the student at its
+steps next to the original teacher's at its full steps.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from sdtt_search.cli import cli_main
+from sdtt_search.checkpoint import load_pretrained, save_pretrained
+from sdtt_search.diffusion import LogLinearSchedule, SamplerConfig, mask_tokens, sample_times, subs_log_probs
+
+from .distributed import DistContext
+from .evaluate import evaluate_task
+from .sdtt_math import DIVERGENCES, RoundPlan, divergence, teacher_targets
+from .setup import build_task, eval_problems, make_stream, resolve_device, to_dict
+from .trainer import TrainConfig, Trainer
+
+log = logging.getLogger("distill.sdtt")
+
+
+def sdtt_loss(student, teacher, batch, generator, *, dt: float, mask_id: int, kind: str,
+              eps: float, precision: int, conditional: bool) -> "SDTTLoss":
+    """Divergence between the student's one-step prediction and the teacher's two steps.
+
+    The loss covers the positions masked in z_t, all weighted equally (no 1/t
+    weight, spec §B3); times are drawn with MDLM's stratified sampler.
+    """
+    maskable = batch.maskable if conditional else batch.attention_mask
+    t = sample_times(batch.x.shape[0], eps=eps, generator=generator, device=batch.x.device)
+    z = mask_tokens(batch.x, LogLinearSchedule().move_chance(t), maskable, mask_id, generator)
+    target = teacher_targets(teacher, z, t, dt, mask_id=mask_id, attention_mask=batch.attention_mask,
+                             eps=eps, generator=generator)
+    time_conditioned = bool(getattr(getattr(student, "config", None), "time_conditioning", False))
+    sigma = LogLinearSchedule().sigma(t) if time_conditioned else None
+    logits = student(z, attention_mask=batch.attention_mask, sigma=sigma)
+    masked = z == mask_id
+    dtype = torch.float64 if precision == 64 else torch.float32
+    s = subs_log_probs(logits[masked].to(dtype)[None], z[masked][None], mask_id)[0]
+    loss = divergence(s, target[masked].to(dtype), kind, mask_id) if masked.any() else logits.sum() * 0.0
+    return SDTTLoss(loss=loss.float(), num_tokens=int(masked.sum()))
+
+
+@dataclass
+class SDTTLoss:
+    loss: torch.Tensor
+    num_tokens: int
+
+
+def run(cfg: DictConfig) -> list[dict]:
+    """Distil as configured; returns the rounds table."""
+    if cfg.divergence not in DIVERGENCES:
+        raise ValueError(f"divergence={cfg.divergence!r} is unknown; use one of {', '.join(DIVERGENCES)}")
+    if int(cfg.loss_precision) not in (32, 64):
+        raise ValueError(f"loss_precision={cfg.loss_precision!r} must be 32 or 64")
+    dist = DistContext.from_env()
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    from sdtt_search.zoo import resolve_model_path  # zoo names as well as directories
+
+    source = load_pretrained(resolve_model_path(cfg.teacher))
+    if source.meta.get("kind", "diffusion") != "diffusion":
+        raise ValueError(f"teacher={cfg.teacher} is a {source.meta.get('kind')} model; SDTT needs a masked diffusion checkpoint")
+    tokenizer, meta = source.tokenizer, dict(source.meta)
+    plan = RoundPlan(int(cfg.teacher_steps or meta["sampling_steps"]), int(cfg.min_steps))
+    gen_length = int(meta["gen_length"])
+    task = build_task(meta["task"])
+    problems = eval_problems(task, cfg.eval.split, cfg.eval.problems)
+    out_dir = Path(cfg.output_dir)
+
+    original = source.model.to(device).eval()
+    student = copy.deepcopy(original).train()
+    teacher_box = {"model": copy.deepcopy(original).eval()}
+    train_cfg = TrainConfig(**{**to_dict(cfg.train), "steps": plan.rounds * int(cfg.steps_per_round)})
+    stream = make_stream(task, tokenizer, gen_length, cfg.seed, dist.rank, dist.world_size)
+    mask_id = tokenizer.mask_id
+
+    def round_of(step: int) -> int:
+        return min(step // int(cfg.steps_per_round), plan.rounds - 1)
+
+    def loss_fn(model, batch, generator):
+        r = round_of(trainer.step)
+        return sdtt_loss(model, teacher_box["model"], batch, generator, dt=(1.0 - cfg.eps) / plan.teacher_steps_of(r),
+                         mask_id=mask_id, kind=cfg.divergence, eps=cfg.eps, precision=int(cfg.loss_precision),
+                         conditional=cfg.conditional)
+
+    rounds_path = out_dir / "rounds.json"
+    table = json.loads(rounds_path.read_text()) if rounds_path.exists() else {"teacher": None, "rounds": {}}
+
+    def sampler(steps: int) -> SamplerConfig:
+        return SamplerConfig(method="ancestral", steps=steps, temperature=float(cfg.eval.temperature), eps=float(cfg.eps))
+
+    def finish_round(trainer: Trainer, r: int) -> None:
+        steps = plan.student_steps_of(r)
+        if dist.rank == 0:
+            if table["teacher"] is None:
+                table["teacher"] = evaluate_task(original, tokenizer, task, problems, sampler(plan.teacher_steps),
+                                                 gen_length=gen_length, batch_size=cfg.eval.batch_size)
+            result = evaluate_task(trainer.ema.model, tokenizer, task, problems, sampler(steps),
+                                   gen_length=gen_length, batch_size=cfg.eval.batch_size)
+            teacher_pass = table["teacher"]["pass@1"]
+            row = {"round": r + 1, "student_steps": steps, "teacher_steps": plan.teacher_steps,
+                   "student_pass@1": result["pass@1"], "teacher_pass@1": teacher_pass,
+                   "ratio": result["pass@1"] / teacher_pass if teacher_pass else float("nan"),
+                   "entropy": result["entropy"], "samples_per_s": result["samples_per_s"], "train_step": trainer.step}
+            table["rounds"][str(r + 1)] = row
+            ckpt_meta = {**meta, "sampling_steps": steps, "sdtt": {"round": r + 1, "divergence": cfg.divergence,
+                         "teacher": str(cfg.teacher), "teacher_steps": plan.teacher_steps, "train_step": trainer.step}}
+            save_pretrained(out_dir / f"round-{r + 1}-steps-{steps}", trainer.ema.model, tokenizer, meta=ckpt_meta)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            rounds_path.write_text(json.dumps(table, indent=2))
+            log.info("round %d (%d steps): pass@1 %.3f vs teacher %.3f", r + 1, steps, result["pass@1"], teacher_pass)
+        dist.barrier()
+        # The student becomes the teacher of the next round (raw weights, as SDTT).
+        source_model = trainer.ema.model if cfg.teacher_from_ema else trainer.module
+        teacher_box["model"] = copy.deepcopy(source_model).eval()
+
+    def on_step(trainer: Trainer, step: int) -> None:
+        if step > 0 and step % int(cfg.steps_per_round) == 0 and step // int(cfg.steps_per_round) <= plan.rounds - 1:
+            finish_round(trainer, step // int(cfg.steps_per_round) - 1)
+
+    trainer = Trainer(
+        model=student, loss_fn=loss_fn, stream=stream, config=train_cfg, output_dir=out_dir, dist=dist, on_step=on_step,
+        extra_state={"teacher": (lambda: teacher_box["model"].state_dict(),
+                                 lambda sd: teacher_box["model"].load_state_dict(sd))},
+    )
+    trainer.run()
+    if str(plan.rounds) not in table["rounds"] or table["rounds"][str(plan.rounds)]["train_step"] != trainer.step:
+        finish_round(trainer, plan.rounds - 1)
+    rows = [table["rounds"][k] for k in sorted(table["rounds"], key=int)]
+    if dist.rank == 0:
+        print(format_rounds(rows))
+    return rows
+
+
+def format_rounds(rows: list[dict]) -> str:
+    """Markdown table of the rounds."""
+    head = "| round | steps | pass@1 | teacher pass@1 (steps) | ratio | entropy | samples/s |\n|---|---|---|---|---|---|---|"
+    lines = [head]
+    for r in rows:
+        lines.append(f"| {r['round']} | {r['student_steps']} | {r['student_pass@1']:.3f} | {r['teacher_pass@1']:.3f} "
+                     f"({r['teacher_steps']}) | {r['ratio']:.2f} | {r['entropy']:.3f} | {r['samples_per_s']:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli_main(run, "sdtt", argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

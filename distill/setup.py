@@ -1,0 +1,84 @@
+"""Pieces both training programs build from a Hydra config: task, tokenizer,
+device, evaluation split and the data stream."""
+from __future__ import annotations
+
+import itertools
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from sdtt_search.cli import task_from_config
+from sdtt_search.tokenizer import Tokenizer
+
+from .data import ExampleStream
+
+log = logging.getLogger("distill")
+
+# How many training pairs to look at when building a tokenizer or measuring lengths.
+SURVEY_PAIRS = 5000
+
+
+def to_dict(cfg: Any) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg or {})
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> cuda if available else cpu; "cuda" without a GPU is a one-line error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name} was asked for but no CUDA GPU is visible; use device=cpu or device=auto")
+    return torch.device(name)
+
+
+def build_task(task_cfg: DictConfig | dict):
+    """``load_task`` from the ``task`` config group (name, options, path)."""
+    return task_from_config(task_cfg)
+
+
+def survey(task, seed: int, n: int = SURVEY_PAIRS) -> list[tuple[str, str]]:
+    """The first ``n`` training pairs of a stream with another seed (for vocab/lengths)."""
+    return list(itertools.islice(task.train_examples(seed + 10_007), n))
+
+
+def build_tokenizer(task, tok_cfg: dict, seed: int) -> Tokenizer:
+    """Character vocabulary of the task's texts, or a BPE trained on them."""
+    pairs = survey(task, seed)
+    texts = [p + "\n" + t for p, t in pairs]
+    if tok_cfg.get("kind", "char") == "char":
+        # Evaluation prompts may hold characters that a sample of training pairs
+        # lacks; include them, and the digits every task answers with.
+        extra = "".join(task.format_prompt(p) for p in eval_problems(task, "test", 200))
+        alphabet = "".join(sorted(set("".join(texts) + extra + "0123456789")))
+        return Tokenizer.char_level(alphabet)
+    if tok_cfg.get("kind") == "bpe":
+        return Tokenizer.train_bpe(texts, int(tok_cfg.get("vocab_size", 2048)))
+    raise ValueError(f"task.tokenizer.kind={tok_cfg.get('kind')!r} is unknown; use char or bpe")
+
+
+def measure_gen_length(task, tokenizer: Tokenizer, seed: int) -> int:
+    """Longest target (in tokens) of a sample of training pairs, + EOS, + 12.5 % slack."""
+    longest = max(len(tokenizer.encode(t)) for _, t in survey(task, seed))
+    return int(longest * 1.125) + 2
+
+
+def eval_problems(task, split: str, limit: int) -> list:
+    """Problems of ``split`` (falls back to test when the task has no such split)."""
+    try:
+        return task.problems(split=split, limit=limit)
+    except (ValueError, KeyError):
+        if split == "test":
+            raise
+        log.info("task %s has no %r split; evaluating on test", getattr(task, "name", task), split)
+        return task.problems(split="test", limit=limit)
+
+
+def make_stream(task, tokenizer: Tokenizer, gen_length: int, seed: int, rank: int = 0, world_size: int = 1) -> ExampleStream:
+    return ExampleStream(task.train_examples(seed), tokenizer=tokenizer, gen_length=gen_length, rank=rank, world_size=world_size)
+
+
+def checkpoint_dir(output_dir: str | Path) -> Path:
+    return Path(output_dir) / "checkpoint"
