@@ -1,0 +1,89 @@
+"""``load_model``: a zoo name, a checkpoint directory (or, later, a hub id) -> a
+model object that the search engine can ask for completions."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from .checkpoint import load_pretrained
+from .diffusion import SamplerConfig, generate
+from .zoo import resolve_model_path
+
+
+@dataclass
+class Completions:
+    """What ``generate`` returns to the search engine.
+
+    Attributes:
+        texts: decoded completions (cut at the first EOS).
+        logprobs: per row, the model log-prob of each generated token up to and
+            including EOS (its mean is the "confidence" score).
+        nfe: network calls of the batch.
+        positions: generated positions per row (the compute per sample).
+    """
+
+    texts: list[str]
+    logprobs: list[list[float]]
+    nfe: int
+    positions: int
+
+
+class DiffusionModel:
+    """A masked diffusion checkpoint ready to sample.
+
+    Attributes:
+        model: the ``Denoiser`` (eval mode); tokenizer; meta: the checkpoint's
+        ``meta`` (task, gen_length, sampling_steps, ...); name: how it was loaded.
+    """
+
+    kind = "diffusion"
+
+    def __init__(self, model, tokenizer, meta: dict, name: str):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.meta = dict(meta)
+        self.name = name
+
+    @property
+    def gen_length(self) -> int:
+        return int(self.meta.get("gen_length", 0) or 0)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def default_sampler(self) -> SamplerConfig:
+        """The ancestral sampler at the step count the checkpoint was trained for."""
+        return SamplerConfig(method="ancestral", steps=int(self.meta.get("sampling_steps", 32)), gen_length=self.gen_length or None)
+
+    def generate(self, prompts: Sequence[str], sampler: SamplerConfig, *, seeds: Sequence[int]) -> Completions:
+        gen_length = sampler.gen_length or self.gen_length
+        if not gen_length:
+            raise ValueError(f"model {self.name} has no gen_length in its meta; set sampler.gen_length")
+        out = generate(self.model, self.tokenizer, list(prompts), sampler, seeds=list(seeds), gen_length=gen_length)
+        eos = self.tokenizer.eos_id
+        logprobs = []
+        for ids, lps in zip(out.tokens.tolist(), out.token_logprobs.tolist()):
+            row = []
+            for token, lp in zip(ids, lps):
+                row.append(lp)
+                if token == eos:
+                    break
+            logprobs.append(row)
+        return Completions(texts=out.texts, logprobs=logprobs, nfe=out.nfe, positions=gen_length)
+
+
+def load_model(name_or_path: str | Path, *, device: str | torch.device = "cpu") -> DiffusionModel:
+    """Load a zoo model (e.g. ``"countdown-cd3-sdtt-4"``) or a checkpoint directory.
+
+    Raises one-line errors for unknown names and broken checkpoints.
+    """
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device} was asked for but no CUDA GPU is visible; use device=cpu")
+    path = resolve_model_path(name_or_path)
+    loaded = load_pretrained(path, device=device)
+    return DiffusionModel(loaded.model, loaded.tokenizer, loaded.meta, name=str(name_or_path))

@@ -1,0 +1,123 @@
+"""Best-of-N search from the command line.
+
+    python -m sdtt_search.run task=gsm8k samples=256
+    python -m sdtt_search.run task=countdown model=countdown-cd3-sdtt-4 samples=64 limit=100
+    python -m sdtt_search.run task=countdown executor=ray workers=4 ray.address=auto
+
+Writes ``results.jsonl`` (one line per problem, as problems finish),
+``metrics.json`` and ``accuracy_vs_samples.png`` to ``output_dir``; rerunning
+with the same ``output_dir`` resumes.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from .cli import cli_main, task_from_config
+from .diffusion import SamplerConfig
+from .loading import load_model
+from .search.engine import Search
+from .search.report import format_summary, plot_accuracy, summarise
+from .search.store import ResultStore
+from .zoo import default_model_for
+
+EXECUTORS = ("local", "ray")
+
+
+def _check(cfg: DictConfig) -> None:
+    if not isinstance(cfg.samples, int) or cfg.samples < 1:
+        raise ValueError(f"samples={cfg.samples!r} must be a positive integer")
+    if cfg.limit is not None and (not isinstance(cfg.limit, int) or cfg.limit < 0):
+        raise ValueError(f"limit={cfg.limit!r} must be a non-negative integer or null")
+    if cfg.executor not in EXECUTORS:
+        raise ValueError(f"executor={cfg.executor!r} is unknown; use one of {', '.join(EXECUTORS)}")
+    if not isinstance(cfg.workers, int) or cfg.workers < 1:
+        raise ValueError(f"workers={cfg.workers!r} must be a positive integer")
+    if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
+        raise ValueError(f"batch_size={cfg.batch_size!r} must be a positive integer")
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name} was asked for but no CUDA GPU is visible; use device=cpu or device=auto")
+    return name
+
+
+def sampler_from(cfg: DictConfig, model) -> SamplerConfig:
+    """The model's default sampler, overridden by every non-null ``sampler.*`` value."""
+    base = model.default_sampler().to_dict()
+    overrides = {k: v for k, v in OmegaConf.to_container(cfg.sampler, resolve=True).items() if v is not None}
+    return SamplerConfig.from_dict({**base, **overrides})
+
+
+def run(cfg: DictConfig) -> dict:
+    """Run the search as configured; returns metrics.json's content."""
+    _check(cfg)
+    task = task_from_config(cfg.task)
+    model_name = cfg.model or default_model_for(task.name)
+    device = resolve_device(cfg.device)
+    model = load_model(model_name, device="cpu" if cfg.executor == "ray" else device)
+    sampler = sampler_from(cfg, model)
+    problems = task.problems(split=cfg.split, limit=cfg.limit)
+    run_config = {
+        "task": OmegaConf.to_container(cfg.task, resolve=True), "model": str(model_name), "samples": cfg.samples,
+        "seed": cfg.seed, "split": cfg.split, "sampler": sampler.to_dict(),
+    }
+    store = ResultStore(cfg.output_dir, run_config, resume_keys=["task", "model", "samples", "seed", "split", "sampler"])
+    todo = [p for p in problems if not store.done(p.id)]
+    search = Search(model, task, sampler, batch_size=cfg.batch_size, seed=cfg.seed)
+
+    bar = tqdm(total=len(problems), initial=len(problems) - len(todo), desc=f"{task.name} x{cfg.samples}",
+               unit="problem", disable=not cfg.progress, dynamic_ncols=True)
+    start = time.perf_counter()
+    done_samples = 0
+
+    def on_result(result) -> None:
+        nonlocal done_samples
+        store.add(result)
+        done_samples += len(result.candidates)
+        bar.update(1)
+        bar.set_postfix(samples_s=f"{done_samples / max(time.perf_counter() - start, 1e-9):.1f}")
+
+    if todo:
+        if cfg.executor == "local":
+            for result in search.iter_results(todo, cfg.samples):
+                on_result(result)
+        else:
+            from .search.ray_executor import run_on_ray
+
+            run_on_ray(search_args={"model": str(model_name), "task": run_config["task"], "sampler": sampler.to_dict(),
+                                    "batch_size": cfg.batch_size, "seed": cfg.seed, "device": device},
+                       problems=todo, n=cfg.samples, workers=cfg.workers, ray_cfg=cfg.ray, on_result=on_result)
+    bar.close()
+    store.add_wall(time.perf_counter() - start)
+
+    results = store.ordered([p.id for p in problems])
+    metrics = {
+        "task": task.name, "model": str(model_name), "kind": model.kind, "steps": sampler.steps,
+        "sampler": sampler.to_dict(), "executor": cfg.executor, "workers": cfg.workers if cfg.executor == "ray" else 1,
+        "device": device,
+        **summarise(results, cfg.samples, has_verifier=task.has_verifier, wall_s=store.wall_s),
+    }
+    out = Path(cfg.output_dir)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if cfg.plot:
+        plot_accuracy(metrics, out / "accuracy_vs_samples.png")
+    print(format_summary(metrics))
+    print(f"results: {out / 'results.jsonl'}")
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli_main(run, "run", argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,119 @@
+"""Aggregate per-problem results into metrics.json, a summary table and a plot."""
+from __future__ import annotations
+
+from statistics import mean
+from typing import Sequence
+
+from .metrics import ks_up_to, majority_at_k, pass_at_k, top_score_at_k, verified_at_k
+from .results import ProblemResult
+
+
+def accuracy_curves(results: Sequence[ProblemResult], n: int, *, has_verifier: bool) -> dict[str, float]:
+    """pass@k, maj@k, verified@k (if the task has a verifier) and confidence@k, for
+    k = 1, 2, 4, ..., n, each averaged over problems."""
+    acc: dict[str, float] = {}
+    if not results:
+        return acc
+    for k in ks_up_to(n):
+        acc[f"pass@{k}"] = mean(pass_at_k(n, sum(c.correct for c in r.candidates), k) for r in results)
+    for k in ks_up_to(n):
+        acc[f"maj@{k}"] = mean(
+            majority_at_k([c.answer for c in r.candidates], _answer_truth(r), k, seed=hash_seed(r.id, k)) for r in results
+        )
+    if has_verifier:
+        for k in ks_up_to(n):
+            acc[f"verified@{k}"] = mean(
+                verified_at_k([bool(c.verified) for c in r.candidates], [c.correct for c in r.candidates], k) for r in results
+            )
+    for k in ks_up_to(n):
+        acc[f"confidence@{k}"] = mean(
+            top_score_at_k([c.score for c in r.candidates], [c.correct for c in r.candidates], k) for r in results
+        )
+    if all(c.reward is not None for r in results for c in r.candidates):
+        acc[f"reward@{n}"] = mean(
+            top_score_at_k([c.reward for c in r.candidates], [c.correct for c in r.candidates], n) for r in results
+        )
+    return acc
+
+
+def hash_seed(problem_id: str, k: int) -> int:
+    """Deterministic seed for maj@k subsets of one problem (str hash is salted per process)."""
+    return sum((i + 1) * ord(ch) for i, ch in enumerate(problem_id)) * 1009 + k
+
+
+def _answer_truth(result: ProblemResult) -> dict:
+    """answer -> correct, from the candidates that produced it (an answer key is
+    correct iff the candidates giving it were judged correct)."""
+    truth: dict = {}
+    for c in result.candidates:
+        if c.answer is not None:
+            truth[c.answer] = truth.get(c.answer, False) or c.correct
+    return truth
+
+
+def summarise(results: Sequence[ProblemResult], n: int, *, has_verifier: bool, wall_s: float) -> dict:
+    """The ``accuracy`` and ``throughput`` blocks of metrics.json."""
+    samples = len(results) * n
+    tokens = sum(r.tokens for r in results)
+    return {
+        "problems": len(results),
+        "samples": n,
+        "wall_s": wall_s,
+        "accuracy": accuracy_curves(results, n, has_verifier=has_verifier),
+        "throughput": {
+            "samples_per_s": samples / wall_s if wall_s > 0 else 0.0,
+            "tokens_per_s": tokens / wall_s if wall_s > 0 else 0.0,
+            "positions_per_s": sum(r.positions for r in results) / wall_s if wall_s > 0 else 0.0,
+            "forward_passes": sum(r.nfe for r in results),
+            "sampling_s": sum(r.seconds for r in results),
+        },
+    }
+
+
+def format_summary(metrics: dict) -> str:
+    """A markdown table: one row per k, columns pass / maj / verified / confidence."""
+    acc = metrics.get("accuracy", {})
+    n = metrics.get("samples", 1)
+    kinds = [kind for kind in ("pass", "maj", "verified", "confidence") if f"{kind}@1" in acc]
+    lines = ["| k | " + " | ".join(f"{kind}@k" for kind in kinds) + " |", "|---" * (len(kinds) + 1) + "|"]
+    for k in ks_up_to(n):
+        lines.append(f"| {k} | " + " | ".join(f"{acc[f'{kind}@{k}']:.3f}" for kind in kinds) + " |")
+    tp = metrics.get("throughput", {})
+    lines.append("")
+    lines.append(
+        f"{metrics.get('problems', 0)} problems x {n} samples in {metrics.get('wall_s', 0):.1f} s: "
+        f"{tp.get('samples_per_s', 0):.1f} samples/s, {tp.get('tokens_per_s', 0):.0f} tokens/s, "
+        f"{tp.get('forward_passes', 0)} forward passes"
+    )
+    return "\n".join(lines)
+
+
+def plot_accuracy(metrics: dict, path) -> bool:
+    """accuracy_vs_samples.png: pass@k, maj@k, verified@k, confidence@k against k.
+
+    Returns False (and writes nothing) when matplotlib is not installed.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    acc = metrics.get("accuracy", {})
+    ks = ks_up_to(metrics.get("samples", 1))
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for kind in ("pass", "maj", "verified", "confidence"):
+        if f"{kind}@1" in acc:
+            ax.plot(ks, [acc[f"{kind}@{k}"] for k in ks], marker="o", label=f"{kind}@k")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("samples per problem k")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"{metrics.get('task', '')} {metrics.get('model', '')}".strip())
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True

@@ -1,0 +1,49 @@
+"""What a search produces: candidates per problem and the selections made."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Candidate:
+    """One sampled completion and how it scored.
+
+    Attributes:
+        text: decoded completion; answer: ``task.extract_answer(text)`` (the voting key);
+        correct: ``task.is_correct`` against the reference; verified: the task's
+        gold-free verifier (None where the task has none); score: mean model
+        log-probability of the generated tokens (nats/token); reward: external
+        reward model score, if one was given.
+    """
+
+    text: str
+    answer: str | None
+    correct: bool
+    verified: bool | None
+    score: float
+    reward: float | None = None
+
+
+@dataclass
+class ProblemResult:
+    """All candidates of one problem, the selections and the compute they took."""
+
+    id: str
+    prompt: str
+    reference: str
+    candidates: list[Candidate]
+    selected: dict[str, str | None] = field(default_factory=dict)
+    nfe: int = 0
+    tokens: int = 0  # generated tokens up to and including EOS, over all candidates
+    positions: int = 0  # generated positions (gen_length per candidate)
+    seconds: float = 0.0  # sampling time attributed to this problem
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ProblemResult":
+        data = dict(data)
+        data["candidates"] = [Candidate(**c) for c in data["candidates"]]
+        return cls(**data)
