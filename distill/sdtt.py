@@ -34,26 +34,42 @@ from .trainer import TrainConfig, Trainer
 log = logging.getLogger("distill.sdtt")
 
 
-def sdtt_loss(student, teacher, batch, generator, *, dt: float, mask_id: int, kind: str,
-              eps: float, precision: int, conditional: bool) -> "SDTTLoss":
-    """Divergence between the student's one-step prediction and the teacher's two steps.
+def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: float, conditional: bool):
+    """Draw t and z_t for a batch and the teacher's two-step targets.
 
-    The loss covers the positions masked in z_t, all weighted equally (no 1/t
-    weight, spec §B3); times are drawn with MDLM's stratified sampler.
+    Returns (z [B, L], target log-probs [B, L, V]); times come from MDLM's
+    stratified sampler and z_t masks the completion (or, unconditionally, every
+    real token).
     """
     maskable = batch.maskable if conditional else batch.attention_mask
     t = sample_times(batch.x.shape[0], eps=eps, generator=generator, device=batch.x.device)
     z = mask_tokens(batch.x, LogLinearSchedule().move_chance(t), maskable, mask_id, generator)
     target = teacher_targets(teacher, z, t, dt, mask_id=mask_id, attention_mask=batch.attention_mask,
                              eps=eps, generator=generator)
+    return z, t, target
+
+
+def student_divergence(student, z, t, target, attention_mask, *, mask_id: int, kind: str, precision: int) -> "SDTTLoss":
+    """Divergence of the student's one-step prediction on z_t from the targets.
+
+    The loss covers the positions masked in z_t, all weighted equally (no 1/t
+    weight, spec §B3).
+    """
     time_conditioned = bool(getattr(getattr(student, "config", None), "time_conditioning", False))
     sigma = LogLinearSchedule().sigma(t) if time_conditioned else None
-    logits = student(z, attention_mask=batch.attention_mask, sigma=sigma)
+    logits = student(z, attention_mask=attention_mask, sigma=sigma)
     masked = z == mask_id
     dtype = torch.float64 if precision == 64 else torch.float32
     s = subs_log_probs(logits[masked].to(dtype)[None], z[masked][None], mask_id)[0]
     loss = divergence(s, target[masked].to(dtype), kind, mask_id) if masked.any() else logits.sum() * 0.0
     return SDTTLoss(loss=loss.float(), num_tokens=int(masked.sum()))
+
+
+def sdtt_loss(student, teacher, batch, generator, *, dt: float, mask_id: int, kind: str,
+              eps: float, precision: int, conditional: bool) -> "SDTTLoss":
+    """One SDTT loss evaluation: fresh z_t, teacher targets, student divergence."""
+    z, t, target = sdtt_targets(teacher, batch, generator, dt=dt, mask_id=mask_id, eps=eps, conditional=conditional)
+    return student_divergence(student, z, t, target, batch.attention_mask, mask_id=mask_id, kind=kind, precision=precision)
 
 
 @dataclass

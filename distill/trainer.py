@@ -210,6 +210,7 @@ class Trainer:
                 (out.loss / cfg.grad_accum).backward()
             total_loss += float(out.loss.detach()) / cfg.grad_accum
             tokens += batch.num_tokens
+        total_loss = self.dist.all_mean(total_loss)  # the loss of the whole global batch
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or float("inf"))
         self.optimizer.step()
         self.scheduler.step()
