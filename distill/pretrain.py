@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from sdtt_search.cli import cli_main
 from sdtt_search.checkpoint import load_pretrained, save_pretrained
+from sdtt_search.machine import describe
 from sdtt_search.diffusion import SamplerConfig, ar_loss, mdlm_loss
 from sdtt_search.model import Denoiser, ModelConfig
 from sdtt_search.tokenizer import Tokenizer
@@ -105,6 +106,7 @@ def run(cfg: DictConfig) -> Path:
             "train_steps": step,
             "train_seconds": round(trainer.train_seconds, 1),
             "device": str(device),
+            "machine": describe(),
         }
         save_pretrained(export, trainer.ema.model, tokenizer, meta=meta)
 
