@@ -81,9 +81,15 @@ def load_model(name_or_path: str | Path, *, device: str | torch.device = "cpu") 
 
     Raises one-line errors for unknown names and broken checkpoints.
     """
+    if str(name_or_path).startswith("hf:"):
+        raise ValueError(f"{name_or_path}: Hugging Face diffusion models (LLaDA, Dream, MDLM) are not supported yet; "
+                         "pass a zoo name or an sdtt-search checkpoint directory")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device={device} was asked for but no CUDA GPU is visible; use device=cpu")
     path = resolve_model_path(name_or_path)
     loaded = load_pretrained(path, device=device)
+    if loaded.meta.get("kind", "diffusion") != "diffusion" or loaded.model.config.causal:
+        raise ValueError(f"{name_or_path} is an autoregressive checkpoint; the search engine samples masked diffusion "
+                         "models only (the AR baseline backend is not built yet)")
     return DiffusionModel(loaded.model, loaded.tokenizer, loaded.meta, name=str(name_or_path))

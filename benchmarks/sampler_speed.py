@@ -1,0 +1,69 @@
+"""Sampling speed of checkpoints side by side, on this machine, in one run.
+
+    python benchmarks/sampler_speed.py sudoku4-teacher sudoku4-sdtt-4 --batch 1 8 64 256
+
+Prints a markdown table (samples/s, generated positions/s, network calls, ms per
+call) and, with --append, adds it to benchmarks/RESULTS.md with the machine name.
+Ratios are only meaningful between rows of the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from sdtt_search.cli import task_from_config
+from sdtt_search.loading import load_model
+from sdtt_search.machine import describe
+
+
+def measure(name: str, batch: int, repeats: int, steps: int | None = None) -> dict:
+    model = load_model(name)
+    task = task_from_config(model.meta["task"])
+    sampler = model.default_sampler()
+    if steps:
+        sampler.steps = steps
+    prompts = [task.format_prompt(p) for p in task.problems("test", limit=batch)]
+    prompts = (prompts * (batch // max(len(prompts), 1) + 1))[:batch]
+    model.generate(prompts, sampler, seeds=range(batch))  # warm-up
+    start = time.perf_counter()
+    nfe = 0
+    for r in range(repeats):
+        out = model.generate(prompts, sampler, seeds=range(r * batch, (r + 1) * batch))
+        nfe += out.nfe
+    elapsed = time.perf_counter() - start
+    return {"model": name, "steps": sampler.steps, "batch": batch, "samples_per_s": batch * repeats / elapsed,
+            "positions_per_s": batch * repeats * model.gen_length / elapsed, "nfe": nfe / repeats,
+            "ms_per_call": 1000 * elapsed / max(nfe, 1)}
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| model | steps | batch | samples/s | positions/s | calls/batch | ms/call |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['steps']} | {r['batch']} | {r['samples_per_s']:.1f} | {r['positions_per_s']:.0f} "
+                     f"| {r['nfe']:.1f} | {r['ms_per_call']:.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+")
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8, 64, 256])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--append", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = [measure(m, b, args.repeats) for m in args.models for b in args.batch]
+    text = f"### Sampling speed ({describe()}, {torch.get_num_threads()} threads)\n\n{table(rows)}\n"
+    print(text)
+    if args.append:
+        with open(Path(__file__).with_name("RESULTS.md"), "a") as f:
+            f.write("\n" + text)
+
+
+if __name__ == "__main__":
+    main()

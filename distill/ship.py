@@ -1,0 +1,106 @@
+"""Put a trained checkpoint into the package's zoo with a measured MODEL.md card.
+
+    python -m distill.ship runs/sdtt-sudoku/round-2-steps-4 --name sudoku4-sdtt-4 --samples 64 --limit 500
+
+The checkpoint is re-saved under ``sdtt_search/zoo/<name>/``, evaluated with the
+search engine on the task's test split (the same code ``sdtt_search.run`` uses),
+and the card records data, size, steps, training time, machine and the numbers,
+with the command that reproduces them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from sdtt_search.checkpoint import load_pretrained, save_pretrained
+from sdtt_search.cli import task_from_config
+from sdtt_search.loading import load_model
+from sdtt_search.machine import describe
+from sdtt_search.search.engine import Search
+from sdtt_search.zoo import ZOO_DIR
+
+
+def evaluate(model_dir: Path, samples: int, limit: int, batch_size: int = 256) -> dict:
+    model = load_model(model_dir)
+    task = task_from_config(model.meta["task"])
+    problems = task.problems(split="test", limit=limit)
+    start = time.perf_counter()
+    result = Search(model, task, model.default_sampler(), batch_size=batch_size).best_of_n(problems, samples)
+    result.metrics["wall_s"] = time.perf_counter() - start
+    return result.metrics
+
+
+DATA_NOTES = {
+    "gsm8k": "GSM8K train.jsonl (7,473 problems, calculator annotations stripped; answers longer than the "
+             "generated length are skipped); evaluated on test.jsonl",
+    "countdown": "generated on the fly by `tasks.countdown` (operands 1-99, targets 10-99; the training stream "
+                 "excludes every test and validation problem); evaluated on the generated test split",
+    "sudoku": "generated on the fly by `tasks.sudoku` (unique-solution puzzles; the training stream excludes every "
+              "test and validation puzzle); evaluated on the generated test split",
+}
+
+
+def card(name: str, meta: dict, model_cfg: dict, params: int, metrics: dict, samples: int, limit: int, note: str) -> str:
+    task = meta["task"]
+    acc = metrics["accuracy"]
+    opts = " ".join(f"task.options.{k}={v}" for k, v in (task.get("options") or {}).items())
+    command = f"python -m sdtt_search.run task={task['name']} {opts} model={name} samples={samples} limit={limit}".replace("  ", " ")
+    rows = "\n".join(f"| {k} | {v:.3f} |" for k, v in acc.items() if k.split("@")[1] in ("1", str(samples)))
+    data = DATA_NOTES.get(task["name"], "the task's training pairs")
+    if task["name"] == "gsm8k":
+        command += "  (GSM8K data: add task.path=<dir with test.jsonl> or set SDTT_DATA_DIR)"
+    sdtt = meta.get("sdtt")
+    lineage = (f"SDTT round {sdtt['round']} ({sdtt['divergence']}) from a {sdtt['teacher_steps']}-step teacher, "
+               f"{sdtt['train_step']} distillation steps in all" if sdtt else "pretrained from scratch (MDLM NELBO)")
+    return f"""# {name}
+
+{note}
+
+| | |
+|---|---|
+| task | {task['name']} {json.dumps(task.get('options') or {})} |
+| kind | {meta.get('kind', 'diffusion')} ({lineage}) |
+| parameters | {params / 1e6:.2f}M (hidden {model_cfg['hidden_size']}, {model_cfg['n_layers']} layers, {model_cfg['n_heads']} heads, vocab {model_cfg['vocab_size']}) |
+| sampling | ancestral, {meta.get('sampling_steps')} steps, {meta.get('gen_length')} generated tokens |
+| training | {meta.get('train_steps', '?')} pretraining steps, {meta.get('train_seconds', '?')} s on {meta.get('machine', 'the project CPU machine')} |
+| data | {data} |
+
+## Measured ({describe()})
+
+{metrics['problems']} test problems x {samples} samples, temperature 1.0, {metrics['throughput']['samples_per_s']:.1f} samples/s:
+
+| metric | value |
+|---|---|
+{rows}
+
+Reproduce: `{command}`
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--samples", type=int, default=64)
+    parser.add_argument("--limit", type=int, default=500)
+    parser.add_argument("--note", default="")
+    args = parser.parse_args(argv)
+    loaded = load_pretrained(args.checkpoint)
+    meta = {**loaded.meta, "machine": loaded.meta.get("machine") or describe()}
+    # A data path of the training machine means nothing elsewhere: runs pass task.path / $SDTT_DATA_DIR.
+    meta["task"] = {k: v for k, v in meta["task"].items() if k != "path"}
+    target = ZOO_DIR / args.name
+    save_pretrained(target, loaded.model, loaded.tokenizer, meta=meta)
+    metrics = evaluate(target, args.samples, args.limit)
+    text = card(args.name, meta, loaded.model.config.to_dict(), loaded.model.num_parameters, metrics, args.samples,
+                args.limit, args.note)
+    (target / "MODEL.md").write_text(text)
+    (target / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
