@@ -42,18 +42,45 @@ def _one_line(err: Exception) -> str:
     return " ".join(text.split())
 
 
+def _shadowed_keys(config_name: str) -> set[str]:
+    """Plain top-level keys of a config that share their name with a config group.
+
+    ``run.yaml`` has ``model: <zoo name or directory>`` while ``configs/model/`` is
+    the group of model sizes used by ``pretrain``; Hydra would read ``model=x`` as a
+    group choice, so such overrides are applied as plain values after composing.
+    """
+    primary = OmegaConf.load(config_dir() / f"{config_name}.yaml")
+    groups_in_defaults = set()
+    for entry in primary.get("defaults", []) or []:
+        if isinstance(entry, str):
+            groups_in_defaults.add(entry.split("/")[0])
+        else:
+            groups_in_defaults.update(str(k).lstrip("+") for k in entry)
+    return {k for k in primary if k != "defaults" and k not in groups_in_defaults and (config_dir() / k).is_dir()}
+
+
 def compose(config_name: str, overrides: Sequence[str]) -> DictConfig:
     """Compose ``configs/<config_name>.yaml`` with command-line overrides."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    shadowed = _shadowed_keys(config_name)
+    plain, rest = {}, []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if sep and key in shadowed:
+            plain[key] = OmegaConf.create({"v": value}).v if value else None
+        else:
+            rest.append(item)
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
-            cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+            cfg = hydra_compose(config_name=config_name, overrides=rest)
     except Exception as err:  # noqa: BLE001 - hydra raises several types; all become one line
         raise ValueError(_one_line(err)) from None
     OmegaConf.set_struct(cfg, False)
     cfg.pop("hydra", None)
+    for key, value in plain.items():
+        cfg[key] = None if value in ("null", "None") else value
     return cfg
 
 

@@ -1,0 +1,198 @@
+"""Run ``Search.generate_problems`` on Ray actors: one model replica per actor.
+
+``run_on_ray`` cuts the problems into the same chunks the local executor uses
+(``Search.problems_per_batch(n)`` problems each), keeps at most
+``CHUNKS_IN_FLIGHT`` chunks queued per worker, and hands every finished
+problem to ``on_result`` on the driver as its chunk comes back (chunks may
+finish out of order). Candidates are seeded by (seed, problem id, index), so
+the results equal the local executor's.
+
+A worker that dies is replaced by a fresh actor and the chunks it held are
+resubmitted, each at most ``ray.max_retries`` times.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from typing import Any, Callable, Sequence
+
+import ray
+from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
+
+from . import ray_cluster
+
+logger = logging.getLogger(__name__)
+
+#: chunks queued per worker: one running, one waiting, so a worker never idles on a round trip
+CHUNKS_IN_FLIGHT = 2
+
+
+def _problems_per_batch(batch_size: int, n: int) -> int:
+    """``Search.problems_per_batch`` without building a ``Search`` on the driver."""
+    return max(1, batch_size // n)
+
+
+class SearchWorker:
+    """One model replica and its ``Search`` (a Ray actor; see ``_actor_class``).
+
+    ``search_args``: ``model`` (zoo name or checkpoint dir), ``task`` (task
+    config dict), ``sampler`` (``SamplerConfig.to_dict()``), ``batch_size``,
+    ``seed``, ``device`` (where this actor runs the model). Test-only:
+    ``_test_die_once_file``, a path; the first worker that finds it there
+    deletes it and exits abruptly while handling a chunk.
+    """
+
+    def __init__(self, search_args: dict, threads: int | None = 1):
+        import torch
+
+        from sdtt_search.cli import task_from_config
+        from sdtt_search.diffusion import SamplerConfig
+        from sdtt_search.loading import load_model
+
+        from .engine import Search
+
+        device = str(search_args.get("device") or "cpu")
+        if not device.startswith("cuda") and threads:
+            torch.set_num_threads(int(threads))
+        model = load_model(search_args["model"], device=device)
+        task = task_from_config(search_args["task"])
+        self.search = Search(model, task, SamplerConfig.from_dict(search_args["sampler"]),
+                             batch_size=int(search_args["batch_size"]), seed=int(search_args["seed"]))
+        self._die_once_file = search_args.get("_test_die_once_file")
+
+    def generate(self, problems: Sequence, n: int) -> list:
+        if self._die_once_file:  # test-only hook: simulate a crashed worker, once
+            try:
+                os.remove(self._die_once_file)
+            except FileNotFoundError:
+                pass
+            else:
+                os._exit(1)
+        return self.search.generate_problems(problems, n)
+
+
+_ACTOR_CLASS = None
+
+
+def _actor_class():
+    global _ACTOR_CLASS
+    if _ACTOR_CLASS is None:
+        # max_restarts=0: a dead actor stays dead and run_on_ray replaces it (and knows it did).
+        _ACTOR_CLASS = ray.remote(max_restarts=0, max_task_retries=0)(SearchWorker)
+    return _ACTOR_CLASS
+
+
+def _cfg(ray_cfg: Any, key: str, default: Any) -> Any:
+    if ray_cfg is None:
+        return default
+    value = ray_cfg.get(key, default) if hasattr(ray_cfg, "get") else getattr(ray_cfg, key, default)
+    return default if value is None else value
+
+
+def _last_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
+
+
+def _placement(search_args: dict, workers: int) -> tuple[dict, str, int]:
+    """Actor resources, the device the actors use, and how many actors can run at once."""
+    import torch
+
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    wants_cuda = str(search_args.get("device") or "cpu").startswith("cuda")
+    if wants_cuda and torch.cuda.is_available() and gpus >= 1:
+        return {"num_gpus": 1, "num_cpus": 1}, "cuda", gpus
+    if wants_cuda:
+        logger.warning("device=%s but the Ray cluster has no GPU; the workers run on CPU", search_args.get("device"))
+    return {"num_cpus": 1}, "cpu", int(resources.get("CPU", 0))
+
+
+def run_on_ray(*, search_args: dict, problems: list, n: int, workers: int, ray_cfg: Any = None,
+               on_result: Callable[[Any], None]) -> None:
+    """Best-of-``n`` over ``problems`` on ``workers`` Ray actors; ``on_result(ProblemResult)`` per problem.
+
+    ``ray_cfg``: the ``ray`` config block (``address``, ``dashboard``, ``num_cpus``,
+    ``max_retries``). Connects with ``ray_cluster.connect`` unless Ray is already
+    initialised; a cluster started here is shut down before returning.
+    """
+    if n < 1:
+        raise ValueError(f"samples={n} must be a positive integer")
+    if workers < 1:
+        raise ValueError(f"workers={workers} must be a positive integer")
+    problems = list(problems)
+    if not problems:
+        return
+    max_retries = int(_cfg(ray_cfg, "max_retries", 3))
+    owns_cluster = not ray.is_initialized()
+    ray_cluster.connect(_cfg(ray_cfg, "address", None), dashboard=bool(_cfg(ray_cfg, "dashboard", False)),
+                        num_cpus=_cfg(ray_cfg, "num_cpus", None))
+    try:
+        _run(search_args, problems, n, workers, max_retries, on_result)
+    finally:
+        if owns_cluster:
+            ray_cluster.shutdown()
+
+
+def _run(search_args: dict, problems: list, n: int, workers: int, max_retries: int,
+         on_result: Callable[[Any], None]) -> None:
+    step = _problems_per_batch(int(search_args["batch_size"]), n)
+    chunks = [problems[lo : lo + step] for lo in range(0, len(problems), step)]
+    options, device, capacity = _placement(search_args, workers)
+    workers = min(workers, len(chunks))
+    if capacity and workers > capacity:
+        logger.warning("workers=%d but the Ray cluster has room for %d; using %d", workers, capacity, capacity)
+        workers = capacity
+    args = {**search_args, "device": device}
+    actor_cls = _actor_class().options(**options)
+
+    def new_actor():
+        return actor_cls.remote(args)
+
+    actors = [new_actor() for _ in range(workers)]
+    generation = [0] * workers  # bumped when a slot's actor is replaced
+    load = [0] * workers
+    pending = deque(range(len(chunks)))
+    failures = [0] * len(chunks)
+    in_flight: dict = {}  # ObjectRef -> (chunk index, slot, generation)
+    try:
+        while pending or in_flight:
+            for slot in range(workers):
+                while pending and load[slot] < CHUNKS_IN_FLIGHT:
+                    index = pending.popleft()
+                    ref = actors[slot].generate.remote(chunks[index], n)
+                    in_flight[ref] = (index, slot, generation[slot])
+                    load[slot] += 1
+            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            for ref in ready:
+                index, slot, gen = in_flight.pop(ref)
+                if gen == generation[slot]:
+                    load[slot] -= 1
+                try:
+                    results = ray.get(ref)
+                except (RayActorError, WorkerCrashedError) as err:
+                    if isinstance(err, RayActorError) and err.actor_init_failed:
+                        raise RuntimeError(f"a Ray search worker failed to start: {_last_line(err)}") from None
+                    failures[index] += 1
+                    chunk = chunks[index]
+                    if failures[index] > max_retries:
+                        raise RuntimeError(
+                            f"problems {chunk[0].id}..{chunk[-1].id}: their Ray worker died {failures[index]} times "
+                            f"(ray.max_retries={max_retries}); last error: {type(err).__name__}") from None
+                    if gen == generation[slot]:  # first news of this death: replace the actor
+                        logger.warning("Ray search worker %d died (%s); starting a new one and resubmitting its chunks",
+                                       slot, type(err).__name__)
+                        ray.kill(actors[slot], no_restart=True)
+                        actors[slot] = new_actor()
+                        generation[slot] += 1
+                        load[slot] = 0
+                    pending.appendleft(index)
+                    continue
+                except RayTaskError as err:  # the search itself raised: not worth a retry
+                    raise RuntimeError(f"a Ray search worker failed: {_last_line(err)}") from None
+                for result in results:
+                    on_result(result)
+    finally:
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
