@@ -87,7 +87,7 @@ class Search:
         rows = [(p_index, i) for p_index in range(len(problems)) for i in range(n)]
         prompts = [self.task.format_prompt(p) for p in problems]
         texts: dict[tuple[int, int], tuple[str, list[float], int]] = {}
-        nfe = [0] * len(problems)
+        nfe = [0.0] * len(problems)
         seconds = [0.0] * len(problems)
         for lo in range(0, len(rows), self.batch_size):
             chunk = rows[lo : lo + self.batch_size]
@@ -100,8 +100,8 @@ class Search:
             share = {}
             for p, _ in chunk:
                 share[p] = share.get(p, 0) + 1
-            for p, count in share.items():  # split the batch's cost by rows
-                nfe[p] += out.nfe
+            for p, count in share.items():  # split the batch's cost (network calls, time) by rows
+                nfe[p] += out.nfe * count / len(chunk)
                 seconds[p] += elapsed * count / len(chunk)
             for row, (p, i) in enumerate(chunk):
                 texts[(p, i)] = (out.texts[row], out.logprobs[row], out.positions)
@@ -124,6 +124,8 @@ class Search:
 
     def problems_per_batch(self, n: int) -> int:
         """How many problems share one batch of ``batch_size`` rows."""
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"samples={n!r} must be a positive integer")
         return max(1, self.batch_size // n)
 
     def iter_results(self, problems: Sequence, n: int) -> Iterable[ProblemResult]:

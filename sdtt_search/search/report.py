@@ -64,7 +64,7 @@ def summarise(results: Sequence[ProblemResult], n: int, *, has_verifier: bool, w
             "samples_per_s": samples / wall_s if wall_s > 0 else 0.0,
             "tokens_per_s": tokens / wall_s if wall_s > 0 else 0.0,
             "positions_per_s": sum(r.positions for r in results) / wall_s if wall_s > 0 else 0.0,
-            "forward_passes": sum(r.nfe for r in results),
+            "forward_passes": round(sum(r.nfe for r in results)),  # network calls (each problem holds its row share)
             "sampling_s": sum(r.seconds for r in results),
         },
     }

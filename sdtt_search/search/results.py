@@ -34,7 +34,7 @@ class ProblemResult:
     reference: str
     candidates: list[Candidate]
     selected: dict[str, str | None] = field(default_factory=dict)
-    nfe: int = 0
+    nfe: float = 0.0  # network calls, shared out by rows when problems share a batch
     tokens: int = 0  # generated tokens up to and including EOS, over all candidates
     positions: int = 0  # generated positions (gen_length per candidate)
     seconds: float = 0.0  # sampling time attributed to this problem

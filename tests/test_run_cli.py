@@ -1,0 +1,134 @@
+"""``python -m sdtt_search.run`` in-process: outputs, resume after a kill, one-line errors."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sdtt_search import run as run_module
+from sdtt_search.search.engine import Search
+from search_fixtures import tiny_ckpt  # noqa: F401 - pytest fixture
+
+LIMIT, SAMPLES = 6, 4
+
+
+def _args(model, out, *extra):
+    # batch_size=8: two problems per batch, so results.jsonl grows in three steps
+    return ["task=countdown", f"model={model}", f"samples={SAMPLES}", f"limit={LIMIT}", "sampler.steps=4",
+            "sampler.temperature=1.0", "executor=local", "workers=1", "seed=0", "batch_size=8", "device=cpu",
+            f"output_dir={out}", *extra]
+
+
+def _lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _by_id(path):
+    return {r["id"]: [(c["text"], c["answer"], c["correct"], c["verified"], round(c["score"], 6))
+                      for c in r["candidates"]]
+            for r in _lines(path)}
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny_ckpt, tmp_path_factory):  # noqa: F811
+    out = tmp_path_factory.mktemp("full")
+    assert run_module.main(_args(tiny_ckpt, out, "progress=false")) == 0
+    return out
+
+
+def test_full_run_writes_outputs(full_run, tiny_ckpt):  # noqa: F811
+    results = _lines(full_run / "results.jsonl")
+    assert len(results) == LIMIT and len({r["id"] for r in results}) == LIMIT
+    for r in results:
+        assert {"id", "prompt", "reference", "candidates", "selected"} <= set(r)
+        assert len(r["candidates"]) == SAMPLES
+        for c in r["candidates"]:
+            assert {"text", "answer", "correct", "verified", "score"} <= set(c)
+        assert set(r["selected"]) == {"majority", "verifier", "confidence"}
+    metrics = json.loads((full_run / "metrics.json").read_text())
+    assert {"task", "model", "steps", "samples", "problems", "executor", "workers", "device", "wall_s",
+            "accuracy", "throughput"} <= set(metrics)
+    assert (metrics["task"], metrics["model"], metrics["steps"], metrics["samples"], metrics["problems"]) == \
+        ("countdown", tiny_ckpt, 4, SAMPLES, LIMIT)
+    assert (metrics["executor"], metrics["workers"], metrics["device"]) == ("local", 1, "cpu")
+    kinds = ("pass", "maj", "verified", "confidence")
+    assert {f"{kind}@{k}" for kind in kinds for k in (1, 2, 4)} <= set(metrics["accuracy"])
+    assert {"samples_per_s", "tokens_per_s", "forward_passes"} <= set(metrics["throughput"])
+    # 3 batches of 8 rows, at most steps + 1 network calls each
+    assert 3 <= metrics["throughput"]["forward_passes"] <= 3 * 5
+    png = full_run / "accuracy_vs_samples.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_summary_and_progress_are_printed(tiny_ckpt, tmp_path, capsys):  # noqa: F811
+    assert run_module.main(_args(tiny_ckpt, tmp_path, "limit=2", "plot=false")) == 0
+    captured = capsys.readouterr()
+    assert "| k | pass@k | maj@k | verified@k | confidence@k |" in captured.out
+    assert "2/2" in captured.err  # the tqdm bar
+    assert not (tmp_path / "accuracy_vs_samples.png").exists()
+
+
+def test_resume_after_kill_equals_uninterrupted_run(full_run, tiny_ckpt, tmp_path, monkeypatch):  # noqa: F811
+    out = tmp_path / "killed"
+    assert run_module.main(_args(tiny_ckpt, out, "progress=false")) == 0
+    path = out / "results.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:2]) + lines[2][: len(lines[2]) // 2])  # killed while writing line 3
+
+    seen = []
+    original = Search.generate_problems
+
+    def spy(self, problems, n):
+        seen.extend(p.id for p in problems)
+        return original(self, problems, n)
+
+    monkeypatch.setattr(Search, "generate_problems", spy)
+    assert run_module.main(_args(tiny_ckpt, out, "progress=false")) == 0
+    done = [r["id"] for r in _lines(path)]
+    assert sorted(seen) == sorted(done[2:]) and len(seen) == LIMIT - 2  # only the lost problems were redone
+    assert sorted(done) == sorted(set(done)) and len(done) == LIMIT  # each id exactly once
+    assert _by_id(path) == _by_id(full_run / "results.jsonl")
+    resumed = json.loads((out / "metrics.json").read_text())
+    full = json.loads((full_run / "metrics.json").read_text())
+    assert resumed["accuracy"] == full["accuracy"]
+
+    # a run after completion does no new work and changes nothing
+    seen.clear()
+    before = path.read_text()
+    assert run_module.main(_args(tiny_ckpt, out, "progress=false")) == 0
+    assert seen == [] and path.read_text() == before
+    assert json.loads((out / "metrics.json").read_text())["accuracy"] == full["accuracy"]
+
+
+def test_rerun_with_other_samples_is_one_line_error(full_run, tiny_ckpt, capsys):  # noqa: F811
+    before = (full_run / "results.jsonl").read_text()
+    assert run_module.main(_args(tiny_ckpt, full_run, "progress=false", "samples=8")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1 and "samples" in err
+    assert (full_run / "results.jsonl").read_text() == before
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("task=nope", "countdown, gsm8k, sudoku"),  # lists the available tasks
+    ("model=/no/such/dir", "/no/such/dir"),
+    ("samples=-1", "samples"),
+    ("nosuchkey=1", "nosuchkey"),
+    ("executor=bogus", "executor"),
+    ("limit=-3", "limit"),
+    ("sampler.steps=0", "steps"),
+])
+def test_bad_overrides_are_one_line_errors(override, needle, tiny_ckpt, tmp_path, capsys):  # noqa: F811
+    assert run_module.main(_args(tiny_ckpt, tmp_path / "out", "progress=false", override)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1, err
+    assert needle in err
+    assert not (tmp_path / "out" / "results.jsonl").exists()
+
+
+def test_missing_gsm8k_path_is_one_line_error(tiny_ckpt, tmp_path, capsys):  # noqa: F811
+    code = run_module.main(["task=gsm8k", "task.path=/nonexistent", f"model={tiny_ckpt}", f"output_dir={tmp_path}",
+                            "progress=false"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1, err
+    assert "/nonexistent" in err
