@@ -11,6 +11,7 @@ with the same ``output_dir`` resumes.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -42,6 +43,18 @@ def _check(cfg: DictConfig) -> None:
         raise ValueError(f"batch_size={cfg.batch_size!r} must be a positive integer")
 
 
+def _check_model_task(model, task, cfg: DictConfig) -> None:
+    """A model trained for another task is an error; other task options only warn."""
+    trained = model.meta.get("task") or {}
+    if trained.get("name") and trained["name"] != task.name:
+        raise ValueError(f"model {model.name} was trained for task {trained['name']!r}, not {task.name!r}; "
+                         f"pass a {task.name} model with model=")
+    asked = OmegaConf.to_container(cfg.task.options, resolve=True) if cfg.task.get("options") else {}
+    if trained.get("options") is not None and dict(trained["options"]) != dict(asked or {}):
+        print(f"warning: model {model.name} was trained with task options {trained['options']}, "
+              f"this run uses {asked}", file=sys.stderr)
+
+
 def resolve_device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -64,6 +77,7 @@ def run(cfg: DictConfig) -> dict:
     model_name = cfg.model or default_model_for(task.name)
     device = resolve_device(cfg.device)
     model = load_model(model_name, device="cpu" if cfg.executor == "ray" else device)
+    _check_model_task(model, task, cfg)
     sampler = sampler_from(cfg, model)
     problems = task.problems(split=cfg.split, limit=cfg.limit)
     run_config = {

@@ -132,3 +132,11 @@ def test_missing_gsm8k_path_is_one_line_error(tiny_ckpt, tmp_path, capsys):  # n
     err = capsys.readouterr().err
     assert err.startswith("error:") and err.count("\n") == 1, err
     assert "/nonexistent" in err
+
+
+def test_a_model_of_another_task_is_a_one_line_error(tmp_path, capsys):
+    from sdtt_search.run import main
+
+    code = main(["task=sudoku", "model=gsm8k-sdtt", "samples=2", "limit=1", f"output_dir={tmp_path}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "trained for task 'gsm8k'" in err

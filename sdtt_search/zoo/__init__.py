@@ -34,7 +34,7 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
 DEFAULT_MODELS = {
     "countdown": "countdown-cd3-sdtt-4",
     "gsm8k": "gsm8k-sdtt",
-    "sudoku": "sudoku4-sdtt",
+    "sudoku": "sudoku4-sdtt-4",
 }
 
 
