@@ -132,7 +132,7 @@ def run(cfg: DictConfig) -> list[dict]:
             teacher_pass = table["teacher"]["pass@1"]
             row = {"round": r + 1, "student_steps": steps, "teacher_steps": plan.teacher_steps,
                    "student_pass@1": result["pass@1"], "teacher_pass@1": teacher_pass,
-                   "ratio": result["pass@1"] / teacher_pass if teacher_pass else float("nan"),
+                   "ratio": result["pass@1"] / teacher_pass if teacher_pass else None,
                    "entropy": result["entropy"], "samples_per_s": result["samples_per_s"], "train_step": trainer.step}
             table["rounds"][str(r + 1)] = row
             ckpt_meta = {**meta, "sampling_steps": steps, "sdtt": {"round": r + 1, "divergence": cfg.divergence,
@@ -170,7 +170,7 @@ def format_rounds(rows: list[dict]) -> str:
     lines = [head]
     for r in rows:
         lines.append(f"| {r['round']} | {r['student_steps']} | {r['student_pass@1']:.3f} | {r['teacher_pass@1']:.3f} "
-                     f"({r['teacher_steps']}) | {r['ratio']:.2f} | {r['entropy']:.3f} | {r['samples_per_s']:.1f} |")
+                     f"({r['teacher_steps']}) | {'-' if r['ratio'] is None else format(r['ratio'], '.2f')} | {r['entropy']:.3f} | {r['samples_per_s']:.1f} |")
     return "\n".join(lines)
 
 
