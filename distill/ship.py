@@ -69,7 +69,8 @@ def card(name: str, meta: dict, model_cfg: dict, params: int, metrics: dict, sam
 
 ## Measured ({describe()})
 
-{metrics['problems']} test problems x {samples} samples, temperature 1.0, {metrics['throughput']['samples_per_s']:.1f} samples/s:
+{metrics['problems']} test problems x {samples} samples, temperature 1.0 ({metrics['throughput']['samples_per_s']:.1f} samples/s
+while other jobs shared the CPU: for speed ratios see `benchmarks/RESULTS.md`, measured side by side):
 
 | metric | value |
 |---|---|
