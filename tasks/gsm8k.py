@@ -1,7 +1,8 @@
 """GSM8K: grade-school math word problems with a numeric final answer.
 
 Data: ``path=`` (a directory with ``train.jsonl``/``test.jsonl``, or one with a
-``gsm8k/`` subdirectory holding them), else the env var ``SDTT_DATA_DIR`` (same
+``gsm8k/`` subdirectory holding them, or a single jsonl file of
+``{"question", "answer"}`` records served for every split), else the env var ``SDTT_DATA_DIR`` (same
 layout), else Hugging Face ``datasets.load_dataset("openai/gsm8k", "main")``
 when ``datasets`` is installed, else a one-line :class:`TaskError`.
 
@@ -124,7 +125,8 @@ class GSM8KTask(Task):
             seed=seed,
             calculator_annotations=bool(calculator_annotations),
         )
-        self._dir = self._locate(path)
+        self._file = Path(path) if path is not None and Path(path).is_file() else None
+        self._dir = None if self._file is not None else self._locate(path)
         self._cache: dict[str, list[Problem]] = {}
         self._exemplars: list[Problem] | None = None
 
@@ -169,6 +171,8 @@ class GSM8KTask(Task):
         )
 
     def _records(self, split: str) -> list[dict[str, Any]]:
+        if self._file is not None:
+            return [rec for _, rec in read_jsonl(self._file, required=("question", "answer"))]
         if self._dir is not None:
             file = self._dir / f"{split}.jsonl"
             if not file.is_file():

@@ -153,3 +153,15 @@ def test_boxed_off_main_thread(task):
     t.start()
     t.join(30)
     assert results == {"frac": True, "pow": False}
+
+
+def test_path_may_be_a_single_jsonl_file(tmp_path):
+    import json
+
+    from tasks import load_task
+
+    file = tmp_path / "mine.jsonl"
+    file.write_text(json.dumps({"question": "1+1?", "answer": "1+1=2\n#### 2"}) + "\n")
+    task = load_task("gsm8k", path=str(file))
+    (problem,) = task.problems("test")
+    assert problem.reference == "2" and task.is_correct(problem, "#### 2")
