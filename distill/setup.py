@@ -7,10 +7,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sdtt_search.cli import task_from_config
+from sdtt_search.machine import resolve_device  # noqa: F401 - re-exported for the programs
 from sdtt_search.tokenizer import Tokenizer
 
 from .data import ExampleStream
@@ -23,15 +23,6 @@ SURVEY_PAIRS = 5000
 
 def to_dict(cfg: Any) -> dict:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg or {})
-
-
-def resolve_device(name: str) -> torch.device:
-    """"auto" -> cuda if available else cpu; "cuda" without a GPU is a one-line error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name} was asked for but no CUDA GPU is visible; use device=cpu or device=auto")
-    return torch.device(name)
 
 
 def build_task(task_cfg: DictConfig | dict):

@@ -10,6 +10,7 @@ import torch
 
 from .checkpoint import load_pretrained
 from .diffusion import SamplerConfig, generate
+from .machine import resolve_device
 from .zoo import resolve_model_path
 
 
@@ -84,9 +85,7 @@ def load_model(name_or_path: str | Path, *, device: str | torch.device = "cpu") 
     if str(name_or_path).startswith("hf:"):
         raise ValueError(f"{name_or_path}: Hugging Face diffusion models (LLaDA, Dream, MDLM) are not supported yet; "
                          "pass a zoo name or an sdtt-search checkpoint directory")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={device} was asked for but no CUDA GPU is visible; use device=cpu")
+    device = resolve_device(device)
     path = resolve_model_path(name_or_path)
     loaded = load_pretrained(path, device=device)
     if loaded.meta.get("kind", "diffusion") != "diffusion" or loaded.model.config.causal:

@@ -25,3 +25,13 @@ def describe() -> str:
         parts.append(f"GPU: {torch.cuda.get_device_name(0)}")
     parts.append(f"torch {torch.__version__.split('+')[0]}")
     return ", ".join(parts)
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """"auto" -> cuda if available else cpu; a CUDA device without a GPU is a one-line error."""
+    name = str(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name} was asked for but no CUDA GPU is visible; use device=cpu or device=auto")
+    return torch.device(name)

@@ -15,13 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from .cli import cli_main, task_from_config
 from .diffusion import SamplerConfig
 from .loading import load_model
+from .machine import resolve_device
 from .search.engine import Search
 from .search.report import format_summary, plot_accuracy, summarise
 from .search.store import ResultStore
@@ -55,14 +55,6 @@ def _check_model_task(model, task, cfg: DictConfig) -> None:
               f"this run uses {asked}", file=sys.stderr)
 
 
-def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name} was asked for but no CUDA GPU is visible; use device=cpu or device=auto")
-    return name
-
-
 def sampler_from(cfg: DictConfig, model) -> SamplerConfig:
     """The model's default sampler, overridden by every non-null ``sampler.*`` value."""
     base = model.default_sampler().to_dict()
@@ -75,7 +67,7 @@ def run(cfg: DictConfig) -> dict:
     _check(cfg)
     task = task_from_config(cfg.task)
     model_name = cfg.model or default_model_for(task.name)
-    device = resolve_device(cfg.device)
+    device = str(resolve_device(cfg.device))
     model = load_model(model_name, device="cpu" if cfg.executor == "ray" else device)
     _check_model_task(model, task, cfg)
     sampler = sampler_from(cfg, model)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 from .base import Problem, Task
 from .errors import TaskError

@@ -63,7 +63,7 @@ def test_mask_tokens_rate_and_maskable():
 def test_mdlm_loss_hand_computed():
     """All completion tokens masked at t = 1 (eps = 0): the loss is the mean of
     -log p(x) over completion tokens with p = softmax without the MASK column."""
-    V, mask_id = 4, 3
+    mask_id = 3
     logits = torch.tensor([0.0, math.log(2), math.log(3), 100.0])  # MASK logit is ignored
     model = FixedModel(logits)
     x = torch.tensor([[0, 1, 2], [2, 2, 0]])
@@ -79,7 +79,7 @@ def test_mdlm_loss_hand_computed():
 
 def test_mdlm_loss_weight_is_one_over_t_on_masked_tokens():
     """With the masks fixed, halving t doubles each masked token's contribution."""
-    V, mask_id = 4, 3
+    mask_id = 3
     model = FixedModel(torch.tensor([0.3, -0.2, 0.1, 0.0]))
     x = torch.randint(0, 3, (2, 4000), generator=torch.Generator().manual_seed(0))
     maskable = torch.ones_like(x, dtype=torch.bool)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
