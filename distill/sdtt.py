@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 
 from sdtt_search.cli import cli_main
 from sdtt_search.checkpoint import load_pretrained, save_pretrained
-from sdtt_search.diffusion import LogLinearSchedule, SamplerConfig, mask_tokens, sample_times, subs_log_probs
+from sdtt_search.diffusion import LogLinearSchedule, is_time_conditioned, SamplerConfig, mask_tokens, sample_times, subs_log_probs
 
 from .distributed import DistContext
 from .evaluate import evaluate_task
@@ -55,8 +55,7 @@ def student_divergence(student, z, t, target, attention_mask, *, mask_id: int, k
     The loss covers the positions masked in z_t, all weighted equally (no 1/t
     weight, spec §B3).
     """
-    time_conditioned = bool(getattr(getattr(student, "config", None), "time_conditioning", False))
-    sigma = LogLinearSchedule().sigma(t) if time_conditioned else None
+    sigma = LogLinearSchedule().sigma(t) if is_time_conditioned(student) else None
     logits = student(z, attention_mask=attention_mask, sigma=sigma)
     masked = z == mask_id
     dtype = torch.float64 if precision == 64 else torch.float32

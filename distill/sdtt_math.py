@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sdtt_search.diffusion import LogLinearSchedule, categorical, subs_log_probs
+from sdtt_search.diffusion import LogLinearSchedule, categorical, is_time_conditioned, subs_log_probs
 
 DIVERGENCES = ("kld", "mse", "tvd")
 
@@ -51,7 +51,7 @@ def teacher_targets(
     Returns:
         [B, L, V] float32 target log-probs (meaningful where ``z`` is MASK).
     """
-    time_conditioned = bool(getattr(getattr(teacher, "config", None), "time_conditioning", False))
+    time_conditioned = is_time_conditioned(teacher)
     current = z
     target: torch.Tensor | None = None
     for t_i in teacher_grid(t, dt, n_steps, eps):

@@ -4,13 +4,13 @@ from .config import SamplerConfig
 from .generate import Generation, generate
 from .loss import LossOutput, ar_loss, mask_tokens, mdlm_loss, sample_times
 from .rng import RowRNG, categorical, row_positions
-from .samplers import SampleOutput, ancestral_sample, confidence_sample, sample, transfer_counts
+from .samplers import SampleOutput, ancestral_sample, confidence_sample, is_time_conditioned, sample, transfer_counts
 from .schedule import LogLinearSchedule
 from .subs import NEG_INF, subs_log_probs
 
 __all__ = [
     "GenerationBatch", "build_batch", "SamplerConfig", "Generation", "generate", "LossOutput",
     "ar_loss", "mask_tokens", "mdlm_loss", "sample_times", "RowRNG", "categorical", "row_positions",
-    "SampleOutput", "ancestral_sample", "confidence_sample", "sample", "transfer_counts",
+    "SampleOutput", "ancestral_sample", "confidence_sample", "is_time_conditioned", "sample", "transfer_counts",
     "LogLinearSchedule", "NEG_INF", "subs_log_probs",
 ]

@@ -41,7 +41,8 @@ class SampleOutput:
     token_logprobs: torch.Tensor
 
 
-def _is_time_conditioned(model) -> bool:
+def is_time_conditioned(model) -> bool:
+    """Whether ``model`` wants sigma(t) (a ``config.time_conditioning`` flag; False if absent)."""
     return bool(getattr(getattr(model, "config", None), "time_conditioning", False))
 
 
@@ -55,7 +56,7 @@ def _token_probs(logits: torch.Tensor, mask_id: int, temperature: float) -> torc
 
 
 def _sigma_for(model, schedule: LogLinearSchedule, t: torch.Tensor) -> torch.Tensor | None:
-    return schedule.sigma(t) if _is_time_conditioned(model) else None
+    return schedule.sigma(t) if is_time_conditioned(model) else None
 
 
 def _masked_fraction(x: torch.Tensor, gen_mask: torch.Tensor, mask_id: int) -> torch.Tensor:
@@ -96,7 +97,7 @@ def ancestral_sample(
     if attention_mask is None:
         attention_mask = torch.ones_like(x, dtype=torch.bool)
     positions = row_positions(attention_mask)
-    use_cache = cache and not _is_time_conditioned(model)
+    use_cache = cache and not is_time_conditioned(model)
     grid = torch.linspace(1.0, eps, steps + 1, dtype=torch.float64)
     logits: torch.Tensor | None = None
     token_logprobs = torch.zeros(batch, length, dtype=torch.float64, device=x.device)
