@@ -78,3 +78,43 @@ def evaluate_task(
         "problems": len(problems),
         "steps": sampler.steps,
     }
+
+
+@torch.no_grad()
+def evaluate_ar_task(
+    model,
+    tokenizer,
+    task,
+    problems: Sequence,
+    *,
+    gen_length: int,
+    temperature: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> dict:
+    """pass@1 of one sample per problem for an in-memory AR twin (``CausalLM``),
+    decoded with ``transformers`` generate and a KV cache.
+
+    Returns:
+        {"pass@1", "samples_per_s", "entropy", "problems"}.
+    """
+    from sdtt_search.ar.backends import TransformersBackend
+
+    engine = TransformersBackend.from_module(model, pad_id=tokenizer.pad_id, eos_id=tokenizer.eos_id)
+    correct, token_rows = 0, []
+    start = time.perf_counter()
+    for lo in range(0, len(problems), batch_size):
+        chunk = problems[lo : lo + batch_size]
+        samples = engine.generate([tokenizer.encode(task.format_prompt(p)) for p in chunk],
+                                  seeds=[seed * 1_000_003 + lo + i for i in range(len(chunk))],
+                                  max_tokens=gen_length, temperature=temperature, top_p=1.0)
+        correct += sum(bool(task.is_correct(p, tokenizer.decode(s.token_ids))) for p, s in zip(chunk, samples))
+        token_rows += [_until_eos(s.token_ids, tokenizer.eos_id, tokenizer.pad_id) for s in samples]
+    elapsed = time.perf_counter() - start
+    n = max(len(problems), 1)
+    return {
+        "pass@1": correct / n,
+        "samples_per_s": len(problems) / max(elapsed, 1e-9),
+        "entropy": unigram_entropy(token_rows),
+        "problems": len(problems),
+    }

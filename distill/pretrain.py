@@ -16,15 +16,18 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from sdtt_search.ar.checkpoint import is_ar_checkpoint, load_ar_pretrained, save_ar_pretrained
 from sdtt_search.cli import cli_main
 from sdtt_search.checkpoint import load_pretrained, save_pretrained
 from sdtt_search.machine import describe
 from sdtt_search.diffusion import SamplerConfig, ar_loss, mdlm_loss
 from sdtt_search.model import Denoiser, ModelConfig
+from sdtt_search.model.llama import CausalLM, CausalLMConfig
 from sdtt_search.tokenizer import Tokenizer
+from sdtt_search.zoo import resolve_model_path
 
 from .distributed import DistContext
-from .evaluate import evaluate_task
+from .evaluate import evaluate_ar_task, evaluate_task
 from .setup import (
     build_task, build_tokenizer, checkpoint_dir, eval_problems, make_stream, measure_gen_length,
     resolve_device, to_dict,
@@ -36,23 +39,47 @@ log = logging.getLogger("distill.pretrain")
 OBJECTIVES = ("mdlm", "ar")
 
 
-def build_model(cfg: DictConfig, tokenizer: Tokenizer, gen_length: int, max_prompt: int) -> Denoiser:
+def build_model(cfg: DictConfig, tokenizer: Tokenizer, gen_length: int, max_prompt: int) -> Denoiser | CausalLM:
+    """The denoiser (objective=mdlm) or its AR twin (objective=ar): a Llama-architecture
+    causal LM of the same width, depth and heads, SwiGLU of mlp_ratio x width (about
+    the same parameter count), exported in Hugging Face Llama format."""
     fields = to_dict(cfg.model)
     fields.pop("name", None)
     fields["max_length"] = max(int(fields.get("max_length", 0) or 0), max_prompt + gen_length)
-    config = ModelConfig(vocab_size=tokenizer.vocab_size, mask_id=tokenizer.mask_id, causal=cfg.objective == "ar", **fields)
+    if cfg.objective == "ar":
+        return CausalLM(CausalLMConfig(
+            vocab_size=tokenizer.vocab_size, hidden_size=fields["hidden_size"], n_layers=fields["n_layers"],
+            n_heads=fields["n_heads"], intermediate_size=fields["mlp_ratio"] * fields["hidden_size"],
+            max_length=fields["max_length"], dropout=fields.get("dropout", 0.0),
+            attention_backend=fields.get("attention_backend", "auto")))
+    config = ModelConfig(vocab_size=tokenizer.vocab_size, mask_id=tokenizer.mask_id, causal=False, **fields)
     return Denoiser(config)
 
 
-def make_loss(objective: str, mask_id: int):
+def ar_targets(x: torch.Tensor, maskable: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """[B, L] bool: completion positions up to and including the first EOS (the AR
+    model never has to predict the padding after it: decoding stops at EOS)."""
+    eos = ((x == eos_id) & maskable).long()
+    after_eos = (eos.cumsum(-1) - eos) > 0
+    return maskable & ~after_eos
+
+
+def make_loss(objective: str, mask_id: int, eos_id: int | None = None):
     if objective == "mdlm":
         def loss_fn(model, batch, generator):
             return mdlm_loss(model, batch.x, batch.maskable, mask_id=mask_id,
                              attention_mask=batch.attention_mask, generator=generator)
     else:
         def loss_fn(model, batch, generator):
-            return ar_loss(model, batch.x, batch.maskable, attention_mask=batch.attention_mask)
+            targets = batch.maskable if eos_id is None else ar_targets(batch.x, batch.maskable, eos_id)
+            return ar_loss(model, batch.x, targets, attention_mask=batch.attention_mask)
     return loss_fn
+
+
+def _load_checkpoint(path):
+    """(model, tokenizer, meta) of a diffusion or AR checkpoint directory."""
+    loaded = load_ar_pretrained(path) if is_ar_checkpoint(path) else load_pretrained(path)
+    return loaded.model, loaded.tokenizer, dict(loaded.meta)
 
 
 def run(cfg: DictConfig) -> Path:
@@ -70,12 +97,15 @@ def run(cfg: DictConfig) -> Path:
 
     # Tokenizer and lengths are fixed at the first start and reread on resume.
     if cfg.init_from:
-        init = load_pretrained(cfg.init_from)
-        tokenizer, meta = init.tokenizer, dict(init.meta)
+        init_model, tokenizer, meta = _load_checkpoint(cfg.init_from)
         gen_length = int(cfg.task.gen_length or meta["gen_length"])
     elif (export / "config.json").exists():
-        prev = load_pretrained(export)
-        tokenizer, gen_length = prev.tokenizer, int(prev.meta["gen_length"])
+        _, tokenizer, prev_meta = _load_checkpoint(export)
+        gen_length = int(prev_meta["gen_length"])
+    elif cfg.get("tokenizer_from"):
+        # An AR twin must see exactly its diffusion twin's tokens and lengths.
+        _, tokenizer, twin_meta = _load_checkpoint(resolve_model_path(cfg.tokenizer_from))
+        gen_length = int(cfg.task.gen_length or twin_meta["gen_length"])
     else:
         tokenizer = build_tokenizer(task, to_dict(cfg.task.get("tokenizer")), cfg.seed)
         gen_length = int(cfg.task.gen_length or measure_gen_length(task, tokenizer, cfg.seed))
@@ -83,7 +113,7 @@ def run(cfg: DictConfig) -> Path:
     max_prompt = max(len(tokenizer.encode(task.format_prompt(p))) for p in problems)
     model = build_model(cfg, tokenizer, gen_length, max_prompt * 2)
     if cfg.init_from:
-        model.load_state_dict(init.model.state_dict())
+        model.load_state_dict(init_model.state_dict())
     model.to(device)
     log.info("model: %.2fM parameters, gen_length %d, device %s", model.num_parameters / 1e6, gen_length, device)
 
@@ -93,7 +123,8 @@ def run(cfg: DictConfig) -> Path:
 
     def evaluate(ema_model, step):
         if cfg.objective == "ar":
-            return {}
+            return evaluate_ar_task(ema_model, tokenizer, task, problems, gen_length=gen_length,
+                                    temperature=float(sampler.temperature), batch_size=cfg.eval.batch_size)
         return evaluate_task(ema_model, tokenizer, task, problems, sampler, gen_length=gen_length,
                              batch_size=cfg.eval.batch_size)
 
@@ -102,15 +133,18 @@ def run(cfg: DictConfig) -> Path:
             "kind": "ar" if cfg.objective == "ar" else "diffusion",
             "task": to_dict(cfg.task),
             "gen_length": gen_length,
-            "sampling_steps": int(sampler.steps),
+            "sampling_steps": gen_length if cfg.objective == "ar" else int(sampler.steps),
             "train_steps": step,
             "train_seconds": round(trainer.train_seconds, 1),
             "device": str(device),
             "machine": describe(),
         }
-        save_pretrained(export, trainer.ema.model, tokenizer, meta=meta)
+        if cfg.objective == "ar":
+            save_ar_pretrained(export, trainer.ema.model, tokenizer, meta=meta)
+        else:
+            save_pretrained(export, trainer.ema.model, tokenizer, meta=meta)
 
-    trainer = Trainer(model=model, loss_fn=make_loss(cfg.objective, tokenizer.mask_id), stream=stream,
+    trainer = Trainer(model=model, loss_fn=make_loss(cfg.objective, tokenizer.mask_id, tokenizer.eos_id), stream=stream,
                       config=train_cfg, output_dir=out_dir, dist=dist,
                       evaluate=evaluate, on_save=export_checkpoint)
     history = trainer.run()

@@ -14,6 +14,7 @@ import json
 import time
 from pathlib import Path
 
+from sdtt_search.ar import is_ar_checkpoint, load_ar_pretrained, save_ar_pretrained
 from sdtt_search.checkpoint import load_pretrained, save_pretrained
 from sdtt_search.cli import task_from_config
 from sdtt_search.loading import load_model
@@ -29,6 +30,8 @@ def evaluate(model_dir: Path, samples: int, limit: int, batch_size: int = 256) -
     start = time.perf_counter()
     result = Search(model, task, model.default_sampler(), batch_size=batch_size).best_of_n(problems, samples)
     result.metrics["wall_s"] = time.perf_counter() - start
+    if getattr(model, "backend_name", None):
+        result.metrics["backend"] = model.backend_name
     return result.metrics
 
 
@@ -49,11 +52,18 @@ def card(name: str, meta: dict, model_cfg: dict, params: int, metrics: dict, sam
     command = f"python -m sdtt_search.run task={task['name']} {opts} model={name} samples={samples} limit={limit}".replace("  ", " ")
     rows = "\n".join(f"| {k} | {v:.3f} |" for k, v in acc.items() if k.split("@")[1] in ("1", str(samples)))
     data = DATA_NOTES.get(task["name"], "the task's training pairs")
+    backend = f", {metrics['backend']} backend" if metrics.get("backend") else ""
     if task["name"] == "gsm8k":
         command += "  (GSM8K data: add task.path=<dir with test.jsonl> or set SDTT_DATA_DIR)"
     sdtt = meta.get("sdtt")
-    lineage = (f"SDTT round {sdtt['round']} ({sdtt['divergence']}) from a {sdtt['teacher_steps']}-step teacher, "
-               f"{sdtt['train_step']} distillation steps in all" if sdtt else "pretrained from scratch (MDLM NELBO)")
+    is_ar = meta.get("kind") == "ar"
+    if is_ar:
+        lineage = "pretrained from scratch (causal next-token loss); Hugging Face Llama format, loads in transformers and vLLM"
+        sampling = f"autoregressive with a KV cache (vLLM or transformers), up to {meta.get('gen_length')} generated tokens"
+    else:
+        lineage = (f"SDTT round {sdtt['round']} ({sdtt['divergence']}) from a {sdtt['teacher_steps']}-step teacher, "
+                   f"{sdtt['train_step']} distillation steps in all" if sdtt else "pretrained from scratch (MDLM NELBO)")
+        sampling = f"ancestral, {meta.get('sampling_steps')} steps, {meta.get('gen_length')} generated tokens"
     return f"""# {name}
 
 {note}
@@ -63,13 +73,13 @@ def card(name: str, meta: dict, model_cfg: dict, params: int, metrics: dict, sam
 | task | {task['name']} {json.dumps(task.get('options') or {})} |
 | kind | {meta.get('kind', 'diffusion')} ({lineage}) |
 | parameters | {params / 1e6:.2f}M (hidden {model_cfg['hidden_size']}, {model_cfg['n_layers']} layers, {model_cfg['n_heads']} heads, vocab {model_cfg['vocab_size']}) |
-| sampling | ancestral, {meta.get('sampling_steps')} steps, {meta.get('gen_length')} generated tokens |
+| sampling | {sampling} |
 | training | {meta.get('train_steps', '?')} pretraining steps, {meta.get('train_seconds', '?')} s on {meta.get('machine', 'the project CPU machine')} |
 | data | {data} |
 
 ## Measured ({describe()})
 
-{metrics['problems']} test problems x {samples} samples, temperature 1.0 ({metrics['throughput']['samples_per_s']:.1f} samples/s
+{metrics['problems']} test problems x {samples} samples, temperature 1.0{backend} ({metrics['throughput']['samples_per_s']:.1f} samples/s
 while other jobs shared the CPU: for speed ratios see `benchmarks/RESULTS.md`, measured side by side):
 
 | metric | value |
@@ -88,12 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=500)
     parser.add_argument("--note", default="")
     args = parser.parse_args(argv)
-    loaded = load_pretrained(args.checkpoint)
+    is_ar = is_ar_checkpoint(args.checkpoint)
+    loaded = load_ar_pretrained(args.checkpoint) if is_ar else load_pretrained(args.checkpoint)
     meta = {**loaded.meta, "machine": loaded.meta.get("machine") or describe()}
     # A data path of the training machine means nothing elsewhere: runs pass task.path / $SDTT_DATA_DIR.
     meta["task"] = {k: v for k, v in meta["task"].items() if k != "path"}
     target = ZOO_DIR / args.name
-    save_pretrained(target, loaded.model, loaded.tokenizer, meta=meta)
+    (save_ar_pretrained if is_ar else save_pretrained)(target, loaded.model, loaded.tokenizer, meta=meta)
     metrics = evaluate(target, args.samples, args.limit)
     text = card(args.name, meta, loaded.model.config.to_dict(), loaded.model.num_parameters, metrics, args.samples,
                 args.limit, args.note)

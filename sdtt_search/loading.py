@@ -8,6 +8,7 @@ from typing import Sequence
 
 import torch
 
+from .ar import is_ar_checkpoint, load_ar_model
 from .checkpoint import load_pretrained
 from .diffusion import SamplerConfig, generate
 from .machine import resolve_device
@@ -77,18 +78,31 @@ class DiffusionModel:
         return Completions(texts=out.texts, logprobs=logprobs, nfe=out.nfe, positions=gen_length)
 
 
-def load_model(name_or_path: str | Path, *, device: str | torch.device = "cpu") -> DiffusionModel:
+def load_model(name_or_path: str | Path, *, device: str | torch.device = "cpu", ar_backend: str = "auto",
+               trust_remote_code: bool = False, family: str | None = None, dtype: str | torch.dtype | None = None,
+               hf_options: dict | None = None):
     """Load a zoo model (e.g. ``"countdown-cd3-sdtt-4"``) or a checkpoint directory.
+
+    Masked diffusion checkpoints give a ``DiffusionModel``; AR twins (Llama format,
+    e.g. ``"countdown-cd3-ar"``) give an ``ARModel`` sampled by ``ar_backend``:
+    "vllm", "transformers" or "auto" (vLLM when installed).
 
     Raises one-line errors for unknown names and broken checkpoints.
     """
     if str(name_or_path).startswith("hf:"):
-        raise ValueError(f"{name_or_path}: Hugging Face diffusion models (LLaDA, Dream, MDLM) are not supported yet; "
-                         "pass a zoo name or an sdtt-search checkpoint directory")
+        # Hugging Face diffusion models (sdtt_search.hf): "hf:<hub id[@revision] or dir>". trust_remote_code
+        # allows LLaDA / Dream modelling code; family forces llada|dream|mdlm|sdtt; dtype defaults to bf16 on
+        # CUDA, fp32 on CPU; hf_options: chat, answer_format, system_prompt, mask_id, tokenizer (load_hf_model).
+        from .hf import load_hf_model
+
+        return load_hf_model(str(name_or_path), device=device, trust_remote_code=trust_remote_code, family=family,
+                             dtype=dtype, **(hf_options or {}))
     device = resolve_device(device)
     path = resolve_model_path(name_or_path)
+    if is_ar_checkpoint(path):
+        return load_ar_model(path, name=str(name_or_path), device=device, backend=ar_backend)
     loaded = load_pretrained(path, device=device)
     if loaded.meta.get("kind", "diffusion") != "diffusion" or loaded.model.config.causal:
-        raise ValueError(f"{name_or_path} is an autoregressive checkpoint; the search engine samples masked diffusion "
-                         "models only (the AR baseline backend is not built yet)")
+        raise ValueError(f"{name_or_path} is a causal checkpoint in the diffusion format; export AR models with "
+                         "sdtt_search.ar.save_ar_pretrained (Llama format) to sample them")
     return DiffusionModel(loaded.model, loaded.tokenizer, loaded.meta, name=str(name_or_path))

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from .cli import cli_main, task_from_config
 from .diffusion import SamplerConfig
+from .hf.options import load_options_from_config
 from .loading import load_model
 from .machine import resolve_device
 from .search.engine import Search
@@ -67,8 +68,15 @@ def run(cfg: DictConfig) -> dict:
     _check(cfg)
     task = task_from_config(cfg.task)
     model_name = cfg.model or default_model_for(task.name)
-    device = str(resolve_device(cfg.device))
-    model = load_model(model_name, device="cpu" if cfg.executor == "ray" else device)
+    ray_gpus = cfg.executor == "ray" and str(cfg.device).startswith("cuda")  # the workers' GPUs count, not the driver's
+    device = str(cfg.device) if ray_gpus else str(resolve_device(cfg.device))
+    load_options = {"ar_backend": cfg.ar_backend}
+    hf_model = str(model_name).startswith("hf:")
+    if hf_model:  # Hugging Face diffusion models: trust_remote_code, family, dtype, hf.* (sdtt_search.hf.options)
+        load_options.update(load_options_from_config(cfg, task.name))
+    # On the Ray driver an hf: model is only described (device=meta); each worker loads its own replica.
+    driver_device = ("meta" if hf_model else "cpu") if cfg.executor == "ray" else device
+    model = load_model(model_name, device=driver_device, **load_options)
     _check_model_task(model, task, cfg)
     sampler = sampler_from(cfg, model)
     problems = task.problems(split=cfg.split, limit=cfg.limit)
@@ -100,7 +108,8 @@ def run(cfg: DictConfig) -> dict:
             from .search.ray_executor import run_on_ray
 
             run_on_ray(search_args={"model": str(model_name), "task": run_config["task"], "sampler": sampler.to_dict(),
-                                    "batch_size": cfg.batch_size, "seed": cfg.seed, "device": device},
+                                    "batch_size": cfg.batch_size, "seed": cfg.seed, "device": device,
+                                    "load_options": load_options},
                        problems=todo, n=cfg.samples, workers=cfg.workers, ray_cfg=cfg.ray, on_result=on_result)
     bar.close()
     store.add_wall(time.perf_counter() - start)
@@ -108,6 +117,7 @@ def run(cfg: DictConfig) -> dict:
     results = store.ordered([p.id for p in problems])
     metrics = {
         "task": task.name, "model": str(model_name), "kind": model.kind, "steps": sampler.steps,
+        "backend": getattr(model, "backend_name", "sdtt-search"),
         "sampler": sampler.to_dict(), "executor": cfg.executor, "workers": cfg.workers if cfg.executor == "ray" else 1,
         "device": device,
         **summarise(results, cfg.samples, has_verifier=task.has_verifier, wall_s=store.wall_s),

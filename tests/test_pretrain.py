@@ -49,10 +49,20 @@ def test_killed_run_resumes_to_the_uninterrupted_state(tmp_path, monkeypatch):
         assert torch.allclose(tensor, b["ema"]["weights"][name], atol=1e-6), name
 
 
-def test_ar_objective_trains_a_causal_twin(tmp_path):
+def test_ar_objective_trains_a_llama_format_twin_that_transformers_loads(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from sdtt_search.ar import load_ar_pretrained
+
     export = pretrain.run(pretrain_config(tmp_path, "objective=ar"))
-    loaded = load_pretrained(export)
+    loaded = load_ar_pretrained(export)
     assert loaded.meta["kind"] == "ar" and loaded.model.config.causal
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["final"] and 0.0 <= log[-1]["pass@1"] <= 1.0  # evaluated with the KV-cache decoder
+    hf = AutoModelForCausalLM.from_pretrained(str(export)).eval()
+    x = torch.tensor([loaded.tokenizer.encode("12 34 56 -> 78")])
+    with torch.no_grad():
+        assert torch.allclose(hf(input_ids=x).logits, loaded.model(x), atol=1e-5)
 
 
 @pytest.mark.parametrize("override,needle", [

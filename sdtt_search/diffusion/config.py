@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-METHODS = ("ancestral", "confidence")
+METHODS = ("ancestral", "confidence", "autoregressive")
+DIFFUSION_METHODS = ("ancestral", "confidence")
 REMASKING = ("low_confidence", "random")
 
 
@@ -15,7 +16,8 @@ class SamplerConfig:
     Attributes:
         method: "ancestral" (MDLM ancestral sampler, spec §A7; what SDTT students are
             distilled for) or "confidence" (LLaDA low-confidence remasking / Fast-dLLM
-            threshold decoding).
+            threshold decoding) for diffusion models; "autoregressive" (left to right
+            with a KV cache) for AR models, the only method they accept.
         steps: number of denoising steps (network calls, at most steps + 1).
         temperature: softmax temperature of the token draws; 0 means greedy tokens.
         gen_length: completion length in tokens (None: the caller's default).
@@ -26,6 +28,7 @@ class SamplerConfig:
         cache: reuse the network output for rows that did not change (ancestral only;
             ignored for time-conditioned models).
         eps: smallest diffusion time of the ancestral grid linspace(1, eps, steps + 1).
+        top_p: nucleus sampling mass for "autoregressive" (1.0 = off).
     """
 
     method: str = "ancestral"
@@ -37,6 +40,7 @@ class SamplerConfig:
     remasking: str = "low_confidence"
     cache: bool = True
     eps: float = 1e-5
+    top_p: float = 1.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -59,6 +63,8 @@ class SamplerConfig:
             raise ValueError(f"sampler.remasking={self.remasking!r} is unknown; use one of {', '.join(REMASKING)}")
         if not 0.0 < self.eps < 1.0:
             raise ValueError(f"sampler.eps={self.eps!r} must be in (0, 1)")
+        if isinstance(self.top_p, bool) or not isinstance(self.top_p, (int, float)) or not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"sampler.top_p={self.top_p!r} must be in (0, 1]")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -273,6 +273,9 @@ def sample(
     seeds = [int(s) for s in seeds]
     if len(seeds) != x.shape[0]:
         raise ValueError(f"got {len(seeds)} seeds for a batch of {x.shape[0]} rows; pass one seed per row")
+    if config.method not in ("ancestral", "confidence"):
+        raise ValueError(f"sampler.method={config.method!r} is for autoregressive models; masked diffusion models "
+                         "sample with method=ancestral or method=confidence")
     rng = RowRNG(seeds, device=x.device)
     if config.method == "ancestral":
         return ancestral_sample(

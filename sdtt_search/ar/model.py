@@ -1,0 +1,102 @@
+"""``ARModel``: an autoregressive checkpoint behind the same ``generate`` as ``DiffusionModel``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..diffusion import SamplerConfig
+from .backends import TransformersBackend, VLLMBackend, resolve_backend
+from .checkpoint import load_ar_tokenizer, read_sidecar
+
+
+class ARModel:
+    """An AR twin ready to sample with a KV cache.
+
+    Attributes:
+        backend: the engine (``.name`` is "vllm" or "transformers"); tokenizer; meta
+        (task, gen_length, training record); name: how it was loaded;
+        num_parameters: parameter count (from the checkpoint's shapes).
+    """
+
+    kind = "ar"
+
+    def __init__(self, backend, tokenizer, meta: dict, name: str, num_parameters: int | None = None):
+        self.backend = backend
+        self.tokenizer = tokenizer
+        self.meta = dict(meta)
+        self.name = name
+        self.num_parameters = num_parameters
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    @property
+    def gen_length(self) -> int:
+        return int(self.meta.get("gen_length", 0) or 0)
+
+    @property
+    def nfe(self) -> int:
+        """Decoding steps run so far (one forward of the batch per generated token)."""
+        return self.backend.nfe
+
+    def default_sampler(self) -> SamplerConfig:
+        """Left-to-right sampling at temperature 1 (steps = one per generated token)."""
+        return SamplerConfig(method="autoregressive", steps=max(self.gen_length, 1), temperature=1.0,
+                             gen_length=self.gen_length or None)
+
+    def generate(self, prompts: Sequence[str], sampler: SamplerConfig, *, seeds: Sequence[int]):
+        from ..loading import Completions
+
+        if sampler.method != "autoregressive":
+            raise ValueError(f"model {self.name} is autoregressive: use sampler.method=autoregressive "
+                             f"(got {sampler.method!r}, a diffusion sampler)")
+        max_tokens = sampler.gen_length or self.gen_length
+        if not max_tokens:
+            raise ValueError(f"model {self.name} has no gen_length in its meta; set sampler.gen_length")
+        if len(seeds) != len(prompts):
+            raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts; pass one seed per prompt")
+        ids = [self.tokenizer.encode(p) for p in prompts]
+        before = self.backend.nfe
+        samples = self.backend.generate(ids, seeds=list(seeds), max_tokens=max_tokens,
+                                        temperature=float(sampler.temperature), top_p=float(sampler.top_p))
+        texts = [self.tokenizer.decode(s.token_ids) for s in samples]
+        generated = sum(len(s.token_ids) for s in samples) / max(len(samples), 1)
+        return Completions(texts=texts, logprobs=[s.logprobs for s in samples], nfe=self.backend.nfe - before,
+                           positions=int(round(generated)))
+
+
+def _count_parameters(directory: Path) -> int | None:
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(directory / "model.safetensors"), framework="pt") as f:
+            return sum(_prod(f.get_slice(k).get_shape()) for k in f.keys())
+    except Exception:  # noqa: BLE001 - a count is informative only
+        return None
+
+
+def _prod(shape) -> int:
+    out = 1
+    for d in shape:
+        out *= int(d)
+    return out
+
+
+def load_ar_model(directory: str | Path, *, name: str, device: torch.device, backend: str = "auto",
+                  **engine_kwargs) -> ARModel:
+    """An ``ARModel`` over an AR checkpoint directory with the chosen engine."""
+    directory = Path(directory)
+    sidecar = read_sidecar(directory)
+    tokenizer = load_ar_tokenizer(directory)
+    chosen = resolve_backend(backend)
+    if chosen == "vllm":
+        max_len = int((sidecar.get("model") or {}).get("max_length", 2048))
+        engine = VLLMBackend(directory, eos_id=tokenizer.eos_id, device=device, max_model_len=max_len, **engine_kwargs)
+    else:
+        engine = TransformersBackend.from_directory(directory, pad_id=tokenizer.pad_id, eos_id=tokenizer.eos_id,
+                                                    device=device)
+    return ARModel(engine, tokenizer, dict(sidecar.get("meta") or {}), name=name,
+                   num_parameters=_count_parameters(directory))

@@ -1,0 +1,232 @@
+"""The autoregressive twin: a small Llama-architecture causal LM.
+
+RMSNorm pre-norm blocks, rotary q/k (rotate-half, as Llama), SwiGLU MLP, no biases,
+an untied head. Parameter names are exactly Hugging Face ``LlamaForCausalLM``'s
+(``model.embed_tokens.weight``, ``model.layers.{i}.self_attn.q_proj.weight``, ...,
+``lm_head.weight``), so a checkpoint saved from this module loads unchanged in
+``transformers`` and vLLM (``sdtt_search.ar.checkpoint``). Training uses this module
+(SDPA, or xformers on CUDA, like the denoiser); generation with a KV cache is left to
+those engines.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import attention, select_backend
+from .rotary import apply_rotary, rotary_tables
+
+
+@dataclass
+class CausalLMConfig:
+    """Shape of a ``CausalLM`` (a subset of HF ``LlamaConfig``, same meaning).
+
+    Attributes:
+        vocab_size: V; hidden_size / n_layers / n_heads: width, depth, heads (head dim
+        >= 32 keeps vLLM's CPU attention happy); intermediate_size: SwiGLU width;
+        max_length: max_position_embeddings; rope_theta: rotary base;
+        rms_norm_eps: RMSNorm epsilon; dropout: on the residual branches (training only);
+        attention_backend: "auto" | "sdpa" | "xformers".
+    """
+
+    vocab_size: int
+    hidden_size: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    intermediate_size: int = 512
+    max_length: int = 128
+    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-6
+    dropout: float = 0.0
+    attention_backend: str = "auto"
+
+    # Read by code shared with the diffusion denoiser.
+    causal = True
+    time_conditioning = False
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "hidden_size", "n_layers", "n_heads", "intermediate_size", "max_length"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"model.{name}={value!r} must be a positive integer")
+        if self.hidden_size % self.n_heads or (self.hidden_size // self.n_heads) % 2:
+            raise ValueError(f"model.hidden_size={self.hidden_size} must split into {self.n_heads} heads of even size")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"model.dropout={self.dropout!r} must be a number in [0, 1)")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.n_heads
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "CausalLMConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown causal LM config key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def to_hf(self, *, bos_id: int | None, eos_id: int, pad_id: int) -> dict[str, Any]:
+        """The equivalent Hugging Face ``LlamaConfig`` as a config.json dict."""
+        return {
+            "architectures": ["LlamaForCausalLM"],
+            "model_type": "llama",
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.n_layers,
+            "num_attention_heads": self.n_heads,
+            "num_key_value_heads": self.n_heads,
+            "head_dim": self.head_dim,
+            "hidden_act": "silu",
+            "max_position_embeddings": self.max_length,
+            "rms_norm_eps": self.rms_norm_eps,
+            "rope_theta": self.rope_theta,
+            "rope_parameters": {"rope_type": "default", "rope_theta": self.rope_theta},
+            "attention_bias": False,
+            "mlp_bias": False,
+            "tie_word_embeddings": False,
+            "bos_token_id": bos_id,
+            "eos_token_id": eos_id,
+            "pad_token_id": pad_id,
+            "torch_dtype": "float32",
+            "use_cache": True,
+        }
+
+    @classmethod
+    def from_hf(cls, hf: dict[str, Any]) -> "CausalLMConfig":
+        """Inverse of ``to_hf`` for the Llama configs this module can represent."""
+        if hf.get("model_type") != "llama":
+            raise ValueError(f"config.json has model_type {hf.get('model_type')!r}, expected 'llama'")
+        kv = hf.get("num_key_value_heads", hf["num_attention_heads"])
+        if kv != hf["num_attention_heads"] or hf.get("tie_word_embeddings") or hf.get("attention_bias") or hf.get("mlp_bias"):
+            raise ValueError("config.json is a Llama variant this module does not build (grouped KV heads, tied "
+                             "embeddings or biases); load it with transformers instead")
+        theta = (hf.get("rope_parameters") or {}).get("rope_theta", hf.get("rope_theta", 10000.0))
+        return cls(vocab_size=hf["vocab_size"], hidden_size=hf["hidden_size"], n_layers=hf["num_hidden_layers"],
+                   n_heads=hf["num_attention_heads"], intermediate_size=hf["intermediate_size"],
+                   max_length=hf["max_position_embeddings"], rope_theta=float(theta),
+                   rms_norm_eps=float(hf.get("rms_norm_eps", 1e-6)))
+
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * weight, computed in fp32 (Llama's LlamaRMSNorm)."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.to(x.dtype)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, config: CausalLMConfig):
+        super().__init__()
+        h = config.hidden_size
+        self.n_heads = config.n_heads
+        self.q_proj = nn.Linear(h, h, bias=False)
+        self.k_proj = nn.Linear(h, h, bias=False)
+        self.v_proj = nn.Linear(h, h, bias=False)
+        self.o_proj = nn.Linear(h, h, bias=False)
+
+    def forward(self, x: torch.Tensor, rotary, key_padding_mask: torch.Tensor | None, backend: str) -> torch.Tensor:
+        """x [B, L, h] -> [B, L, h] with causal attention."""
+        batch, length, h = x.shape
+        shape = (batch, length, self.n_heads, h // self.n_heads)
+        q, k, v = self.q_proj(x).view(shape), self.k_proj(x).view(shape), self.v_proj(x).view(shape)
+        cos, sin = rotary
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        a = attention(q, k, v, key_padding_mask=key_padding_mask, causal=True, backend=backend)
+        return self.o_proj(a.reshape(batch, length, h))
+
+
+class SwiGLU(nn.Module):
+    """down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, config: CausalLMConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, config: CausalLMConfig):
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = SelfAttention(config)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = SwiGLU(config)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x, rotary, key_padding_mask, backend):
+        x = x + self.dropout(self.self_attn(self.input_layernorm(x), rotary, key_padding_mask, backend))
+        return x + self.dropout(self.mlp(self.post_attention_layernorm(x)))
+
+
+class LlamaBody(nn.Module):
+    """Holds the ``model.*`` parameters (embeddings, layers, final norm)."""
+
+    def __init__(self, config: CausalLMConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.n_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+
+class CausalLM(nn.Module):
+    """input_ids [B, L] (+ attention_mask [B, L]) -> next-token logits [B, L, V] (fp32).
+
+    Positions count from each row's first real token, so left padding leaves a row's
+    logits unchanged (the convention of ``transformers`` generate and of vLLM, which
+    never pads). ``sigma`` is accepted and ignored, so losses written for the
+    denoiser's signature work unchanged.
+    """
+
+    def __init__(self, config: CausalLMConfig):
+        super().__init__()
+        self.config = config
+        self.model = LlamaBody(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        # Llama's initializer_range 0.02 for every matrix.
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                sigma: torch.Tensor | None = None) -> torch.Tensor:
+        batch, length = input_ids.shape
+        if attention_mask is None:
+            positions = torch.arange(length, device=input_ids.device).expand(batch, length)
+            key_padding_mask = None
+        else:
+            attention_mask = attention_mask.bool()
+            positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+            key_padding_mask = None if bool(attention_mask.all()) else attention_mask
+        rotary = rotary_tables(positions, self.config.head_dim, base=self.config.rope_theta)
+        backend = select_backend(self.config.attention_backend, input_ids.device)
+        x = self.model.embed_tokens(input_ids)
+        for layer in self.model.layers:
+            x = layer(x, rotary, key_padding_mask, backend)
+        return self.lm_head(self.model.norm(x)).float()
