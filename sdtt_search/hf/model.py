@@ -1,0 +1,70 @@
+"""``HFDiffusionModel``: a Hugging Face diffusion LM as the search engine sees it."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..diffusion import SamplerConfig, generate
+from ..loading import Completions, DiffusionModel
+from .defaults import default_sampler, fast_dllm
+from .prompting import PromptFormat
+
+
+class HFDiffusionModel(DiffusionModel):
+    """An adapter (``input_ids -> logits``), its tokenizer and prompt format.
+
+    Attributes:
+        model: the adapter (``sdtt_search.hf.adapters``), or None for a model only
+            described (``device="meta"``: what a Ray driver needs, weights stay on the workers).
+        tokenizer: ``HFTokenizer``; family: llada | dream | mdlm | sdtt;
+        prompt_format: chat template / answer instruction applied in ``generate``;
+        meta: family, source, revision, dtype, parameters, gen_length, sampling_steps, ...
+    """
+
+    kind = "diffusion"
+
+    def __init__(self, model, tokenizer, meta: dict, name: str, *, family: str, prompt_format: PromptFormat):
+        self.model = model.eval() if model is not None else None
+        self.tokenizer = tokenizer
+        self.meta = dict(meta)
+        self.name = name
+        self.family = family
+        self.prompt_format = prompt_format
+
+    @property
+    def device(self) -> torch.device:
+        if self.model is None:
+            return torch.device("meta")
+        return next(self.model.parameters()).device
+
+    def default_sampler(self, *, threshold: float | None = None) -> SamplerConfig:
+        """The authors' sampler for this family; ``threshold`` (e.g. 0.9) adds Fast-dLLM threshold decoding."""
+        sampler = default_sampler(self.family, revision=self.meta.get("revision"), gen_length=self.gen_length or 256)
+        return fast_dllm(sampler, threshold) if threshold is not None else sampler
+
+    def format_prompt(self, prompt: str) -> str:
+        """The text the model is conditioned on for a task prompt (chat template, answer instruction)."""
+        return self.prompt_format.render(prompt, self.tokenizer)
+
+    def generate(self, prompts: Sequence[str], sampler: SamplerConfig, *, seeds: Sequence[int]) -> Completions:
+        """One completion per prompt; texts and log-probs stop at the first end-of-answer token.
+
+        Prompts are formatted (``format_prompt``), left-padded and sampled together;
+        a row's completion is the one it gets alone (per-row seeds; no padding reaches the network).
+        """
+        if self.model is None:
+            raise RuntimeError(f"{self.name} was only described (device=meta), not loaded; load it with device=cuda or cpu")
+        gen_length = sampler.gen_length or self.gen_length
+        tokenizer = self.tokenizer.for_chat() if self.prompt_format.chat else self.tokenizer
+        texts = [self.format_prompt(p) for p in prompts]
+        out = generate(self.model, tokenizer, texts, sampler, seeds=list(seeds), gen_length=gen_length)
+        logprobs = []
+        for ids, lps in zip(out.tokens.tolist(), out.token_logprobs.tolist()):
+            row = []
+            for token, lp in zip(ids, lps):
+                row.append(lp)
+                if token in tokenizer.stop_ids:
+                    break
+            logprobs.append(row)
+        return Completions(texts=out.texts, logprobs=logprobs, nfe=out.nfe, positions=gen_length)
