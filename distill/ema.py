@@ -17,7 +17,11 @@ class EMA:
     def __init__(self, model: nn.Module, decay: float = 0.999):
         self.decay = decay
         self.num_updates = 0
-        self.model = copy.deepcopy(model).eval()
+        # Frozen parameters (e.g. the base under a LoRA student) never change: the
+        # shadow shares them instead of copying (an 8B base is not duplicated).
+        frozen = {id(p): p for p in model.parameters() if not p.requires_grad}
+        self.model = copy.deepcopy(model, memo=dict(frozen)).eval()
+        self._own = [name for name, p in self.model.named_parameters() if id(p) not in frozen]
         for p in self.model.parameters():
             p.requires_grad_(False)
 
@@ -27,12 +31,19 @@ class EMA:
         k = self.num_updates
         decay = min(self.decay, (1 + k) / (10 + k))
         for shadow, p in zip(self.model.parameters(), model.parameters()):
-            shadow.lerp_(p.detach().to(shadow.dtype), 1.0 - decay)
+            if shadow is not p:
+                shadow.lerp_(p.detach().to(shadow.dtype), 1.0 - decay)
 
     def state_dict(self) -> dict:
-        return {"decay": self.decay, "num_updates": self.num_updates, "weights": self.model.state_dict()}
+        """Only the shadow's own weights (shared frozen ones are the model's)."""
+        own = set(self._own)
+        weights = {k: v for k, v in self.model.state_dict().items() if k in own or k not in dict(self.model.named_parameters())}
+        return {"decay": self.decay, "num_updates": self.num_updates, "weights": weights}
 
     def load_state_dict(self, state: dict) -> None:
         self.decay = state["decay"]
         self.num_updates = state["num_updates"]
-        self.model.load_state_dict(state["weights"])
+        missing = set(self._own) - set(state["weights"])
+        if missing:
+            raise RuntimeError(f"EMA state lacks {sorted(missing)[:3]}; it was saved for another model")
+        self.model.load_state_dict(state["weights"], strict=False)

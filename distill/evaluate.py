@@ -47,8 +47,12 @@ def evaluate_task(
     gen_length: int,
     seed: int = 0,
     batch_size: int = 256,
+    format_prompt=None,
 ) -> dict:
     """pass@1 (task ``is_correct``) of one sample per problem, plus speed and entropy.
+
+    ``format_prompt`` maps a task prompt to the model's input text (e.g. an instruct
+    model's chat template); default: the task prompt as is.
 
     Returns:
         {"pass@1", "samples_per_s", "entropy", "nfe_per_batch", "problems", "steps"}.
@@ -60,7 +64,7 @@ def evaluate_task(
     for lo in range(0, len(problems), batch_size):
         chunk = problems[lo : lo + batch_size]
         out = generate(
-            model, tokenizer, [task.format_prompt(p) for p in chunk], sampler,
+            model, tokenizer, [(format_prompt or str)(task.format_prompt(p)) for p in chunk], sampler,
             seeds=[seed * 1_000_003 + lo + i for i in range(len(chunk))], gen_length=gen_length,
         )
         correct += sum(bool(task.is_correct(p, text)) for p, text in zip(chunk, out.texts))

@@ -22,11 +22,15 @@ import torch
 from omegaconf import DictConfig
 
 from sdtt_search.cli import cli_main
-from sdtt_search.checkpoint import load_pretrained, save_pretrained
+from sdtt_search.checkpoint import save_pretrained
 from sdtt_search.diffusion import LogLinearSchedule, is_time_conditioned, SamplerConfig, mask_tokens, sample_times, subs_log_probs
+
+from sdtt_search.lora import LoRASpec, attach_lora, lora_state, save_lora_checkpoint
+from sdtt_search.zoo import resolve_model_path
 
 from .distributed import DistContext
 from .evaluate import evaluate_task
+from .lora import SharedWeightsTeacher
 from .sdtt_math import DIVERGENCES, RoundPlan, divergence, teacher_targets
 from .setup import build_task, eval_problems, make_stream, resolve_device, to_dict
 from .trainer import TrainConfig, Trainer
@@ -86,23 +90,37 @@ def run(cfg: DictConfig) -> list[dict]:
     dist = DistContext.from_env()
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    from sdtt_search.zoo import resolve_model_path  # zoo names as well as directories
-
-    source = load_pretrained(resolve_model_path(cfg.teacher))
-    if source.meta.get("kind", "diffusion") != "diffusion":
-        raise ValueError(f"teacher={cfg.teacher} is a {source.meta.get('kind')} model; SDTT needs a masked diffusion checkpoint")
+    source, format_prompt = _load_teacher(cfg, device)
     tokenizer, meta = source.tokenizer, dict(source.meta)
-    plan = RoundPlan(int(cfg.teacher_steps or meta["sampling_steps"]), int(cfg.min_steps))
+    if cfg.task and cfg.task.get("name"):
+        meta["task"] = to_dict(cfg.task)
+    if cfg.gen_length:
+        meta["gen_length"] = int(cfg.gen_length)
+    for key in ("task", "gen_length"):
+        if not meta.get(key):
+            raise ValueError(f"teacher={cfg.teacher} does not record its {key}; pass {key}=... "
+                             f"(e.g. task.name=gsm8k task.path=<dir> gen_length=256)")
+    plan = RoundPlan(int(cfg.teacher_steps or meta.get("sampling_steps") or source.default_sampler().steps), int(cfg.min_steps))
     gen_length = int(meta["gen_length"])
     task = build_task(meta["task"])
     problems = eval_problems(task, cfg.eval.split, cfg.eval.problems)
     out_dir = Path(cfg.output_dir)
+    lora = LoRASpec(**to_dict(cfg.lora)) if cfg.lora.r else None
 
-    original = source.model.to(device).eval()
-    student = copy.deepcopy(original).train()
-    teacher_box = {"model": copy.deepcopy(original).eval()}
+    if lora is None:
+        original = source.model.to(device).eval()
+        student = copy.deepcopy(original).train()
+        teacher_box = {"model": copy.deepcopy(original).eval()}
+    else:
+        # One copy of the weights: the student is the base with adapters, every teacher a
+        # snapshot of the adapters (round 1: their zero-initialised state = the base).
+        student = attach_lora(source.model.to(device), lora).train()
+        original = SharedWeightsTeacher(student)
+        teacher_box = {"model": SharedWeightsTeacher(student)}
+    if cfg.gradient_checkpointing:
+        _enable_gradient_checkpointing(student)
     train_cfg = TrainConfig(**{**to_dict(cfg.train), "steps": plan.rounds * int(cfg.steps_per_round)})
-    stream = make_stream(task, tokenizer, gen_length, cfg.seed, dist.rank, dist.world_size)
+    stream = make_stream(task, tokenizer, gen_length, cfg.seed, dist.rank, dist.world_size, format_prompt=format_prompt)
     mask_id = tokenizer.mask_id
 
     def round_of(step: int) -> int:
@@ -125,9 +143,10 @@ def run(cfg: DictConfig) -> list[dict]:
         if dist.rank == 0:
             if table["teacher"] is None:
                 table["teacher"] = evaluate_task(original, tokenizer, task, problems, sampler(plan.teacher_steps),
-                                                 gen_length=gen_length, batch_size=cfg.eval.batch_size)
+                                                 gen_length=gen_length, batch_size=cfg.eval.batch_size,
+                                                 format_prompt=format_prompt)
             result = evaluate_task(trainer.ema.model, tokenizer, task, problems, sampler(steps),
-                                   gen_length=gen_length, batch_size=cfg.eval.batch_size)
+                                   gen_length=gen_length, batch_size=cfg.eval.batch_size, format_prompt=format_prompt)
             teacher_pass = table["teacher"]["pass@1"]
             row = {"round": r + 1, "student_steps": steps, "teacher_steps": plan.teacher_steps,
                    "student_pass@1": result["pass@1"], "teacher_pass@1": teacher_pass,
@@ -136,14 +155,22 @@ def run(cfg: DictConfig) -> list[dict]:
             table["rounds"][str(r + 1)] = row
             ckpt_meta = {**meta, "sampling_steps": steps, "sdtt": {"round": r + 1, "divergence": cfg.divergence,
                          "teacher": str(cfg.teacher), "teacher_steps": plan.teacher_steps, "train_step": trainer.step}}
-            save_pretrained(out_dir / f"round-{r + 1}-steps-{steps}", trainer.ema.model, tokenizer, meta=ckpt_meta)
+            round_dir = out_dir / f"round-{r + 1}-steps-{steps}"
+            if lora is None:
+                save_pretrained(round_dir, trainer.ema.model, tokenizer, meta=ckpt_meta)
+            else:
+                save_lora_checkpoint(round_dir, trainer.ema.model, base=_base_spec(cfg.teacher), spec=lora,
+                                     meta=ckpt_meta, load_options=_load_options(cfg))
             out_dir.mkdir(parents=True, exist_ok=True)
             rounds_path.write_text(json.dumps(table, indent=2))
             log.info("round %d (%d steps): pass@1 %.3f vs teacher %.3f", r + 1, steps, result["pass@1"], teacher_pass)
         dist.barrier()
         # The student becomes the teacher of the next round (raw weights, as SDTT).
         source_model = trainer.ema.model if cfg.teacher_from_ema else trainer.module
-        teacher_box["model"] = copy.deepcopy(source_model).eval()
+        if lora is None:
+            teacher_box["model"] = copy.deepcopy(source_model).eval()
+        else:
+            teacher_box["model"] = SharedWeightsTeacher(student, lora_state(source_model))
 
     def on_step(trainer: Trainer, step: int) -> None:
         if step > 0 and step % int(cfg.steps_per_round) == 0 and step // int(cfg.steps_per_round) <= plan.rounds - 1:
@@ -161,6 +188,50 @@ def run(cfg: DictConfig) -> list[dict]:
     if dist.rank == 0:
         print(format_rounds(rows))
     return rows
+
+
+def _load_options(cfg: DictConfig) -> dict:
+    """How to load a Hugging Face teacher (trust_remote_code is never stored in a checkpoint)."""
+    hf = to_dict(cfg.hf)
+    return {"family": hf.get("family"), "dtype": hf.get("dtype"),
+            "hf_options": {k: v for k, v in (hf.get("options") or {}).items() if v is not None}}
+
+
+def _base_spec(teacher: str) -> str:
+    """The base a LoRA checkpoint names: hub specs as given, local paths made absolute."""
+    text = str(teacher)
+    if text.startswith("hf:"):
+        path = Path(text[3:].split("@")[0])
+        return f"hf:{path.resolve()}" if path.is_dir() else text
+    return str(resolve_model_path(text).resolve())
+
+
+def _load_teacher(cfg: DictConfig, device):
+    """(model object from ``load_model``, prompt formatter or None) for the configured teacher."""
+    from sdtt_search.loading import load_model
+
+    options = _load_options(cfg)
+    hf_teacher = str(cfg.teacher).startswith("hf:")
+    if hf_teacher and not cfg.lora.r:
+        raise ValueError(f"teacher={cfg.teacher} is a Hugging Face model: distil it with a LoRA student "
+                         "(lora.r=16; full copies of such teachers are not supported)")
+    source = load_model(cfg.teacher if hf_teacher else resolve_model_path(cfg.teacher), device=device,
+                        trust_remote_code=bool(cfg.hf.trust_remote_code), family=options["family"],
+                        dtype=options["dtype"], hf_options=options["hf_options"])
+    if source.kind != "diffusion":
+        raise ValueError(f"teacher={cfg.teacher} is a {source.kind} model; SDTT needs a masked diffusion checkpoint")
+    return source, getattr(source, "format_prompt", None) if hf_teacher else None
+
+
+def _enable_gradient_checkpointing(model) -> None:
+    """Recompute activations in backward: our DiT's flag, or a transformers model's switch."""
+    inner = getattr(model, "network", None) or getattr(model, "denoiser", None) or model
+    if hasattr(inner, "gradient_checkpointing_enable"):
+        inner.gradient_checkpointing_enable()
+    elif hasattr(inner, "gradient_checkpointing"):
+        inner.gradient_checkpointing = True
+    else:
+        raise ValueError(f"gradient_checkpointing=true: {type(inner).__name__} has no checkpointing switch")
 
 
 def format_rounds(rows: list[dict]) -> str:

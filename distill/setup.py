@@ -67,8 +67,13 @@ def eval_problems(task, split: str, limit: int) -> list:
         return task.problems(split="test", limit=limit)
 
 
-def make_stream(task, tokenizer: Tokenizer, gen_length: int, seed: int, rank: int = 0, world_size: int = 1) -> ExampleStream:
-    return ExampleStream(task.train_examples(seed), tokenizer=tokenizer, gen_length=gen_length, rank=rank, world_size=world_size)
+def make_stream(task, tokenizer: Tokenizer, gen_length: int, seed: int, rank: int = 0, world_size: int = 1,
+                format_prompt=None) -> ExampleStream:
+    """The task's training pairs; ``format_prompt`` rewrites each prompt (e.g. a chat template)."""
+    pairs = task.train_examples(seed)
+    if format_prompt is not None:
+        pairs = ((format_prompt(prompt), target) for prompt, target in pairs)
+    return ExampleStream(pairs, tokenizer=tokenizer, gen_length=gen_length, rank=rank, world_size=world_size)
 
 
 def checkpoint_dir(output_dir: str | Path) -> Path:

@@ -141,7 +141,7 @@ class Trainer:
     def state_dict(self) -> dict:
         return {
             "step": self.step,
-            "model": self.module.state_dict(),
+            "model": self._model_state(),
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -152,6 +152,11 @@ class Trainer:
             "config": asdict(self.config),
             "extra": {name: get() for name, (get, _) in self.extra_state.items()},
         }
+
+    def _model_state(self) -> dict:
+        """The module's state; with frozen parameters (a LoRA student) only what trains, plus buffers."""
+        frozen = {name for name, p in self.module.named_parameters() if not p.requires_grad}
+        return {k: v for k, v in self.module.state_dict().items() if k not in frozen}
 
     def save(self) -> None:
         """Write the full training state atomically (rank 0 only)."""
@@ -172,7 +177,11 @@ class Trainer:
             state = torch.load(self.state_path, map_location=self.device, weights_only=True)
         except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
             raise RuntimeError(f"cannot resume from {self.state_path} ({type(err).__name__}); delete it to start over") from None
-        self.module.load_state_dict(state["model"])
+        frozen = {name for name, p in self.module.named_parameters() if not p.requires_grad}
+        missing = set(self.module.state_dict()) - frozen - set(state["model"])
+        if missing:
+            raise RuntimeError(f"cannot resume from {self.state_path}: it lacks {sorted(missing)[:3]}; delete it to start over")
+        self.module.load_state_dict(state["model"], strict=not frozen)
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

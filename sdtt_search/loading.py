@@ -10,6 +10,7 @@ import torch
 
 from .ar import is_ar_checkpoint, load_ar_model
 from .checkpoint import load_pretrained
+from .lora import apply_lora_checkpoint, is_lora_checkpoint, read_lora_config
 from .diffusion import SamplerConfig, generate
 from .machine import resolve_device
 from .zoo import resolve_model_path
@@ -99,6 +100,9 @@ def load_model(name_or_path: str | Path, *, device: str | torch.device = "cpu", 
                              dtype=dtype, **(hf_options or {}))
     device = resolve_device(device)
     path = resolve_model_path(name_or_path)
+    if is_lora_checkpoint(path):
+        return _load_lora_student(path, str(name_or_path), device=device, trust_remote_code=trust_remote_code,
+                                  family=family, dtype=dtype, hf_options=hf_options)
     if is_ar_checkpoint(path):
         return load_ar_model(path, name=str(name_or_path), device=device, backend=ar_backend)
     loaded = load_pretrained(path, device=device)
@@ -106,3 +110,23 @@ def load_model(name_or_path: str | Path, *, device: str | torch.device = "cpu", 
         raise ValueError(f"{name_or_path} is a causal checkpoint in the diffusion format; export AR models with "
                          "sdtt_search.ar.save_ar_pretrained (Llama format) to sample them")
     return DiffusionModel(loaded.model, loaded.tokenizer, loaded.meta, name=str(name_or_path))
+
+
+def _load_lora_student(path: Path, name: str, *, device, trust_remote_code: bool, family, dtype, hf_options):
+    """A LoRA student (``sdtt_search.lora``): its base model with the adapter injected.
+
+    The base's remote code still needs the caller's own ``trust_remote_code``: a
+    checkpoint file cannot opt in for the user.
+    """
+    config = read_lora_config(path)
+    saved = dict(config.get("load_options") or {})
+    model = load_model(config["base"], device=device, trust_remote_code=trust_remote_code,
+                       family=family or saved.get("family"), dtype=dtype or saved.get("dtype"),
+                       hf_options={**(saved.get("hf_options") or {}), **(hf_options or {})})
+    apply_lora_checkpoint(model.model, path)
+    meta = dict(config.get("meta") or {})
+    model.meta.update({k: v for k, v in meta.items() if k in ("sampling_steps", "sdtt", "gen_length")})
+    if "sampling_steps" in meta:
+        model.meta["distilled_steps"] = int(meta["sampling_steps"])
+    model.name = name
+    return model

@@ -1,6 +1,7 @@
 """``HFDiffusionModel``: a Hugging Face diffusion LM as the search engine sees it."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import torch
@@ -41,6 +42,8 @@ class HFDiffusionModel(DiffusionModel):
     def default_sampler(self, *, threshold: float | None = None) -> SamplerConfig:
         """The authors' sampler for this family; ``threshold`` (e.g. 0.9) adds Fast-dLLM threshold decoding."""
         sampler = default_sampler(self.family, revision=self.meta.get("revision"), gen_length=self.gen_length or 256)
+        if self.meta.get("distilled_steps"):  # a LoRA SDTT student samples at the steps it was distilled for
+            sampler = dataclasses.replace(sampler, steps=int(self.meta["distilled_steps"]))
         return fast_dllm(sampler, threshold) if threshold is not None else sampler
 
     def format_prompt(self, prompt: str) -> str:

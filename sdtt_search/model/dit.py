@@ -12,6 +12,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .attention import attention, select_backend
 from .config import ModelConfig
@@ -144,6 +145,7 @@ class Denoiser(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
+        self.gradient_checkpointing = False  # training memory for compute: see forward
         self.vocab_embed = EmbeddingTable(config.vocab_size, config.hidden_size)
         self.sigma_map = TimestepEmbedder(config.cond_dim)
         self.blocks = nn.ModuleList(DDiTBlock(config) for _ in range(config.n_layers))
@@ -190,7 +192,11 @@ class Denoiser(nn.Module):
         rotary = rotary_tables(positions, self.config.head_dim)
         backend = select_backend(self.config.attention_backend, input_ids.device)
         for block in self.blocks:
-            x = block(x, c, rotary, key_padding_mask, self.config.causal, backend)
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                # Recompute the block in the backward pass instead of storing its activations.
+                x = checkpoint(block, x, c, rotary, key_padding_mask, self.config.causal, backend, use_reentrant=False)
+            else:
+                x = block(x, c, rotary, key_padding_mask, self.config.causal, backend)
         return self.output_layer(x, c).float()
 
     # Checkpoint helpers (the format lives in sdtt_search.checkpoint).
