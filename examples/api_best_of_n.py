@@ -1,6 +1,7 @@
 """Best-of-N search from Python.
 
     python examples/api_best_of_n.py CHECKPOINT_DIR_OR_ZOO_NAME [N] [LIMIT]
+    python examples/api_best_of_n.py sudoku4-ar 16 10      # the AR twin: same API
 
 Loads the model, takes the task it was trained for (its checkpoint meta), samples
 N candidates for each of the first LIMIT test problems, and prints what each
@@ -8,7 +9,7 @@ selector picked plus the accuracy / throughput summary.
 """
 import sys
 
-from sdtt_search import SamplerConfig, Search, load_model
+from sdtt_search import Search, load_model
 from sdtt_search.search.report import format_summary
 from tasks import load_task
 
@@ -22,7 +23,8 @@ def main(model_name: str, n: int = 16, limit: int = 10) -> None:
     def reward(prompt: str, completion: str) -> float:
         return -len(completion)  # a stand-in: prefer short completions
 
-    sampler = SamplerConfig(steps=model.default_sampler().steps, temperature=1.0)
+    sampler = model.default_sampler()  # the student's distilled steps, or left-to-right for an AR twin
+    sampler.temperature = 1.0
     search = Search(model, task, sampler=sampler, reward_fn=reward, seed=0)
     result = search.best_of_n(task.problems("test", limit=limit), n=n)
     for problem in result.problems[:3]:

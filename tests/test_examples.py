@@ -1,0 +1,29 @@
+"""The examples run (on tiny settings) and print their tables."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from ar_fixtures import tiny_ar
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _module(name: str):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_api_best_of_n_example(capsys):
+    _module("api_best_of_n").main("sudoku4-sdtt-2", 2, 2)
+    out = capsys.readouterr().out
+    assert "selected:" in out and "pass@1" in out
+
+
+def test_student_vs_ar_example(tmp_path, capsys):
+    tiny_ar(tmp_path / "ar", task={"name": "sudoku", "options": {"size": 4}}, gen_length=17)
+    _module("student_vs_ar").main("sudoku4-sdtt-2", str(tmp_path / "ar"), 2, 2)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert len(lines) == 3 and "| diffusion |" in lines[1] and "| ar |" in lines[2]
