@@ -83,3 +83,14 @@ def test_frontier_smoke_run_writes_json_png_and_checks_targets(tmp_path):
         for name, k in point["k"].items():
             affordable = int(point["budget_s"] / saved["models"][name]["search"]["seconds_per_sample"] + 1e-9)
             assert k == min(affordable, 4) and point["capped"][name] == (affordable > 4)
+
+
+def test_gpu_bench_quick_mode_runs_on_cpu(tmp_path):
+    spec = importlib.util.spec_from_file_location("gpu_bench", Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_bench.py")
+    gpu_bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_bench)
+    report = gpu_bench.main(["--device", "cpu", "--quick", "--out", str(tmp_path)])
+    assert json.loads((tmp_path / "gpu.json").read_text())["device_name"] == "cpu"
+    rows = report["crossover"]["results"]
+    assert [r["batch"] for r in rows["ar"]] == [1, 4] and all(r["tokens_per_s"] > 0 for r in rows["student"])
+    assert "AR overtakes the student" in (tmp_path / "gpu.md").read_text()

@@ -1,0 +1,186 @@
+"""GPU measurements for benchmarks/gpu.sh (also runs on CPU with --quick, to test it).
+
+    python benchmarks/gpu_bench.py --device cuda --out gpu-out
+    python benchmarks/gpu_bench.py --device cpu --quick --out /tmp/gpu-out
+
+1. Attention backends: forward of a denoiser with xformers against SDPA (tokens/s, max |diff|).
+2. Generation throughput of a diffusion teacher (T steps), its student (T/8 steps)
+   and an AR twin of the same shape (KV-cache decoding with ``transformers``
+   ``generate``, every row forced to the full length) at batch 1..256, and the
+   smallest batch at which the AR twin generates more tokens/s than the student.
+   Random weights: speed does not depend on what the weights say (the AR rows are
+   forced to the same length as the diffusion completions).
+3. The zoo's Sudoku models (teacher, 4-step student, AR twin) through ``frontier.throughput``.
+Writes ``<out>/gpu.json`` and ``<out>/gpu.md`` naming the device. The local executor
+and the transformers AR backend are used (the GPU machine has no ray or vllm).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from frontier import throughput  # noqa: E402
+
+from sdtt_search.diffusion import SamplerConfig, generate  # noqa: E402
+from sdtt_search.loading import load_model  # noqa: E402
+from sdtt_search.machine import describe  # noqa: E402
+from sdtt_search.model import Denoiser, ModelConfig  # noqa: E402
+from sdtt_search.model.attention import xformers_available  # noqa: E402
+from sdtt_search.model.llama import CausalLMConfig  # noqa: E402
+from sdtt_search.tokenizer import Tokenizer  # noqa: E402
+from tasks import load_task  # noqa: E402
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device, repeats: int) -> float:
+    """Median seconds of ``fn()`` after one warm-up call."""
+    fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def attention_backends(size: str, points: list[tuple[int, int]], device: torch.device, repeats: int) -> list[dict]:
+    """Denoiser forward, xformers vs SDPA, same weights and inputs (bf16 autocast on CUDA)."""
+    rows = []
+    backends = ["sdpa"] + (["xformers"] if device.type == "cuda" and xformers_available() else [])
+    torch.manual_seed(0)
+    base = ModelConfig.from_size(size, vocab_size=50258 if size != "tiny" else 64, mask_id=0, dropout=0.0)
+    models = {}
+    for backend in backends:
+        m = Denoiser(ModelConfig.from_dict({**base.to_dict(), "attention_backend": backend})).to(device).eval()
+        if models:
+            m.load_state_dict(next(iter(models.values())).state_dict())
+        models[backend] = m
+    amp = torch.bfloat16 if device.type == "cuda" else None
+    for batch, length in points:
+        x = torch.randint(1, base.vocab_size, (batch, length), device=device)
+        mask = torch.ones(batch, length, dtype=torch.bool, device=device)
+        mask[0, : length // 4] = False  # one left-padded row: the masked path of each kernel
+        outs = {}
+        for backend, m in models.items():
+            def call(m=m):
+                with torch.no_grad(), torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                    return m(x, attention_mask=mask)
+            seconds = timed(call, device, repeats)
+            outs[backend] = call()
+            rows.append({"backend": backend, "batch": batch, "length": length, "tokens_per_s": batch * length / seconds})
+        if len(outs) == 2:
+            rows[-1]["max_abs_diff_vs_sdpa"] = float((outs["xformers"] - outs["sdpa"])[mask].abs().max())
+    return rows
+
+
+def crossover(size: str, gen_length: int, prompt_length: int, teacher_steps: int, batches: list[int],
+              device: torch.device, repeats: int) -> dict:
+    """tokens/s of teacher, student and AR twin of one shape; the batch where AR overtakes the student."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = Tokenizer.char_level("abcdefghijklmnopqrstuvwxyz0123456789 ")
+    shape = ModelConfig.from_size(size, vocab_size=tok.vocab_size, mask_id=tok.mask_id, dropout=0.0)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    denoiser = Denoiser(shape).to(device).eval()
+    ar_cfg = CausalLMConfig(vocab_size=tok.vocab_size, hidden_size=shape.hidden_size, n_layers=shape.n_layers,
+                            n_heads=shape.n_heads, intermediate_size=shape.mlp_ratio * shape.hidden_size,
+                            max_length=max(shape.max_length, prompt_length + gen_length))
+    ar = LlamaForCausalLM(LlamaConfig(**ar_cfg.to_hf(bos_id=None, eos_id=tok.eos_id, pad_id=tok.pad_id))).to(device, dtype).eval()
+    prompt = "a" * prompt_length
+    results = {"teacher": [], "student": [], "ar": []}
+    amp = torch.bfloat16 if device.type == "cuda" else None
+    for batch in batches:
+        for role, steps in (("teacher", teacher_steps), ("student", max(teacher_steps // 8, 1))):
+            sampler = SamplerConfig(method="ancestral", steps=steps, cache=False)
+
+            def run(sampler=sampler):
+                with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                    generate(denoiser, tok, [prompt] * batch, sampler, seeds=range(batch), gen_length=gen_length)
+            seconds = timed(run, device, repeats)
+            results[role].append({"batch": batch, "steps": steps, "tokens_per_s": batch * gen_length / seconds})
+        ids = torch.full((batch, prompt_length), 4, dtype=torch.long, device=device)
+
+        def run_ar():
+            with torch.no_grad():
+                ar.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=gen_length,
+                            min_new_tokens=gen_length, do_sample=True, top_k=0, pad_token_id=tok.pad_id)
+        seconds = timed(run_ar, device, repeats)
+        results["ar"].append({"batch": batch, "tokens_per_s": batch * gen_length / seconds})
+    over = [s["batch"] for s, a in zip(results["student"], results["ar"]) if a["tokens_per_s"] > s["tokens_per_s"]]
+    return {"size": size, "gen_length": gen_length, "prompt_length": prompt_length, "teacher_steps": teacher_steps,
+            "parameters": {"diffusion": denoiser.num_parameters, "ar": sum(p.numel() for p in ar.parameters())},
+            "results": results, "ar_overtakes_student_at_batch": over[0] if over else None}
+
+
+def zoo_throughput(batches: list[int], device: str, repeats: int) -> list[dict]:
+    task = load_task("sudoku", size=4)
+    problems = task.problems("test", limit=64)
+    rows = []
+    for name in ("sudoku4-teacher", "sudoku4-sdtt-4", "sudoku4-ar"):
+        model = load_model(name, device=device, ar_backend="transformers")
+        for b in batches:
+            rows.append({"model": name, **throughput(model, task, problems, b, repeats)})
+    return rows
+
+
+def markdown(report: dict) -> str:
+    lines = [f"## GPU checks ({report['device_name']}, {report['when']})", "", f"Machine: {report['machine']}", "",
+             "Attention backends (denoiser forward, tokens/s):", "", "| backend | batch x length | tokens/s | max abs diff vs SDPA |",
+             "|---|---|---|---|"]
+    for r in report["attention"]:
+        diff = r.get("max_abs_diff_vs_sdpa")
+        lines.append(f"| {r['backend']} | {r['batch']} x {r['length']} | {r['tokens_per_s']:.0f} | {'' if diff is None else f'{diff:.3g}'} |")
+    c = report["crossover"]
+    lines += ["", f"Generation tokens/s, `{c['size']}` shape ({c['parameters']['diffusion'] / 1e6:.0f}M diffusion, "
+              f"{c['parameters']['ar'] / 1e6:.0f}M AR), prompt {c['prompt_length']}, gen {c['gen_length']}; "
+              "AR = transformers generate with KV cache:", "", "| batch | teacher | student | AR |", "|---|---|---|---|"]
+    for t, s, a in zip(c["results"]["teacher"], c["results"]["student"], c["results"]["ar"]):
+        lines.append(f"| {t['batch']} | {t['tokens_per_s']:.0f} ({t['steps']} steps) | {s['tokens_per_s']:.0f} ({s['steps']} steps) | {a['tokens_per_s']:.0f} |")
+    lines += ["", f"AR overtakes the student from batch: {c['ar_overtakes_student_at_batch'] or 'never (in this range)'}", "",
+              "Zoo Sudoku models (samples/s | tokens/s):", "", "| model | batch | samples/s | tokens/s |", "|---|---|---|---|"]
+    for r in report["zoo"]:
+        lines.append(f"| {r['model']} | {r['batch']} | {r['samples_per_s']:.1f} | {r['tokens_per_s']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--quick", action="store_true", help="tiny shapes and batches (a CPU smoke test)")
+    p.add_argument("--out", default="gpu-out")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda but torch sees no GPU; run on the GPU machine or pass --device cpu --quick")
+    if args.quick:
+        size, points, batches, gen, prompt, steps, repeats = "tiny", [(2, 32)], [1, 4], 16, 8, 8, 1
+    else:
+        size, points, batches, gen, prompt, steps, repeats = "small", [(8, 256), (32, 512), (64, 1024)], [1, 8, 64, 256], 128, 64, 64, 3
+    report = {"machine": describe(), "when": time.strftime("%Y-%m-%d"),
+              "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
+    report["attention"] = attention_backends(size, points, device, repeats)
+    report["crossover"] = crossover(size, gen, prompt, steps, batches, device, repeats)
+    report["zoo"] = zoo_throughput(batches, str(device), repeats)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gpu.json").write_text(json.dumps(report, indent=1))
+    (out / "gpu.md").write_text(markdown(report))
+    print(markdown(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()
