@@ -33,6 +33,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from sdtt_search.cli import task_from_config
+from sdtt_search.diffusion import SamplerConfig
 from sdtt_search.loading import load_model
 from sdtt_search.machine import describe
 from sdtt_search.search.engine import Search
@@ -106,6 +107,21 @@ def prompts_for(task, problems, batch: int) -> list[str]:
 
 def generated_tokens(out) -> int:
     return sum(len(lps) for lps in out.logprobs)
+
+
+def load_spec(spec: str, device: str, ar_backend: str):
+    """``name`` or ``name:key=value,key=value`` (sampler overrides, e.g.
+    ``countdown-cd3-teacher:method=confidence,steps=25``): the model with that default sampler."""
+    name, _, overrides = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
+    model = load_model(name, device=device, ar_backend=ar_backend)
+    if overrides:
+        values = {}
+        for item in overrides.split(","):
+            key, _, raw = item.partition("=")
+            values[key] = json.loads(raw) if raw[:1].isdigit() or raw in ("true", "false", "null") else raw
+        sampler = SamplerConfig.from_dict({**model.default_sampler().to_dict(), **values})
+        model.default_sampler = lambda: SamplerConfig.from_dict(sampler.to_dict())
+    return model
 
 
 # ---------------------------------------------------------------------------- measurements
@@ -274,7 +290,7 @@ def run(args: argparse.Namespace) -> dict:
               "batches": args.batches, "command": "python benchmarks/frontier.py " + " ".join(args.argv), "models": {}}
     task = None
     for name in args.models:
-        model = load_model(name, device=args.device, ar_backend=args.ar_backend)
+        model = load_spec(name, args.device, args.ar_backend)
         if task is None:
             task = task_from_config(model.meta["task"])
             problems = task.problems(args.split, limit=args.problems)
@@ -283,7 +299,7 @@ def run(args: argparse.Namespace) -> dict:
         info["forward_share"] = forward_share(model, task, problems, args.share_batch)
         flop_model = None
         if model.kind == "ar" and network_of(model) is None:  # vLLM: count the same network under transformers
-            flop_model = load_model(name, device=args.device, ar_backend="transformers")
+            flop_model = load_spec(name, args.device, "transformers")
         info["flops_per_token"] = flops_per_token(model, task, problems, args.flops_batch, flop_model)
         search = search_run(model, task, problems, args.samples, args.search_batch)
         search["verified@N"] = search.pop(f"verified@{args.samples}") or 0.0

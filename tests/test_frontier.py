@@ -94,3 +94,10 @@ def test_gpu_bench_quick_mode_runs_on_cpu(tmp_path):
     rows = report["crossover"]["results"]
     assert [r["batch"] for r in rows["ar"]] == [1, 4] and all(r["tokens_per_s"] > 0 for r in rows["student"])
     assert "AR overtakes the student" in (tmp_path / "gpu.md").read_text()
+
+
+def test_model_spec_overrides_the_default_sampler():
+    model = frontier.load_spec("sudoku4-teacher:method=confidence,steps=5,temperature=0.5", "cpu", "auto")
+    sampler = model.default_sampler()
+    assert (sampler.method, sampler.steps, sampler.temperature) == ("confidence", 5, 0.5)
+    assert frontier.load_spec("sudoku4-teacher", "cpu", "auto").default_sampler().method == "ancestral"
