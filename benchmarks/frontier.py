@@ -111,14 +111,16 @@ def generated_tokens(out) -> int:
 
 def load_spec(spec: str, device: str, ar_backend: str):
     """``name`` or ``name:key=value,key=value`` (sampler overrides, e.g.
-    ``countdown-cd3-teacher:method=confidence,steps=25``): the model with that default sampler."""
+    ``countdown-cd3-teacher:method=confidence,steps=25``; ``ar_backend=`` picks an AR
+    model's engine): the model with that default sampler."""
     name, _, overrides = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
+    values = {}
+    for item in filter(None, overrides.split(",")):
+        key, _, raw = item.partition("=")
+        values[key] = json.loads(raw) if raw[:1].isdigit() or raw in ("true", "false", "null") else raw
+    ar_backend = values.pop("ar_backend", ar_backend)  # e.g. countdown-cd3-ar:ar_backend=transformers
     model = load_model(name, device=device, ar_backend=ar_backend)
-    if overrides:
-        values = {}
-        for item in overrides.split(","):
-            key, _, raw = item.partition("=")
-            values[key] = json.loads(raw) if raw[:1].isdigit() or raw in ("true", "false", "null") else raw
+    if values:
         sampler = SamplerConfig.from_dict({**model.default_sampler().to_dict(), **values})
         model.default_sampler = lambda: SamplerConfig.from_dict(sampler.to_dict())
     return model

@@ -101,3 +101,4 @@ def test_model_spec_overrides_the_default_sampler():
     sampler = model.default_sampler()
     assert (sampler.method, sampler.steps, sampler.temperature) == ("confidence", 5, 0.5)
     assert frontier.load_spec("sudoku4-teacher", "cpu", "auto").default_sampler().method == "ancestral"
+    assert frontier.load_spec("sudoku4-ar:ar_backend=transformers", "cpu", "vllm").backend_name == "transformers"
