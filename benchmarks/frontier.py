@@ -4,17 +4,27 @@
         --models sudoku4-teacher sudoku4-sdtt-8 sudoku4-sdtt-4 sudoku4-sdtt-2 sudoku4-ar \\
         --problems 100 --samples 64 --batches 1 8 64 256 --out benchmarks/frontier-sudoku --append-results
 
-For every model:
-  * samples/s and generated tokens/s at each batch size (warm-up, then the median of repeats);
-  * the share of sampling time spent inside the network's forward (the rest is sampler
-    overhead), and FLOPs per generated token (counted by ``torch.utils.flop_counter``
-    over one generate call: diffusion = every step over the whole sequence; AR =
-    prefill + cached decode steps);
+A model is a zoo name or a checkpoint directory, optionally with sampler overrides
+(``countdown-cd3-teacher:method=confidence,steps=25``) or an AR engine
+(``sudoku4-ar:ar_backend=transformers``). For every model:
+  * samples/s and generated tokens/s at each batch size (same prompts for every model;
+    a warm-up call, then the median of ``--repeats`` calls); generated tokens are the
+    tokens of each completion up to and including EOS;
+  * the share of sampling wall time spent inside the network's forward (the rest is
+    sampler overhead: sampling, bookkeeping, generate's loop); "n/a" for vLLM, whose
+    forward is out of reach;
+  * FLOPs per generated token, counted by ``torch.utils.flop_counter`` (plus the CPU
+    flash-attention kernel it does not know) over one generate call: diffusion = every
+    step over the whole sequence; AR = prefill + cached decode steps (rows that ended
+    early still cost their padded steps). For vLLM the same checkpoint is counted under
+    transformers;
   * best-of-N search (``Search``, ``--samples`` per problem, ``--search-batch`` rows per
-    call): pass@1, seconds per sample, and the frontier: for a wall-clock budget of B
-    seconds per problem a model affords k = floor(B / seconds per sample) samples, and
-    reaches the exact verified@k estimated from its N samples (points with k > N are
-    capped at N and marked).
+    call): pass@1, seconds per sample (wall time of the whole search incl. verifying,
+    divided by the samples drawn), and the frontier: for a wall-clock budget of B seconds
+    per problem a model affords k = floor(B / seconds per sample) samples and reaches the
+    exact verified@k estimated from its N samples (k > N is capped at N and marked ``*``).
+Then: student/teacher speed-ups side by side, issue 6's targets, and per budget whether
+the best SDTT student + verifier or the AR twin + verifier solves more.
 Writes ``<out>/frontier.json`` and ``<out>/frontier.png``; with ``--append-results`` adds
 the tables to ``benchmarks/RESULTS.md`` naming the machine. Only ratios within one run
 are comparable.
@@ -25,19 +35,20 @@ import argparse
 import json
 import math
 import statistics
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from sdtt_search.cli import task_from_config
 from sdtt_search.diffusion import SamplerConfig
 from sdtt_search.loading import load_model
 from sdtt_search.machine import describe
 from sdtt_search.search.engine import Search
-from sdtt_search.search.metrics import pass_at_k, verified_at_k
+from sdtt_search.search.metrics import verified_at_k
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -60,8 +71,9 @@ def describe_model(model) -> dict:
         role = "teacher"
     sampler = model.default_sampler()
     params = getattr(model, "num_parameters", None) or sum(p.numel() for p in model.model.parameters())
-    return {"kind": model.kind, "role": role, "steps": sampler.steps, "gen_length": model.gen_length,
-            "parameters": int(params), "backend": getattr(model, "backend_name", "sdtt-search")}
+    return {"kind": model.kind, "role": role, "steps": sampler.steps, "sampler": sampler.method,
+            "gen_length": model.gen_length, "parameters": int(params),
+            "backend": getattr(model, "backend_name", "sdtt-search")}
 
 
 def _sync(module) -> None:
@@ -109,21 +121,33 @@ def generated_tokens(out) -> int:
     return sum(len(lps) for lps in out.logprobs)
 
 
-def load_spec(spec: str, device: str, ar_backend: str):
+def _value(raw: str):
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def load_spec(spec: str, device: str, ar_backend: str, *, force_backend: bool = False):
     """``name`` or ``name:key=value,key=value`` (sampler overrides, e.g.
     ``countdown-cd3-teacher:method=confidence,steps=25``; ``ar_backend=`` picks an AR
-    model's engine): the model with that default sampler."""
+    model's engine unless ``force_backend``): the model with that default sampler."""
     name, _, overrides = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
     values = {}
     for item in filter(None, overrides.split(",")):
         key, _, raw = item.partition("=")
-        values[key] = json.loads(raw) if raw[:1].isdigit() or raw in ("true", "false", "null") else raw
-    ar_backend = values.pop("ar_backend", ar_backend)  # e.g. countdown-cd3-ar:ar_backend=transformers
+        values[key] = _value(raw)
+    spec_backend = values.pop("ar_backend", ar_backend)  # e.g. countdown-cd3-ar:ar_backend=transformers
+    ar_backend = ar_backend if force_backend else spec_backend
     model = load_model(name, device=device, ar_backend=ar_backend)
     if values:
         sampler = SamplerConfig.from_dict({**model.default_sampler().to_dict(), **values})
         model.default_sampler = lambda: SamplerConfig.from_dict(sampler.to_dict())
     return model
+
+
+def same_task(a: dict, b: dict) -> bool:
+    return (a or {}).get("name") == (b or {}).get("name") and (a or {}).get("options") == (b or {}).get("options")
 
 
 # ---------------------------------------------------------------------------- measurements
@@ -142,6 +166,43 @@ def throughput(model, task, problems, batch: int, repeats: int) -> dict:
     return {"batch": batch, "seconds": t, "samples_per_s": batch / t, "tokens_per_s": statistics.median(tokens) / t}
 
 
+def interleaved_timing(models: dict, task, problems, batches: list[int], repeats: int, samples: int,
+                       search_batch: int) -> dict:
+    """Side-by-side timing, robust to a shared machine's drifting load: rounds in which
+    every model (in a rotating order) runs every batch size once and one search slice
+    (``Search.generate_problems`` over enough problems for two calls of ``search_batch``
+    rows, generate + verify); round 0 is the warm-up, then the median of ``repeats``
+    rounds. Returns per model: the throughput rows and the search seconds per sample."""
+    names = list(models)
+    raw = {n: {"times": {b: [] for b in batches}, "tokens": {b: [] for b in batches}, "search": []} for n in names}
+    chunk = problems[: max(1, 2 * search_batch // samples)]
+    for r in range(repeats + 1):
+        for n in names[r % len(names):] + names[: r % len(names)]:
+            model = models[n]
+            sampler = model.default_sampler()
+            for b in batches:
+                prompts = prompts_for(task, problems, b)
+                start = time.perf_counter()
+                out = model.generate(prompts, sampler, seeds=range(r * b, (r + 1) * b))
+                if r:
+                    raw[n]["times"][b].append(time.perf_counter() - start)
+                    raw[n]["tokens"][b].append(generated_tokens(out))
+            start = time.perf_counter()
+            Search(model, task, sampler, batch_size=search_batch, seed=1000 + r).generate_problems(chunk, samples)
+            if r:
+                raw[n]["search"].append((time.perf_counter() - start) / (len(chunk) * samples))
+    out = {}
+    for n in names:
+        rows = []
+        for b in batches:
+            t = statistics.median(raw[n]["times"][b])
+            rows.append({"batch": b, "seconds": t, "samples_per_s": b / t,
+                         "tokens_per_s": statistics.median(raw[n]["tokens"][b]) / t, "repeats": raw[n]["times"][b]})
+        out[n] = {"throughput": rows, "seconds_per_sample": statistics.median(raw[n]["search"]),
+                  "seconds_per_sample_repeats": raw[n]["search"]}
+    return out
+
+
 def forward_share(model, task, problems, batch: int) -> float | None:
     """Fraction of one generate call's wall time spent inside the network forward."""
     module = network_of(model)
@@ -157,27 +218,50 @@ def forward_share(model, task, problems, batch: int) -> float | None:
     return box["seconds"] / total if total > 0 else None
 
 
+def _sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+# Kernels FlopCounterMode has no formula for (it counts them as 0): the CPU flash attention
+# that F.scaled_dot_product_attention dispatches to on CPU (QK^T and AV: 4 * B * H * Lq * Lk * D).
+EXTRA_FLOPS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops}
+
+
+def count_flops(fn) -> tuple[int, object]:
+    """(FLOPs, result) of ``fn()`` (matmuls + attention)."""
+    with FlopCounterMode(display=False, custom_mapping=EXTRA_FLOPS) as counter:
+        result = fn()
+    return counter.get_total_flops(), result
+
+
 def flops_per_token(model, task, problems, batch: int, flop_model=None) -> float:
     """FLOPs of one generate call divided by the tokens it generated (``flop_model``: a
     stand-in with the same network, e.g. the transformers twin of a vLLM model)."""
     subject = flop_model or model
     sampler = subject.default_sampler()
     prompts = prompts_for(task, problems, batch)
-    with FlopCounterMode(display=False) as counter:
-        out = subject.generate(prompts, sampler, seeds=range(batch))
-    return counter.get_total_flops() / max(generated_tokens(out), 1)
+    flops, out = count_flops(lambda: subject.generate(prompts, sampler, seeds=range(batch)))
+    return flops / max(generated_tokens(out), 1)
 
 
 def search_run(model, task, problems, samples: int, batch: int) -> dict:
-    """Best-of-N over the problems: pass@1, seconds per sample, per-problem (verified, correct) lists."""
+    """Best-of-N over the problems: pass@1 (with its standard error over problems), seconds
+    per sample, per-problem (verified, correct) lists."""
     start = time.perf_counter()
     result = Search(model, task, model.default_sampler(), batch_size=batch).best_of_n(problems, samples)
     seconds = time.perf_counter() - start
     per_problem = [{"verified": [bool(c.verified) for c in r.candidates], "correct": [bool(c.correct) for c in r.candidates]}
                    for r in result.problems]
-    return {"seconds": seconds, "seconds_per_sample": seconds / (len(problems) * samples),
-            "pass@1": result.metrics["accuracy"]["pass@1"],
-            f"verified@{samples}": result.metrics["accuracy"].get(f"verified@{samples}"), "per_problem": per_problem}
+    rates = [sum(p["correct"]) / len(p["correct"]) for p in per_problem]
+    se = statistics.stdev(rates) / math.sqrt(len(rates)) if len(rates) > 1 else 0.0
+    return {"seconds": seconds, "wall_seconds_per_sample": seconds / (len(problems) * samples),
+            "pass@1": result.metrics["accuracy"]["pass@1"], "pass@1_se": se,
+            "verified@N": result.metrics["accuracy"].get(f"verified@{samples}") or 0.0, "per_problem": per_problem}
+
+
+def affordable(budget: float, seconds_per_sample: float) -> int:
+    """Samples a budget of ``budget`` seconds buys at ``seconds_per_sample`` (floor, float-safe)."""
+    return math.floor(budget / seconds_per_sample + 1e-9)
 
 
 def accuracy_at_budget(per_problem: list[dict], seconds_per_sample: float, budget: float) -> tuple[float, int, bool]:
@@ -185,7 +269,7 @@ def accuracy_at_budget(per_problem: list[dict], seconds_per_sample: float, budge
 
     k = floor(budget / seconds_per_sample); k = 0 scores 0; k > N uses N (capped).
     """
-    k = int(math.floor(budget / seconds_per_sample + 1e-9))
+    k = affordable(budget, seconds_per_sample)
     if k < 1:
         return 0.0, 0, False
     n = len(per_problem[0]["verified"])
@@ -204,60 +288,161 @@ def budget_grid(runs: dict, samples: int, points: int = 12) -> list[float]:
     return [lo * (hi / lo) ** (i / (points - 1)) for i in range(points)]
 
 
-# ---------------------------------------------------------------------------- report
+def frontier_points(runs: dict, budgets: list[float]) -> list[dict]:
+    points = []
+    for budget in budgets:
+        point = {"budget_s": budget, "accuracy": {}, "k": {}, "capped": {}}
+        for n, r in runs.items():
+            point["accuracy"][n], point["k"][n], point["capped"][n] = accuracy_at_budget(
+                r["per_problem"], r["seconds_per_sample"], budget)
+        points.append(point)
+    return points
+
+
+# ---------------------------------------------------------------------------- comparisons
+def names_with(models: dict, role: str) -> list[str]:
+    return [m for m, d in models.items() if d["role"] == role]
+
+
+def speedups(report: dict) -> list[dict]:
+    """Each student (and the AR twin) against the first teacher, side by side: samples/s
+    ratio at every batch and in the search run, and the pass@1 ratio."""
+    models = report["models"]
+    teachers = names_with(models, "teacher")
+    if not teachers:
+        return []
+    teacher = models[teachers[0]]
+    rows = []
+    for name, d in models.items():
+        if d["role"] == "teacher":
+            continue
+        per_batch = {t["batch"]: t["samples_per_s"] / tt["samples_per_s"]
+                     for t, tt in zip(d["throughput"], teacher["throughput"])}
+        keep = d["search"]["pass@1"] / teacher["search"]["pass@1"] if teacher["search"]["pass@1"] else float("nan")
+        row = {"model": name, "teacher": teachers[0], "role": d["role"], "steps": d["steps"], "per_batch": per_batch,
+               "search": teacher["search"]["seconds_per_sample"] / d["search"]["seconds_per_sample"], "pass@1_ratio": keep}
+        if d["role"] == "student":
+            row["target_speedup"] = teacher["steps"] / d["steps"] * 0.8
+            row["met"] = bool(row["search"] >= row["target_speedup"] and keep >= 0.95)
+        rows.append(row)
+    return rows
+
+
+def verdicts(report: dict) -> list[dict]:
+    """Per budget: the best student + verifier against the AR twin + verifier. Accuracies
+    closer than half a problem (0.5 / problems) are a tie: the estimates cannot tell them apart."""
+    models = report["models"]
+    ars, students = names_with(models, "ar"), names_with(models, "student")
+    if not ars or not students:
+        return []
+    ar = ars[0]
+    tolerance = 0.5 / report["problems"] if report.get("problems") else 1e-12
+    out = []
+    for point in report["frontier"]:
+        best = max(students, key=lambda m: point["accuracy"][m])
+        s, a = point["accuracy"][best], point["accuracy"][ar]
+        if point["k"][best] == 0 and point["k"][ar] == 0:
+            winner = "none"  # neither affords a sample
+        elif abs(s - a) < tolerance:
+            winner = "tie"
+        else:
+            winner = "student" if s > a else "ar"
+        out.append({"budget_s": point["budget_s"], "student": best, "ar": ar, "student_accuracy": s,
+                    "ar_accuracy": a, "student_k": point["k"][best], "ar_k": point["k"][ar], "winner": winner,
+                    "margin_problems": (s - a) * report.get("problems", 0)})
+    return out
+
+
+def _acc(x: float) -> str:
+    """3 decimals, or 4 when 3 would print 1.000 for less than 1."""
+    return f"{x:.4f}" if x < 1 and f"{x:.3f}" == "1.000" else f"{x:.3f}"
+
+
+def verdict_text(v: dict) -> str:
+    if v["winner"] == "none":
+        return "neither affords a sample"
+    if v["winner"] == "tie":
+        return f"tie ({v['student']} {_acc(v['student_accuracy'])}, {v['ar']} {_acc(v['ar_accuracy'])})"
+    s, a = _acc(v["student_accuracy"]), _acc(v["ar_accuracy"])
+    if v["winner"] == "ar":
+        note = " (the student affords no sample)" if v["student_k"] == 0 else ""
+        return f"**AR wins** by {-v['margin_problems']:.1f} problems: {v['ar']} {a} > {v['student']} {s}{note}"
+    note = " (the AR twin affords no sample)" if v["ar_k"] == 0 else ""
+    return f"student wins by {v['margin_problems']:.1f} problems: {v['student']} {s} > {v['ar']} {a}{note}"
+
+
 def targets(report: dict) -> list[str]:
     """Issue 6's targets, checked on this run's numbers."""
-    models = report["models"]
     lines = []
-    teachers = [m for m, d in models.items() if d["role"] == "teacher"]
-    for name, d in models.items():
-        if d["role"] != "student" or not teachers:
+    for row in report["speedups"]:
+        if row["role"] != "student":
             continue
-        teacher = models[teachers[0]]
-        speed = teacher["search"]["seconds_per_sample"] / d["search"]["seconds_per_sample"]
-        need = teacher["steps"] / d["steps"] * 0.8
-        keep = d["search"]["pass@1"] / teacher["search"]["pass@1"] if teacher["search"]["pass@1"] else float("nan")
-        ok = speed >= need and keep >= 0.95
-        lines.append(f"- {name} vs {teachers[0]}: {speed:.2f}x faster in search (target >= {need:.1f}x), "
-                     f"pass@1 ratio {keep:.3f} (target >= 0.95): {'met' if ok else 'NOT met'}")
-    ar = [m for m, d in models.items() if d["role"] == "ar"]
-    students = [m for m, d in models.items() if d["role"] == "student"]
-    if ar and students:
-        wins, losses = [], []
-        for point in report["frontier"]:
-            best = max(students, key=lambda m: point["accuracy"][m])
-            (wins if point["accuracy"][best] > point["accuracy"][ar[0]] else losses).append((point["budget_s"], best))
-        lines.append(f"- equal wall-clock budget, best student + verifier vs {ar[0]} + verifier: the student solves more "
-                     f"at {len(wins)} of {len(report['frontier'])} budgets"
-                     + (f"; the AR baseline solves as many or more at {', '.join(f'{b:.3g}s' for b, _ in losses)}" if losses else ""))
+        lines.append(f"- {row['model']} vs {row['teacher']}: {row['search']:.2f}x faster in search "
+                     f"(target >= {row['target_speedup']:.1f}x), pass@1 ratio {row['pass@1_ratio']:.3f} "
+                     f"(target >= 0.95): {'met' if row['met'] else 'NOT met'}")
+    vs = report["verdicts"]
+    if vs:
+        ar, scored = vs[0]["ar"], [v for v in vs if v["winner"] != "none"]
+        wins = [v for v in scored if v["winner"] == "student"]
+        ar_wins = [v for v in scored if v["winner"] == "ar"]
+        ties = [v for v in scored if v["winner"] == "tie"]
+        line = (f"- equal wall-clock budget, best SDTT student + verifier vs {ar} + verifier: the student solves more "
+                f"at {len(wins)} of {len(scored)} budgets: {'met' if scored and len(wins) == len(scored) else 'NOT met'}")
+        if ar_wins:
+            line += (f". The AR baseline solves more at {len(ar_wins)} budgets: "
+                     + ", ".join(f"{v['budget_s']:.3g}s" for v in ar_wins))
+        if ties:
+            line += "; ties at " + ", ".join(f"{v['budget_s']:.3g}s" for v in ties)
+        lines.append(line)
     return lines
+
+
+# ---------------------------------------------------------------------------- report
+def _share(d: dict) -> str:
+    return "n/a" if d["forward_share"] is None else f"{d['forward_share']:.2f}"
 
 
 def markdown(report: dict) -> str:
     models = report["models"]
     names = list(models)
+    batches = report["batches"]
     out = [f"## Frontier: {report['task']} ({report['when']})", "",
            f"Machine: {report['machine']}. Command: `{report['command']}`", "",
-           "| model | kind | steps | params | backend | pass@1 | verified@N | s/sample in search | forward share | GFLOPs/token |",
+           (f"{report['problems']} test problems x {report['samples']} samples per model (pass@1, verified@N), search "
+            f"batch {report['search_batch']}. Timings side by side: {report['repeats']} rounds after a warm-up round, "
+            "each running every model in turn, medians; s/sample = a search slice's wall time (generate + verify) "
+            "/ its samples."), "",
+           "| model | kind | steps | params | backend | pass@1 (± se) | verified@N | s/sample in search | forward share | GFLOPs/token |",
            "|---|---|---|---|---|---|---|---|---|---|"]
     for n in names:
         d = models[n]
-        share = "n/a" if d["forward_share"] is None else f"{d['forward_share']:.2f}"
         out.append(f"| {n} | {d['kind']} | {d['steps']} | {d['parameters'] / 1e6:.2f}M | {d['backend']} | "
-                   f"{d['search']['pass@1']:.3f} | {d['search']['verified@N']:.3f} | {d['search']['seconds_per_sample'] * 1e3:.2f} ms | "
-                   f"{share} | {d['flops_per_token'] / 1e9:.4f} |")
-    out += ["", "Throughput (samples/s | generated tokens/s):", "",
-            "| model | " + " | ".join(f"batch {b}" for b in report["batches"]) + " |",
-            "|---|" + "---|" * len(report["batches"])]
+                   f"{d['search']['pass@1']:.3f} ± {d['search']['pass@1_se']:.3f} | {d['search']['verified@N']:.3f} | "
+                   f"{d['search']['seconds_per_sample'] * 1e3:.2f} ms | {_share(d)} | {d['flops_per_token'] / 1e9:.4f}"
+                   f"{'' if d['flops_source'] == 'counted' else ' (' + d['flops_source'] + ')'} |")
+    out += ["", "Throughput, samples/s \\| generated tokens/s (median of repeats after a warm-up):", "",
+            "| model | " + " | ".join(f"batch {b}" for b in batches) + " |", "|---|" + "---|" * len(batches)]
     for n in names:
         cells = [f"{t['samples_per_s']:.1f} \\| {t['tokens_per_s']:.0f}" for t in models[n]["throughput"]]
         out.append(f"| {n} | " + " | ".join(cells) + " |")
-    out += ["", f"Verified accuracy at equal wall-clock budgets per problem (N = {report['samples']} samples measured; "
-            "`*` = capped at N):", "", "| budget (s/problem) | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for point in report["frontier"]:
-        cells = [f"{point['accuracy'][n]:.3f} (k={point['k'][n]}){'*' if point['capped'][n] else ''}" for n in names]
-        out.append(f"| {point['budget_s']:.3g} | " + " | ".join(cells) + " |")
-    out += ["", "Targets:", "", *report["targets"], ""]
+    if report["speedups"]:
+        out += ["", f"Speed-up over {report['speedups'][0]['teacher']} (samples/s ratio, measured side by side):", "",
+                "| model | steps | " + " | ".join(f"batch {b}" for b in batches)
+                + " | search | target | pass@1 ratio |", "|---|---|" + "---|" * (len(batches) + 3)]
+        for row in report["speedups"]:
+            target = f">= {row['target_speedup']:.1f}x" if "target_speedup" in row else "-"
+            out.append(f"| {row['model']} | {row['steps']} | " + " | ".join(f"{row['per_batch'][b]:.2f}x" for b in batches)
+                       + f" | {row['search']:.2f}x | {target} | {row['pass@1_ratio']:.3f} |")
+    header = "| budget (s/problem) | " + " | ".join(names) + " |" + (" student vs AR |" if report["verdicts"] else "")
+    out += ["", (f"Verified accuracy at equal wall-clock budgets per problem (k = samples affordable; N = "
+                 f"{report['samples']} measured; `*` = capped at N; student vs AR: the best SDTT student + verifier "
+                 "against the AR twin + verifier, a tie when less than half a problem apart):"), "", header,
+            "|---|" + "---|" * (len(names) + bool(report["verdicts"]))]
+    for i, point in enumerate(report["frontier"]):
+        cells = [f"{_acc(point['accuracy'][n])} (k={point['k'][n]}){'*' if point['capped'][n] else ''}" for n in names]
+        verdict = f" {verdict_text(report['verdicts'][i])} |" if report["verdicts"] else ""
+        out.append(f"| {point['budget_s']:.3g} | " + " | ".join(cells) + " |" + verdict)
+    out += ["", "Targets (issue 6):", "", *report["targets"], ""]
     return "\n".join(out)
 
 
@@ -269,14 +454,17 @@ def plot(report: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name in report["models"]:
-        xs = [p["budget_s"] for p in report["frontier"] if p["k"][name] > 0]
-        ys = [p["accuracy"][name] for p in report["frontier"] if p["k"][name] > 0]
+        pts = [p for p in report["frontier"] if p["k"][name] > 0]
         style = "--" if report["models"][name]["role"] == "ar" else "-"
-        ax.plot(xs, ys, style, marker="o", markersize=3, label=name)
+        line, = ax.plot([p["budget_s"] for p in pts], [p["accuracy"][name] for p in pts], style, marker="o",
+                        markersize=3, label=name)
+        capped = [p for p in pts if p["capped"][name]]
+        ax.plot([p["budget_s"] for p in capped], [p["accuracy"][name] for p in capped], "x", color=line.get_color(),
+                markersize=6)
     ax.set_xscale("log")
-    ax.set_xlabel("wall-clock budget per problem (s)")
+    ax.set_xlabel("wall-clock budget per problem (s); x = capped at N samples")
     ax.set_ylabel("verified accuracy")
-    ax.set_title(f"{report['task']}: accuracy per second ({report['machine'][:60]})", fontsize=9)
+    ax.set_title(f"{report['task']}: accuracy per second ({report['machine'][:70]})", fontsize=8)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -284,72 +472,100 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def slim(report: dict) -> dict:
+    """The report for frontier.json: per-problem (verified, correct) lists become counts
+    (n, v, c_v per problem are all verified@k needs)."""
+    out = json.loads(json.dumps(report))
+    for d in out["models"].values():
+        per_problem = d["search"].pop("per_problem")
+        d["search"]["verified_counts"] = [sum(p["verified"]) for p in per_problem]
+        d["search"]["verified_correct_counts"] = [sum(v and c for v, c in zip(p["verified"], p["correct"]))
+                                                  for p in per_problem]
+        d["search"]["correct_counts"] = [sum(p["correct"]) for p in per_problem]
+    return out
+
+
 # ---------------------------------------------------------------------------- main
+def measure(model, spec: str, args: argparse.Namespace, task, problems) -> dict:
+    """Forward share, FLOPs per token and the best-of-N run (accuracy) of one model."""
+    info = describe_model(model)
+    info["forward_share"] = forward_share(model, task, problems, args.share_batch)
+    flop_model, info["flops_source"] = None, "counted"
+    if model.kind == "ar" and network_of(model) is None:  # vLLM: count the same network under transformers
+        flop_model, info["flops_source"] = (load_spec(spec, args.device, "transformers", force_backend=True),
+                                              "transformers twin")
+        flop_model.default_sampler = model.default_sampler
+    info["flops_per_token"] = flops_per_token(model, task, problems, args.flops_batch, flop_model)
+    info["search"] = search_run(model, task, problems, args.samples, args.search_batch)
+    return info
+
+
 def run(args: argparse.Namespace) -> dict:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = {"task": args.task, "machine": describe(), "when": time.strftime("%Y-%m-%d"), "samples": args.samples,
-              "batches": args.batches, "command": "python benchmarks/frontier.py " + " ".join(args.argv), "models": {}}
-    task = None
+    report = {"task": args.task, "machine": describe(), "when": time.strftime("%Y-%m-%d"), "problems": args.problems,
+              "samples": args.samples, "batches": args.batches, "search_batch": args.search_batch,
+              "repeats": args.repeats, "command": "python benchmarks/frontier.py " + " ".join(args.argv), "models": {}}
+    started = time.perf_counter()
+    models, task, task_meta = {}, None, None
     for name in args.models:
         model = load_spec(name, args.device, args.ar_backend)
         if task is None:
-            task = task_from_config(model.meta["task"])
-            problems = task.problems(args.split, limit=args.problems)
-        info = describe_model(model)
-        info["throughput"] = [throughput(model, task, problems, b, args.repeats) for b in args.batches]
-        info["forward_share"] = forward_share(model, task, problems, args.share_batch)
-        flop_model = None
-        if model.kind == "ar" and network_of(model) is None:  # vLLM: count the same network under transformers
-            flop_model = load_spec(name, args.device, "transformers")
-        info["flops_per_token"] = flops_per_token(model, task, problems, args.flops_batch, flop_model)
-        search = search_run(model, task, problems, args.samples, args.search_batch)
-        search["verified@N"] = search.pop(f"verified@{args.samples}") or 0.0
-        info["search"] = search
+            task_meta = model.meta["task"]
+            task = task_from_config(task_meta)
+        elif not same_task(model.meta.get("task"), task_meta):
+            raise SystemExit(f"{name} is a {model.meta.get('task')} model, the first model is {task_meta}: "
+                             "compare models of one task")
+        models[name] = model
+    problems = task.problems(args.split, limit=args.problems)
+    for name, model in models.items():
+        start = time.perf_counter()
+        info = measure(model, name, args, task, problems)
         report["models"][name] = info
-        print(f"{name}: pass@1 {search['pass@1']:.3f}, {search['seconds_per_sample'] * 1e3:.2f} ms/sample", flush=True)
+        s = info["search"]
+        print(f"{name}: pass@1 {s['pass@1']:.3f}, verified@{args.samples} {s['verified@N']:.3f} "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)
+    print("timing side by side ...", flush=True)
+    timing = interleaved_timing(models, task, problems, args.batches, args.repeats, args.samples, args.search_batch)
+    for name, t in timing.items():
+        report["models"][name]["throughput"] = t["throughput"]
+        report["models"][name]["search"]["seconds_per_sample"] = t["seconds_per_sample"]
+        report["models"][name]["search"]["seconds_per_sample_repeats"] = t["seconds_per_sample_repeats"]
     runs = {n: d["search"] for n, d in report["models"].items()}
-    report["frontier"] = []
-    for budget in budget_grid(runs, args.samples):
-        point = {"budget_s": budget, "accuracy": {}, "k": {}, "capped": {}}
-        for n, r in runs.items():
-            point["accuracy"][n], point["k"][n], point["capped"][n] = accuracy_at_budget(
-                r["per_problem"], r["seconds_per_sample"], budget)
-        report["frontier"].append(point)
+    report["frontier"] = frontier_points(runs, budget_grid(runs, args.samples, args.budgets))
+    report["speedups"] = speedups(report)
+    report["verdicts"] = verdicts(report)
     report["targets"] = targets(report)
+    report["wall_seconds"] = time.perf_counter() - started
     text = markdown(report)
     print(text)
-    slim = json.loads(json.dumps(report))
-    for d in slim["models"].values():
-        d["search"]["verified_counts"] = [sum(p["verified"]) for p in d["search"]["per_problem"]]
-        d["search"]["verified_correct_counts"] = [sum(v and c for v, c in zip(p["verified"], p["correct"]))
-                                                  for p in d["search"].pop("per_problem")]
-    (out_dir / "frontier.json").write_text(json.dumps(slim, indent=1))
+    (out_dir / "frontier.json").write_text(json.dumps(slim(report), indent=1))
     plot(report, out_dir / "frontier.png")
     if args.append_results:
         with open(RESULTS, "a") as f:
-            f.write("\n" + text + f"\nPlot: `{out_dir / 'frontier.png'}`\n")
+            f.write("\n" + text + f"\nPlot: `{out_dir / 'frontier.png'}`; wall time of the run "
+                    f"{report['wall_seconds'] / 60:.1f} min.\n")
     return report
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task", required=True, help="a label for the report (the task is read from the first model)")
-    p.add_argument("--models", nargs="+", required=True, help="zoo names or checkpoint directories, same task")
+    p.add_argument("--models", nargs="+", required=True,
+                   help="zoo names or checkpoint directories of one task; name:key=value,... overrides the sampler")
     p.add_argument("--problems", type=int, default=100)
     p.add_argument("--samples", type=int, default=64, help="N per problem in the search run")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64, 256])
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--search-batch", type=int, default=256)
-    p.add_argument("--share-batch", type=int, default=64)
-    p.add_argument("--flops-batch", type=int, default=8)
+    p.add_argument("--search-batch", type=int, default=64, help="rows per generate call in the search run")
+    p.add_argument("--share-batch", type=int, default=64, help="batch of the forward-share measurement")
+    p.add_argument("--flops-batch", type=int, default=8, help="batch of the FLOP count")
+    p.add_argument("--budgets", type=int, default=12, help="points of the budget grid")
     p.add_argument("--split", default="test")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--ar-backend", default="auto")
+    p.add_argument("--ar-backend", default="auto", choices=["auto", "vllm", "transformers"])
     p.add_argument("--out", default="benchmarks/frontier")
-    p.add_argument("--append-results", action="store_true")
-    import sys
-
+    p.add_argument("--append-results", action="store_true", help="append the tables to benchmarks/RESULTS.md")
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     return args

@@ -1,36 +1,82 @@
 #!/usr/bin/env bash
 # One prepared script for a GPU machine (the project's device: an H100 with CUDA torch,
-# but no ray, vllm or xformers, and no internet). Run from the repository root:
-#   bash benchmarks/gpu.sh            # results in $OUT (default ./gpu-out)
-# Wheels carried in ./wheels/ (git-ignored; at most ~64 MiB) are installed without an index:
-# an xformers wheel (--no-deps, it must not replace torch) and pure-Python wheels of any of
-# hydra-core/omegaconf/antlr4, safetensors, tokenizers, transformers, math-verify, sympy,
-# tqdm that the machine lacks. Uses the local executor and the transformers AR backend.
+# but no ray, vllm or xformers, and no internet). Run from anywhere:
+#   bash benchmarks/gpu.sh            # results in $OUT (default ./gpu-out): gpu.md, gpu.json, gpu.log, pytest-gpu.log
+# What it does (about 5 minutes, at most ~8):
+#   1. prints the card and torch's CUDA build;
+#   2. checks which Python packages the project needs are missing, and installs only those
+#      from wheels carried in ./wheels/ (git-ignored; at most ~64 MiB in all) without an
+#      index: an xformers wheel with --no-deps (it must not replace torch) and pure-Python
+#      wheels of hydra-core/omegaconf/antlr4, safetensors, tokenizers, transformers,
+#      math-verify, sympy, tqdm; then says clearly what is still missing and stops if any is;
+#   3. installs this repository with --no-deps (never pulls torch again; falls back to PYTHONPATH);
+#   4. python benchmarks/gpu_bench.py --device cuda: xformers vs SDPA denoiser forward,
+#      teacher/student/AR tokens/s at batch 1-256 and the batch where AR overtakes the
+#      student, the zoo's Sudoku models. In-process (the local executor: no ray) and the
+#      transformers AR backend (no vllm here);
+#   5. python -m pytest -q -m gpu.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-gpu-out}"
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu.log") 2>&1
-echo "== card"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "nvidia-smi failed"
-python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())"
-if ls wheels/xformers-*.whl >/dev/null 2>&1; then pip install -q --no-deps wheels/xformers-*.whl; fi
-if ls wheels/*.whl >/dev/null 2>&1; then
-  pip install -q --no-index --find-links wheels hydra-core safetensors tokenizers transformers math-verify sympy tqdm 2>/dev/null || true
-fi
-pip install -q --no-deps --no-build-isolation -e . 2>/dev/null || export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-echo "== imports"
-missing=$(python - <<'PY'
-import importlib
-need = ["torch", "numpy", "omegaconf", "hydra", "safetensors", "tokenizers", "transformers", "sympy", "tqdm", "math_verify"]
-print(" ".join(m for m in need if importlib.util.find_spec(m) is None))
+PY="${PYTHON:-python}"
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+start=$(date +%s)
+
+echo "== card"
+nvidia-smi --query-gpu=name,memory.total --format=csv || echo "nvidia-smi failed: no NVIDIA driver visible"
+"$PY" -c "import torch; print('torch', torch.__version__, '| cuda build', torch.version.cuda, '| cuda available', torch.cuda.is_available())" \
+  || { echo "torch does not import: nothing can be measured"; exit 2; }
+
+# module:pip-name of what the project imports at run time (numpy comes with torch; pytest for step 5)
+MODULES="numpy:numpy omegaconf:omegaconf hydra:hydra-core antlr4:antlr4-python3-runtime safetensors:safetensors
+tokenizers:tokenizers transformers:transformers sympy:sympy tqdm:tqdm math_verify:math-verify yaml:pyyaml
+huggingface_hub:huggingface-hub regex:regex packaging:packaging filelock:filelock pytest:pytest"
+missing_now() {
+  "$PY" - "$MODULES" <<'PY'
+import importlib.util, sys
+pairs = [p.split(":") for p in sys.argv[1].split()]
+print(" ".join(pip for mod, pip in pairs if importlib.util.find_spec(mod) is None))
 PY
-)
-if [ -n "$missing" ]; then
-  echo "MISSING on this machine: $missing (carry their wheels in ./wheels/); stopping"; exit 2
+}
+
+echo "== python packages"
+missing=$(missing_now)
+echo "missing before install: ${missing:-nothing}"
+if [ -d wheels ]; then
+  echo "wheels carried: $(ls wheels | tr '\n' ' ')"
+  if ls wheels/xformers-*.whl >/dev/null 2>&1; then
+    "$PY" -m pip install -q --no-deps wheels/xformers-*.whl && echo "installed xformers (--no-deps)" || echo "xformers wheel did not install"
+  fi
+  for pkg in $missing; do
+    # one by one, so one absent wheel does not block the others; --no-index: the machine is offline
+    if "$PY" -m pip install -q --no-index --find-links wheels "$pkg"; then echo "installed $pkg from wheels/"
+    else echo "could not install $pkg from wheels/ (no wheel, or one of its dependencies is missing)"; fi
+  done
+  missing=$(missing_now)
+else
+  echo "no ./wheels directory: nothing to install"
 fi
-python -c "import xformers.ops; print('xformers', xformers.__version__)" || echo "xformers not installed: only SDPA is measured"
-echo "== measurements (local executor, transformers AR backend)"
-timeout 420 python benchmarks/gpu_bench.py --device cuda --out "$OUT" || echo "gpu_bench failed or timed out"
+if [ -n "$missing" ]; then
+  echo "MISSING on this machine: $missing"
+  echo "carry their wheels in ./wheels/ (e.g. pip download --no-deps -d wheels $missing) and rerun; stopping"
+  exit 2
+fi
+"$PY" -m pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 && echo "installed sdtt-search (editable, --no-deps)" \
+  || { export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"; echo "pip install -e . failed: using PYTHONPATH=$PWD"; }
+"$PY" -c "import sys; sys.path.insert(0, 'benchmarks'); import gpu_bench, transformers; print('transformers', transformers.__version__)" \
+  || { echo "the benchmark does not import (see the error above: a package too old or one of its dependencies missing); stopping"; exit 2; }
+"$PY" -c "import xformers, xformers.ops; print('xformers', xformers.__version__)" 2>/dev/null \
+  || echo "xformers not importable: only SDPA is measured (carry wheels/xformers-*.whl to compare)"
+"$PY" -c "import torch; assert torch.cuda.is_available(), 'torch sees no GPU'" || { echo "no GPU visible to torch; stopping"; exit 2; }
+
+echo "== measurements (in-process local executor, transformers AR backend: no ray or vllm here)"
+timeout 330 "$PY" benchmarks/gpu_bench.py --device cuda --out "$OUT" \
+  || echo "gpu_bench failed or timed out (exit $?): $OUT/gpu.json holds the sections measured so far"
+
 echo "== gpu-marked tests"
-timeout 120 python -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tail -15
-echo "== done: $OUT/gpu.md, $OUT/gpu.json, $OUT/gpu.log"
+timeout 90 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests > "$OUT/pytest-gpu.log" 2>&1
+echo "pytest -m gpu exit code $? (5 = none collected)"; tail -15 "$OUT/pytest-gpu.log"
+
+echo "== done in $(( $(date +%s) - start )) s: $OUT/gpu.md, $OUT/gpu.json, $OUT/gpu.log, $OUT/pytest-gpu.log"

@@ -11,8 +11,11 @@
    Random weights: speed does not depend on what the weights say (the AR rows are
    forced to the same length as the diffusion completions).
 3. The zoo's Sudoku models (teacher, 4-step student, AR twin) through ``frontier.throughput``.
-Writes ``<out>/gpu.json`` and ``<out>/gpu.md`` naming the device. The local executor
-and the transformers AR backend are used (the GPU machine has no ray or vllm).
+Writes ``<out>/gpu.json`` and ``<out>/gpu.md`` naming the device, after every section
+(so a timeout keeps what was measured; ``complete`` is true at the end; a section that
+fails is recorded with its error and the others still run). Everything runs in-process
+(the local executor) and AR models use the transformers backend: the GPU machine has no
+ray or vllm.
 """
 from __future__ import annotations
 
@@ -26,16 +29,16 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from frontier import throughput  # noqa: E402
+from frontier import throughput
 
-from sdtt_search.diffusion import SamplerConfig, generate  # noqa: E402
-from sdtt_search.loading import load_model  # noqa: E402
-from sdtt_search.machine import describe  # noqa: E402
-from sdtt_search.model import Denoiser, ModelConfig  # noqa: E402
-from sdtt_search.model.attention import xformers_available  # noqa: E402
-from sdtt_search.model.llama import CausalLMConfig  # noqa: E402
-from sdtt_search.tokenizer import Tokenizer  # noqa: E402
-from tasks import load_task  # noqa: E402
+from sdtt_search.diffusion import SamplerConfig, generate
+from sdtt_search.loading import load_model
+from sdtt_search.machine import describe
+from sdtt_search.model import Denoiser, ModelConfig
+from sdtt_search.model.attention import xformers_available
+from sdtt_search.model.llama import CausalLMConfig
+from sdtt_search.tokenizer import Tokenizer
+from tasks import load_task
 
 
 def _sync(device: torch.device) -> None:
@@ -75,7 +78,7 @@ def attention_backends(size: str, points: list[tuple[int, int]], device: torch.d
         mask[0, : length // 4] = False  # one left-padded row: the masked path of each kernel
         outs = {}
         for backend, m in models.items():
-            def call(m=m):
+            def call(m=m, x=x, mask=mask):
                 with torch.no_grad(), torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
                     return m(x, attention_mask=mask)
             seconds = timed(call, device, repeats)
@@ -106,14 +109,14 @@ def crossover(size: str, gen_length: int, prompt_length: int, teacher_steps: int
         for role, steps in (("teacher", teacher_steps), ("student", max(teacher_steps // 8, 1))):
             sampler = SamplerConfig(method="ancestral", steps=steps, cache=False)
 
-            def run(sampler=sampler):
+            def run(sampler=sampler, batch=batch):
                 with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
                     generate(denoiser, tok, [prompt] * batch, sampler, seeds=range(batch), gen_length=gen_length)
             seconds = timed(run, device, repeats)
             results[role].append({"batch": batch, "steps": steps, "tokens_per_s": batch * gen_length / seconds})
         ids = torch.full((batch, prompt_length), 4, dtype=torch.long, device=device)
 
-        def run_ar():
+        def run_ar(ids=ids):
             with torch.no_grad():
                 ar.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=gen_length,
                             min_new_tokens=gen_length, do_sample=True, top_k=0, pad_token_id=tok.pad_id)
@@ -137,23 +140,43 @@ def zoo_throughput(batches: list[int], device: str, repeats: int) -> list[dict]:
 
 
 def markdown(report: dict) -> str:
-    lines = [f"## GPU checks ({report['device_name']}, {report['when']})", "", f"Machine: {report['machine']}", "",
-             "Attention backends (denoiser forward, tokens/s):", "", "| backend | batch x length | tokens/s | max abs diff vs SDPA |",
-             "|---|---|---|---|"]
-    for r in report["attention"]:
-        diff = r.get("max_abs_diff_vs_sdpa")
-        lines.append(f"| {r['backend']} | {r['batch']} x {r['length']} | {r['tokens_per_s']:.0f} | {'' if diff is None else f'{diff:.3g}'} |")
-    c = report["crossover"]
-    lines += ["", f"Generation tokens/s, `{c['size']}` shape ({c['parameters']['diffusion'] / 1e6:.0f}M diffusion, "
-              f"{c['parameters']['ar'] / 1e6:.0f}M AR), prompt {c['prompt_length']}, gen {c['gen_length']}; "
-              "AR = transformers generate with KV cache:", "", "| batch | teacher | student | AR |", "|---|---|---|---|"]
-    for t, s, a in zip(c["results"]["teacher"], c["results"]["student"], c["results"]["ar"]):
-        lines.append(f"| {t['batch']} | {t['tokens_per_s']:.0f} ({t['steps']} steps) | {s['tokens_per_s']:.0f} ({s['steps']} steps) | {a['tokens_per_s']:.0f} |")
-    lines += ["", f"AR overtakes the student from batch: {c['ar_overtakes_student_at_batch'] or 'never (in this range)'}", "",
-              "Zoo Sudoku models (samples/s | tokens/s):", "", "| model | batch | samples/s | tokens/s |", "|---|---|---|---|"]
-    for r in report["zoo"]:
-        lines.append(f"| {r['model']} | {r['batch']} | {r['samples_per_s']:.1f} | {r['tokens_per_s']:.0f} |")
+    lines = [f"## GPU checks ({report['device_name']}, {report['when']})", "",
+             (f"Machine: {report['machine']}. Command: `{report['command']}`. In-process (local executor; no ray), "
+              "AR models on the transformers backend (no vllm on this machine)."), ""]
+    for section, error in report.get("errors", {}).items():
+        lines += [f"**{section} failed**: `{error}`", ""]
+    if "attention" in report:
+        lines += ["Attention backends (denoiser forward, bf16 autocast on CUDA, tokens/s):", "",
+                  "| backend | batch x length | tokens/s | max abs diff vs SDPA |", "|---|---|---|---|"]
+        for r in report["attention"]:
+            diff = r.get("max_abs_diff_vs_sdpa")
+            lines.append(f"| {r['backend']} | {r['batch']} x {r['length']} | {r['tokens_per_s']:.0f} | "
+                         f"{'' if diff is None else f'{diff:.3g}'} |")
+        if not report.get("xformers"):
+            lines += ["", "xformers is not importable here: SDPA only."]
+    if "crossover" in report:
+        c = report["crossover"]
+        lines += ["", (f"Generation tokens/s, `{c['size']}` shape ({c['parameters']['diffusion'] / 1e6:.0f}M diffusion, "
+                       f"{c['parameters']['ar'] / 1e6:.0f}M AR, random weights), prompt {c['prompt_length']}, gen "
+                       f"{c['gen_length']}; AR = transformers generate with a KV cache, rows forced to full length:"),
+                  "", "| batch | teacher | student | AR | AR / student |", "|---|---|---|---|---|"]
+        for t, s, a in zip(c["results"]["teacher"], c["results"]["student"], c["results"]["ar"]):
+            lines.append(f"| {t['batch']} | {t['tokens_per_s']:.0f} ({t['steps']} steps) | {s['tokens_per_s']:.0f} "
+                         f"({s['steps']} steps) | {a['tokens_per_s']:.0f} | {a['tokens_per_s'] / s['tokens_per_s']:.2f} |")
+        lines += ["", f"AR overtakes the student from batch: {c['ar_overtakes_student_at_batch'] or 'never (in this range)'}"]
+    if "zoo" in report:
+        lines += ["", "Zoo Sudoku models (frontier.throughput; samples/s | generated tokens/s):", "",
+                  "| model | batch | samples/s | tokens/s |", "|---|---|---|---|"]
+        for r in report["zoo"]:
+            lines.append(f"| {r['model']} | {r['batch']} | {r['samples_per_s']:.1f} | {r['tokens_per_s']:.0f} |")
+    if not report.get("complete"):
+        lines += ["", "(incomplete: the run stopped or is still running)"]
     return "\n".join(lines) + "\n"
+
+
+def save(report: dict, out: Path) -> None:
+    (out / "gpu.json").write_text(json.dumps(report, indent=1))
+    (out / "gpu.md").write_text(markdown(report))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -168,16 +191,33 @@ def main(argv: list[str] | None = None) -> dict:
     if args.quick:
         size, points, batches, gen, prompt, steps, repeats = "tiny", [(2, 32)], [1, 4], 16, 8, 8, 1
     else:
-        size, points, batches, gen, prompt, steps, repeats = "small", [(8, 256), (32, 512), (64, 1024)], [1, 8, 64, 256], 128, 64, 64, 3
-    report = {"machine": describe(), "when": time.strftime("%Y-%m-%d"),
-              "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
-    report["attention"] = attention_backends(size, points, device, repeats)
-    report["crossover"] = crossover(size, gen, prompt, steps, batches, device, repeats)
-    report["zoo"] = zoo_throughput(batches, str(device), repeats)
+        size, points, batches, gen, prompt, steps, repeats = (
+            "small", [(8, 256), (32, 512), (64, 1024)], [1, 8, 16, 32, 64, 128, 256], 128, 64, 64, 3)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "gpu.json").write_text(json.dumps(report, indent=1))
-    (out / "gpu.md").write_text(markdown(report))
+    report = {"machine": describe(), "when": time.strftime("%Y-%m-%d"), "complete": False,
+              "command": "python benchmarks/gpu_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
+              "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+              "xformers": device.type == "cuda" and xformers_available(), "executor": "local",
+              "ar_backend": "transformers", "errors": {}}
+    save(report, out)
+    sections = [("attention", lambda: attention_backends(size, points, device, repeats)),
+                ("crossover", lambda: crossover(size, gen, prompt, steps, batches, device, repeats)),
+                ("zoo", lambda: zoo_throughput(batches, str(device), repeats))]
+    for name, fn in sections:
+        start = time.perf_counter()
+        try:
+            report[name] = fn()
+        except Exception as exc:  # record it, keep measuring the rest
+            report["errors"][name] = f"{type(exc).__name__}: {exc}"
+            if args.quick:
+                raise
+        print(f"[gpu_bench] {name}: {time.perf_counter() - start:.1f} s", flush=True)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        save(report, out)
+    report["complete"] = True
+    save(report, out)
     print(markdown(report))
     return report
 

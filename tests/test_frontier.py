@@ -1,60 +1,142 @@
-"""benchmarks/frontier.py: the budget -> samples -> verified@k math, FLOP counts, and a smoke run."""
+"""benchmarks/frontier.py: the budget -> samples -> verified@k math, FLOP counts, verdicts, and a smoke run."""
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from ar_fixtures import tiny_ar
 
 from sdtt_search.loading import load_model
 from tasks import load_task
 
-spec = importlib.util.spec_from_file_location("frontier", Path(__file__).resolve().parents[1] / "benchmarks" / "frontier.py")
-frontier = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(frontier)
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def test_budget_buys_floor_samples_and_exact_verified_at_k():
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+frontier = _load("frontier")
+
+
+# ---------------------------------------------------------------------------- budget -> k -> verified@k
+def test_budget_buys_floor_of_budget_over_seconds_per_sample():
+    assert frontier.affordable(0.3, 0.1) == 3  # 0.3 / 0.1 = 2.999...96 in floats: still 3 samples
+    assert frontier.affordable(0.29, 0.1) == 2
+    assert frontier.affordable(0.09, 0.1) == 0
+    assert frontier.affordable(6.4, 0.05) == 128
+
+
+def _brute_verified_at_k(verified, correct, k):
+    """Average over every size-k subset of: pick uniformly among its verified samples (0 if none)."""
+    scores = []
+    for subset in itertools.combinations(range(len(verified)), k):
+        picked = [i for i in subset if verified[i]]
+        scores.append(sum(correct[i] for i in picked) / len(picked) if picked else 0.0)
+    return sum(scores) / len(scores)
+
+
+def test_accuracy_at_budget_is_the_exact_verified_at_k_and_marks_capped_points():
     # 4 samples; problem A: samples 0 and 1 verified, only 0 correct; problem B: nothing verified.
     problems = [{"verified": [True, True, False, False], "correct": [True, False, False, False]},
                 {"verified": [False] * 4, "correct": [False] * 4}]
     assert frontier.accuracy_at_budget(problems, 0.5, 0.4) == (0.0, 0, False)  # cannot afford one sample
     acc, k, capped = frontier.accuracy_at_budget(problems, 0.5, 1.0)  # k = 2
-    # A: P(subset of 2 holds a verified sample) = 1 - C(2,2)/C(4,2) = 5/6, then 1/2 of the verified are correct.
+    # A: P(a subset of 2 holds a verified sample) = 1 - C(2,2)/C(4,2) = 5/6, then 1/2 of the verified are correct.
     assert (k, capped) == (2, False) and acc == pytest.approx((5 / 6 * 0.5 + 0) / 2)
-    acc, k, capped = frontier.accuracy_at_budget(problems, 0.5, 10.0)  # k = 20 > N
+    acc, k, capped = frontier.accuracy_at_budget(problems, 0.5, 2.0)  # k = 4 = N: not capped
+    assert (k, capped) == (4, False) and acc == pytest.approx(0.25)
+    acc, k, capped = frontier.accuracy_at_budget(problems, 0.5, 10.0)  # k = 20 > N: capped at N
     assert (k, capped) == (4, True) and acc == pytest.approx(0.25)
+
+
+def test_accuracy_at_budget_matches_enumeration_over_subsets():
+    problems = [{"verified": [True, False, True, True, False, True], "correct": [True, False, False, True, True, False]},
+                {"verified": [False, False, True, False, False, False], "correct": [False, True, True, False, False, False]},
+                {"verified": [True] * 6, "correct": [False] * 6}]
+    for k in range(1, 7):
+        acc, got_k, _ = frontier.accuracy_at_budget(problems, 0.1, 0.1 * k)
+        want = sum(_brute_verified_at_k(p["verified"], p["correct"], k) for p in problems) / len(problems)
+        assert got_k == k and acc == pytest.approx(want, abs=1e-12)
 
 
 def test_budget_grid_spans_one_fast_sample_to_n_slow_ones():
     runs = {"a": {"seconds_per_sample": 0.01}, "b": {"seconds_per_sample": 0.04}}
     grid = frontier.budget_grid(runs, 8, points=5)
     assert grid[0] == pytest.approx(0.01) and grid[-1] == pytest.approx(0.32)
-    assert all(x < y for x, y in zip(grid, grid[1:]))
+    assert all(x < y for x, y in itertools.pairwise(grid))
 
 
-def test_ar_flops_per_token_are_about_twice_the_matmul_parameters(tmp_path):
+def _report(student_acc, ar_acc, student_k, ar_k):
+    models = {"t": {"role": "teacher"}, "s": {"role": "student"}, "ar": {"role": "ar"}}
+    frontier_pts = [{"budget_s": 0.1 * (i + 1), "accuracy": {"t": 0.0, "s": s, "ar": a}, "k": {"t": 1, "s": sk, "ar": ak},
+                     "capped": {"t": False, "s": False, "ar": False}}
+                    for i, (s, a, sk, ak) in enumerate(zip(student_acc, ar_acc, student_k, ar_k))]
+    return {"models": models, "frontier": frontier_pts, "speedups": [], "problems": 10}
+
+
+def test_verdicts_say_plainly_where_the_ar_baseline_wins():
+    # 10 problems: accuracies closer than half a problem (0.05) are a tie
+    report = _report([0.0, 0.5, 0.7, 0.9, 0.6, 0.97], [0.0, 0.6, 0.7, 0.8, 0.0, 1.0], [0, 1, 2, 4, 1, 8], [0, 2, 4, 8, 0, 16])
+    report["verdicts"] = frontier.verdicts(report)
+    assert [v["winner"] for v in report["verdicts"]] == ["none", "ar", "tie", "student", "student", "tie"]
+    assert report["verdicts"][1]["margin_problems"] == pytest.approx(-1.0)
+    assert frontier.verdict_text(report["verdicts"][1]).startswith("**AR wins**")
+    assert frontier.verdict_text(report["verdicts"][4]).endswith("(the AR twin affords no sample)")
+    (line,) = frontier.targets(report)
+    assert "student solves more at 2 of 5 budgets: NOT met" in line
+    assert "AR baseline solves more at 1 budgets: 0.2s" in line and "ties at 0.3s, 0.6s" in line
+    # 0.99996 must not print as 1.000 beside a real 1.000
+    assert frontier._acc(0.99996) == "1.0000" and frontier._acc(1.0) == "1.000"
+
+
+# ---------------------------------------------------------------------------- FLOPs, forward share
+def test_attention_flops_are_counted_on_cpu():
+    q, k, v = torch.randn(2, 3, 5, 8), torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 8)
+    flops, _ = frontier.count_flops(lambda: F.scaled_dot_product_attention(q, k, v))
+    assert flops == 4 * 2 * 3 * 5 * 7 * 8  # QK^T and AV, 2 FLOPs per multiply-add
+
+
+def test_ar_flops_per_token_are_twice_the_matmul_parameters_per_processed_token(tmp_path):
     net, _ = tiny_ar(tmp_path / "ar", gen_length=12)
     model = load_model(tmp_path / "ar", ar_backend="transformers")
     task = load_task("countdown", n=3)
-    flops = frontier.flops_per_token(model, task, task.problems("test", limit=4), 4)
-    matmul_params = sum(p.numel() for n, p in net.named_parameters() if n.endswith("proj.weight") or n == "lm_head.weight")
-    # 2 FLOPs per weight per token, plus attention and the prompt's prefill spread over the tokens.
-    assert 2 * matmul_params <= flops <= 6 * 2 * matmul_params
+    problems = task.problems("test", limit=4)
+    width = max(len(model.tokenizer.encode(p)) for p in frontier.prompts_for(task, problems, 4))
+    before = model.nfe
+    flops = frontier.flops_per_token(model, task, problems, 4)
+    steps = model.nfe - before  # decode steps of the batch (the prefill makes the first token)
+    out = model.generate(frontier.prompts_for(task, problems, 4), model.default_sampler(), seeds=range(4))
+    generated = frontier.generated_tokens(out)
+    matmul = sum(p.numel() for n, p in net.named_parameters() if n.endswith("proj.weight"))  # no embeddings
+    processed = 4 * (width + steps - 1)  # prefill of the (left-padded) prompts + one token per later step
+    expected = 2 * matmul * processed / generated
+    # The lm_head (on one position per step) and attention add a few percent on top.
+    assert 0.98 * expected <= flops <= 1.2 * expected
 
 
-def test_diffusion_flops_per_token_grow_with_steps():
-    model = load_model("sudoku4-teacher")
+def test_diffusion_flops_per_token_scale_with_steps_over_the_whole_sequence():
     task = load_task("sudoku", size=4)
     problems = task.problems("test", limit=4)
     counts = {}
     for steps in (2, 8):
-        model.meta["sampling_steps"] = steps
+        model = frontier.load_spec(f"sudoku4-teacher:steps={steps},cache=false", "cpu", "auto")
         counts[steps] = frontier.flops_per_token(model, task, problems, 4)
-    assert counts[8] > 2.5 * counts[2]
+    assert counts[8] / counts[2] == pytest.approx(4.0, rel=0.02)  # one full forward per step
+    prompt = len(model.tokenizer.encode(task.format_prompt(problems[0])))
+    length = prompt + model.gen_length  # every step runs the whole sequence, prompt included
+    linear = sum(p.numel() for n, p in model.model.named_parameters()
+                 if n.startswith("blocks.") and p.dim() == 2 and "adaLN" not in n)
+    per_step = 2 * linear * length / model.gen_length  # generated tokens per row = gen_length (through EOS)
+    assert 0.98 * per_step <= counts[2] / 2 <= 1.15 * per_step
 
 
 def test_forward_timer_counts_calls_and_restores_forward():
@@ -66,39 +148,79 @@ def test_forward_timer_counts_calls_and_restores_forward():
     assert "forward" not in layer.__dict__
 
 
-def test_frontier_smoke_run_writes_json_png_and_checks_targets(tmp_path):
-    tiny_ar(tmp_path / "ar", task={"name": "sudoku", "options": {"size": 4}}, gen_length=17)
-    out = tmp_path / "out"
-    args = frontier.parse(["--task", "sudoku", "--models", "sudoku4-teacher", "sudoku4-sdtt-2", str(tmp_path / "ar"),
-                           "--problems", "3", "--samples", "4", "--batches", "1", "2", "--repeats", "1",
-                           "--share-batch", "2", "--flops-batch", "2", "--ar-backend", "transformers", "--out", str(out)])
-    report = frontier.run(args)
-    saved = json.loads((out / "frontier.json").read_text())
-    assert (out / "frontier.png").stat().st_size > 0
-    assert set(saved["models"]) == {"sudoku4-teacher", "sudoku4-sdtt-2", str(tmp_path / "ar")}
-    assert [m["role"] for m in saved["models"].values()] == ["teacher", "student", "ar"]
-    assert any("sudoku4-sdtt-2 vs sudoku4-teacher" in line for line in report["targets"])
-    assert any("equal wall-clock budget" in line for line in report["targets"])
-    for point in saved["frontier"]:
-        for name, k in point["k"].items():
-            affordable = int(point["budget_s"] / saved["models"][name]["search"]["seconds_per_sample"] + 1e-9)
-            assert k == min(affordable, 4) and point["capped"][name] == (affordable > 4)
-
-
-def test_gpu_bench_quick_mode_runs_on_cpu(tmp_path):
-    spec = importlib.util.spec_from_file_location("gpu_bench", Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_bench.py")
-    gpu_bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gpu_bench)
-    report = gpu_bench.main(["--device", "cpu", "--quick", "--out", str(tmp_path)])
-    assert json.loads((tmp_path / "gpu.json").read_text())["device_name"] == "cpu"
-    rows = report["crossover"]["results"]
-    assert [r["batch"] for r in rows["ar"]] == [1, 4] and all(r["tokens_per_s"] > 0 for r in rows["student"])
-    assert "AR overtakes the student" in (tmp_path / "gpu.md").read_text()
-
-
 def test_model_spec_overrides_the_default_sampler():
     model = frontier.load_spec("sudoku4-teacher:method=confidence,steps=5,temperature=0.5", "cpu", "auto")
     sampler = model.default_sampler()
     assert (sampler.method, sampler.steps, sampler.temperature) == ("confidence", 5, 0.5)
     assert frontier.load_spec("sudoku4-teacher", "cpu", "auto").default_sampler().method == "ancestral"
     assert frontier.load_spec("sudoku4-ar:ar_backend=transformers", "cpu", "vllm").backend_name == "transformers"
+    # the FLOP count of a vLLM model loads its transformers twin, whatever its spec says
+    forced = frontier.load_spec("sudoku4-ar:ar_backend=vllm", "cpu", "transformers", force_backend=True)
+    assert forced.backend_name == "transformers"
+
+
+# ---------------------------------------------------------------------------- smoke runs
+def test_frontier_smoke_run_writes_json_png_and_checks_targets(tmp_path, monkeypatch):
+    tiny_ar(tmp_path / "ar", task={"name": "sudoku", "options": {"size": 4}}, gen_length=17)
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Measured results\n")
+    monkeypatch.setattr(frontier, "RESULTS", results)
+    out = tmp_path / "out"
+    ar = str(tmp_path / "ar")
+    args = frontier.parse(["--task", "sudoku", "--models", "sudoku4-teacher", "sudoku4-sdtt-2", ar,
+                           "--problems", "3", "--samples", "4", "--batches", "1", "2", "--repeats", "1",
+                           "--share-batch", "2", "--flops-batch", "2", "--search-batch", "8",
+                           "--ar-backend", "transformers", "--out", str(out), "--append-results"])
+    report = frontier.run(args)
+    saved = json.loads((out / "frontier.json").read_text())
+    assert (out / "frontier.png").stat().st_size > 0
+    assert list(saved["models"]) == ["sudoku4-teacher", "sudoku4-sdtt-2", ar]
+    assert [m["role"] for m in saved["models"].values()] == ["teacher", "student", "ar"]
+    for d in saved["models"].values():
+        assert [t["batch"] for t in d["throughput"]] == [1, 2] and all(t["tokens_per_s"] > 0 for t in d["throughput"])
+        assert 0 < d["forward_share"] <= 1 and d["flops_per_token"] > 0
+        assert len(d["search"]["verified_counts"]) == 3 and 0 <= d["search"]["pass@1"] <= 1
+        assert len(d["search"]["seconds_per_sample_repeats"]) == 1 and d["search"]["seconds_per_sample"] > 0
+    # The 2-step student does fewer FLOPs per token than the 16-step teacher.
+    assert saved["models"]["sudoku4-sdtt-2"]["flops_per_token"] < saved["models"]["sudoku4-teacher"]["flops_per_token"] / 4
+    assert any("sudoku4-sdtt-2 vs sudoku4-teacher" in line for line in report["targets"])
+    assert any("equal wall-clock budget" in line for line in report["targets"])
+    assert len(saved["verdicts"]) == len(saved["frontier"])
+    for point in saved["frontier"]:
+        for name, k in point["k"].items():
+            bought = frontier.affordable(point["budget_s"], saved["models"][name]["search"]["seconds_per_sample"])
+            assert k == min(bought, 4) and point["capped"][name] == (bought > 4)
+    # The frontier is recomputable from the counts kept in the json.
+    first = saved["frontier"][-1]
+    d = saved["models"]["sudoku4-teacher"]["search"]
+    if first["k"]["sudoku4-teacher"]:
+        per_problem = [{"verified": [True] * v + [False] * (4 - v), "correct": [True] * c + [False] * (4 - c)}
+                       for v, c in zip(d["verified_counts"], d["verified_correct_counts"])]
+        acc, _, _ = frontier.accuracy_at_budget(per_problem, d["seconds_per_sample"], first["budget_s"])
+        assert acc == pytest.approx(first["accuracy"]["sudoku4-teacher"])
+    text = frontier.markdown(report)
+    assert "Speed-up over sudoku4-teacher" in text and "student vs AR" in text and report["machine"] in text
+    appended = results.read_text()
+    assert appended.startswith("# Measured results\n") and text in appended and "frontier.png" in appended
+
+
+def test_models_of_different_tasks_are_refused(tmp_path):
+    tiny_ar(tmp_path / "ar", task={"name": "countdown", "options": {"n": 3}}, gen_length=12)
+    args = frontier.parse(["--task", "sudoku", "--models", "sudoku4-sdtt-2", str(tmp_path / "ar"), "--problems", "2",
+                           "--samples", "2", "--batches", "1", "--repeats", "1", "--share-batch", "1",
+                           "--flops-batch", "1", "--out", str(tmp_path / "out"), "--ar-backend", "transformers"])
+    with pytest.raises(SystemExit, match="one task"):
+        frontier.run(args)
+
+
+def test_gpu_bench_quick_mode_runs_on_cpu(tmp_path):
+    gpu_bench = _load("gpu_bench")
+    report = gpu_bench.main(["--device", "cpu", "--quick", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "gpu.json").read_text())
+    assert saved["device_name"] == "cpu" and saved["complete"]
+    rows = report["crossover"]["results"]
+    assert [r["batch"] for r in rows["ar"]] == [1, 4] and all(r["tokens_per_s"] > 0 for r in rows["student"])
+    assert {r["backend"] for r in report["attention"]} == {"sdpa"}
+    assert {r["model"] for r in report["zoo"]} == {"sudoku4-teacher", "sudoku4-sdtt-4", "sudoku4-ar"}
+    text = (tmp_path / "gpu.md").read_text()
+    assert "AR overtakes the student" in text and "transformers" in text and "local executor" in text
