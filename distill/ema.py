@@ -36,8 +36,8 @@ class EMA:
 
     def state_dict(self) -> dict:
         """Only the shadow's own weights (shared frozen ones are the model's)."""
-        own = set(self._own)
-        weights = {k: v for k, v in self.model.state_dict().items() if k in own or k not in dict(self.model.named_parameters())}
+        shared = {name for name, _ in self.model.named_parameters()} - set(self._own)
+        weights = {k: v for k, v in self.model.state_dict().items() if k not in shared}
         return {"decay": self.decay, "num_updates": self.num_updates, "weights": weights}
 
     def load_state_dict(self, state: dict) -> None:

@@ -14,7 +14,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from sdtt_search.lora import load_lora_state, lora_state
+from sdtt_search.lora import adapter_parameters, check_lora_state, lora_state
 
 
 class SharedWeightsTeacher:
@@ -22,13 +22,19 @@ class SharedWeightsTeacher:
 
     Quacks like the denoiser for the SDTT math and the samplers: ``config``,
     ``parameters()``, ``eval()``/``train()``, ``__call__(input_ids, attention_mask=, sigma=)``.
+    The snapshot lives beside the adapters (same device and dtype) and a call exchanges
+    the tensors' storage with the parameters' and back: no copies in the training loop.
     """
 
     training = False
 
     def __init__(self, student: nn.Module, snapshot: dict[str, torch.Tensor] | None = None):
         self.student = student
-        self.snapshot = lora_state(student) if snapshot is None else {k: v.detach().clone() for k, v in snapshot.items()}
+        self.load_state_dict(lora_state(student) if snapshot is None else snapshot)
+
+    def _swap(self) -> None:
+        for name, p in adapter_parameters(self.student).items():
+            p.data, self.snapshot[name] = self.snapshot[name], p.data
 
     @property
     def config(self):
@@ -45,18 +51,20 @@ class SharedWeightsTeacher:
 
     @torch.no_grad()
     def __call__(self, *args, **kwargs) -> torch.Tensor:
-        current = lora_state(self.student)
         was_training = self.student.training
-        load_lora_state(self.student, self.snapshot)
+        self._swap()
         self.student.eval()
         try:
             return self.student(*args, **kwargs)
         finally:
-            load_lora_state(self.student, current)
+            self._swap()
             self.student.train(was_training)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return dict(self.snapshot)
+        return {k: v.detach().to("cpu").clone() for k, v in self.snapshot.items()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.snapshot = {k: v.detach().to("cpu").clone() for k, v in state.items()}
+        """Take a snapshot ({adapter name: tensor}); names and shapes must match the student's adapters."""
+        params = adapter_parameters(self.student)
+        check_lora_state(params, state)
+        self.snapshot = {n: state[n].detach().to(p.device, p.dtype).clone() for n, p in params.items()}

@@ -78,18 +78,28 @@ def attach_lora(module: nn.Module, spec: LoRASpec) -> nn.Module:
 
 def lora_state(module: nn.Module) -> dict[str, torch.Tensor]:
     """{name: tensor} of the adapter weights (detached clones on CPU)."""
-    return {n: p.detach().to("cpu").clone() for n, p in module.named_parameters() if "lora_" in n}
+    return {n: p.detach().to("cpu").clone() for n, p in adapter_parameters(module).items()}
 
 
-@torch.no_grad()
-def load_lora_state(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Copy adapter weights into ``module``; any missing/unexpected/mis-shaped name is a one-line error."""
-    params = {n: p for n, p in module.named_parameters() if "lora_" in n}
+def adapter_parameters(module: nn.Module) -> dict[str, nn.Parameter]:
+    """{name: parameter} of the LoRA adapters injected in ``module``."""
+    return {n: p for n, p in module.named_parameters() if "lora_" in n}
+
+
+def check_lora_state(params: dict[str, nn.Parameter], state: dict[str, torch.Tensor]) -> None:
+    """One-line error unless ``state`` has exactly the adapters' names and shapes."""
     missing, unexpected = sorted(set(params) - set(state)), sorted(set(state) - set(params))
     shapes = [n for n in params if n in state and tuple(state[n].shape) != tuple(params[n].shape)]
     if missing or unexpected or shapes:
         raise ValueError(f"LoRA weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}, "
                          f"mis-shaped {shapes[:3]}; was the adapter trained on this base with this lora.r?")
+
+
+@torch.no_grad()
+def load_lora_state(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copy adapter weights into ``module``; any missing/unexpected/mis-shaped name is a one-line error."""
+    params = adapter_parameters(module)
+    check_lora_state(params, state)
     for n, p in params.items():
         p.copy_(state[n].to(p.device, p.dtype))
 

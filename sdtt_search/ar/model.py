@@ -1,6 +1,7 @@
 """``ARModel``: an autoregressive checkpoint behind the same ``generate`` as ``DiffusionModel``."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -73,16 +74,9 @@ def _count_parameters(directory: Path) -> int | None:
         from safetensors import safe_open
 
         with safe_open(str(directory / "model.safetensors"), framework="pt") as f:
-            return sum(_prod(f.get_slice(k).get_shape()) for k in f.keys())
+            return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
     except Exception:  # noqa: BLE001 - a count is informative only
         return None
-
-
-def _prod(shape) -> int:
-    out = 1
-    for d in shape:
-        out *= int(d)
-    return out
 
 
 def load_ar_model(directory: str | Path, *, name: str, device: torch.device, backend: str = "auto",

@@ -51,6 +51,21 @@ def select_backend(requested: str, device: torch.device | str) -> str:
     return backend
 
 
+def padding_layout(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Positions [B, L] counted from each row's first real token, and the key padding
+    mask ([B, L] bool, True = real) or None when nothing is padded.
+
+    Counting from the first real token makes a left-padded row's output equal to the
+    row alone (what ``transformers`` generate and vLLM do too).
+    """
+    batch, length = input_ids.shape
+    if attention_mask is None:
+        return torch.arange(length, device=input_ids.device).expand(batch, length), None
+    attention_mask = attention_mask.bool()
+    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    return positions, None if bool(attention_mask.all()) else attention_mask
+
+
 def _boolean_mask(key_padding_mask: torch.Tensor | None, causal: bool, length: int, device: torch.device) -> torch.Tensor:
     """[B or 1, 1, L, L] bool, True = query i may attend to key j.
 

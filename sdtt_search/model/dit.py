@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .attention import attention, select_backend
+from .attention import attention, padding_layout, select_backend
 from .config import ModelConfig
 from .rotary import apply_rotary, rotary_tables
 
@@ -173,14 +173,8 @@ class Denoiser(nn.Module):
         Returns:
             [B, L, V] float32 logits.
         """
-        batch, length = input_ids.shape
-        if attention_mask is None:
-            positions = torch.arange(length, device=input_ids.device).expand(batch, length)
-            key_padding_mask = None
-        else:
-            attention_mask = attention_mask.bool()
-            positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-            key_padding_mask = None if bool(attention_mask.all()) else attention_mask
+        batch = input_ids.shape[0]
+        positions, key_padding_mask = padding_layout(input_ids, attention_mask)
         if not self.config.time_conditioning:
             sigma = torch.zeros(batch, device=input_ids.device)  # spec §A4: MDLM zeroes sigma
         elif sigma is None:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import attention, select_backend
+from .attention import attention, padding_layout, select_backend
 from .rotary import apply_rotary, rotary_tables
 
 
@@ -216,14 +216,7 @@ class CausalLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 sigma: torch.Tensor | None = None) -> torch.Tensor:
-        batch, length = input_ids.shape
-        if attention_mask is None:
-            positions = torch.arange(length, device=input_ids.device).expand(batch, length)
-            key_padding_mask = None
-        else:
-            attention_mask = attention_mask.bool()
-            positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-            key_padding_mask = None if bool(attention_mask.all()) else attention_mask
+        positions, key_padding_mask = padding_layout(input_ids, attention_mask)
         rotary = rotary_tables(positions, self.config.head_dim, base=self.config.rope_theta)
         backend = select_backend(self.config.attention_backend, input_ids.device)
         x = self.model.embed_tokens(input_ids)
