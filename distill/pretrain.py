@@ -21,7 +21,7 @@ from sdtt_search.cli import cli_main
 from sdtt_search.checkpoint import load_pretrained, save_pretrained
 from sdtt_search.machine import describe
 from sdtt_search.diffusion import SamplerConfig, ar_loss, mdlm_loss
-from sdtt_search.model import Denoiser, ModelConfig
+from sdtt_search.model import Denoiser, ModelConfig, build_denoiser
 from sdtt_search.model.llama import CausalLM, CausalLMConfig
 from sdtt_search.tokenizer import Tokenizer
 from sdtt_search.zoo import resolve_model_path
@@ -40,9 +40,10 @@ OBJECTIVES = ("mdlm", "ar")
 
 
 def build_model(cfg: DictConfig, tokenizer: Tokenizer, gen_length: int, max_prompt: int) -> Denoiser | CausalLM:
-    """The denoiser (objective=mdlm) or its AR twin (objective=ar): a Llama-architecture
-    causal LM of the same width, depth and heads, SwiGLU of mlp_ratio x width (about
-    the same parameter count), exported in Hugging Face Llama format."""
+    """The denoiser (objective=mdlm; ``model.backbone`` dit or llama) or its AR twin
+    (objective=ar): a Llama-architecture causal LM of the same width, depth and heads,
+    SwiGLU of mlp_ratio x width (about the same parameter count), exported in Hugging
+    Face Llama format."""
     fields = to_dict(cfg.model)
     fields.pop("name", None)
     fields["max_length"] = max(int(fields.get("max_length", 0) or 0), max_prompt + gen_length)
@@ -53,7 +54,7 @@ def build_model(cfg: DictConfig, tokenizer: Tokenizer, gen_length: int, max_prom
             max_length=fields["max_length"], dropout=fields.get("dropout", 0.0),
             attention_backend=fields.get("attention_backend", "auto")))
     config = ModelConfig(vocab_size=tokenizer.vocab_size, mask_id=tokenizer.mask_id, causal=False, **fields)
-    return Denoiser(config)
+    return build_denoiser(config)
 
 
 def ar_targets(x: torch.Tensor, maskable: torch.Tensor, eos_id: int) -> torch.Tensor:
@@ -74,6 +75,23 @@ def make_loss(objective: str, mask_id: int, eos_id: int | None = None):
             targets = batch.maskable if eos_id is None else ar_targets(batch.x, batch.maskable, eos_id)
             return ar_loss(model, batch.x, targets, attention_mask=batch.attention_mask)
     return loss_fn
+
+
+def load_initial_weights(model, init_model, source) -> None:
+    """Copy ``init_model``'s weights into ``model`` (same architecture, or an AR twin into
+    a ``model.backbone=llama`` denoiser: the DiffuLLaMA/Dream adaptation); one-line error
+    naming the first mismatch otherwise."""
+    target, state = model.state_dict(), init_model.state_dict()
+    missing = [k for k in target if k not in state]
+    unexpected = [k for k in state if k not in target]
+    if missing or unexpected:
+        hint = (" (an AR twin initialises only model.backbone=llama)" if isinstance(init_model, CausalLM) else "")
+        raise ValueError(f"init_from={source} does not fit this model{hint}: missing {missing[:2]}, unexpected {unexpected[:2]}")
+    for name, tensor in target.items():
+        if tuple(state[name].shape) != tuple(tensor.shape):
+            raise ValueError(f"init_from={source}: {name} has shape {tuple(state[name].shape)}, this model "
+                             f"needs {tuple(tensor.shape)}; use the same model size")
+    model.load_state_dict(state)
 
 
 def _load_checkpoint(path):
@@ -97,7 +115,7 @@ def run(cfg: DictConfig) -> Path:
 
     # Tokenizer and lengths are fixed at the first start and reread on resume.
     if cfg.init_from:
-        init_model, tokenizer, meta = _load_checkpoint(cfg.init_from)
+        init_model, tokenizer, meta = _load_checkpoint(resolve_model_path(cfg.init_from))
         gen_length = int(cfg.task.gen_length or meta["gen_length"])
     elif (export / "config.json").exists():
         _, tokenizer, prev_meta = _load_checkpoint(export)
@@ -113,7 +131,7 @@ def run(cfg: DictConfig) -> Path:
     max_prompt = max(len(tokenizer.encode(task.format_prompt(p))) for p in problems)
     model = build_model(cfg, tokenizer, gen_length, max_prompt * 2)
     if cfg.init_from:
-        model.load_state_dict(init_model.state_dict())
+        load_initial_weights(model, init_model, cfg.init_from)
     model.to(device)
     log.info("model: %.2fM parameters, gen_length %d, device %s", model.num_parameters / 1e6, gen_length, device)
 
@@ -134,6 +152,9 @@ def run(cfg: DictConfig) -> Path:
             "task": to_dict(cfg.task),
             "gen_length": gen_length,
             "sampling_steps": gen_length if cfg.objective == "ar" else int(sampler.steps),
+            # How this model is meant to be decoded (method etc.; the step count is sampling_steps).
+            "sampler": None if cfg.objective == "ar" else {k: v for k, v in sampler.to_dict().items() if k != "steps"},
+            "init_from": str(cfg.init_from) if cfg.init_from else None,
             "train_steps": step,
             "train_seconds": round(trainer.train_seconds, 1),
             "device": str(device),

@@ -136,7 +136,8 @@ def run(cfg: DictConfig) -> list[dict]:
     table = json.loads(rounds_path.read_text()) if rounds_path.exists() else {"teacher": None, "rounds": {}}
 
     def sampler(steps: int) -> SamplerConfig:
-        return SamplerConfig(method="ancestral", steps=steps, temperature=float(cfg.eval.temperature), eps=float(cfg.eps))
+        return SamplerConfig(method=str(cfg.eval.method), steps=steps, temperature=float(cfg.eval.temperature),
+                             eps=float(cfg.eps))
 
     def finish_round(trainer: Trainer, r: int) -> None:
         steps = plan.student_steps_of(r)

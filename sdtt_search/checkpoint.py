@@ -23,7 +23,7 @@ from typing import Any, Callable
 import torch
 from safetensors.torch import load_file, save_file
 
-from .model import Denoiser, ModelConfig
+from .model import Denoiser, ModelConfig, build_denoiser
 from .tokenizer import DEFAULT_NAMES, Tokenizer
 
 FORMAT = "sdtt-search"
@@ -149,7 +149,7 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu") -
         raise CheckpointError(f"{weights} is not a readable safetensors file ({type(err).__name__})") from None
 
     with torch.device("meta"):  # no init cost: every tensor comes from the file
-        model = Denoiser(model_config)
+        model = build_denoiser(model_config)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = sorted(k for k in state if k not in expected)

@@ -59,8 +59,13 @@ class DiffusionModel:
         return next(self.model.parameters()).device
 
     def default_sampler(self) -> SamplerConfig:
-        """The ancestral sampler at the step count the checkpoint was trained for."""
-        return SamplerConfig(method="ancestral", steps=int(self.meta.get("sampling_steps", 32)), gen_length=self.gen_length or None)
+        """The checkpoint's decoding (meta "sampler": method, block length, ...; ancestral
+        when absent) at the step count it was trained or distilled for (meta "sampling_steps")."""
+        recorded = dict(self.meta.get("sampler") or {})
+        recorded.pop("steps", None)
+        recorded["gen_length"] = self.gen_length or recorded.get("gen_length") or None
+        recorded.setdefault("method", "ancestral")
+        return SamplerConfig.from_dict({**recorded, "steps": int(self.meta.get("sampling_steps", 32))})
 
     def generate(self, prompts: Sequence[str], sampler: SamplerConfig, *, seeds: Sequence[int]) -> Completions:
         gen_length = sampler.gen_length or self.gen_length

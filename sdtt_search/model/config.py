@@ -14,6 +14,7 @@ MODEL_SIZES: dict[str, dict[str, Any]] = {
 }
 
 BACKENDS = ("auto", "sdpa", "xformers")
+BACKBONES = ("dit", "llama")
 
 
 @dataclass
@@ -31,6 +32,10 @@ class ModelConfig:
         causal: causal attention: the same network as an autoregressive model.
         attention_backend: "auto" (xformers on CUDA when installed, else SDPA), "sdpa", "xformers".
         mask_id: the MASK token id (for diffusion models).
+        backbone: "dit" (MDLM's DiT, ``Denoiser``) or "llama" (``LlamaDenoiser``: the
+            AR twin's Llama blocks with bidirectional attention and shifted logits, so a
+            diffusion model can start from an AR checkpoint; SwiGLU width mlp_ratio x
+            hidden_size; no time conditioning, cond_dim unused).
     """
 
     vocab_size: int
@@ -45,6 +50,7 @@ class ModelConfig:
     causal: bool = False
     attention_backend: str = "auto"
     mask_id: int | None = None
+    backbone: str = "dit"
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "hidden_size", "n_layers", "n_heads", "cond_dim", "mlp_ratio", "max_length"):
@@ -62,6 +68,10 @@ class ModelConfig:
                 raise ValueError(f"model.{name}={getattr(self, name)!r} must be true or false")
         if self.attention_backend not in BACKENDS:
             raise ValueError(f"model.attention_backend={self.attention_backend!r} is unknown; use one of {', '.join(BACKENDS)}")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"model.backbone={self.backbone!r} is unknown; use one of {', '.join(BACKBONES)}")
+        if self.backbone == "llama" and self.time_conditioning:
+            raise ValueError("model.backbone=llama has no time conditioning; set model.time_conditioning=false")
         if self.mask_id is not None and (not isinstance(self.mask_id, int) or not 0 <= self.mask_id < self.vocab_size):
             raise ValueError(f"model.mask_id={self.mask_id} is outside the vocabulary of {self.vocab_size}")
 

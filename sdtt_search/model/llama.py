@@ -140,14 +140,16 @@ class SelfAttention(nn.Module):
         self.v_proj = nn.Linear(h, h, bias=False)
         self.o_proj = nn.Linear(h, h, bias=False)
 
-    def forward(self, x: torch.Tensor, rotary, key_padding_mask: torch.Tensor | None, backend: str) -> torch.Tensor:
-        """x [B, L, h] -> [B, L, h] with causal attention."""
+    def forward(self, x: torch.Tensor, rotary, key_padding_mask: torch.Tensor | None, backend: str,
+                causal: bool = True) -> torch.Tensor:
+        """x [B, L, h] -> [B, L, h]; causal attention unless ``causal=False`` (the
+        bidirectional denoiser built from these weights)."""
         batch, length, h = x.shape
         shape = (batch, length, self.n_heads, h // self.n_heads)
         q, k, v = self.q_proj(x).view(shape), self.k_proj(x).view(shape), self.v_proj(x).view(shape)
         cos, sin = rotary
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        a = attention(q, k, v, key_padding_mask=key_padding_mask, causal=True, backend=backend)
+        a = attention(q, k, v, key_padding_mask=key_padding_mask, causal=causal, backend=backend)
         return self.o_proj(a.reshape(batch, length, h))
 
 
@@ -173,8 +175,8 @@ class DecoderLayer(nn.Module):
         self.mlp = SwiGLU(config)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x, rotary, key_padding_mask, backend):
-        x = x + self.dropout(self.self_attn(self.input_layernorm(x), rotary, key_padding_mask, backend))
+    def forward(self, x, rotary, key_padding_mask, backend, causal: bool = True):
+        x = x + self.dropout(self.self_attn(self.input_layernorm(x), rotary, key_padding_mask, backend, causal))
         return x + self.dropout(self.mlp(self.post_attention_layernorm(x)))
 
 

@@ -1,0 +1,96 @@
+"""A masked-diffusion denoiser on Llama blocks, so it can start from an AR twin.
+
+Adapting an autoregressive model into a diffusion model (DiffuLLaMA, Gong et al.
+2024; Dream 7B, Ye et al. 2025) keeps the AR weights and changes two things:
+attention becomes bidirectional, and the logits are *shifted*: the prediction for
+position i is read from the hidden state at i - 1, which is where the AR model
+already predicts token i. The MDLM loss and samplers see ordinary per-position
+logits [B, L, V]; the shift is internal.
+
+Parameter names are ``CausalLM``'s (Hugging Face Llama names), so an AR twin's state
+dict loads unchanged: ``distill.pretrain model.backbone=llama init_from=<AR dir>``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .attention import padding_layout, select_backend
+from .config import ModelConfig
+from .llama import CausalLM, CausalLMConfig, LlamaBody
+from .rotary import rotary_tables
+
+
+def llama_shape(config: ModelConfig) -> CausalLMConfig:
+    """The ``CausalLMConfig`` whose blocks a ``LlamaDenoiser`` of ``config`` uses."""
+    return CausalLMConfig(vocab_size=config.vocab_size, hidden_size=config.hidden_size, n_layers=config.n_layers,
+                          n_heads=config.n_heads, intermediate_size=config.mlp_ratio * config.hidden_size,
+                          max_length=config.max_length, dropout=config.dropout,
+                          attention_backend=config.attention_backend)
+
+
+class LlamaDenoiser(nn.Module):
+    """input_ids [B, L] (+ attention_mask [B, L]) -> logits of the clean token [B, L, V] (fp32).
+
+    ``sigma`` is accepted and ignored (no time conditioning, like MDLM's default).
+    A row's first real token has no left neighbour and reads its own hidden state; the
+    generated span always follows at least one prompt (or BOS) token in this library.
+    ``config.causal=True`` keeps causal attention: then the logits at i + 1 equal the
+    AR model's at i (tested), which pins the shift and the weight mapping.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        if config.backbone != "llama":
+            raise ValueError(f"LlamaDenoiser needs model.backbone=llama, got {config.backbone!r}")
+        self.config = config
+        self.gradient_checkpointing = False
+        shape = llama_shape(config)
+        self.model = LlamaBody(shape)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.apply(CausalLM._init)
+        self._rope_theta = shape.rope_theta
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                sigma: torch.Tensor | None = None) -> torch.Tensor:
+        positions, key_padding_mask = padding_layout(input_ids, attention_mask)
+        rotary = rotary_tables(positions, self.config.hidden_size // self.config.n_heads, base=self._rope_theta)
+        backend = select_backend(self.config.attention_backend, input_ids.device)
+        causal = self.config.causal
+        x = self.model.embed_tokens(input_ids)
+        for layer in self.model.layers:
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(layer, x, rotary, key_padding_mask, backend, causal, use_reentrant=False)
+            else:
+                x = layer(x, rotary, key_padding_mask, backend, causal)
+        logits = self.lm_head(self.model.norm(x)).float()
+        # The shift: position i is predicted from hidden state i - 1; a row's first real
+        # token (position 0 after any left padding) has no left neighbour and reads itself.
+        shifted = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+        return torch.where((positions == 0)[..., None], logits, shifted)
+
+    def save_pretrained(self, directory, tokenizer, meta: dict | None = None, card: str | None = None):
+        """Write a checkpoint directory (``sdtt_search.checkpoint.save_pretrained``); returns its Path."""
+        from ..checkpoint import save_pretrained
+
+        return save_pretrained(directory, self, tokenizer, meta=meta, card=card)
+
+    @classmethod
+    def from_pretrained(cls, directory, device: str | torch.device = "cpu") -> "LlamaDenoiser":
+        from ..checkpoint import load_pretrained
+
+        return load_pretrained(directory, device=device).model
+
+
+def build_denoiser(config: ModelConfig) -> nn.Module:
+    """The denoiser network of ``config.backbone``: ``Denoiser`` (DiT) or ``LlamaDenoiser``."""
+    if config.backbone == "llama":
+        return LlamaDenoiser(config)
+    from .dit import Denoiser
+
+    return Denoiser(config)
