@@ -65,11 +65,11 @@ def ar_targets(x: torch.Tensor, maskable: torch.Tensor, eos_id: int) -> torch.Te
     return maskable & ~after_eos
 
 
-def make_loss(objective: str, mask_id: int, eos_id: int | None = None):
+def make_loss(objective: str, mask_id: int, eos_id: int | None = None, semi_ar: float = 0.0):
     if objective == "mdlm":
         def loss_fn(model, batch, generator):
             return mdlm_loss(model, batch.x, batch.maskable, mask_id=mask_id,
-                             attention_mask=batch.attention_mask, generator=generator)
+                             attention_mask=batch.attention_mask, generator=generator, semi_ar=semi_ar)
     else:
         def loss_fn(model, batch, generator):
             targets = batch.maskable if eos_id is None else ar_targets(batch.x, batch.maskable, eos_id)
@@ -104,6 +104,8 @@ def run(cfg: DictConfig) -> Path:
     """Train as configured; returns the exported checkpoint directory."""
     if cfg.objective not in OBJECTIVES:
         raise ValueError(f"objective={cfg.objective!r} is unknown; use one of {', '.join(OBJECTIVES)}")
+    if not 0.0 <= float(cfg.semi_ar) <= 1.0:
+        raise ValueError(f"semi_ar={cfg.semi_ar!r} must be a fraction in [0, 1]")
     dist = DistContext.from_env()
     device = resolve_device(cfg.device)
     if device.type == "cuda" and dist.enabled:
@@ -155,6 +157,7 @@ def run(cfg: DictConfig) -> Path:
             # How this model is meant to be decoded (method etc.; the step count is sampling_steps).
             "sampler": None if cfg.objective == "ar" else {k: v for k, v in sampler.to_dict().items() if k != "steps"},
             "init_from": str(cfg.init_from) if cfg.init_from else None,
+            "semi_ar": float(cfg.semi_ar),
             "train_steps": step,
             "train_seconds": round(trainer.train_seconds, 1),
             "device": str(device),
@@ -165,7 +168,7 @@ def run(cfg: DictConfig) -> Path:
         else:
             save_pretrained(export, trainer.ema.model, tokenizer, meta=meta)
 
-    trainer = Trainer(model=model, loss_fn=make_loss(cfg.objective, tokenizer.mask_id, tokenizer.eos_id), stream=stream,
+    trainer = Trainer(model=model, loss_fn=make_loss(cfg.objective, tokenizer.mask_id, tokenizer.eos_id, float(cfg.semi_ar)), stream=stream,
                       config=train_cfg, output_dir=out_dir, dist=dist,
                       evaluate=evaluate, on_save=export_checkpoint)
     history = trainer.run()

@@ -8,7 +8,7 @@ import torch
 from fakes import FixedModel
 
 from sdtt_search.diffusion import NEG_INF, LogLinearSchedule, mask_tokens, mdlm_loss, sample_times, subs_log_probs
-from sdtt_search.diffusion.loss import ar_loss
+from sdtt_search.diffusion.loss import ar_loss, window_masks
 
 
 def test_loglinear_weight_is_one_over_t():
@@ -105,3 +105,53 @@ def test_ar_loss_hand_computed():
 def test_sample_times_without_antithetic_are_uniform(eps):
     t = sample_times(20000, eps=eps, antithetic=False, generator=torch.Generator().manual_seed(0))
     assert abs(t.mean().item() - 0.5) < 0.01 and t.min() >= eps
+
+
+def test_window_masks_split_each_selected_completion_into_prefix_window_and_future():
+    maskable = torch.zeros(64, 14, dtype=torch.bool)
+    maskable[:, 4:] = True
+    maskable[::3, 4:7] = False  # shorter completions (left part is prompt)
+    rows = torch.arange(64) % 4 != 0
+    window, future = window_masks(maskable, rows, torch.Generator().manual_seed(0))
+    assert not (window | future)[~rows].any()
+    starts = set()
+    for r in torch.nonzero(rows).flatten().tolist():
+        w, f, m = window[r], future[r], maskable[r]
+        idx = torch.nonzero(w).flatten()
+        assert len(idx) >= 1 and bool((idx.diff() == 1).all())  # one contiguous, non-empty window
+        assert not (w & f).any() and bool((f <= m).all()) and bool((w <= m).all())
+        after = torch.arange(14) > idx.max()
+        assert torch.equal(f, m & after)  # everything after the window is future
+        starts.add(int(idx.min()) - int(torch.nonzero(m).min()))
+    assert len(starts) > 4  # starts vary over the completion
+
+
+def test_semi_ar_rows_keep_the_prefix_mask_the_future_and_score_only_the_window():
+    seen = []
+
+    def model(z, attention_mask=None, sigma=None):
+        seen.append(z)
+        return torch.zeros(*z.shape, 9)
+
+    x = torch.randint(2, 9, (32, 10), generator=torch.Generator().manual_seed(1))
+    maskable = torch.zeros_like(x, dtype=torch.bool)
+    maskable[:, 3:] = True
+    t = torch.full((32,), 0.5)
+    out = mdlm_loss(model, x, maskable, mask_id=1, t=t, generator=torch.Generator().manual_seed(2), semi_ar=1.0)
+    z = seen[0]
+    # replay the draws to recover the layout
+    g = torch.Generator().manual_seed(2)
+    torch.rand(x.shape, generator=g)
+    torch.rand(32, generator=g)
+    window, future = window_masks(maskable, torch.ones(32, dtype=torch.bool), g)
+    prefix = maskable & ~window & ~future
+    assert torch.equal(z[prefix], x[prefix]) and bool((z[future] == 1).all()) and torch.equal(z[:, :3], x[:, :3])
+    scored = (z == 1) & window
+    # uniform logits over 9 tokens with the mask removed: every scored term is log 8 at weight 1/t = 2
+    expected = scored.sum() * math.log(8) * 2.0 / maskable.sum()
+    assert out.num_masked == int(scored.sum()) and math.isclose(float(out.loss), float(expected), rel_tol=1e-5)
+    plain = mdlm_loss(model, x, maskable, mask_id=1, t=t, generator=torch.Generator().manual_seed(2))
+    again = mdlm_loss(model, x, maskable, mask_id=1, t=t, generator=torch.Generator().manual_seed(2), semi_ar=0.0)
+    assert torch.equal(plain.loss, again.loss)  # semi_ar=0 is exactly MDLM (same draws)
+    with pytest.raises(ValueError, match="semi_ar"):
+        mdlm_loss(model, x, maskable, mask_id=1, t=t, semi_ar=1.5)

@@ -91,10 +91,11 @@ def test_bad_backbones_and_mismatched_initial_weights_are_one_line_errors():
 def test_pretrain_adapts_an_ar_twin_and_sdtt_distils_the_result(tmp_path):
     ar_dir = pretrain.run(pretrain_config(tmp_path / "ar", "objective=ar", "model.n_heads=1"))
     export = pretrain.run(pretrain_config(tmp_path / "adapt", "model.backbone=llama", "model.n_heads=1",
-                                          f"init_from={ar_dir}", "eval.sampler.method=confidence"))
+                                          f"init_from={ar_dir}", "eval.sampler.method=confidence", "semi_ar=0.5"))
     loaded = load_pretrained(export)
     assert isinstance(loaded.model, LlamaDenoiser) and loaded.meta["kind"] == "diffusion"
     assert loaded.meta["init_from"] == str(ar_dir) and loaded.meta["sampler"]["method"] == "confidence"
+    assert loaded.meta["semi_ar"] == 0.5
     first = json.loads((tmp_path / "adapt" / "log.jsonl").read_text().splitlines()[0])
     assert first["step"] == 1 and first["loss"] > 0
     rows = sdtt.run(sdtt_config(tmp_path / "sdtt", export))

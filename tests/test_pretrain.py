@@ -67,6 +67,7 @@ def test_ar_objective_trains_a_llama_format_twin_that_transformers_loads(tmp_pat
 
 @pytest.mark.parametrize("override,needle", [
     ("objective=gpt", "objective"), ("train.lr=-1", "train.lr"), ("train.schedule=linear", "train.schedule"),
+    ("semi_ar=2", "semi_ar"),
 ])
 def test_bad_values_are_one_line_errors(tmp_path, override, needle):
     with pytest.raises(ValueError) as err:

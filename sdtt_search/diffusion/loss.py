@@ -68,6 +68,32 @@ def mask_tokens(
     return torch.where(masked, torch.full_like(x, mask_id), x)
 
 
+def window_masks(
+    maskable: torch.Tensor, rows: torch.Tensor, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Semi-autoregressive layout of the completion for the rows in ``rows``.
+
+    For each such row, draw a window start s uniformly among its n completion tokens
+    and a window length b uniformly in 1..n - s. Returns (window [B, L], future [B, L])
+    bool: the completion tokens inside the window (masked with probability t, the
+    loss's terms) and after it (always masked, no loss); tokens before the window stay
+    clean. This is the state a block-wise (semi-autoregressive) sampler is in while it
+    decodes a block of length b at offset s (block diffusion's per-block objective,
+    Arriola et al. 2025, with the future blocks masked instead of cut off).
+
+    Args:
+        maskable: [B, L] bool completion positions; rows: [B] bool.
+    """
+    index = maskable.long().cumsum(-1) - 1  # completion index of each position (-1 in the prompt)
+    n = maskable.sum(-1)
+    start = (torch.rand(n.shape, generator=generator, device=maskable.device) * n).long()
+    length = 1 + (torch.rand(n.shape, generator=generator, device=maskable.device) * (n - start)).long()
+    start, end = start[:, None], (start + length)[:, None]
+    window = maskable & (index >= start) & (index < end) & rows[:, None]
+    future = maskable & (index >= end) & rows[:, None]
+    return window, future
+
+
 def mdlm_loss(
     model: DenoiserFn,
     x: torch.Tensor,
@@ -79,6 +105,7 @@ def mdlm_loss(
     t: torch.Tensor | None = None,
     antithetic: bool = True,
     generator: torch.Generator | None = None,
+    semi_ar: float = 0.0,
 ) -> LossOutput:
     """Continuous-time NELBO of MDLM (paper eq. 10/11, spec §A3), prompt-conditioned.
 
@@ -93,16 +120,32 @@ def mdlm_loss(
         maskable: [B, L] bool, True on completion tokens (prompt and left padding False).
         attention_mask: [B, L] bool, False on padding, or None.
         t: [B] optional fixed times (tests); sampled with ``sample_times`` otherwise.
+        semi_ar: fraction of rows laid out by ``window_masks`` (clean prefix, a window
+            masked at rate t that carries the loss, the rest masked): trains the states a
+            semi-autoregressive sampler visits, which uniform masking almost never
+            shows (a clean prefix with everything after it masked has probability
+            ~t^(n-k)(1-t)^k). 0 (default) is exactly MDLM; > 0 is an auxiliary mixture,
+            not the NELBO.
     """
     batch = x.shape[0]
+    if not 0.0 <= semi_ar <= 1.0:
+        raise ValueError(f"semi_ar={semi_ar!r} must be in [0, 1]")
     if t is None:
         t = sample_times(batch, eps=schedule.eps, antithetic=antithetic, generator=generator, device=x.device)
     z = mask_tokens(x, schedule.move_chance(t), maskable, mask_id, generator)
+    loss_positions = maskable
+    if semi_ar > 0.0:
+        rows = torch.rand(batch, generator=generator, device=x.device) < semi_ar
+        window, future = window_masks(maskable, rows, generator)
+        # rows in the mixture: prefix clean, window as drawn, future masked
+        z = torch.where(rows[:, None] & ~window & ~future & maskable, x, z)
+        z = torch.where(future, torch.full_like(z, mask_id), z)
+        loss_positions = torch.where(rows[:, None], window, maskable)
     logits = model(z, attention_mask=attention_mask, sigma=schedule.sigma(t))
     # SUBS restricted to what the loss needs: zero masking probability, then the
     # cross-entropy at masked positions (carry-over makes the others exactly 0).
     logits = logits.float().index_fill(-1, torch.tensor([mask_id], device=x.device), NEG_INF)
-    masked = z == mask_id
+    masked = (z == mask_id) & loss_positions
     nll = F.cross_entropy(logits[masked], x[masked], reduction="none")
     weight = schedule.loss_weight(t)[:, None].expand_as(x)[masked]
     num_tokens = int(maskable.sum())
