@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 from sdtt_search.cli import cli_main
 from sdtt_search.checkpoint import save_pretrained
 from sdtt_search.diffusion import LogLinearSchedule, is_time_conditioned, SamplerConfig, mask_tokens, sample_times, subs_log_probs
+from sdtt_search.diffusion.loss import window_masks
 
 from sdtt_search.lora import LoRASpec, attach_lora, lora_state, save_lora_checkpoint
 from sdtt_search.zoo import resolve_model_path
@@ -38,30 +39,43 @@ from .trainer import TrainConfig, Trainer
 log = logging.getLogger("distill.sdtt")
 
 
-def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: float, conditional: bool):
+def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: float, conditional: bool,
+                 semi_ar: float = 0.0):
     """Draw t and z_t for a batch and the teacher's two-step targets.
 
-    Returns (z [B, L], target log-probs [B, L, V]); times come from MDLM's
-    stratified sampler and z_t masks the completion (or, unconditionally, every
-    real token).
+    Returns (z [B, L], t [B], target log-probs [B, L, V], scored [B, L] bool); times
+    come from MDLM's stratified sampler and z_t masks the completion (or,
+    unconditionally, every real token). With ``semi_ar`` > 0 that fraction of rows
+    takes the semi-autoregressive layout of pretraining (``window_masks``: clean
+    prefix, window masked at rate t, future masked): the teacher's steps reveal only
+    window tokens and the loss scores only the window, so the student learns the
+    block-wise decoding steps it will take. ``scored`` marks the loss positions.
     """
     maskable = batch.maskable if conditional else batch.attention_mask
     t = sample_times(batch.x.shape[0], eps=eps, generator=generator, device=batch.x.device)
     z = mask_tokens(batch.x, LogLinearSchedule().move_chance(t), maskable, mask_id, generator)
+    frozen, scored = None, z == mask_id
+    if semi_ar > 0.0:
+        rows = torch.rand(batch.x.shape[0], generator=generator, device=batch.x.device) < semi_ar
+        window, frozen = window_masks(maskable, rows, generator)
+        z = torch.where(rows[:, None] & ~window & ~frozen & maskable, batch.x, z)
+        z = torch.where(frozen, torch.full_like(z, mask_id), z)
+        scored = (z == mask_id) & ~frozen
     target = teacher_targets(teacher, z, t, dt, mask_id=mask_id, attention_mask=batch.attention_mask,
-                             eps=eps, generator=generator)
-    return z, t, target
+                             eps=eps, generator=generator, frozen=frozen)
+    return z, t, target, scored
 
 
-def student_divergence(student, z, t, target, attention_mask, *, mask_id: int, kind: str, precision: int) -> "SDTTLoss":
+def student_divergence(student, z, t, target, attention_mask, *, mask_id: int, kind: str, precision: int,
+                       scored: torch.Tensor | None = None) -> "SDTTLoss":
     """Divergence of the student's one-step prediction on z_t from the targets.
 
-    The loss covers the positions masked in z_t, all weighted equally (no 1/t
-    weight, spec §B3).
+    The loss covers the positions masked in z_t (or ``scored``, a subset of them),
+    all weighted equally (no 1/t weight, spec §B3).
     """
     sigma = LogLinearSchedule().sigma(t) if is_time_conditioned(student) else None
     logits = student(z, attention_mask=attention_mask, sigma=sigma)
-    masked = z == mask_id
+    masked = z == mask_id if scored is None else scored
     dtype = torch.float64 if precision == 64 else torch.float32
     s = subs_log_probs(logits[masked].to(dtype)[None], z[masked][None], mask_id)[0]
     loss = divergence(s, target[masked].to(dtype), kind, mask_id) if masked.any() else logits.sum() * 0.0
@@ -69,10 +83,12 @@ def student_divergence(student, z, t, target, attention_mask, *, mask_id: int, k
 
 
 def sdtt_loss(student, teacher, batch, generator, *, dt: float, mask_id: int, kind: str,
-              eps: float, precision: int, conditional: bool) -> "SDTTLoss":
+              eps: float, precision: int, conditional: bool, semi_ar: float = 0.0) -> "SDTTLoss":
     """One SDTT loss evaluation: fresh z_t, teacher targets, student divergence."""
-    z, t, target = sdtt_targets(teacher, batch, generator, dt=dt, mask_id=mask_id, eps=eps, conditional=conditional)
-    return student_divergence(student, z, t, target, batch.attention_mask, mask_id=mask_id, kind=kind, precision=precision)
+    z, t, target, scored = sdtt_targets(teacher, batch, generator, dt=dt, mask_id=mask_id, eps=eps,
+                                        conditional=conditional, semi_ar=semi_ar)
+    return student_divergence(student, z, t, target, batch.attention_mask, mask_id=mask_id, kind=kind,
+                              precision=precision, scored=scored)
 
 
 @dataclass
@@ -130,7 +146,7 @@ def run(cfg: DictConfig) -> list[dict]:
         r = round_of(trainer.step)
         return sdtt_loss(model, teacher_box["model"], batch, generator, dt=(1.0 - cfg.eps) / plan.teacher_steps_of(r),
                          mask_id=mask_id, kind=cfg.divergence, eps=cfg.eps, precision=int(cfg.loss_precision),
-                         conditional=cfg.conditional)
+                         conditional=cfg.conditional, semi_ar=float(cfg.semi_ar))
 
     rounds_path = out_dir / "rounds.json"
     table = json.loads(rounds_path.read_text()) if rounds_path.exists() else {"teacher": None, "rounds": {}}

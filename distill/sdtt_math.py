@@ -38,6 +38,7 @@ def teacher_targets(
     eps: float = 1e-5,
     generator: torch.Generator | None = None,
     schedule: LogLinearSchedule = LogLinearSchedule(),
+    frozen: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Log-probability targets from ``n_steps`` teacher ancestral steps (Algorithm 1).
 
@@ -48,6 +49,8 @@ def teacher_targets(
 
     Args:
         z: [B, L] noisy tokens z_t (MASK where masked); t: [B] times.
+        frozen: [B, L] bool, masked positions the teacher must leave masked (the
+            future blocks of a semi-autoregressive layout), or None.
     Returns:
         [B, L, V] float32 target log-probs (meaningful where ``z`` is MASK).
     """
@@ -63,6 +66,8 @@ def teacher_targets(
         masked = current == mask_id
         u = torch.rand(current.shape, generator=generator, dtype=torch.float64).to(z.device)
         reveal = masked & (u < ((t_i - s_i) / t_i).to(torch.float64)[:, None])
+        if frozen is not None:
+            reveal &= ~frozen
         if reveal.any():
             u_tok = torch.rand(int(reveal.sum()), generator=generator, dtype=torch.float64).to(z.device)
             nxt = current.clone()

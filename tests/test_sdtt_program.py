@@ -40,7 +40,7 @@ def test_one_sdtt_update_lowers_the_divergence_to_the_two_step_target(teacher_di
 
     pairs = list(itertools.islice(load_task("countdown", n=3).train_examples(1), 64))
     batch = collate(tok, pairs, int(loaded.meta["gen_length"]))
-    z, t, target = sdtt_targets(teacher, batch, torch.Generator().manual_seed(0), dt=1 / 8, mask_id=tok.mask_id,
+    z, t, target, _ = sdtt_targets(teacher, batch, torch.Generator().manual_seed(0), dt=1 / 8, mask_id=tok.mask_id,
                                 eps=1e-5, conditional=True)
     assert not (z[~batch.maskable] == tok.mask_id).any()  # the prompt is never masked
 
@@ -124,3 +124,35 @@ def test_unconditional_mode_and_bad_options(tmp_path, teacher_dir):
     for bad, needle in (("divergence=js", "divergence"), ("min_steps=3", "power of 2"), ("loss_precision=16", "loss_precision")):
         with pytest.raises(ValueError, match=needle):
             sdtt.run(sdtt_config(tmp_path / "bad", teacher_dir, bad))
+
+
+def test_semi_ar_targets_reveal_and_score_only_the_window():
+    """semi_ar=1: the teacher's two steps never touch the future blocks, the prefix is
+    clean, and the student is scored on masked window tokens only."""
+    from fakes import ContextModel
+
+    from tasks import load_task
+    from sdtt_search.tokenizer import Tokenizer
+
+    tok = Tokenizer.char_level("0123456789+-*/=,")
+    pairs = list(itertools.islice(load_task("countdown", n=3).train_examples(2), 48))
+    batch = collate(tok, pairs, 24)
+    teacher = ContextModel(tok.vocab_size, tok.mask_id, seed=3)
+    z, t, target, scored = sdtt_targets(teacher, batch, torch.Generator().manual_seed(0), dt=0.2, mask_id=tok.mask_id,
+                                        eps=1e-5, conditional=True, semi_ar=1.0)
+    masked = z == tok.mask_id
+    assert bool((scored <= masked).all()) and scored.any()
+    future = masked & ~scored
+    assert future.any()
+    for r in range(z.shape[0]):  # every row: completion = clean prefix, window, then all-masked future
+        cols = torch.nonzero(batch.maskable[r]).flatten()
+        m, f = masked[r, cols], future[r, cols]
+        if f.any():
+            assert bool(f[int(torch.nonzero(f).min()):].all())  # future is a suffix
+        if m.any():
+            assert not m[: int(torch.nonzero(m).min())].any() and bool((z[r, cols][~m] == batch.x[r, cols][~m]).all())
+    second_input = teacher.calls[1]["x"]
+    assert bool((second_input[future] == tok.mask_id).all())  # the teacher's first step left the future masked
+    revealed = masked & (second_input != tok.mask_id)
+    assert revealed.any() and not (revealed & future).any()
+    assert torch.isfinite(target[scored]).all()
