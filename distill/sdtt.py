@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 
 from sdtt_search.cli import cli_main
 from sdtt_search.checkpoint import save_pretrained
-from sdtt_search.diffusion import LogLinearSchedule, is_time_conditioned, SamplerConfig, mask_tokens, sample_times, subs_log_probs
+from sdtt_search.diffusion import LogLinearSchedule, is_time_conditioned, SamplerConfig, fit_blocks, mask_tokens, sample_times, subs_log_probs
 from sdtt_search.diffusion.loss import window_masks
 
 from sdtt_search.lora import LoRASpec, attach_lora, lora_state, save_lora_checkpoint
@@ -40,7 +40,7 @@ log = logging.getLogger("distill.sdtt")
 
 
 def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: float, conditional: bool,
-                 semi_ar: float = 0.0):
+                 semi_ar: float = 0.0, window_dt: float | None = None):
     """Draw t and z_t for a batch and the teacher's two-step targets.
 
     Returns (z [B, L], t [B], target log-probs [B, L, V], scored [B, L] bool); times
@@ -50,6 +50,8 @@ def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: flo
     prefix, window masked at rate t, future masked): the teacher's steps reveal only
     window tokens and the loss scores only the window, so the student learns the
     block-wise decoding steps it will take. ``scored`` marks the loss positions.
+    ``window_dt`` is those rows' step size: a block-wise sampler spends steps / blocks
+    steps on a block, so its time step inside a block is blocks / steps, not 1 / steps.
     """
     maskable = batch.maskable if conditional else batch.attention_mask
     t = sample_times(batch.x.shape[0], eps=eps, generator=generator, device=batch.x.device)
@@ -61,6 +63,8 @@ def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: flo
         z = torch.where(rows[:, None] & ~window & ~frozen & maskable, batch.x, z)
         z = torch.where(frozen, torch.full_like(z, mask_id), z)
         scored = (z == mask_id) & ~frozen
+        if window_dt is not None:
+            dt = torch.where(rows, torch.full_like(t, window_dt), torch.full_like(t, dt))
     target = teacher_targets(teacher, z, t, dt, mask_id=mask_id, attention_mask=batch.attention_mask,
                              eps=eps, generator=generator, frozen=frozen)
     return z, t, target, scored
@@ -83,10 +87,11 @@ def student_divergence(student, z, t, target, attention_mask, *, mask_id: int, k
 
 
 def sdtt_loss(student, teacher, batch, generator, *, dt: float, mask_id: int, kind: str,
-              eps: float, precision: int, conditional: bool, semi_ar: float = 0.0) -> "SDTTLoss":
+              eps: float, precision: int, conditional: bool, semi_ar: float = 0.0,
+              window_dt: float | None = None) -> "SDTTLoss":
     """One SDTT loss evaluation: fresh z_t, teacher targets, student divergence."""
     z, t, target, scored = sdtt_targets(teacher, batch, generator, dt=dt, mask_id=mask_id, eps=eps,
-                                        conditional=conditional, semi_ar=semi_ar)
+                                        conditional=conditional, semi_ar=semi_ar, window_dt=window_dt)
     return student_divergence(student, z, t, target, batch.attention_mask, mask_id=mask_id, kind=kind,
                               precision=precision, scored=scored)
 
@@ -142,18 +147,28 @@ def run(cfg: DictConfig) -> list[dict]:
     def round_of(step: int) -> int:
         return min(step // int(cfg.steps_per_round), plan.rounds - 1)
 
+    # Semi-autoregressive decoding: the blocks of the teacher's sampler (eval.block_length,
+    # or the one its checkpoint records) set the time step inside a window.
+    block_length = cfg.eval.block_length or dict(meta.get("sampler") or {}).get("block_length")
+    blocks = -(-gen_length // int(block_length)) if block_length else 1
+    if float(cfg.semi_ar) > 0 and blocks == 1:
+        log.warning("semi_ar > 0 without a block length: windows use the whole-sequence time step")
+
     def loss_fn(model, batch, generator):
         r = round_of(trainer.step)
-        return sdtt_loss(model, teacher_box["model"], batch, generator, dt=(1.0 - cfg.eps) / plan.teacher_steps_of(r),
+        dt = (1.0 - cfg.eps) / plan.teacher_steps_of(r)
+        return sdtt_loss(model, teacher_box["model"], batch, generator, dt=dt,
                          mask_id=mask_id, kind=cfg.divergence, eps=cfg.eps, precision=int(cfg.loss_precision),
-                         conditional=cfg.conditional, semi_ar=float(cfg.semi_ar))
+                         conditional=cfg.conditional, semi_ar=float(cfg.semi_ar), window_dt=min(dt * blocks, 1.0 - cfg.eps))
 
     rounds_path = out_dir / "rounds.json"
     table = json.loads(rounds_path.read_text()) if rounds_path.exists() else {"teacher": None, "rounds": {}}
 
     def sampler(steps: int) -> SamplerConfig:
-        return SamplerConfig(method=str(cfg.eval.method), steps=steps, temperature=float(cfg.eval.temperature),
-                             eps=float(cfg.eps))
+        method = str(cfg.eval.method or dict(meta.get("sampler") or {}).get("method") or "ancestral")
+        return fit_blocks(SamplerConfig(method=method, steps=steps, temperature=float(cfg.eval.temperature),
+                                        eps=float(cfg.eps), block_length=int(block_length) if block_length and method == "confidence" else None),
+                          gen_length)
 
     def finish_round(trainer: Trainer, r: int) -> None:
         steps = plan.student_steps_of(r)

@@ -14,7 +14,7 @@ from sdtt_search.diffusion import LogLinearSchedule, categorical, is_time_condit
 DIVERGENCES = ("kld", "mse", "tvd")
 
 
-def teacher_grid(t: torch.Tensor, dt: float, n_steps: int, eps: float) -> list[torch.Tensor]:
+def teacher_grid(t: torch.Tensor, dt: float | torch.Tensor, n_steps: int, eps: float) -> list[torch.Tensor]:
     """Times of the teacher's ancestral steps: t_i = max(t - i * dt, eps).
 
     This is the paper's Algorithm 1. The released code interpolates with (1 - t)
@@ -30,7 +30,7 @@ def teacher_targets(
     teacher,
     z: torch.Tensor,
     t: torch.Tensor,
-    dt: float,
+    dt: float | torch.Tensor,
     *,
     mask_id: int,
     attention_mask: torch.Tensor | None = None,
@@ -48,7 +48,8 @@ def teacher_targets(
     masked at the end take the last step's log-probs.
 
     Args:
-        z: [B, L] noisy tokens z_t (MASK where masked); t: [B] times.
+        z: [B, L] noisy tokens z_t (MASK where masked); t: [B] times; dt: the step
+            size, a float or [B] per row.
         frozen: [B, L] bool, masked positions the teacher must leave masked (the
             future blocks of a semi-autoregressive layout), or None.
     Returns:

@@ -11,7 +11,7 @@ import torch
 from .ar import is_ar_checkpoint, load_ar_model
 from .checkpoint import load_pretrained
 from .lora import apply_lora_checkpoint, is_lora_checkpoint, read_lora_config
-from .diffusion import SamplerConfig, generate
+from .diffusion import SamplerConfig, fit_blocks, generate
 from .machine import resolve_device
 from .zoo import resolve_model_path
 
@@ -65,7 +65,8 @@ class DiffusionModel:
         recorded.pop("steps", None)
         recorded["gen_length"] = self.gen_length or recorded.get("gen_length") or None
         recorded.setdefault("method", "ancestral")
-        return SamplerConfig.from_dict({**recorded, "steps": int(self.meta.get("sampling_steps", 32))})
+        sampler = SamplerConfig.from_dict({**recorded, "steps": int(self.meta.get("sampling_steps", 32))})
+        return fit_blocks(sampler, self.gen_length) if self.gen_length else sampler
 
     def generate(self, prompts: Sequence[str], sampler: SamplerConfig, *, seeds: Sequence[int]) -> Completions:
         gen_length = sampler.gen_length or self.gen_length

@@ -14,6 +14,7 @@ from sdtt_search.diffusion import (
     ancestral_sample,
     build_batch,
     confidence_sample,
+    fit_blocks,
     sample,
     transfer_counts,
 )
@@ -172,6 +173,21 @@ def test_semi_autoregressive_blocks_decode_left_to_right():
     for x in seen[:2]:  # while block 1 is decoded, block 2 stays fully masked
         assert (x[-4:] == MASK).all()
     assert not (seen[2][2:6] == MASK).any()  # block 1 done before block 2 starts
+
+
+def test_fit_blocks_gives_every_block_at_least_one_step():
+    wide = fit_blocks(SamplerConfig(method="confidence", steps=4, block_length=5), 25)
+    assert wide.block_length == 7  # ceil(25 / 4): one step per block
+    for unchanged in [SamplerConfig(method="confidence", steps=8, block_length=5),  # 8 steps cover 5 blocks
+                      SamplerConfig(method="confidence", steps=2, block_length=5, threshold=0.9),
+                      SamplerConfig(method="ancestral", steps=2)]:
+        assert fit_blocks(unchanged, 25) == unchanged
+    model = ContextModel(V, MASK)
+    batch = build_batch([[1, 2]], 9, pad_id=PAD, mask_id=MASK)
+    fitted = fit_blocks(SamplerConfig(method="confidence", steps=3, block_length=2), 9)
+    out = confidence_sample(model, batch.x, batch.gen_mask, batch.attention_mask, mask_id=MASK, rng=RowRNG([0]),
+                            steps=fitted.steps, block_length=fitted.block_length)
+    assert out.nfe == 3 and not (out.tokens == MASK).any()
 
 
 def test_time_conditioned_models_get_sigma_and_no_cache():

@@ -1,6 +1,6 @@
 """Masked diffusion: schedule, SUBS, training loss, samplers (spec §A)."""
 from .batching import GenerationBatch, build_batch
-from .config import SamplerConfig
+from .config import SamplerConfig, fit_blocks
 from .generate import Generation, generate
 from .loss import LossOutput, ar_loss, mask_tokens, mdlm_loss, sample_times
 from .rng import RowRNG, categorical, row_positions
@@ -9,7 +9,7 @@ from .schedule import LogLinearSchedule
 from .subs import NEG_INF, subs_log_probs
 
 __all__ = [
-    "GenerationBatch", "build_batch", "SamplerConfig", "Generation", "generate", "LossOutput",
+    "GenerationBatch", "build_batch", "SamplerConfig", "fit_blocks", "Generation", "generate", "LossOutput",
     "ar_loss", "mask_tokens", "mdlm_loss", "sample_times", "RowRNG", "categorical", "row_positions",
     "SampleOutput", "ancestral_sample", "confidence_sample", "is_time_conditioned", "sample", "transfer_counts",
     "LogLinearSchedule", "NEG_INF", "subs_log_probs",

@@ -76,3 +76,16 @@ class SamplerConfig:
         if unknown:
             raise ValueError(f"unknown sampler option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return cls(**values)
+
+
+def fit_blocks(sampler: SamplerConfig, gen_length: int) -> SamplerConfig:
+    """``sampler`` with its semi-autoregressive blocks widened so that ``steps`` covers
+    them: a block needs at least one step, so with fewer steps than blocks the block
+    length becomes ceil(gen_length / steps) (one step per block). A few-step student
+    of a block-wise teacher decodes this way. Unchanged without blocks or with a
+    threshold (which runs until each block is filled)."""
+    if sampler.method != "confidence" or not sampler.block_length or sampler.threshold is not None:
+        return sampler
+    if sampler.steps * sampler.block_length >= gen_length:
+        return sampler
+    return SamplerConfig.from_dict({**sampler.to_dict(), "block_length": -(-gen_length // sampler.steps)})
