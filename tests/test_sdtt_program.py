@@ -156,3 +156,20 @@ def test_semi_ar_targets_reveal_and_score_only_the_window():
     revealed = masked & (second_input != tok.mask_id)
     assert revealed.any() and not (revealed & future).any()
     assert torch.isfinite(target[scored]).all()
+
+
+def test_window_rows_take_the_per_block_time_step():
+    """window_dt = 1: the teacher's first step reveals every window token (s = t - 1 <= 0),
+    while a whole-sequence dt of 0.01 would reveal almost none."""
+    from fakes import ContextModel
+
+    from tasks import load_task
+    from sdtt_search.tokenizer import Tokenizer
+
+    tok = Tokenizer.char_level("0123456789+-*/=,")
+    batch = collate(tok, list(itertools.islice(load_task("countdown", n=3).train_examples(3), 32)), 24)
+    teacher = ContextModel(tok.vocab_size, tok.mask_id, seed=4)
+    z, _, _, scored = sdtt_targets(teacher, batch, torch.Generator().manual_seed(1), dt=0.01, mask_id=tok.mask_id,
+                                   eps=1e-5, conditional=True, semi_ar=1.0, window_dt=1.0)
+    after_first = teacher.calls[1]["x"]
+    assert scored.any() and not (after_first[scored] == tok.mask_id).any()
