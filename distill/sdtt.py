@@ -24,7 +24,6 @@ from omegaconf import DictConfig
 from sdtt_search.cli import cli_main
 from sdtt_search.checkpoint import save_pretrained
 from sdtt_search.diffusion import LogLinearSchedule, is_time_conditioned, SamplerConfig, fit_blocks, mask_tokens, sample_times, subs_log_probs
-from sdtt_search.diffusion.loss import window_masks
 
 from sdtt_search.lora import LoRASpec, attach_lora, lora_state, save_lora_checkpoint
 from sdtt_search.zoo import resolve_model_path
@@ -39,34 +38,61 @@ from .trainer import TrainConfig, Trainer
 log = logging.getLogger("distill.sdtt")
 
 
+def block_layout(maskable: torch.Tensor, rows: torch.Tensor, block: int,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The state of a block-wise sampler about to decode one block in one step.
+
+    For each row in ``rows`` draw a block index k uniformly; the completion tokens
+    [k * block, (k + 1) * block) form the block (all masked), earlier ones are clean,
+    later ones masked (future blocks). Returns (first, second, future) [B, L] bool: the
+    block's left half (ceil(block / 2) tokens), its right half, and the future.
+
+    Args:
+        maskable: [B, L] completion positions (every row the same count, as ``collate`` makes them).
+        rows: [B] bool; block: the student's block length.
+    """
+    index = maskable.long().cumsum(-1) - 1
+    n = maskable.sum(-1)
+    blocks = (n + block - 1) // block
+    k = (torch.rand(n.shape, generator=generator, device=maskable.device) * blocks).long()[:, None]
+    lo, mid, hi = k * block, k * block + (block + 1) // 2, (k + 1) * block
+    sel = maskable & rows[:, None]
+    return sel & (index >= lo) & (index < mid), sel & (index >= mid) & (index < hi), sel & (index >= hi)
+
+
 def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: float, conditional: bool,
-                 semi_ar: float = 0.0, window_dt: float | None = None):
+                 semi_ar: float = 0.0, block: int | None = None):
     """Draw t and z_t for a batch and the teacher's two-step targets.
 
-    Returns (z [B, L], t [B], target log-probs [B, L, V], scored [B, L] bool); times
-    come from MDLM's stratified sampler and z_t masks the completion (or,
-    unconditionally, every real token). With ``semi_ar`` > 0 that fraction of rows
-    takes the semi-autoregressive layout of pretraining (``window_masks``: clean
-    prefix, window masked at rate t, future masked): the teacher's steps reveal only
-    window tokens and the loss scores only the window, so the student learns the
-    block-wise decoding steps it will take. ``scored`` marks the loss positions.
-    ``window_dt`` is those rows' step size: a block-wise sampler spends steps / blocks
-    steps on a block, so its time step inside a block is blocks / steps, not 1 / steps.
+    Returns (z [B, L], t [B], target log-probs [B, L, V], scored [B, L] bool: the
+    loss positions). Times come from MDLM's stratified sampler and z_t masks the
+    completion (or, unconditionally, every real token): Algorithm 1.
+
+    Block-wise SDTT (``semi_ar`` > 0, ``block`` = the student's block length): that
+    fraction of rows is laid out as a block-wise sampler sees it before decoding a
+    block in one step (``block_layout``). The teacher of this round decodes blocks half
+    as long, so its two steps are: the block's left half from z, then the right half
+    given the drawn left half. The student's one step over the block is scored
+    against those two steps' log-probs (the same one-vs-two-steps target as Algorithm
+    1, with the sampler's left-to-right order in place of random reveals).
     """
     maskable = batch.maskable if conditional else batch.attention_mask
     t = sample_times(batch.x.shape[0], eps=eps, generator=generator, device=batch.x.device)
     z = mask_tokens(batch.x, LogLinearSchedule().move_chance(t), maskable, mask_id, generator)
-    frozen, scored = None, z == mask_id
-    if semi_ar > 0.0:
-        rows = torch.rand(batch.x.shape[0], generator=generator, device=batch.x.device) < semi_ar
-        window, frozen = window_masks(maskable, rows, generator)
-        z = torch.where(rows[:, None] & ~window & ~frozen & maskable, batch.x, z)
-        z = torch.where(frozen, torch.full_like(z, mask_id), z)
-        scored = (z == mask_id) & ~frozen
-        if window_dt is not None:
-            dt = torch.where(rows, torch.full_like(t, window_dt), torch.full_like(t, dt))
+    if semi_ar <= 0.0:
+        target = teacher_targets(teacher, z, t, dt, mask_id=mask_id, attention_mask=batch.attention_mask,
+                                 eps=eps, generator=generator)
+        return z, t, target, z == mask_id
+    if not block:
+        raise ValueError("semi_ar > 0 needs the student's block length (eval.block_length or the teacher's recorded one)")
+    rows = torch.rand(batch.x.shape[0], generator=generator, device=batch.x.device) < semi_ar
+    first, second, future = block_layout(maskable, rows, block, generator)
+    z = torch.where(rows[:, None] & maskable, batch.x, z)
+    z = torch.where(first | second | future, torch.full_like(z, mask_id), z)
     target = teacher_targets(teacher, z, t, dt, mask_id=mask_id, attention_mask=batch.attention_mask,
-                             eps=eps, generator=generator, frozen=frozen)
+                             eps=eps, generator=generator, frozen=future | first | second,
+                             ordered=(first, second))
+    scored = torch.where(rows[:, None], first | second, z == mask_id)
     return z, t, target, scored
 
 
@@ -88,10 +114,10 @@ def student_divergence(student, z, t, target, attention_mask, *, mask_id: int, k
 
 def sdtt_loss(student, teacher, batch, generator, *, dt: float, mask_id: int, kind: str,
               eps: float, precision: int, conditional: bool, semi_ar: float = 0.0,
-              window_dt: float | None = None) -> "SDTTLoss":
+              block: int | None = None) -> "SDTTLoss":
     """One SDTT loss evaluation: fresh z_t, teacher targets, student divergence."""
     z, t, target, scored = sdtt_targets(teacher, batch, generator, dt=dt, mask_id=mask_id, eps=eps,
-                                        conditional=conditional, semi_ar=semi_ar, window_dt=window_dt)
+                                        conditional=conditional, semi_ar=semi_ar, block=block)
     return student_divergence(student, z, t, target, batch.attention_mask, mask_id=mask_id, kind=kind,
                               precision=precision, scored=scored)
 
@@ -147,19 +173,25 @@ def run(cfg: DictConfig) -> list[dict]:
     def round_of(step: int) -> int:
         return min(step // int(cfg.steps_per_round), plan.rounds - 1)
 
-    # Semi-autoregressive decoding: the blocks of the teacher's sampler (eval.block_length,
-    # or the one its checkpoint records) set the time step inside a window.
+    # Block-wise decoding: the teacher's sampler blocks (eval.block_length, or the one its
+    # checkpoint records); a student of S steps decodes blocks widened by fit_blocks.
     block_length = cfg.eval.block_length or dict(meta.get("sampler") or {}).get("block_length")
-    blocks = -(-gen_length // int(block_length)) if block_length else 1
-    if float(cfg.semi_ar) > 0 and blocks == 1:
-        log.warning("semi_ar > 0 without a block length: windows use the whole-sequence time step")
+
+    def student_block(r: int) -> int | None:
+        if not block_length:
+            return None
+        steps = plan.student_steps_of(r)
+        return fit_blocks(SamplerConfig(method="confidence", steps=steps, block_length=int(block_length)),
+                          gen_length).block_length
+
+    if float(cfg.semi_ar) > 0 and not block_length:
+        raise ValueError("semi_ar > 0 distils block-wise decoding: set eval.block_length (the teacher records none)")
 
     def loss_fn(model, batch, generator):
         r = round_of(trainer.step)
-        dt = (1.0 - cfg.eps) / plan.teacher_steps_of(r)
-        return sdtt_loss(model, teacher_box["model"], batch, generator, dt=dt,
+        return sdtt_loss(model, teacher_box["model"], batch, generator, dt=(1.0 - cfg.eps) / plan.teacher_steps_of(r),
                          mask_id=mask_id, kind=cfg.divergence, eps=cfg.eps, precision=int(cfg.loss_precision),
-                         conditional=cfg.conditional, semi_ar=float(cfg.semi_ar), window_dt=min(dt * blocks, 1.0 - cfg.eps))
+                         conditional=cfg.conditional, semi_ar=float(cfg.semi_ar), block=student_block(r))
 
     rounds_path = out_dir / "rounds.json"
     table = json.loads(rounds_path.read_text()) if rounds_path.exists() else {"teacher": None, "rounds": {}}
@@ -185,8 +217,11 @@ def run(cfg: DictConfig) -> list[dict]:
                    "ratio": result["pass@1"] / teacher_pass if teacher_pass else None,
                    "entropy": result["entropy"], "samples_per_s": result["samples_per_s"], "train_step": trainer.step}
             table["rounds"][str(r + 1)] = row
-            ckpt_meta = {**meta, "sampling_steps": steps, "sdtt": {"round": r + 1, "divergence": cfg.divergence,
-                         "teacher": str(cfg.teacher), "teacher_steps": plan.teacher_steps, "train_step": trainer.step}}
+            # the decoding the rounds were evaluated with (blocks as the teacher's; load widens them)
+            decoding = {k: v for k, v in sampler(plan.teacher_steps).to_dict().items() if k != "steps"}
+            ckpt_meta = {**meta, "sampling_steps": steps, "sampler": decoding, "sdtt": {"round": r + 1, "divergence": cfg.divergence,
+                         "teacher": str(cfg.teacher), "teacher_steps": plan.teacher_steps, "train_step": trainer.step,
+                         "semi_ar": float(cfg.semi_ar)}}
             round_dir = out_dir / f"round-{r + 1}-steps-{steps}"
             if lora is None:
                 save_pretrained(round_dir, trainer.ema.model, tokenizer, meta=ckpt_meta)

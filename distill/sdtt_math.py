@@ -14,7 +14,7 @@ from sdtt_search.diffusion import LogLinearSchedule, categorical, is_time_condit
 DIVERGENCES = ("kld", "mse", "tvd")
 
 
-def teacher_grid(t: torch.Tensor, dt: float | torch.Tensor, n_steps: int, eps: float) -> list[torch.Tensor]:
+def teacher_grid(t: torch.Tensor, dt: float, n_steps: int, eps: float) -> list[torch.Tensor]:
     """Times of the teacher's ancestral steps: t_i = max(t - i * dt, eps).
 
     This is the paper's Algorithm 1. The released code interpolates with (1 - t)
@@ -30,7 +30,7 @@ def teacher_targets(
     teacher,
     z: torch.Tensor,
     t: torch.Tensor,
-    dt: float | torch.Tensor,
+    dt: float,
     *,
     mask_id: int,
     attention_mask: torch.Tensor | None = None,
@@ -39,6 +39,7 @@ def teacher_targets(
     generator: torch.Generator | None = None,
     schedule: LogLinearSchedule = LogLinearSchedule(),
     frozen: torch.Tensor | None = None,
+    ordered: tuple[torch.Tensor, ...] | None = None,
 ) -> torch.Tensor:
     """Log-probability targets from ``n_steps`` teacher ancestral steps (Algorithm 1).
 
@@ -48,17 +49,21 @@ def teacher_targets(
     masked at the end take the last step's log-probs.
 
     Args:
-        z: [B, L] noisy tokens z_t (MASK where masked); t: [B] times; dt: the step
-            size, a float or [B] per row.
-        frozen: [B, L] bool, masked positions the teacher must leave masked (the
-            future blocks of a semi-autoregressive layout), or None.
+        z: [B, L] noisy tokens z_t (MASK where masked); t: [B] times.
+        frozen: [B, L] bool, masked positions the random reveals must leave masked
+            (the blocks of a block-wise layout), or None.
+        ordered: one [B, L] bool per step: positions revealed at that step whatever
+            the time (a block-wise sampler's left-to-right halves), added to the
+            random reveals.
     Returns:
         [B, L, V] float32 target log-probs (meaningful where ``z`` is MASK).
     """
     time_conditioned = is_time_conditioned(teacher)
     current = z
     target: torch.Tensor | None = None
-    for t_i in teacher_grid(t, dt, n_steps, eps):
+    if ordered is not None and len(ordered) != n_steps:
+        raise ValueError(f"ordered reveals for {len(ordered)} steps, expected {n_steps}")
+    for step, t_i in enumerate(teacher_grid(t, dt, n_steps, eps)):
         s_i = (t_i - dt).clamp(min=0.0)
         sigma = schedule.sigma(t_i) if time_conditioned else None
         log_probs = subs_log_probs(teacher(current, attention_mask=attention_mask, sigma=sigma), current, mask_id).float()
@@ -69,6 +74,8 @@ def teacher_targets(
         reveal = masked & (u < ((t_i - s_i) / t_i).to(torch.float64)[:, None])
         if frozen is not None:
             reveal &= ~frozen
+        if ordered is not None:
+            reveal |= masked & ordered[step]
         if reveal.any():
             u_tok = torch.rand(int(reveal.sum()), generator=generator, dtype=torch.float64).to(z.device)
             nxt = current.clone()

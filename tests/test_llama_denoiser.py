@@ -98,7 +98,11 @@ def test_pretrain_adapts_an_ar_twin_and_sdtt_distils_the_result(tmp_path):
     assert loaded.meta["semi_ar"] == 0.5
     first = json.loads((tmp_path / "adapt" / "log.jsonl").read_text().splitlines()[0])
     assert first["step"] == 1 and first["loss"] > 0
-    rows = sdtt.run(sdtt_config(tmp_path / "sdtt", export))
+    # block-wise SDTT: the students decode blocks of 2 (teacher), then widened to one step per block
+    rows = sdtt.run(sdtt_config(tmp_path / "sdtt", export, "semi_ar=0.5", "eval.block_length=2"))
     assert [r["student_steps"] for r in rows] == [4, 2]
     student = load_pretrained(tmp_path / "sdtt" / "round-2-steps-2")
     assert isinstance(student.model, LlamaDenoiser) and student.meta["sampler"]["method"] == "confidence"
+    gen = loaded.meta["gen_length"]
+    sampler = load_model(str(tmp_path / "sdtt" / "round-2-steps-2")).default_sampler()
+    assert (sampler.steps, sampler.block_length) == (2, -(-gen // 2))

@@ -126,50 +126,51 @@ def test_unconditional_mode_and_bad_options(tmp_path, teacher_dir):
             sdtt.run(sdtt_config(tmp_path / "bad", teacher_dir, bad))
 
 
-def test_semi_ar_targets_reveal_and_score_only_the_window():
-    """semi_ar=1: the teacher's two steps never touch the future blocks, the prefix is
-    clean, and the student is scored on masked window tokens only."""
+def test_block_sdtt_targets_are_the_teachers_two_half_block_steps():
+    """semi_ar=1, block 4: each row is a clean prefix, one masked block at a multiple of
+    4, masked future; the teacher reveals the block's left half, then its right half
+    given the left; the student is scored on the block only, against those steps."""
     from fakes import ContextModel
 
     from tasks import load_task
+    from sdtt_search.diffusion import subs_log_probs
     from sdtt_search.tokenizer import Tokenizer
 
     tok = Tokenizer.char_level("0123456789+-*/=,")
     pairs = list(itertools.islice(load_task("countdown", n=3).train_examples(2), 48))
-    batch = collate(tok, pairs, 24)
+    batch = collate(tok, pairs, 22)
     teacher = ContextModel(tok.vocab_size, tok.mask_id, seed=3)
-    z, t, target, scored = sdtt_targets(teacher, batch, torch.Generator().manual_seed(0), dt=0.2, mask_id=tok.mask_id,
-                                        eps=1e-5, conditional=True, semi_ar=1.0)
-    masked = z == tok.mask_id
-    assert bool((scored <= masked).all()) and scored.any()
-    future = masked & ~scored
-    assert future.any()
-    for r in range(z.shape[0]):  # every row: completion = clean prefix, window, then all-masked future
+    z, t, target, scored = sdtt_targets(teacher, batch, torch.Generator().manual_seed(0), dt=0.01, mask_id=tok.mask_id,
+                                        eps=1e-5, conditional=True, semi_ar=1.0, block=4)
+    assert len(teacher.calls) == 2
+    step1, step2 = teacher.calls[0]["x"], teacher.calls[1]["x"]
+    starts = set()
+    for r in range(z.shape[0]):
         cols = torch.nonzero(batch.maskable[r]).flatten()
-        m, f = masked[r, cols], future[r, cols]
-        if f.any():
-            assert bool(f[int(torch.nonzero(f).min()):].all())  # future is a suffix
-        if m.any():
-            assert not m[: int(torch.nonzero(m).min())].any() and bool((z[r, cols][~m] == batch.x[r, cols][~m]).all())
-    second_input = teacher.calls[1]["x"]
-    assert bool((second_input[future] == tok.mask_id).all())  # the teacher's first step left the future masked
-    revealed = masked & (second_input != tok.mask_id)
-    assert revealed.any() and not (revealed & future).any()
-    assert torch.isfinite(target[scored]).all()
+        m = z[r, cols] == tok.mask_id
+        k = int(torch.nonzero(m).min())
+        starts.add(k)
+        assert k % 4 == 0 and bool(m[k:].all()) and torch.equal(z[r, cols][:k], batch.x[r, cols][:k])
+        block = torch.zeros(len(cols), dtype=torch.bool)
+        block[k:k + 4] = True
+        assert torch.equal(scored[r, cols], block)
+        revealed = step2[r, cols] != tok.mask_id
+        assert torch.equal(revealed[k:], torch.arange(len(cols))[k:] < min(k + 2, len(cols)))  # left half only
+    assert len(starts) > 2
+    lp1 = subs_log_probs(teacher(step1, attention_mask=batch.attention_mask), step1, tok.mask_id)
+    lp2 = subs_log_probs(teacher(step2, attention_mask=batch.attention_mask), step2, tok.mask_id)
+    left = scored & (step2 != tok.mask_id)
+    right = scored & (step2 == tok.mask_id)
+    assert left.any() and right.any()
+    assert torch.allclose(target[left], lp1[left].float()) and torch.allclose(target[right], lp2[right].float())
 
 
-def test_window_rows_take_the_per_block_time_step():
-    """window_dt = 1: the teacher's first step reveals every window token (s = t - 1 <= 0),
-    while a whole-sequence dt of 0.01 would reveal almost none."""
-    from fakes import ContextModel
-
+def test_block_sdtt_needs_a_block_length():
     from tasks import load_task
     from sdtt_search.tokenizer import Tokenizer
 
     tok = Tokenizer.char_level("0123456789+-*/=,")
-    batch = collate(tok, list(itertools.islice(load_task("countdown", n=3).train_examples(3), 32)), 24)
-    teacher = ContextModel(tok.vocab_size, tok.mask_id, seed=4)
-    z, _, _, scored = sdtt_targets(teacher, batch, torch.Generator().manual_seed(1), dt=0.01, mask_id=tok.mask_id,
-                                   eps=1e-5, conditional=True, semi_ar=1.0, window_dt=1.0)
-    after_first = teacher.calls[1]["x"]
-    assert scored.any() and not (after_first[scored] == tok.mask_id).any()
+    batch = collate(tok, list(itertools.islice(load_task("countdown", n=3).train_examples(3), 4)), 22)
+    with pytest.raises(ValueError, match="block length"):
+        sdtt_targets(lambda x, **_: None, batch, None, dt=0.1, mask_id=tok.mask_id, eps=1e-5, conditional=True,
+                     semi_ar=0.5, block=None)
