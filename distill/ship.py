@@ -17,6 +17,7 @@ from pathlib import Path
 from sdtt_search.ar import is_ar_checkpoint, load_ar_pretrained, save_ar_pretrained
 from sdtt_search.checkpoint import load_pretrained, save_pretrained
 from sdtt_search.cli import task_from_config
+from sdtt_search.diffusion import SamplerConfig
 from sdtt_search.loading import load_model
 from sdtt_search.machine import describe
 from sdtt_search.search.engine import Search
@@ -45,7 +46,16 @@ DATA_NOTES = {
 }
 
 
-def card(name: str, meta: dict, model_cfg: dict, params: int, metrics: dict, samples: int, limit: int, note: str) -> str:
+def describe_sampler(sampler: SamplerConfig, gen_length) -> str:
+    """One line for the card: how the model decodes by default."""
+    if sampler.method == "confidence":
+        blocks = f", blocks of {sampler.block_length} left to right" if sampler.block_length else ""
+        return f"low-confidence remasking, {sampler.steps} steps{blocks}, {gen_length} generated tokens"
+    return f"ancestral, {sampler.steps} steps, {gen_length} generated tokens"
+
+
+def card(name: str, meta: dict, model_cfg: dict, params: int, metrics: dict, samples: int, limit: int, note: str,
+         sampler: SamplerConfig | None = None) -> str:
     task = meta["task"]
     acc = metrics["accuracy"]
     opts = " ".join(f"task.options.{k}={v}" for k, v in (task.get("options") or {}).items())
@@ -61,9 +71,12 @@ def card(name: str, meta: dict, model_cfg: dict, params: int, metrics: dict, sam
         lineage = "pretrained from scratch (causal next-token loss); Hugging Face Llama format, loads in transformers and vLLM"
         sampling = f"autoregressive with a KV cache (vLLM or transformers), up to {meta.get('gen_length')} generated tokens"
     else:
-        lineage = (f"SDTT round {sdtt['round']} ({sdtt['divergence']}) from a {sdtt['teacher_steps']}-step teacher, "
-                   f"{sdtt['train_step']} distillation steps in all" if sdtt else "pretrained from scratch (MDLM NELBO)")
-        sampling = f"ancestral, {meta.get('sampling_steps')} steps, {meta.get('gen_length')} generated tokens"
+        objective = "MDLM NELBO" + (f" with {meta['semi_ar']:.0%} semi-autoregressive rows" if meta.get("semi_ar") else "")
+        start = f"initialised from {meta['init_from']}" if meta.get("init_from") else "from scratch"
+        lineage = (f"SDTT round {sdtt['round']} ({sdtt['divergence']}{', block-wise' if sdtt.get('semi_ar') else ''}) "
+                   f"from a {sdtt['teacher_steps']}-step teacher, {sdtt['train_step']} distillation steps in all"
+                   if sdtt else f"pretrained {start} ({objective})")
+        sampling = describe_sampler(sampler, meta.get("gen_length"))
     return f"""# {name}
 
 {note}
@@ -79,7 +92,7 @@ def card(name: str, meta: dict, model_cfg: dict, params: int, metrics: dict, sam
 
 ## Measured ({describe()})
 
-{metrics['problems']} test problems x {samples} samples, temperature 1.0{backend} ({metrics['throughput']['samples_per_s']:.1f} samples/s
+{metrics['problems']} test problems x {samples} samples, temperature {sampler.temperature if sampler else 1.0}{backend} ({metrics['throughput']['samples_per_s']:.1f} samples/s
 while other jobs shared the CPU: for speed ratios see `benchmarks/RESULTS.md`, measured side by side):
 
 | metric | value |
@@ -90,6 +103,14 @@ Reproduce: `{command}`
 """
 
 
+def _value(text: str):
+    """``"1"`` -> 1, ``"0.5"`` -> 0.5, ``"null"`` -> None, anything else stays a string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
@@ -97,17 +118,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--limit", type=int, default=500)
     parser.add_argument("--note", default="")
+    parser.add_argument("--sampler", default="", help="record a default decoding, e.g. method=confidence,block_length=1")
     args = parser.parse_args(argv)
     is_ar = is_ar_checkpoint(args.checkpoint)
     loaded = load_ar_pretrained(args.checkpoint) if is_ar else load_pretrained(args.checkpoint)
     meta = {**loaded.meta, "machine": loaded.meta.get("machine") or describe()}
+    if args.sampler:
+        overrides = dict(item.split("=", 1) for item in args.sampler.split(","))
+        recorded = {**(meta.get("sampler") or {}), **{k: _value(v) for k, v in overrides.items()}}
+        SamplerConfig.from_dict(recorded)  # a bad key or value is a one-line error here
+        meta["sampler"] = recorded
     # A data path of the training machine means nothing elsewhere: runs pass task.path / $SDTT_DATA_DIR.
     meta["task"] = {k: v for k, v in meta["task"].items() if k != "path"}
     target = ZOO_DIR / args.name
     (save_ar_pretrained if is_ar else save_pretrained)(target, loaded.model, loaded.tokenizer, meta=meta)
     metrics = evaluate(target, args.samples, args.limit)
+    sampler = None if is_ar else load_model(target).default_sampler()
     text = card(args.name, meta, loaded.model.config.to_dict(), loaded.model.num_parameters, metrics, args.samples,
-                args.limit, args.note)
+                args.limit, args.note, sampler)
     (target / "MODEL.md").write_text(text)
     (target / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(text)

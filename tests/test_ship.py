@@ -1,0 +1,48 @@
+"""distill.ship: a checkpoint goes into the zoo with its recorded decoding and a measured card."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from distill import ship
+from sdtt_search.checkpoint import save_pretrained
+from sdtt_search.loading import load_model
+from sdtt_search.model import ModelConfig, build_denoiser
+from sdtt_search.tokenizer import Tokenizer
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    tok = Tokenizer.char_level("0123456789+-*/=,")
+    torch.manual_seed(0)
+    model = build_denoiser(ModelConfig(vocab_size=tok.vocab_size, hidden_size=32, n_layers=1, n_heads=2,
+                                       backbone="llama", mask_id=tok.mask_id))
+    meta = {"kind": "diffusion", "task": {"name": "countdown", "options": {"n": 3}, "path": "/somewhere/local"},
+            "gen_length": 12, "sampling_steps": 8, "init_from": "countdown-cd3-ar", "semi_ar": 0.5,
+            "sampler": {"method": "confidence", "block_length": 8}}
+    return save_pretrained(tmp_path / "ckpt", model, tok, meta=meta)
+
+
+def test_ship_records_the_decoding_and_writes_a_measured_card(tmp_path, checkpoint, monkeypatch):
+    monkeypatch.setattr(ship, "ZOO_DIR", tmp_path / "zoo")
+    assert ship.main([str(checkpoint), "--name", "tiny-cd3", "--samples", "2", "--limit", "3",
+                      "--sampler", "block_length=1,temperature=0.5", "--note", "A test model."]) == 0
+    target = tmp_path / "zoo" / "tiny-cd3"
+    sampler = load_model(str(target)).default_sampler()
+    # recorded block 1; 8 steps for 12 tokens widen it to 2 (fit_blocks)
+    assert (sampler.method, sampler.block_length, sampler.temperature, sampler.steps) == ("confidence", 2, 0.5, 8)
+    meta = json.loads((target / "config.json").read_text())["meta"]
+    assert "path" not in meta["task"]  # the training machine's data path is not shipped
+    text = (target / "MODEL.md").read_text()
+    assert "A test model." in text and "blocks of 1 left to right" in text and "temperature 0.5" in text
+    assert "initialised from countdown-cd3-ar" in text and "50% semi-autoregressive rows" in text
+    metrics = json.loads((target / "metrics.json").read_text())
+    assert metrics["problems"] == 3 and "pass@1" in metrics["accuracy"]
+
+
+def test_ship_rejects_a_bad_sampler_override(tmp_path, checkpoint, monkeypatch):
+    monkeypatch.setattr(ship, "ZOO_DIR", tmp_path / "zoo")
+    with pytest.raises(ValueError, match="sampler.steps|unknown sampler option"):
+        ship.main([str(checkpoint), "--name", "x", "--sampler", "stepz=3"])
