@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--limit", type=int, default=500)
     parser.add_argument("--note", default="")
-    parser.add_argument("--sampler", default="", help="record a default decoding, e.g. method=confidence,block_length=1")
+    parser.add_argument("--sampler", default="", help="record a default decoding, e.g. method=confidence,block_length=1,steps=25")
     args = parser.parse_args(argv)
     is_ar = is_ar_checkpoint(args.checkpoint)
     loaded = load_ar_pretrained(args.checkpoint) if is_ar else load_pretrained(args.checkpoint)
@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides = dict(item.split("=", 1) for item in args.sampler.split(","))
         recorded = {**(meta.get("sampler") or {}), **{k: _value(v) for k, v in overrides.items()}}
         SamplerConfig.from_dict(recorded)  # a bad key or value is a one-line error here
+        if "steps" in recorded:  # the step count lives in sampling_steps
+            meta["sampling_steps"] = int(recorded.pop("steps"))
         meta["sampler"] = recorded
     # A data path of the training machine means nothing elsewhere: runs pass task.path / $SDTT_DATA_DIR.
     meta["task"] = {k: v for k, v in meta["task"].items() if k != "path"}

@@ -28,11 +28,11 @@ def checkpoint(tmp_path):
 def test_ship_records_the_decoding_and_writes_a_measured_card(tmp_path, checkpoint, monkeypatch):
     monkeypatch.setattr(ship, "ZOO_DIR", tmp_path / "zoo")
     assert ship.main([str(checkpoint), "--name", "tiny-cd3", "--samples", "2", "--limit", "3",
-                      "--sampler", "block_length=1,temperature=0.5", "--note", "A test model."]) == 0
+                      "--sampler", "block_length=1,temperature=0.5,steps=6", "--note", "A test model."]) == 0
     target = tmp_path / "zoo" / "tiny-cd3"
     sampler = load_model(str(target)).default_sampler()
-    # recorded block 1; 8 steps for 12 tokens widen it to 2 (fit_blocks)
-    assert (sampler.method, sampler.block_length, sampler.temperature, sampler.steps) == ("confidence", 2, 0.5, 8)
+    # recorded block 1; 6 steps for 12 tokens widen it to 2 (fit_blocks)
+    assert (sampler.method, sampler.block_length, sampler.temperature, sampler.steps) == ("confidence", 2, 0.5, 6)
     meta = json.loads((target / "config.json").read_text())["meta"]
     assert "path" not in meta["task"]  # the training machine's data path is not shipped
     text = (target / "MODEL.md").read_text()
