@@ -72,10 +72,10 @@ def card(name: str, meta: dict, model_cfg: dict, params: int, metrics: dict, sam
         sampling = f"autoregressive with a KV cache (vLLM or transformers), up to {meta.get('gen_length')} generated tokens"
     else:
         objective = "MDLM NELBO" + (f" with {meta['semi_ar']:.0%} semi-autoregressive rows" if meta.get("semi_ar") else "")
-        start = f"initialised from {meta['init_from']}" if meta.get("init_from") else "from scratch"
+        start = f"from {meta['init_from']}" if meta.get("init_from") else "from scratch"
         lineage = (f"SDTT round {sdtt['round']} ({sdtt['divergence']}{', block-wise' if sdtt.get('semi_ar') else ''}) "
                    f"from a {sdtt['teacher_steps']}-step teacher, {sdtt['train_step']} distillation steps in all"
-                   if sdtt else f"pretrained {start} ({objective})")
+                   if sdtt else f"trained {start} ({objective})")
         sampling = describe_sampler(sampler, meta.get("gen_length"))
     return f"""# {name}
 

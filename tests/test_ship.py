@@ -37,7 +37,7 @@ def test_ship_records_the_decoding_and_writes_a_measured_card(tmp_path, checkpoi
     assert "path" not in meta["task"]  # the training machine's data path is not shipped
     text = (target / "MODEL.md").read_text()
     assert "A test model." in text and "blocks of 2 left to right" in text and "temperature 0.5" in text
-    assert "initialised from countdown-cd3-ar" in text and "50% semi-autoregressive rows" in text
+    assert "trained from countdown-cd3-ar" in text and "50% semi-autoregressive rows" in text
     metrics = json.loads((target / "metrics.json").read_text())
     assert metrics["problems"] == 3 and "pass@1" in metrics["accuracy"]
 
