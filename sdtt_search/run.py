@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from .cli import cli_main, task_from_config
-from .diffusion import SamplerConfig
+from .diffusion import SamplerConfig, fit_blocks
 from .hf.options import load_options_from_config
 from .loading import load_model
 from .machine import resolve_device
@@ -57,10 +57,19 @@ def _check_model_task(model, task, cfg: DictConfig) -> None:
 
 
 def sampler_from(cfg: DictConfig, model) -> SamplerConfig:
-    """The model's default sampler, overridden by every non-null ``sampler.*`` value."""
+    """The model's default sampler, overridden by every non-null ``sampler.*`` value.
+
+    A block-wise model asked for fewer steps than it has blocks (``sampler.steps=4``
+    without ``sampler.block_length``) decodes wider blocks, one step each, as its
+    distilled students do (``fit_blocks``); an explicit block length is kept as given.
+    """
     base = model.default_sampler().to_dict()
     overrides = {k: v for k, v in OmegaConf.to_container(cfg.sampler, resolve=True).items() if v is not None}
-    return SamplerConfig.from_dict({**base, **overrides})
+    sampler = SamplerConfig.from_dict({**base, **overrides})
+    gen_length = sampler.gen_length or getattr(model, "gen_length", 0)
+    if "block_length" not in overrides and gen_length:
+        sampler = fit_blocks(sampler, int(gen_length))
+    return sampler
 
 
 def run(cfg: DictConfig) -> dict:

@@ -140,3 +140,19 @@ def test_a_model_of_another_task_is_a_one_line_error(tmp_path, capsys):
     code = main(["task=sudoku", "model=gsm8k-sdtt", "samples=2", "limit=1", f"output_dir={tmp_path}"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and "trained for task 'gsm8k'" in err
+
+
+def test_fewer_steps_than_blocks_widens_the_blocks_unless_a_block_length_is_given():
+    from types import SimpleNamespace
+
+    from sdtt_search.cli import compose
+    from sdtt_search.diffusion import SamplerConfig
+
+    model = SimpleNamespace(gen_length=25, default_sampler=lambda: SamplerConfig(
+        method="confidence", steps=25, block_length=1, gen_length=25))
+    widened = run_module.sampler_from(compose("run", ["sampler.steps=4"]), model)
+    assert (widened.steps, widened.block_length) == (4, 7)  # one step per block of ceil(25 / 4)
+    kept = run_module.sampler_from(compose("run", ["sampler.steps=25"]), model)
+    assert kept.block_length == 1
+    explicit = run_module.sampler_from(compose("run", ["sampler.steps=4", "sampler.block_length=5"]), model)
+    assert explicit.block_length == 5  # as asked (the sampler then says steps < blocks)
