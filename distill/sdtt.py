@@ -177,12 +177,9 @@ def run(cfg: DictConfig) -> list[dict]:
     # checkpoint records); a student of S steps decodes blocks widened by fit_blocks.
     block_length = cfg.eval.block_length or dict(meta.get("sampler") or {}).get("block_length")
 
-    def student_block(r: int) -> int | None:
-        if not block_length:
-            return None
-        steps = plan.student_steps_of(r)
-        return fit_blocks(SamplerConfig(method="confidence", steps=steps, block_length=int(block_length)),
-                          gen_length).block_length
+    student_blocks = [fit_blocks(SamplerConfig(method="confidence", steps=plan.student_steps_of(r),
+                                               block_length=int(block_length)), gen_length).block_length
+                      if block_length else None for r in range(plan.rounds)]
 
     if float(cfg.semi_ar) > 0 and not block_length:
         raise ValueError("semi_ar > 0 distils block-wise decoding: set eval.block_length (the teacher records none)")
@@ -191,7 +188,7 @@ def run(cfg: DictConfig) -> list[dict]:
         r = round_of(trainer.step)
         return sdtt_loss(model, teacher_box["model"], batch, generator, dt=(1.0 - cfg.eps) / plan.teacher_steps_of(r),
                          mask_id=mask_id, kind=cfg.divergence, eps=cfg.eps, precision=int(cfg.loss_precision),
-                         conditional=cfg.conditional, semi_ar=float(cfg.semi_ar), block=student_block(r))
+                         conditional=cfg.conditional, semi_ar=float(cfg.semi_ar), block=student_blocks[r])
 
     rounds_path = out_dir / "rounds.json"
     table = json.loads(rounds_path.read_text()) if rounds_path.exists() else {"teacher": None, "rounds": {}}

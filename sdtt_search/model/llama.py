@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .attention import attention, padding_layout, select_backend
 from .rotary import apply_rotary, rotary_tables
@@ -185,9 +186,25 @@ class LlamaBody(nn.Module):
 
     def __init__(self, config: CausalLMConfig):
         super().__init__()
+        self.config = config
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.n_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
+                causal: bool = True, checkpointing: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final-norm hidden states [B, L, h] and the row positions [B, L] (counted from
+        each row's first real token). ``checkpointing`` recomputes each layer in backward."""
+        positions, key_padding_mask = padding_layout(input_ids, attention_mask)
+        rotary = rotary_tables(positions, self.config.head_dim, base=self.config.rope_theta)
+        backend = select_backend(self.config.attention_backend, input_ids.device)
+        x = self.embed_tokens(input_ids)
+        for layer in self.layers:
+            if checkpointing:
+                x = checkpoint(layer, x, rotary, key_padding_mask, backend, causal, use_reentrant=False)
+            else:
+                x = layer(x, rotary, key_padding_mask, backend, causal)
+        return self.norm(x), positions
 
 
 class CausalLM(nn.Module):
@@ -218,10 +235,5 @@ class CausalLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 sigma: torch.Tensor | None = None) -> torch.Tensor:
-        positions, key_padding_mask = padding_layout(input_ids, attention_mask)
-        rotary = rotary_tables(positions, self.config.head_dim, base=self.config.rope_theta)
-        backend = select_backend(self.config.attention_backend, input_ids.device)
-        x = self.model.embed_tokens(input_ids)
-        for layer in self.model.layers:
-            x = layer(x, rotary, key_padding_mask, backend)
-        return self.lm_head(self.model.norm(x)).float()
+        hidden, _ = self.model(input_ids, attention_mask)
+        return self.lm_head(hidden).float()

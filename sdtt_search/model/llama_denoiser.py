@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
-from .attention import padding_layout, select_backend
 from .config import ModelConfig
 from .llama import CausalLM, CausalLMConfig, LlamaBody
-from .rotary import rotary_tables
 
 
 def llama_shape(config: ModelConfig) -> CausalLMConfig:
@@ -50,7 +47,6 @@ class LlamaDenoiser(nn.Module):
         self.model = LlamaBody(shape)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.apply(CausalLM._init)
-        self._rope_theta = shape.rope_theta
 
     @property
     def num_parameters(self) -> int:
@@ -58,17 +54,9 @@ class LlamaDenoiser(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 sigma: torch.Tensor | None = None) -> torch.Tensor:
-        positions, key_padding_mask = padding_layout(input_ids, attention_mask)
-        rotary = rotary_tables(positions, self.config.hidden_size // self.config.n_heads, base=self._rope_theta)
-        backend = select_backend(self.config.attention_backend, input_ids.device)
-        causal = self.config.causal
-        x = self.model.embed_tokens(input_ids)
-        for layer in self.model.layers:
-            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(layer, x, rotary, key_padding_mask, backend, causal, use_reentrant=False)
-            else:
-                x = layer(x, rotary, key_padding_mask, backend, causal)
-        logits = self.lm_head(self.model.norm(x)).float()
+        checkpointing = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        hidden, positions = self.model(input_ids, attention_mask, causal=self.config.causal, checkpointing=checkpointing)
+        logits = self.lm_head(hidden).float()
         # The shift: position i is predicted from hidden state i - 1; a row's first real
         # token (position 0 after any left padding) has no left neighbour and reads itself.
         shifted = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
