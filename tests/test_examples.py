@@ -1,19 +1,12 @@
 """The examples run (on tiny settings) and print their tables."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 from ar_fixtures import tiny_ar
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+from scripts import load_script
 
 
 def _module(name: str):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples", name)
 
 
 def test_api_best_of_n_example(capsys):

@@ -1,27 +1,21 @@
 """benchmarks/frontier.py: the budget -> samples -> verified@k math, FLOP counts, verdicts, and a smoke run."""
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from ar_fixtures import tiny_ar
+from scripts import load_script
 
 from sdtt_search.loading import load_model
 from tasks import load_task
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks", name)
 
 
 frontier = _load("frontier")
