@@ -55,7 +55,8 @@ def evaluate_task(
     model's chat template); default: the task prompt as is.
 
     Returns:
-        {"pass@1", "samples_per_s", "entropy", "nfe_per_batch", "problems", "steps"}.
+        {"pass@1", "samples_per_s", "entropy", "nfe_per_batch", "problems", "steps",
+        "temperature"}.
     """
     was_training = model.training
     model.eval()
@@ -81,6 +82,7 @@ def evaluate_task(
         "nfe_per_batch": nfe / max(batches, 1),
         "problems": len(problems),
         "steps": sampler.steps,
+        "temperature": sampler.temperature,
     }
 
 

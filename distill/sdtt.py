@@ -61,7 +61,7 @@ def block_layout(maskable: torch.Tensor, rows: torch.Tensor, block: int,
 
 
 def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: float, conditional: bool,
-                 semi_ar: float = 0.0, block: int | None = None):
+                 semi_ar: float = 0.0, block: int | None = None, temperature: float = 1.0):
     """Draw t and z_t for a batch and the teacher's two-step targets.
 
     Returns (z [B, L], t [B], target log-probs [B, L, V], scored [B, L] bool: the
@@ -75,13 +75,14 @@ def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: flo
     given the drawn left half. The student's one step over the block is scored
     against those two steps' log-probs (the same one-vs-two-steps target as Algorithm
     1, with the sampler's left-to-right order in place of random reveals).
+    ``temperature``: the teacher samples and scores at it (``teacher_targets``).
     """
     maskable = batch.maskable if conditional else batch.attention_mask
     t = sample_times(batch.x.shape[0], eps=eps, generator=generator, device=batch.x.device)
     z = mask_tokens(batch.x, LogLinearSchedule().move_chance(t), maskable, mask_id, generator)
     if semi_ar <= 0.0:
         target = teacher_targets(teacher, z, t, dt, mask_id=mask_id, attention_mask=batch.attention_mask,
-                                 eps=eps, generator=generator)
+                                 eps=eps, generator=generator, temperature=temperature)
         return z, t, target, z == mask_id
     if not block:
         raise ValueError("semi_ar > 0 needs the student's block length (eval.block_length or the teacher's recorded one)")
@@ -91,7 +92,7 @@ def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: flo
     z = torch.where(first | second | future, torch.full_like(z, mask_id), z)
     target = teacher_targets(teacher, z, t, dt, mask_id=mask_id, attention_mask=batch.attention_mask,
                              eps=eps, generator=generator, frozen=future | first | second,
-                             ordered=(first, second))
+                             ordered=(first, second), temperature=temperature)
     scored = torch.where(rows[:, None], first | second, z == mask_id)
     return z, t, target, scored
 
@@ -114,10 +115,11 @@ def student_divergence(student, z, t, target, attention_mask, *, mask_id: int, k
 
 def sdtt_loss(student, teacher, batch, generator, *, dt: float, mask_id: int, kind: str,
               eps: float, precision: int, conditional: bool, semi_ar: float = 0.0,
-              block: int | None = None) -> "SDTTLoss":
+              block: int | None = None, temperature: float = 1.0) -> "SDTTLoss":
     """One SDTT loss evaluation: fresh z_t, teacher targets, student divergence."""
     z, t, target, scored = sdtt_targets(teacher, batch, generator, dt=dt, mask_id=mask_id, eps=eps,
-                                        conditional=conditional, semi_ar=semi_ar, block=block)
+                                        conditional=conditional, semi_ar=semi_ar, block=block,
+                                        temperature=temperature)
     return student_divergence(student, z, t, target, batch.attention_mask, mask_id=mask_id, kind=kind,
                               precision=precision, scored=scored)
 
@@ -134,6 +136,9 @@ def run(cfg: DictConfig) -> list[dict]:
         raise ValueError(f"divergence={cfg.divergence!r} is unknown; use one of {', '.join(DIVERGENCES)}")
     if int(cfg.loss_precision) not in (32, 64):
         raise ValueError(f"loss_precision={cfg.loss_precision!r} must be 32 or 64")
+    for key in ("teacher_temperature", "round_temperature"):
+        if not float(cfg[key]) > 0:
+            raise ValueError(f"{key}={cfg[key]!r} must be > 0 (1.0 = the teacher's own distribution)")
     dist = DistContext.from_env()
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -188,14 +193,15 @@ def run(cfg: DictConfig) -> list[dict]:
         r = round_of(trainer.step)
         return sdtt_loss(model, teacher_box["model"], batch, generator, dt=(1.0 - cfg.eps) / plan.teacher_steps_of(r),
                          mask_id=mask_id, kind=cfg.divergence, eps=cfg.eps, precision=int(cfg.loss_precision),
-                         conditional=cfg.conditional, semi_ar=float(cfg.semi_ar), block=student_blocks[r])
+                         conditional=cfg.conditional, semi_ar=float(cfg.semi_ar), block=student_blocks[r],
+                         temperature=float(cfg.teacher_temperature if r == 0 else cfg.round_temperature))
 
     rounds_path = out_dir / "rounds.json"
     table = json.loads(rounds_path.read_text()) if rounds_path.exists() else {"teacher": None, "rounds": {}}
 
-    def sampler(steps: int) -> SamplerConfig:
+    def sampler(steps: int, temperature: float = 1.0) -> SamplerConfig:
         method = str(cfg.eval.method or dict(meta.get("sampler") or {}).get("method") or "ancestral")
-        return fit_blocks(SamplerConfig(method=method, steps=steps, temperature=float(cfg.eval.temperature),
+        return fit_blocks(SamplerConfig(method=method, steps=steps, temperature=float(cfg.eval.temperature) * temperature,
                                         eps=float(cfg.eps), block_length=int(block_length) if block_length and method == "confidence" else None),
                           gen_length)
 
@@ -203,7 +209,10 @@ def run(cfg: DictConfig) -> list[dict]:
         steps = plan.student_steps_of(r)
         if dist.rank == 0:
             if table["teacher"] is None:
-                table["teacher"] = evaluate_task(original, tokenizer, task, problems, sampler(plan.teacher_steps),
+                # The students learn the teacher's sampler at teacher_temperature (x eval.temperature
+                # when they are sampled at that: (p^(1/a))^(1/b) = p^(1/ab)); score it the same way.
+                table["teacher"] = evaluate_task(original, tokenizer, task, problems,
+                                                 sampler(plan.teacher_steps, float(cfg.teacher_temperature)),
                                                  gen_length=gen_length, batch_size=cfg.eval.batch_size,
                                                  format_prompt=format_prompt)
             result = evaluate_task(trainer.ema.model, tokenizer, task, problems, sampler(steps),
@@ -212,13 +221,15 @@ def run(cfg: DictConfig) -> list[dict]:
             row = {"round": r + 1, "student_steps": steps, "teacher_steps": plan.teacher_steps,
                    "student_pass@1": result["pass@1"], "teacher_pass@1": teacher_pass,
                    "ratio": result["pass@1"] / teacher_pass if teacher_pass else None,
-                   "entropy": result["entropy"], "samples_per_s": result["samples_per_s"], "train_step": trainer.step}
+                   "entropy": result["entropy"], "samples_per_s": result["samples_per_s"], "train_step": trainer.step,
+                   "student_temperature": result["temperature"], "teacher_temperature": table["teacher"].get("temperature")}
             table["rounds"][str(r + 1)] = row
             # the decoding the rounds were evaluated with (blocks as the teacher's; load widens them)
             decoding = {k: v for k, v in sampler(plan.teacher_steps).to_dict().items() if k != "steps"}
             ckpt_meta = {**meta, "sampling_steps": steps, "sampler": decoding, "sdtt": {"round": r + 1, "divergence": cfg.divergence,
                          "teacher": str(cfg.teacher), "teacher_steps": plan.teacher_steps, "train_step": trainer.step,
-                         "semi_ar": float(cfg.semi_ar)}}
+                         "semi_ar": float(cfg.semi_ar), "teacher_temperature": float(cfg.teacher_temperature),
+                         "round_temperature": float(cfg.round_temperature)}}
             round_dir = out_dir / f"round-{r + 1}-steps-{steps}"
             if lora is None:
                 save_pretrained(round_dir, trainer.ema.model, tokenizer, meta=ckpt_meta)

@@ -40,6 +40,7 @@ def teacher_targets(
     schedule: LogLinearSchedule = LogLinearSchedule(),
     frozen: torch.Tensor | None = None,
     ordered: tuple[torch.Tensor, ...] | None = None,
+    temperature: float = 1.0,
 ) -> torch.Tensor:
     """Log-probability targets from ``n_steps`` teacher ancestral steps (Algorithm 1).
 
@@ -55,18 +56,26 @@ def teacher_targets(
         ordered: one [B, L] bool per step: positions revealed at that step whatever
             the time (a block-wise sampler's left-to-right halves), added to the
             random reveals.
+        temperature: the teacher's sampler is p^(1/temperature), renormalised: its
+            reveals are drawn from it and the targets are its log-probs, so the
+            student learns the teacher's sampler at that temperature (< 1: sharper).
     Returns:
         [B, L, V] float32 target log-probs (meaningful where ``z`` is MASK).
     """
     time_conditioned = is_time_conditioned(teacher)
     current = z
     target: torch.Tensor | None = None
+    if not temperature > 0:
+        raise ValueError(f"teacher temperature must be > 0 (reverse KL to a one-hot target is infinite), got {temperature}")
     if ordered is not None and len(ordered) != n_steps:
         raise ValueError(f"ordered reveals for {len(ordered)} steps, expected {n_steps}")
     for step, t_i in enumerate(teacher_grid(t, dt, n_steps, eps)):
         s_i = (t_i - dt).clamp(min=0.0)
         sigma = schedule.sigma(t_i) if time_conditioned else None
         log_probs = subs_log_probs(teacher(current, attention_mask=attention_mask, sigma=sigma), current, mask_id).float()
+        if temperature != 1.0:
+            # p^(1/T) renormalised; MASK stays at -inf and clean rows stay one-hot.
+            log_probs = torch.log_softmax(log_probs / temperature, dim=-1)
         if target is None:
             target = log_probs.clone()
         masked = current == mask_id

@@ -58,6 +58,28 @@ def test_two_step_targets_take_each_tokens_reveal_step():
     assert (target[z != MASK].argmax(-1) == 2).all()
 
 
+def test_teacher_temperature_sharpens_reveals_and_targets():
+    """At temperature T the teacher samples from and scores with p^(1/T) renormalised:
+    step-1 reveals pick the favoured token with e^(3/T) / (e^(3/T) + 4) (5 real tokens)."""
+    z = torch.full((8, 500), MASK)
+    t = torch.full((8,), 0.5)
+    for temperature in (1.0, 0.5):
+        teacher = CountingTeacher()
+        target = teacher_targets(teacher, z, t, dt=0.2, mask_id=MASK, temperature=temperature,
+                                 generator=torch.Generator().manual_seed(0))
+        first, second = teacher.inputs
+        revealed = second[first == MASK]
+        revealed = revealed[revealed != MASK]
+        expected = math.exp(3 / temperature) / (math.exp(3 / temperature) + 4)
+        assert abs((revealed == 0).float().mean().item() - expected) < 0.01, temperature
+        still = second == MASK
+        want = torch.log_softmax(torch.tensor([0.0, 3.0, 0.0, 0.0, 0.0]) / temperature, -1)
+        assert torch.allclose(target[still][:, :5], want.expand(int(still.sum()), 5), atol=1e-5)
+        assert (target[still][:, MASK] < -1e5).all()  # SUBS: MASK never drawn
+    with pytest.raises(ValueError, match="temperature"):
+        teacher_targets(CountingTeacher(), z, t, dt=0.2, mask_id=MASK, temperature=0.0)
+
+
 def test_reverse_kl_matches_the_explicit_formula():
     g = torch.Generator().manual_seed(0)
     s = torch.log_softmax(torch.randn(7, V, generator=g), -1)

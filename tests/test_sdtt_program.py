@@ -126,6 +126,15 @@ def test_unconditional_mode_and_bad_options(tmp_path, teacher_dir):
             sdtt.run(sdtt_config(tmp_path / "bad", teacher_dir, bad))
 
 
+def test_teacher_temperature_is_recorded_and_scored(tmp_path, teacher_dir):
+    rows = sdtt.run(sdtt_config(tmp_path, teacher_dir, "min_steps=4", "teacher_temperature=0.5", "round_temperature=0.8"))
+    assert rows[0]["teacher_temperature"] == 0.5 and rows[0]["student_temperature"] == 1.0
+    meta = load_pretrained(tmp_path / "round-1-steps-4").meta["sdtt"]
+    assert meta["teacher_temperature"] == 0.5 and meta["round_temperature"] == 0.8
+    with pytest.raises(ValueError, match="round_temperature"):
+        sdtt.run(sdtt_config(tmp_path / "bad", teacher_dir, "round_temperature=0"))
+
+
 def test_block_sdtt_targets_are_the_teachers_two_half_block_steps():
     """semi_ar=1, block 4: each row is a clean prefix, one masked block at a multiple of
     4, masked future; the teacher reveals the block's left half, then its right half
