@@ -112,7 +112,10 @@ def load_model(name_or_path: str | Path, *, device: str | torch.device = "cpu", 
     if is_ar_checkpoint(path):
         return load_ar_model(path, name=str(name_or_path), device=device, backend=ar_backend)
     loaded = load_pretrained(path, device=device)
-    if loaded.meta.get("kind", "diffusion") != "diffusion" or loaded.model.config.causal:
+    # A causal Llama denoiser is a diffusion model (block-wise decoding, prefix never
+    # revised); a causal DiT is the old AR format.
+    if loaded.meta.get("kind", "diffusion") != "diffusion" or (loaded.model.config.causal
+                                                              and loaded.model.config.backbone != "llama"):
         raise ValueError(f"{name_or_path} is a causal checkpoint in the diffusion format; export AR models with "
                          "sdtt_search.ar.save_ar_pretrained (Llama format) to sample them")
     return DiffusionModel(loaded.model, loaded.tokenizer, loaded.meta, name=str(name_or_path))

@@ -25,8 +25,9 @@ class SamplerConfig:
         threshold: Fast-dLLM tau: commit every token whose confidence is >= tau (at
             least one per step); None commits a fixed number of tokens per step.
         remasking: "low_confidence" (commit the most confident tokens) or "random".
-        cache: reuse the network output for rows that did not change (ancestral only;
-            ignored for time-conditioned models).
+        cache: ancestral: reuse the network output for rows that did not change
+            (ignored for time-conditioned models); confidence: keep the keys and values
+            of the decoded prefix of a causal denoiser (exact: same tokens, fewer FLOPs).
         eps: smallest diffusion time of the ancestral grid linspace(1, eps, steps + 1).
         top_p: nucleus sampling mass for "autoregressive" (1.0 = off).
     """

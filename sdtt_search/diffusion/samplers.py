@@ -177,6 +177,7 @@ def confidence_sample(
     threshold: float | None = None,
     remasking: str = "low_confidence",
     schedule: LogLinearSchedule = LogLinearSchedule(),
+    prefix_cache: bool = False,
 ) -> SampleOutput:
     """Confidence-based parallel decoding (LLaDA; Fast-dLLM with ``threshold``).
 
@@ -192,6 +193,11 @@ def confidence_sample(
 
     ``remasking="random"`` ranks by a uniform draw instead of the confidence.
     Committed tokens are never changed again.
+
+    ``prefix_cache`` (causal denoisers, ``supports_prefix_cache``): each call runs only
+    the columns from the end of the cached clean prefix to the current block, and the
+    finished blocks' keys and values are cached (Fast-dLLM's prefix cache, exact here
+    because causal attention never revises a prefix): same tokens as without it.
     """
     x = x.clone()
     batch, length = x.shape
@@ -208,6 +214,7 @@ def confidence_sample(
         raise ValueError(f"steps={steps} is fewer than the {len(blocks)} blocks; use steps >= gen_length / block_length")
     nfe = row_forwards = 0
     token_logprobs = torch.zeros(batch, length, dtype=torch.float64, device=x.device)
+    cached = _PrefixCachedLogits(model, attention_mask, columns) if prefix_cache else None
 
     for b, cols in enumerate(blocks):
         in_block = torch.zeros(length, dtype=torch.bool, device=x.device)
@@ -225,8 +232,11 @@ def confidence_sample(
                 continue
             u_token = rng.uniform(positions, key=(b, step, 0))
             u_rank = rng.uniform(positions, key=(b, step, 1))
-            t_rows = _masked_fraction(x, gen_mask, mask_id)
-            logits = model(x, attention_mask=attention_mask, sigma=_sigma_for(model, schedule, t_rows))
+            if cached is not None:
+                logits = cached(x, cols)
+            else:
+                t_rows = _masked_fraction(x, gen_mask, mask_id)
+                logits = model(x, attention_mask=attention_mask, sigma=_sigma_for(model, schedule, t_rows))
             nfe += 1
             row_forwards += batch
             cand_logits = logits[candidates]
@@ -259,6 +269,42 @@ def confidence_sample(
     return SampleOutput(tokens=x, nfe=nfe, row_forwards=row_forwards, token_logprobs=token_logprobs)
 
 
+def supports_prefix_cache(model) -> bool:
+    """Whether ``model`` decodes block-wise with an exact prefix KV cache (causal Llama denoisers)."""
+    return bool(getattr(model, "supports_prefix_cache", False))
+
+
+class _PrefixCachedLogits:
+    """Logits of a block being decoded, from a causal denoiser with a KV cache.
+
+    The cache holds columns [0, s - 1) when the block starts at column s. A call runs
+    columns [cache end, e - 1) for a block [s, e): the clean columns not yet cached (the
+    previous block, or the prompt at the first call), then the block's own columns but
+    its last (hidden i predicts column i + 1). Afterwards the clean columns before
+    s - 1 join the cache; s - 1 is rerun by the block's later steps, whose logits at s
+    need its hidden state.
+    """
+
+    def __init__(self, model, attention_mask: torch.Tensor, columns: torch.Tensor):
+        if is_time_conditioned(model) or not supports_prefix_cache(model):
+            raise ValueError("prefix_cache needs a causal denoiser without time conditioning (model.causal=true)")
+        first, last = int(columns[0]), int(columns[-1])
+        if first < 1 or last - first + 1 != columns.numel():
+            raise ValueError("prefix_cache needs one contiguous generated span after a prompt (use build_batch)")
+        self.model, self.attention_mask = model, attention_mask
+        self.cache = model.new_cache()
+
+    def __call__(self, x: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """[B, L, V] logits, filled on columns (cache end, block end) (zeros elsewhere)."""
+        start, block_start, block_stop = self.cache.length, int(cols[0]), int(cols[-1]) + 1
+        span, new = self.model.forward_span(x, self.attention_mask, start, block_stop - 1, self.cache)
+        logits = span.new_zeros(x.shape[0], x.shape[1], span.shape[-1])
+        logits[:, start + 1:block_stop] = span
+        if block_start - 1 > start:
+            self.cache.extend(new, block_start - 1 - start)
+        return logits
+
+
 def sample(
     model,
     x: torch.Tensor,
@@ -286,4 +332,5 @@ def sample(
         model, x, gen_mask, attention_mask, mask_id=mask_id, rng=rng, steps=config.steps,
         temperature=config.temperature, block_length=config.block_length,
         threshold=config.threshold, remasking=config.remasking,
+        prefix_cache=config.cache and supports_prefix_cache(model),
     )

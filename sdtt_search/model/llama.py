@@ -141,17 +141,32 @@ class SelfAttention(nn.Module):
         self.v_proj = nn.Linear(h, h, bias=False)
         self.o_proj = nn.Linear(h, h, bias=False)
 
-    def forward(self, x: torch.Tensor, rotary, key_padding_mask: torch.Tensor | None, backend: str,
-                causal: bool = True) -> torch.Tensor:
-        """x [B, L, h] -> [B, L, h]; causal attention unless ``causal=False`` (the
-        bidirectional denoiser built from these weights)."""
+    def _qkv(self, x: torch.Tensor, rotary) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v [B, L, H, D] of x [B, L, h], q and k rotated."""
         batch, length, h = x.shape
         shape = (batch, length, self.n_heads, h // self.n_heads)
         q, k, v = self.q_proj(x).view(shape), self.k_proj(x).view(shape), self.v_proj(x).view(shape)
         cos, sin = rotary
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v
+
+    def forward(self, x: torch.Tensor, rotary, key_padding_mask: torch.Tensor | None, backend: str,
+                causal: bool = True) -> torch.Tensor:
+        """x [B, L, h] -> [B, L, h]; causal attention unless ``causal=False`` (the
+        bidirectional denoiser built from these weights)."""
+        q, k, v = self._qkv(x, rotary)
         a = attention(q, k, v, key_padding_mask=key_padding_mask, causal=causal, backend=backend)
-        return self.o_proj(a.reshape(batch, length, h))
+        return self.o_proj(a.reshape(x.shape))
+
+    def forward_cached(self, x: torch.Tensor, rotary, past: tuple[torch.Tensor, torch.Tensor] | None,
+                       allowed: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """x [B, Q, h] of Q new columns after the cached ones: (output [B, Q, h], their
+        (k, v) [B, Q, H, D]). ``past``: cached (k, v) [B, C, H, D]; ``allowed``:
+        [B, 1, Q, C + Q] bool, which keys each new query sees."""
+        q, k, v = self._qkv(x, rotary)
+        keys, values = (k, v) if past is None else (torch.cat([past[0], k], 1), torch.cat([past[1], v], 1))
+        a = F.scaled_dot_product_attention(q.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2),
+                                           attn_mask=allowed)
+        return self.o_proj(a.transpose(1, 2).reshape(x.shape)), (k, v)
 
 
 class SwiGLU(nn.Module):
@@ -180,6 +195,28 @@ class DecoderLayer(nn.Module):
         x = x + self.dropout(self.self_attn(self.input_layernorm(x), rotary, key_padding_mask, backend, causal))
         return x + self.dropout(self.mlp(self.post_attention_layernorm(x)))
 
+    def forward_cached(self, x, rotary, past, allowed):
+        a, kv = self.self_attn.forward_cached(self.input_layernorm(x), rotary, past, allowed)
+        x = x + self.dropout(a)
+        return x + self.dropout(self.mlp(self.post_attention_layernorm(x))), kv
+
+
+class KVCache:
+    """Keys and values of a batch's first ``length`` columns, per layer [B, C, H, D]
+    (rotated keys): the clean prefix a causal model never revises."""
+
+    def __init__(self, n_layers: int):
+        self.layers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n_layers
+        self.length = 0
+
+    def extend(self, new: list[tuple[torch.Tensor, torch.Tensor]], count: int) -> None:
+        """Append the first ``count`` columns of ``new`` (one (k, v) per layer)."""
+        for i, (k, v) in enumerate(new):
+            k, v = k[:, :count], v[:, :count]
+            old = self.layers[i]
+            self.layers[i] = (k, v) if old is None else (torch.cat([old[0], k], 1), torch.cat([old[1], v], 1))
+        self.length += count
+
 
 class LlamaBody(nn.Module):
     """Holds the ``model.*`` parameters (embeddings, layers, final norm)."""
@@ -205,6 +242,34 @@ class LlamaBody(nn.Module):
             else:
                 x = layer(x, rotary, key_padding_mask, backend, causal)
         return self.norm(x), positions
+
+    def forward_cached(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int, stop: int,
+                       cache: KVCache) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Causal forward of columns [start, stop) of a batch whose columns [0, start)
+        are in ``cache`` (``cache.length == start``).
+
+        Args:
+            input_ids, attention_mask: [B, L] the whole batch (positions and key padding
+                are read from it, so results equal ``forward``'s on the same columns).
+        Returns:
+            final-norm hidden states [B, stop - start, h] and the new columns' (k, v)
+            per layer (not added to ``cache``: the caller commits the clean ones).
+        """
+        if cache.length != start:
+            raise ValueError(f"the cache holds {cache.length} columns, the span starts at {start}")
+        real = attention_mask[:, :stop].bool()
+        positions = (real.long().cumsum(-1) - 1).clamp(min=0)[:, start:]
+        rotary = rotary_tables(positions, self.config.head_dim, base=self.config.rope_theta)
+        cols = torch.arange(stop, device=input_ids.device)
+        causal = cols[None, :] <= cols[start:, None]  # [Q, stop]
+        # Padding keys are hidden; a query always sees itself (a padding row stays finite).
+        allowed = (causal[None] & real[:, None, :]) | (cols[None, :] == cols[start:, None])[None]
+        x = self.embed_tokens(input_ids[:, start:stop])
+        new = []
+        for layer, past in zip(self.layers, cache.layers):
+            x, kv = layer.forward_cached(x, rotary, past, allowed[:, None])
+            new.append(kv)
+        return self.norm(x), new
 
 
 class CausalLM(nn.Module):

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
-from .llama import CausalLM, CausalLMConfig, LlamaBody
+from .llama import CausalLM, CausalLMConfig, KVCache, LlamaBody
 
 
 def llama_shape(config: ModelConfig) -> CausalLMConfig:
@@ -61,6 +61,28 @@ class LlamaDenoiser(nn.Module):
         # token (position 0 after any left padding) has no left neighbour and reads itself.
         shifted = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
         return torch.where((positions == 0)[..., None], logits, shifted)
+
+    @property
+    def supports_prefix_cache(self) -> bool:
+        """Causal attention: a clean prefix's keys and values never change, so a
+        block-wise sampler can cache them exactly (``forward_span``)."""
+        return bool(self.config.causal)
+
+    def new_cache(self) -> KVCache:
+        return KVCache(len(self.model.layers))
+
+    @torch.no_grad()
+    def forward_span(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int, stop: int,
+                     cache: KVCache) -> tuple[torch.Tensor, list]:
+        """Logits [B, stop - start, V] for columns [start + 1, stop] (hidden i predicts
+        column i + 1: the shift) from columns [start, stop) after the cached [0, start),
+        and the span's (k, v) per layer for ``cache.extend``. Causal models only: equal
+        to ``forward``'s logits at those columns."""
+        if not self.config.causal:
+            raise ValueError("forward_span needs a causal denoiser (model.causal=true): a bidirectional "
+                             "model's prefix changes with every new token")
+        hidden, new = self.model.forward_cached(input_ids, attention_mask, start, stop, cache)
+        return self.lm_head(hidden).float(), new
 
     def save_pretrained(self, directory, tokenizer, meta: dict | None = None, card: str | None = None):
         """Write a checkpoint directory (``sdtt_search.checkpoint.save_pretrained``); returns its Path."""
