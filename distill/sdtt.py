@@ -283,13 +283,18 @@ def _base_spec(teacher: str) -> str:
 
 def _load_teacher(cfg: DictConfig, device):
     """(model object from ``load_model``, prompt formatter or None) for the configured teacher."""
-    from sdtt_search.loading import load_model
+    from sdtt_search.ar import is_ar_checkpoint
+    from sdtt_search.loading import load_ar_as_denoiser, load_model
 
     options = _load_options(cfg)
     hf_teacher = str(cfg.teacher).startswith("hf:")
     if hf_teacher and not cfg.lora.r:
         raise ValueError(f"teacher={cfg.teacher} is a Hugging Face model: distil it with a LoRA student "
                          "(lora.r=16; full copies of such teachers are not supported)")
+    if not hf_teacher and is_ar_checkpoint(resolve_model_path(cfg.teacher)):
+        # An AR teacher: its weights as a causal denoiser decoding one token per step (its own
+        # sampler); the students learn to decode wider blocks (semi_ar=1, eval.block_length=1).
+        return load_ar_as_denoiser(cfg.teacher, device=device), None
     source = load_model(cfg.teacher if hf_teacher else resolve_model_path(cfg.teacher), device=device,
                         trust_remote_code=bool(cfg.hf.trust_remote_code), family=options["family"],
                         dtype=options["dtype"], hf_options=options["hf_options"])

@@ -121,6 +121,27 @@ def load_model(name_or_path: str | Path, *, device: str | torch.device = "cpu", 
     return DiffusionModel(loaded.model, loaded.tokenizer, loaded.meta, name=str(name_or_path))
 
 
+def load_ar_as_denoiser(name_or_path: str | Path, *, device: str | torch.device = "cpu") -> DiffusionModel:
+    """An AR twin (zoo name or directory) as a causal diffusion model with the same
+    weights (``causal_denoiser_from``), decoded in blocks of one token: the AR model's
+    sampler, so it can be the teacher of block-wise SDTT (``distill.sdtt teacher=<AR>``)."""
+    from .ar import load_ar_pretrained
+    from .model.llama_denoiser import causal_denoiser_from
+
+    path = resolve_model_path(name_or_path)
+    if not is_ar_checkpoint(path):
+        raise ValueError(f"{name_or_path} is not an AR checkpoint (no sdtt_search.json sidecar)")
+    loaded = load_ar_pretrained(path, device=resolve_device(device))
+    if loaded.tokenizer.mask_id is None:
+        raise ValueError(f"{name_or_path}'s tokenizer has no mask token: train the AR twin with its diffusion twin's "
+                         "tokenizer (distill.pretrain objective=ar tokenizer_from=...)")
+    gen_length = int(loaded.meta["gen_length"])
+    meta = {**loaded.meta, "kind": "diffusion", "sampling_steps": gen_length, "init_from": str(name_or_path),
+            "sampler": {"method": "confidence", "block_length": 1, "temperature": 1.0}}
+    model = causal_denoiser_from(loaded.model, loaded.tokenizer.mask_id).eval()
+    return DiffusionModel(model, loaded.tokenizer, meta, name=str(name_or_path))
+
+
 def _load_lora_student(path: Path, name: str, *, device, trust_remote_code: bool, family, dtype, hf_options):
     """A LoRA student (``sdtt_search.lora``): its base model with the adapter injected.
 

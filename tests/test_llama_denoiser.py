@@ -106,3 +106,45 @@ def test_pretrain_adapts_an_ar_twin_and_sdtt_distils_the_result(tmp_path):
     gen = loaded.meta["gen_length"]
     sampler = load_model(str(tmp_path / "sdtt" / "round-2-steps-2")).default_sampler()
     assert (sampler.steps, sampler.block_length) == (2, -(-gen // 2))
+
+
+def test_an_ar_twin_is_a_causal_denoiser_teacher_and_sdtt_distils_it(tmp_path):
+    """The AR twin as a causal denoiser decodes greedily exactly as the AR model does
+    (blocks of one token); SDTT starts from it and its causal students load and
+    decode with the prefix cache."""
+    from sdtt_search.diffusion import SamplerConfig
+    from sdtt_search.loading import load_ar_as_denoiser
+
+    from sdtt_search.ar import load_ar_pretrained, save_ar_pretrained
+
+    trained = pretrain.run(pretrain_config(tmp_path / "ar", "objective=ar", "model.n_heads=1"))
+    # random weights with a sharp head: greedy outputs that depend on the prompt
+    twin = load_ar_pretrained(trained)
+    torch.manual_seed(0)
+    model = CausalLM(twin.model.config)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(50)
+    ar_dir = save_ar_pretrained(tmp_path / "random-ar", model, twin.tokenizer, meta=twin.meta)
+    teacher = load_ar_as_denoiser(ar_dir)
+    assert teacher.model.config.causal and teacher.default_sampler().block_length == 1
+    ar = load_model(str(ar_dir), ar_backend="transformers")
+    from distill.setup import build_task, eval_problems
+
+    task = build_task(twin.meta["task"])
+    prompts = [task.format_prompt(p) for p in eval_problems(task, "validation", 3)]
+    greedy = SamplerConfig(method="confidence", steps=teacher.gen_length, block_length=1, temperature=0.0)
+    ar_texts = ar.generate(prompts, SamplerConfig(method="autoregressive", temperature=0.0), seeds=[0, 1, 2]).texts
+    assert teacher.generate(prompts, greedy, seeds=[0, 1, 2]).texts == ar_texts
+    assert len(set(ar_texts)) == 3
+    with pytest.raises(ValueError, match="not an AR checkpoint"):
+        load_ar_as_denoiser(tmp_path)
+
+    rows = sdtt.run(sdtt_config(tmp_path / "sdtt", trained, "semi_ar=1.0", "eval.block_length=1", "teacher_steps=32",
+                                "min_steps=8", "eval.method=confidence"))
+    assert [r["student_steps"] for r in rows] == [16, 8]
+    student = load_model(str(tmp_path / "sdtt" / "round-2-steps-8"))
+    assert student.model.config.causal and student.meta["sdtt"]["teacher"] == str(trained)
+    sampler = student.default_sampler()
+    assert sampler.steps == 8 and sampler.block_length == -(-student.gen_length // 8)
+    out = student.generate(prompts, sampler, seeds=[0, 1, 2])
+    assert len(out.texts) == 3
