@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig
 
 from sdtt_search.cli import cli_main
-from sdtt_search.checkpoint import save_pretrained
+from sdtt_search.checkpoint import load_pretrained, save_pretrained
 from sdtt_search.diffusion import LogLinearSchedule, is_time_conditioned, SamplerConfig, fit_blocks, mask_tokens, sample_times, subs_log_probs
 
 from sdtt_search.lora import LoRASpec, attach_lora, lora_state, save_lora_checkpoint
@@ -161,7 +161,8 @@ def run(cfg: DictConfig) -> list[dict]:
 
     if lora is None:
         original = source.model.to(device).eval()
-        student = copy.deepcopy(original).train()
+        student = (copy.deepcopy(original) if not cfg.student_init
+                   else _load_student_init(cfg.student_init, tokenizer, device)).train()
         teacher_box = {"model": copy.deepcopy(original).eval()}
     else:
         # One copy of the weights: the student is the base with adapters, every teacher a
@@ -186,6 +187,8 @@ def run(cfg: DictConfig) -> list[dict]:
                                                block_length=int(block_length)), gen_length).block_length
                       if block_length else None for r in range(plan.rounds)]
 
+    if cfg.student_init and lora is not None:
+        raise ValueError("student_init starts a full student from a checkpoint; LoRA students start from the teacher (lora.r=0)")
     if float(cfg.semi_ar) > 0 and not block_length:
         raise ValueError("semi_ar > 0 distils block-wise decoding: set eval.block_length (the teacher records none)")
 
@@ -228,6 +231,7 @@ def run(cfg: DictConfig) -> list[dict]:
             decoding = {k: v for k, v in sampler(plan.teacher_steps).to_dict().items() if k != "steps"}
             ckpt_meta = {**meta, "sampling_steps": steps, "sampler": decoding, "sdtt": {"round": r + 1, "divergence": cfg.divergence,
                          "teacher": str(cfg.teacher), "teacher_steps": plan.teacher_steps, "train_step": trainer.step,
+                         "student_init": str(cfg.student_init) if cfg.student_init else None,
                          "semi_ar": float(cfg.semi_ar), "teacher_temperature": float(cfg.teacher_temperature),
                          "round_temperature": float(cfg.round_temperature)}}
             round_dir = out_dir / f"round-{r + 1}-steps-{steps}"
@@ -301,6 +305,22 @@ def _load_teacher(cfg: DictConfig, device):
     if source.kind != "diffusion":
         raise ValueError(f"teacher={cfg.teacher} is a {source.kind} model; SDTT needs a masked diffusion checkpoint")
     return source, getattr(source, "format_prompt", None) if hf_teacher else None
+
+
+def _load_student_init(spec: str, tokenizer, device):
+    """The round-1 student from another diffusion checkpoint of the same vocabulary
+    (e.g. a bidirectional denoiser trained block-wise, when the teacher is an AR twin)."""
+    from sdtt_search.ar import is_ar_checkpoint
+
+    path = resolve_model_path(spec)
+    if is_ar_checkpoint(path):
+        raise ValueError(f"student_init={spec} is an AR checkpoint; give a diffusion one (e.g. distill.pretrain "
+                         "model.backbone=llama init_from=<AR> semi_ar=1) or leave it null")
+    loaded = load_pretrained(path, device=device)
+    if loaded.tokenizer.vocab_size != tokenizer.vocab_size or loaded.tokenizer.mask_id != tokenizer.mask_id:
+        raise ValueError(f"student_init={spec} has another tokenizer than the teacher "
+                         f"({loaded.tokenizer.vocab_size} vs {tokenizer.vocab_size} tokens); use a model of the same task")
+    return loaded.model
 
 
 def _enable_gradient_checkpointing(model) -> None:

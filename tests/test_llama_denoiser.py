@@ -139,6 +139,13 @@ def test_an_ar_twin_is_a_causal_denoiser_teacher_and_sdtt_distils_it(tmp_path):
     with pytest.raises(ValueError, match="not an AR checkpoint"):
         load_ar_as_denoiser(tmp_path)
 
+    bidirectional = pretrain.run(pretrain_config(tmp_path / "adapt", "model.backbone=llama", "model.n_heads=1",
+                                                 f"init_from={trained}", "semi_ar=1.0", "train.steps=4"))
+    sudoku = pretrain.run(pretrain_config(tmp_path / "sudoku", "task=sudoku", "train.steps=1"))
+    for other, needle in ((ar_dir, "is an AR checkpoint"), (sudoku, "another tokenizer")):
+        with pytest.raises(ValueError, match=needle):
+            sdtt.run(sdtt_config(tmp_path / "bad", trained, "semi_ar=1.0", "eval.block_length=1", "teacher_steps=32",
+                                 "min_steps=8", f"student_init={other}"))
     rows = sdtt.run(sdtt_config(tmp_path / "sdtt", trained, "semi_ar=1.0", "eval.block_length=1", "teacher_steps=32",
                                 "min_steps=8", "eval.method=confidence"))
     assert [r["student_steps"] for r in rows] == [16, 8]
@@ -148,3 +155,8 @@ def test_an_ar_twin_is_a_causal_denoiser_teacher_and_sdtt_distils_it(tmp_path):
     assert sampler.steps == 8 and sampler.block_length == -(-student.gen_length // 8)
     out = student.generate(prompts, sampler, seeds=[0, 1, 2])
     assert len(out.texts) == 3
+    # a bidirectional student from a block-wise denoiser, taught by the causal AR teacher
+    sdtt.run(sdtt_config(tmp_path / "mixed", trained, "semi_ar=1.0", "eval.block_length=1", "teacher_steps=32",
+                         "min_steps=16", f"student_init={bidirectional}"))
+    mixed = load_pretrained(tmp_path / "mixed" / "round-1-steps-16")
+    assert not mixed.model.config.causal and mixed.meta["sdtt"]["student_init"] == str(bidirectional)
