@@ -85,31 +85,36 @@ def _sync(module) -> None:
 
 @contextmanager
 def forward_timer(module: torch.nn.Module | None):
-    """Accumulate the seconds spent inside ``module.forward`` into the yielded dict."""
+    """Accumulate the seconds spent inside ``module.forward`` (and ``forward_span``, the
+    prefix-cached forward of causal denoisers) into the yielded dict."""
     box = {"seconds": 0.0, "calls": 0}
     if module is None:
         yield box
         return
-    original = module.forward
-    had_own = "forward" in module.__dict__
+    names = [n for n in ("forward", "forward_span") if hasattr(module, n)]
+    saved = {n: (getattr(module, n), n in module.__dict__) for n in names}
 
-    def timed(*args, **kwargs):
-        _sync(module)
-        start = time.perf_counter()
-        out = original(*args, **kwargs)
-        _sync(module)
-        box["seconds"] += time.perf_counter() - start
-        box["calls"] += 1
-        return out
+    def timed(original):
+        def call(*args, **kwargs):
+            _sync(module)
+            start = time.perf_counter()
+            out = original(*args, **kwargs)
+            _sync(module)
+            box["seconds"] += time.perf_counter() - start
+            box["calls"] += 1
+            return out
+        return call
 
-    module.forward = timed
+    for name in names:
+        setattr(module, name, timed(saved[name][0]))
     try:
         yield box
     finally:
-        if had_own:
-            module.forward = original
-        else:
-            del module.forward  # back to the class method
+        for name, (original, had_own) in saved.items():
+            if had_own:
+                setattr(module, name, original)
+            else:
+                delattr(module, name)  # back to the class method
 
 
 def prompts_for(task, problems, batch: int) -> list[str]:

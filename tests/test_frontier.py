@@ -142,6 +142,21 @@ def test_forward_timer_counts_calls_and_restores_forward():
     assert "forward" not in layer.__dict__
 
 
+def test_forward_timer_counts_the_prefix_cached_forward_of_causal_denoisers():
+    from sdtt_search.diffusion import SamplerConfig, generate
+    from sdtt_search.model import ModelConfig, build_denoiser
+    from sdtt_search.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.char_level("0123456789+-*/=,")
+    model = build_denoiser(ModelConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, n_layers=1, n_heads=1,
+                                       backbone="llama", causal=True, mask_id=tokenizer.mask_id)).eval()
+    with frontier.forward_timer(model) as box:
+        generate(model, tokenizer, ["1+2", "3*4"], SamplerConfig(method="confidence", steps=3, block_length=2),
+                 gen_length=6)
+    assert box["calls"] == 3 and box["seconds"] > 0
+    assert "forward_span" not in model.__dict__ and "forward" not in model.__dict__
+
+
 def test_model_spec_overrides_the_default_sampler():
     model = frontier.load_spec("sudoku4-teacher:method=confidence,steps=5,temperature=0.5", "cpu", "auto")
     sampler = model.default_sampler()
