@@ -20,7 +20,7 @@ from sdtt_search.ar.checkpoint import is_ar_checkpoint, load_ar_pretrained, save
 from sdtt_search.cli import cli_main
 from sdtt_search.checkpoint import load_pretrained, save_pretrained
 from sdtt_search.machine import describe
-from sdtt_search.diffusion import SamplerConfig, ar_loss, mdlm_loss
+from sdtt_search.diffusion import SamplerConfig, ar_loss, fit_blocks, mdlm_loss
 from sdtt_search.model import Denoiser, ModelConfig, build_denoiser
 from sdtt_search.model.llama import CausalLM, CausalLMConfig
 from sdtt_search.tokenizer import Tokenizer
@@ -53,7 +53,11 @@ def build_model(cfg: DictConfig, tokenizer: Tokenizer, gen_length: int, max_prom
             n_heads=fields["n_heads"], intermediate_size=fields["mlp_ratio"] * fields["hidden_size"],
             max_length=fields["max_length"], dropout=fields.get("dropout", 0.0),
             attention_backend=fields.get("attention_backend", "auto")))
-    config = ModelConfig(vocab_size=tokenizer.vocab_size, mask_id=tokenizer.mask_id, causal=False, **fields)
+    causal = bool(fields.pop("causal", False))
+    if causal and fields.get("backbone", "dit") != "llama":
+        raise ValueError("model.causal=true needs model.backbone=llama (a causal denoiser decodes block-wise with a "
+                         "prefix cache); for an autoregressive model use objective=ar")
+    config = ModelConfig(vocab_size=tokenizer.vocab_size, mask_id=tokenizer.mask_id, causal=causal, **fields)
     return build_denoiser(config)
 
 
@@ -139,7 +143,8 @@ def run(cfg: DictConfig) -> Path:
 
     train_cfg = TrainConfig(**to_dict(cfg.train))
     stream = make_stream(task, tokenizer, gen_length, cfg.seed, dist.rank, dist.world_size)
-    sampler = SamplerConfig(**to_dict(cfg.eval.sampler))
+    # fewer steps than blocks: one step per widened block, as load_model decodes it
+    sampler = fit_blocks(SamplerConfig(**to_dict(cfg.eval.sampler)), gen_length)
 
     def evaluate(ema_model, step):
         if cfg.objective == "ar":

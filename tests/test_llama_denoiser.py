@@ -160,3 +160,16 @@ def test_an_ar_twin_is_a_causal_denoiser_teacher_and_sdtt_distils_it(tmp_path):
                          "min_steps=16", f"student_init={bidirectional}"))
     mixed = load_pretrained(tmp_path / "mixed" / "round-1-steps-16")
     assert not mixed.model.config.causal and mixed.meta["sdtt"]["student_init"] == str(bidirectional)
+
+
+def test_pretrain_trains_a_causal_denoiser_that_decodes_with_the_prefix_cache(tmp_path):
+    ar_dir = pretrain.run(pretrain_config(tmp_path / "ar", "objective=ar", "model.n_heads=1"))
+    export = pretrain.run(pretrain_config(tmp_path / "causal", "model.backbone=llama", "model.causal=true",
+                                          "model.n_heads=1", f"init_from={ar_dir}", "semi_ar=1.0",
+                                          "eval.sampler.method=confidence", "+eval.sampler.block_length=2"))
+    model = load_model(str(export))
+    assert model.model.config.causal and model.model.supports_prefix_cache
+    # evaluated (and recorded) at the fixture's 4 steps: blocks widened to one step each
+    assert model.default_sampler().block_length == -(-model.gen_length // 4)
+    with pytest.raises(ValueError, match="backbone=llama"):
+        pretrain.run(pretrain_config(tmp_path / "bad", "model.causal=true"))
