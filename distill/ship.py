@@ -54,6 +54,25 @@ def describe_sampler(sampler: SamplerConfig, gen_length) -> str:
     return f"ancestral, {sampler.steps} steps, {gen_length} generated tokens"
 
 
+def _short(spec) -> str:
+    """A zoo name as is; a run directory by its name (its parent's for .../checkpoint)."""
+    path = Path(str(spec))
+    return path.parent.name if path.name == "checkpoint" and path.parent.name else path.name
+
+
+def _teacher_note(sdtt: dict) -> str:
+    """", countdown-cd3-ar at temperature 0.5, round-1 student from <dir>" (what is recorded)."""
+    parts = [f" ({_short(sdtt['teacher'])}"] if sdtt.get("teacher") else [" ("]
+    if sdtt.get("teacher_temperature", 1.0) != 1.0:
+        parts.append(f" at temperature {sdtt['teacher_temperature']:g}")
+    if sdtt.get("round_temperature", 1.0) != 1.0:
+        parts.append(f", later rounds' teachers at {sdtt['round_temperature']:g}")
+    if sdtt.get("student_init"):
+        parts.append(f", round-1 student from {_short(sdtt['student_init'])}")
+    text = "".join(parts) + ")"
+    return "" if text == " ()" else text
+
+
 def card(name: str, meta: dict, model_cfg: dict, params: int, metrics: dict, samples: int, limit: int, note: str,
          sampler: SamplerConfig | None = None) -> str:
     task = meta["task"]
@@ -74,9 +93,11 @@ def card(name: str, meta: dict, model_cfg: dict, params: int, metrics: dict, sam
         objective = "MDLM NELBO" + (f" with {meta['semi_ar']:.0%} semi-autoregressive rows" if meta.get("semi_ar") else "")
         start = f"from {meta['init_from']}" if meta.get("init_from") else "from scratch"
         lineage = (f"SDTT round {sdtt['round']} ({sdtt['divergence']}{', block-wise' if sdtt.get('semi_ar') else ''}) "
-                   f"from a {sdtt['teacher_steps']}-step teacher, {sdtt['train_step']} distillation steps in all"
+                   f"from a {sdtt['teacher_steps']}-step teacher{_teacher_note(sdtt)}, {sdtt['train_step']} distillation steps in all"
                    if sdtt else f"trained {start} ({objective})")
         sampling = describe_sampler(sampler, meta.get("gen_length"))
+        if model_cfg.get("causal"):
+            sampling += "; causal attention, decoded with the exact prefix KV cache"
     return f"""# {name}
 
 {note}

@@ -46,3 +46,17 @@ def test_ship_rejects_a_bad_sampler_override(tmp_path, checkpoint, monkeypatch):
     monkeypatch.setattr(ship, "ZOO_DIR", tmp_path / "zoo")
     with pytest.raises(ValueError, match="sampler.steps|unknown sampler option"):
         ship.main([str(checkpoint), "--name", "x", "--sampler", "stepz=3"])
+
+
+def test_card_names_the_sdtt_lineage_and_the_prefix_cache():
+    meta = {"kind": "diffusion", "task": {"name": "countdown", "options": {}}, "gen_length": 25,
+            "sdtt": {"round": 2, "divergence": "kld", "semi_ar": 1.0, "teacher": "countdown-cd3-ar", "teacher_steps": 32,
+                     "train_step": 800, "teacher_temperature": 0.5, "round_temperature": 1.0,
+                     "student_init": "/runs/cd4-cpre/checkpoint"}}
+    metrics = {"accuracy": {"pass@1": 0.5, "verified@2": 0.7}, "problems": 3, "throughput": {"samples_per_s": 9.0}}
+    sampler = ship.SamplerConfig(method="confidence", steps=8, block_length=4)
+    text = ship.card("x", meta, {"hidden_size": 32, "n_layers": 1, "n_heads": 2, "vocab_size": 20, "causal": True},
+                     1000, metrics, 2, 3, "note", sampler)
+    assert ("SDTT round 2 (kld, block-wise) from a 32-step teacher (countdown-cd3-ar at temperature 0.5, "
+            "round-1 student from cd4-cpre)") in text
+    assert "blocks of 4 left to right" in text and "exact prefix KV cache" in text
