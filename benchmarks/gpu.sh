@@ -12,7 +12,7 @@
 #   3. installs this repository with --no-deps (never pulls torch again; falls back to PYTHONPATH);
 #   4. python benchmarks/gpu_bench.py --device cuda: xformers vs SDPA denoiser forward,
 #      teacher/student/AR tokens/s at batch 1-256 and the batch where AR overtakes the
-#      student, the zoo's Sudoku models. In-process (the local executor: no ray) and the
+#      student, the zoo's Sudoku and CD3 models. In-process (the local executor: no ray) and the
 #      transformers AR backend (no vllm here);
 #   5. python -m pytest -q -m gpu.
 set -uo pipefail

@@ -10,7 +10,7 @@
    smallest batch at which the AR twin generates more tokens/s than the student.
    Random weights: speed does not depend on what the weights say (the AR rows are
    forced to the same length as the diffusion completions).
-3. The zoo's Sudoku models (teacher, 4-step student, AR twin) through ``frontier.throughput``.
+3. The zoo's Sudoku and CD3 models (teacher, students, AR twin) through ``frontier.throughput``.
 Writes ``<out>/gpu.json`` and ``<out>/gpu.md`` naming the device, after every section
 (so a timeout keeps what was measured; ``complete`` is true at the end; a section that
 fails is recorded with its error and the others still run). Everything runs in-process
@@ -128,14 +128,22 @@ def crossover(size: str, gen_length: int, prompt_length: int, teacher_steps: int
             "results": results, "ar_overtakes_student_at_batch": over[0] if over else None}
 
 
+ZOO_SETS = (
+    (("sudoku", {"size": 4}), ("sudoku4-teacher", "sudoku4-sdtt-4", "sudoku4-ar")),
+    # the CD3 students are causal: they decode with the prefix KV cache
+    (("countdown", {}), ("countdown-cd3-teacher", "countdown-cd3-sdtt-8", "countdown-cd3-sdtt-4", "countdown-cd3-ar")),
+)
+
+
 def zoo_throughput(batches: list[int], device: str, repeats: int) -> list[dict]:
-    task = load_task("sudoku", size=4)
-    problems = task.problems("test", limit=64)
     rows = []
-    for name in ("sudoku4-teacher", "sudoku4-sdtt-4", "sudoku4-ar"):
-        model = load_model(name, device=device, ar_backend="transformers")
-        for b in batches:
-            rows.append({"model": name, **throughput(model, task, problems, b, repeats)})
+    for (task_name, options), names in ZOO_SETS:
+        task = load_task(task_name, **options)
+        problems = task.problems("test", limit=64)
+        for name in names:
+            model = load_model(name, device=device, ar_backend="transformers")
+            for b in batches:
+                rows.append({"model": name, **throughput(model, task, problems, b, repeats)})
     return rows
 
 
@@ -165,7 +173,7 @@ def markdown(report: dict) -> str:
                          f"({s['steps']} steps) | {a['tokens_per_s']:.0f} | {a['tokens_per_s'] / s['tokens_per_s']:.2f} |")
         lines += ["", f"AR overtakes the student from batch: {c['ar_overtakes_student_at_batch'] or 'never (in this range)'}"]
     if "zoo" in report:
-        lines += ["", "Zoo Sudoku models (frontier.throughput; samples/s | generated tokens/s):", "",
+        lines += ["", "Zoo models (frontier.throughput; samples/s | generated tokens/s):", "",
                   "| model | batch | samples/s | tokens/s |", "|---|---|---|---|"]
         for r in report["zoo"]:
             lines.append(f"| {r['model']} | {r['batch']} | {r['samples_per_s']:.1f} | {r['tokens_per_s']:.0f} |")
