@@ -1,18 +1,18 @@
 """sdtt-search: cheap reasoning by search with fast masked diffusion LMs.
 
-    from sdtt_search import load_model, SamplerConfig, Search
+    from sdtt_search import load_model, Search
     from tasks import load_task
 
     task = load_task("countdown", n=3)
     model = load_model("countdown-cd3-sdtt-4")          # zoo name or checkpoint directory
-    search = Search(model, task, sampler=SamplerConfig(steps=4, temperature=1.0))
+    search = Search(model, task)  # the model's recorded decoding; or sampler=SamplerConfig(...)
     result = search.best_of_n(task.problems("test", limit=100), n=64)
     print(result.metrics["accuracy"]["verified@64"])
 """
 from .diffusion import SamplerConfig, generate
-from .loading import DiffusionModel, load_model
+from .loading import DiffusionModel, load_ar_as_denoiser, load_model
 from .search.engine import Search, SearchResult
 
 __version__ = "0.1.0"
 
-__all__ = ["SamplerConfig", "generate", "DiffusionModel", "load_model", "Search", "SearchResult", "__version__"]
+__all__ = ["SamplerConfig", "generate", "DiffusionModel", "load_model", "load_ar_as_denoiser", "Search", "SearchResult", "__version__"]
