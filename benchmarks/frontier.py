@@ -45,7 +45,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from sdtt_search.cli import task_from_config
 from sdtt_search.diffusion import SamplerConfig
-from sdtt_search.loading import load_model
+from sdtt_search.loading import load_ar_as_denoiser, load_model
 from sdtt_search.machine import describe
 from sdtt_search.search.engine import Search
 from sdtt_search.search.metrics import verified_at_k
@@ -136,7 +136,9 @@ def _value(raw: str):
 def load_spec(spec: str, device: str, ar_backend: str, *, force_backend: bool = False):
     """``name`` or ``name:key=value,key=value`` (sampler overrides, e.g.
     ``countdown-cd3-teacher:method=confidence,steps=25``; ``ar_backend=`` picks an AR
-    model's engine unless ``force_backend``): the model with that default sampler."""
+    model's engine unless ``force_backend``; ``as_denoiser=true`` reads an AR twin as a
+    causal denoiser decoded one token per call with the prefix cache): the model with
+    that default sampler."""
     name, _, overrides = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
     values = {}
     for item in filter(None, overrides.split(",")):
@@ -144,7 +146,10 @@ def load_spec(spec: str, device: str, ar_backend: str, *, force_backend: bool = 
         values[key] = _value(raw)
     spec_backend = values.pop("ar_backend", ar_backend)  # e.g. countdown-cd3-ar:ar_backend=transformers
     ar_backend = ar_backend if force_backend else spec_backend
-    model = load_model(name, device=device, ar_backend=ar_backend)
+    if values.pop("as_denoiser", False):  # an AR twin through our block sampler with the prefix cache
+        model = load_ar_as_denoiser(name, device=device)
+    else:
+        model = load_model(name, device=device, ar_backend=ar_backend)
     if values:
         sampler = SamplerConfig.from_dict({**model.default_sampler().to_dict(), **values})
         model.default_sampler = lambda: SamplerConfig.from_dict(sampler.to_dict())

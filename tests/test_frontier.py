@@ -163,6 +163,9 @@ def test_model_spec_overrides_the_default_sampler():
     assert (sampler.method, sampler.steps, sampler.temperature) == ("confidence", 5, 0.5)
     assert frontier.load_spec("sudoku4-teacher", "cpu", "auto").default_sampler().method == "ancestral"
     assert frontier.load_spec("sudoku4-ar:ar_backend=transformers", "cpu", "vllm").backend_name == "transformers"
+    twin = frontier.load_spec("sudoku4-ar:as_denoiser=true", "cpu", "auto")
+    assert twin.kind == "diffusion" and twin.model.supports_prefix_cache
+    assert twin.default_sampler().block_length == 1
     # the FLOP count of a vLLM model loads its transformers twin, whatever its spec says
     forced = frontier.load_spec("sudoku4-ar:ar_backend=vllm", "cpu", "transformers", force_backend=True)
     assert forced.backend_name == "transformers"
