@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from sdtt_search.ar import is_ar_checkpoint
 from sdtt_search.cli import cli_main
 from sdtt_search.checkpoint import load_pretrained, save_pretrained
 from sdtt_search.diffusion import LogLinearSchedule, is_time_conditioned, SamplerConfig, fit_blocks, mask_tokens, sample_times, subs_log_probs
@@ -287,7 +288,6 @@ def _base_spec(teacher: str) -> str:
 
 def _load_teacher(cfg: DictConfig, device):
     """(model object from ``load_model``, prompt formatter or None) for the configured teacher."""
-    from sdtt_search.ar import is_ar_checkpoint
     from sdtt_search.loading import load_ar_as_denoiser, load_model
 
     options = _load_options(cfg)
@@ -310,8 +310,6 @@ def _load_teacher(cfg: DictConfig, device):
 def _load_student_init(spec: str, tokenizer, device):
     """The round-1 student from another diffusion checkpoint of the same vocabulary
     (e.g. a bidirectional denoiser trained block-wise, when the teacher is an AR twin)."""
-    from sdtt_search.ar import is_ar_checkpoint
-
     path = resolve_model_path(spec)
     if is_ar_checkpoint(path):
         raise ValueError(f"student_init={spec} is an AR checkpoint; give a diffusion one (e.g. distill.pretrain "

@@ -61,16 +61,15 @@ def _short(spec) -> str:
 
 
 def _teacher_note(sdtt: dict) -> str:
-    """", countdown-cd3-ar at temperature 0.5, round-1 student from <dir>" (what is recorded)."""
-    parts = [f" ({_short(sdtt['teacher'])}"] if sdtt.get("teacher") else [" ("]
-    if sdtt.get("teacher_temperature", 1.0) != 1.0:
-        parts.append(f" at temperature {sdtt['teacher_temperature']:g}")
-    if sdtt.get("round_temperature", 1.0) != 1.0:
-        parts.append(f", later rounds' teachers at {sdtt['round_temperature']:g}")
-    if sdtt.get("student_init"):
-        parts.append(f", round-1 student from {_short(sdtt['student_init'])}")
-    text = "".join(parts) + ")"
-    return "" if text == " ()" else text
+    """" (countdown-cd3-ar at temperature 0.5, round-1 student from <dir>)" from what is recorded ("" if nothing)."""
+    head = " ".join(filter(None, [_short(sdtt["teacher"]) if sdtt.get("teacher") else "",
+                                  f"at temperature {sdtt['teacher_temperature']:g}"
+                                  if sdtt.get("teacher_temperature", 1.0) != 1.0 else ""]))
+    items = [head,
+             f"later rounds' teachers at {sdtt['round_temperature']:g}" if sdtt.get("round_temperature", 1.0) != 1.0 else "",
+             f"round-1 student from {_short(sdtt['student_init'])}" if sdtt.get("student_init") else ""]
+    items = [i for i in items if i]
+    return f" ({', '.join(items)})" if items else ""
 
 
 def card(name: str, meta: dict, model_cfg: dict, params: int, metrics: dict, samples: int, limit: int, note: str,

@@ -258,7 +258,7 @@ class LlamaBody(nn.Module):
         if cache.length != start:
             raise ValueError(f"the cache holds {cache.length} columns, the span starts at {start}")
         real = attention_mask[:, :stop].bool()
-        positions = (real.long().cumsum(-1) - 1).clamp(min=0)[:, start:]
+        positions = padding_layout(input_ids[:, :stop], real)[0][:, start:]
         rotary = rotary_tables(positions, self.config.head_dim, base=self.config.rope_theta)
         cols = torch.arange(stop, device=input_ids.device)
         causal = cols[None, :] <= cols[start:, None]  # [Q, stop]

@@ -106,14 +106,14 @@ def causal_denoiser_from(ar: CausalLM, mask_id: int) -> LlamaDenoiser:
     trained (e.g. as the teacher of block-wise SDTT, whose students start here).
     """
     c = ar.config
-    if c.intermediate_size % c.hidden_size or c.rope_theta != 10000.0 or c.rms_norm_eps != 1e-6:
-        raise ValueError("this AR model's MLP width, rotary base or norm epsilon has no LlamaDenoiser equivalent")
     if not 0 <= mask_id < c.vocab_size:
         raise ValueError(f"mask id {mask_id} is outside the AR model's vocabulary of {c.vocab_size}: "
                          "train the AR twin with the diffusion twin's tokenizer (tokenizer_from=...)")
     config = ModelConfig(vocab_size=c.vocab_size, hidden_size=c.hidden_size, n_layers=c.n_layers, n_heads=c.n_heads,
                          mlp_ratio=c.intermediate_size // c.hidden_size, max_length=c.max_length, dropout=c.dropout,
                          attention_backend=c.attention_backend, backbone="llama", causal=True, mask_id=mask_id)
+    if llama_shape(config) != c:
+        raise ValueError("this AR model's MLP width, rotary base or norm epsilon has no LlamaDenoiser equivalent")
     model = LlamaDenoiser(config)
     model.load_state_dict(ar.state_dict())
     return model.to(next(ar.parameters()).device)
