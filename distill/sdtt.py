@@ -24,7 +24,8 @@ from omegaconf import DictConfig
 from sdtt_search.ar import is_ar_checkpoint
 from sdtt_search.cli import cli_main
 from sdtt_search.checkpoint import load_pretrained, save_pretrained
-from sdtt_search.diffusion import LogLinearSchedule, is_time_conditioned, SamplerConfig, fit_blocks, mask_tokens, sample_times, subs_log_probs
+from sdtt_search.diffusion import (LogLinearSchedule, SamplerConfig, denoise, first_generated_column, fit_blocks,
+                                   is_time_conditioned, mask_tokens, sample_times, subs_log_probs)
 
 from sdtt_search.lora import LoRASpec, attach_lora, lora_state, save_lora_checkpoint
 from sdtt_search.zoo import resolve_model_path
@@ -79,11 +80,12 @@ def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: flo
     ``temperature``: the teacher samples and scores at it (``teacher_targets``).
     """
     maskable = batch.maskable if conditional else batch.attention_mask
+    gen_start = first_generated_column(maskable)
     t = sample_times(batch.x.shape[0], eps=eps, generator=generator, device=batch.x.device)
     z = mask_tokens(batch.x, LogLinearSchedule().move_chance(t), maskable, mask_id, generator)
     if semi_ar <= 0.0:
         target = teacher_targets(teacher, z, t, dt, mask_id=mask_id, attention_mask=batch.attention_mask,
-                                 eps=eps, generator=generator, temperature=temperature)
+                                 eps=eps, generator=generator, temperature=temperature, gen_start=gen_start)
         return z, t, target, z == mask_id
     if not block:
         raise ValueError("semi_ar > 0 needs the student's block length (eval.block_length or the teacher's recorded one)")
@@ -93,20 +95,21 @@ def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: flo
     z = torch.where(first | second | future, torch.full_like(z, mask_id), z)
     target = teacher_targets(teacher, z, t, dt, mask_id=mask_id, attention_mask=batch.attention_mask,
                              eps=eps, generator=generator, frozen=future | first | second,
-                             ordered=(first, second), temperature=temperature)
+                             ordered=(first, second), temperature=temperature, gen_start=gen_start)
     scored = torch.where(rows[:, None], first | second, z == mask_id)
     return z, t, target, scored
 
 
 def student_divergence(student, z, t, target, attention_mask, *, mask_id: int, kind: str, precision: int,
-                       scored: torch.Tensor | None = None) -> "SDTTLoss":
+                       scored: torch.Tensor | None = None, gen_start: int = 0) -> "SDTTLoss":
     """Divergence of the student's one-step prediction on z_t from the targets.
 
     The loss covers the positions masked in z_t (or ``scored``, a subset of them),
-    all weighted equally (no 1/t weight, spec §B3).
+    all weighted equally (no 1/t weight, spec §B3). ``gen_start``: the first generated
+    column (for block-causal students).
     """
     sigma = LogLinearSchedule().sigma(t) if is_time_conditioned(student) else None
-    logits = student(z, attention_mask=attention_mask, sigma=sigma)
+    logits = denoise(student, z, attention_mask=attention_mask, sigma=sigma, gen_start=gen_start)
     masked = z == mask_id if scored is None else scored
     dtype = torch.float64 if precision == 64 else torch.float32
     s = subs_log_probs(logits[masked].to(dtype)[None], z[masked][None], mask_id)[0]
@@ -121,8 +124,9 @@ def sdtt_loss(student, teacher, batch, generator, *, dt: float, mask_id: int, ki
     z, t, target, scored = sdtt_targets(teacher, batch, generator, dt=dt, mask_id=mask_id, eps=eps,
                                         conditional=conditional, semi_ar=semi_ar, block=block,
                                         temperature=temperature)
+    gen_start = first_generated_column(batch.maskable if conditional else batch.attention_mask)
     return student_divergence(student, z, t, target, batch.attention_mask, mask_id=mask_id, kind=kind,
-                              precision=precision, scored=scored)
+                              precision=precision, scored=scored, gen_start=gen_start)
 
 
 @dataclass
@@ -193,8 +197,24 @@ def run(cfg: DictConfig) -> list[dict]:
     if float(cfg.semi_ar) > 0 and not block_length:
         raise ValueError("semi_ar > 0 distils block-wise decoding: set eval.block_length (the teacher records none)")
 
+    if cfg.block_causal:
+        if not (getattr(student, "config", None) is not None and getattr(student.config, "causal", False)
+                and student_blocks[0]):
+            raise ValueError("block_causal=true needs a causal Llama student (student_init=<model.causal=true checkpoint>, "
+                             "or a causal teacher) and block-wise decoding (semi_ar > 0, eval.block_length)")
+    teacher_block = int(getattr(getattr(original, "config", None), "attention_block", 0) or 0)
+
+    def set_attention_blocks(r: int) -> None:
+        """Block-causal SDTT: round r's student attends within its decoding block, its
+        teacher (the previous student) within the previous round's."""
+        for model in (trainer.module, trainer.ema.model):
+            model.config.attention_block = int(student_blocks[r])
+        teacher_box["model"].config.attention_block = int(student_blocks[r - 1]) if r > 0 else teacher_block
+
     def loss_fn(model, batch, generator):
         r = round_of(trainer.step)
+        if cfg.block_causal:
+            set_attention_blocks(r)
         return sdtt_loss(model, teacher_box["model"], batch, generator, dt=(1.0 - cfg.eps) / plan.teacher_steps_of(r),
                          mask_id=mask_id, kind=cfg.divergence, eps=cfg.eps, precision=int(cfg.loss_precision),
                          conditional=cfg.conditional, semi_ar=float(cfg.semi_ar), block=student_blocks[r],
@@ -211,6 +231,8 @@ def run(cfg: DictConfig) -> list[dict]:
 
     def finish_round(trainer: Trainer, r: int) -> None:
         steps = plan.student_steps_of(r)
+        if cfg.block_causal:
+            set_attention_blocks(r)
         if dist.rank == 0:
             if table["teacher"] is None:
                 # The students learn the teacher's sampler at teacher_temperature (x eval.temperature
@@ -233,7 +255,8 @@ def run(cfg: DictConfig) -> list[dict]:
             ckpt_meta = {**meta, "sampling_steps": steps, "sampler": decoding, "sdtt": {"round": r + 1, "divergence": cfg.divergence,
                          "teacher": str(cfg.teacher), "teacher_steps": plan.teacher_steps, "train_step": trainer.step,
                          "student_init": str(cfg.student_init) if cfg.student_init else None,
-                         "semi_ar": float(cfg.semi_ar), "teacher_temperature": float(cfg.teacher_temperature),
+                         "semi_ar": float(cfg.semi_ar), "block_causal": bool(cfg.block_causal),
+                         "teacher_temperature": float(cfg.teacher_temperature),
                          "round_temperature": float(cfg.round_temperature)}}
             round_dir = out_dir / f"round-{r + 1}-steps-{steps}"
             if lora is None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sdtt_search.diffusion import LogLinearSchedule, categorical, is_time_conditioned, subs_log_probs
+from sdtt_search.diffusion import LogLinearSchedule, categorical, denoise, is_time_conditioned, subs_log_probs
 
 DIVERGENCES = ("kld", "mse", "tvd")
 
@@ -41,6 +41,7 @@ def teacher_targets(
     frozen: torch.Tensor | None = None,
     ordered: tuple[torch.Tensor, ...] | None = None,
     temperature: float = 1.0,
+    gen_start: int = 0,
 ) -> torch.Tensor:
     """Log-probability targets from ``n_steps`` teacher ancestral steps (Algorithm 1).
 
@@ -59,6 +60,8 @@ def teacher_targets(
         temperature: the teacher's sampler is p^(1/temperature), renormalised: its
             reveals are drawn from it and the targets are its log-probs, so the
             student learns the teacher's sampler at that temperature (< 1: sharper).
+        gen_start: the first generated column (block-causal teachers lay out their
+            attention blocks from it).
     Returns:
         [B, L, V] float32 target log-probs (meaningful where ``z`` is MASK).
     """
@@ -72,7 +75,8 @@ def teacher_targets(
     for step, t_i in enumerate(teacher_grid(t, dt, n_steps, eps)):
         s_i = (t_i - dt).clamp(min=0.0)
         sigma = schedule.sigma(t_i) if time_conditioned else None
-        log_probs = subs_log_probs(teacher(current, attention_mask=attention_mask, sigma=sigma), current, mask_id).float()
+        logits = denoise(teacher, current, attention_mask=attention_mask, sigma=sigma, gen_start=gen_start)
+        log_probs = subs_log_probs(logits, current, mask_id).float()
         if temperature != 1.0:
             # p^(1/T) renormalised; MASK stays at -inf and clean rows stay one-hot.
             log_probs = torch.log_softmax(log_probs / temperature, dim=-1)

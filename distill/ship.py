@@ -95,7 +95,10 @@ def card(name: str, meta: dict, model_cfg: dict, params: int, metrics: dict, sam
                    f"from a {sdtt['teacher_steps']}-step teacher{_teacher_note(sdtt)}, {sdtt['train_step']} distillation steps in all"
                    if sdtt else f"trained {start} ({objective})")
         sampling = describe_sampler(sampler, meta.get("gen_length"))
-        if model_cfg.get("causal"):
+        if model_cfg.get("attention_block"):
+            sampling += (f"; block-causal attention (blocks of {model_cfg['attention_block']} see each other and the past), "
+                         "decoded with the exact prefix KV cache")
+        elif model_cfg.get("causal"):
             sampling += "; causal attention, decoded with the exact prefix KV cache"
     return f"""# {name}
 

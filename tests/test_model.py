@@ -265,6 +265,25 @@ def test_xformers_matches_sdpa(dtype, causal, padded):
 
 @pytest.mark.gpu
 @gpu
+@pytest.mark.parametrize("padded", [False, True])
+def test_xformers_matches_sdpa_with_block_causal_attention(padded):
+    from sdtt_search.model.attention import block_causal_mask
+
+    torch.manual_seed(5)
+    B, L, H, D = 2, 37, 4, 64
+    q, k, v = (torch.randn(B, L, H, D, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    kpm = None
+    if padded:
+        kpm = torch.ones(B, L, dtype=torch.bool, device="cuda")
+        kpm[0, :5] = False
+    allowed = block_causal_mask(L, 12, 4, device="cuda")
+    a = attention(q, k, v, key_padding_mask=kpm, causal=True, backend="xformers", allowed=allowed)
+    b = attention(q, k, v, key_padding_mask=kpm, causal=True, backend="sdpa", allowed=allowed)
+    assert torch.isfinite(a).all() and torch.allclose(a.float(), b.float(), atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.gpu
+@gpu
 def test_model_xformers_vs_sdpa_under_autocast():
     cfg = small_config(hidden_size=128, n_heads=2, causal=False)
     model = randomized(cfg).cuda()

@@ -60,3 +60,6 @@ def test_card_names_the_sdtt_lineage_and_the_prefix_cache():
     assert ("SDTT round 2 (kld, block-wise) from a 32-step teacher (countdown-cd3-ar at temperature 0.5, "
             "round-1 student from cd4-cpre)") in text
     assert "blocks of 4 left to right" in text and "exact prefix KV cache" in text
+    block = ship.card("x", meta, {"hidden_size": 32, "n_layers": 1, "n_heads": 2, "vocab_size": 20, "causal": True,
+                                  "attention_block": 4}, 1000, metrics, 2, 3, "note", sampler)
+    assert "block-causal attention (blocks of 4" in block and "causal attention, decoded" not in block

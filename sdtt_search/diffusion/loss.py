@@ -10,6 +10,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .blocks import denoise, first_generated_column
 from .schedule import LogLinearSchedule
 from .subs import NEG_INF
 
@@ -141,7 +142,8 @@ def mdlm_loss(
         z = torch.where(rows[:, None] & ~window & ~future & maskable, x, z)
         z = torch.where(future, torch.full_like(z, mask_id), z)
         loss_positions = torch.where(rows[:, None], window, maskable)
-    logits = model(z, attention_mask=attention_mask, sigma=schedule.sigma(t))
+    logits = denoise(model, z, attention_mask=attention_mask, sigma=schedule.sigma(t),
+                     gen_start=first_generated_column(maskable))
     # SUBS restricted to what the loss needs: zero masking probability, then the
     # cross-entropy at masked positions (carry-over makes the others exactly 0).
     logits = logits.float().index_fill(-1, torch.tensor([mask_id], device=x.device), NEG_INF)

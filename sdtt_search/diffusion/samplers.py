@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .blocks import attention_block, denoise, first_generated_column
 from .config import SamplerConfig
 from .rng import RowRNG, categorical, row_positions
 from .schedule import LogLinearSchedule
@@ -97,6 +98,7 @@ def ancestral_sample(
     if attention_mask is None:
         attention_mask = torch.ones_like(x, dtype=torch.bool)
     positions = row_positions(attention_mask)
+    gen_start = first_generated_column(gen_mask)
     use_cache = cache and not is_time_conditioned(model)
     grid = torch.linspace(1.0, eps, steps + 1, dtype=torch.float64)
     logits: torch.Tensor | None = None
@@ -110,7 +112,8 @@ def ancestral_sample(
         if rows.numel() == 0:
             return
         t_rows = torch.full((rows.numel(),), float(t), device=x.device)
-        out = model(x[rows], attention_mask=attention_mask[rows], sigma=_sigma_for(model, schedule, t_rows))
+        out = denoise(model, x[rows], attention_mask=attention_mask[rows], sigma=_sigma_for(model, schedule, t_rows),
+                      gen_start=gen_start)
         if logits is None:
             logits = torch.empty(batch, length, out.shape[-1], dtype=out.dtype, device=x.device)
         logits[rows] = out
@@ -197,7 +200,9 @@ def confidence_sample(
     ``prefix_cache`` (causal denoisers, ``supports_prefix_cache``): each call runs only
     the columns from the end of the cached clean prefix to the current block, and the
     finished blocks' keys and values are cached (Fast-dLLM's prefix cache, exact here
-    because causal attention never revises a prefix): same tokens as without it.
+    because causal attention never revises a prefix): same tokens as without it. A
+    block-causal model (``attention_block`` B) needs blocks that are multiples of B
+    (``prefix_cache_fits``).
     """
     x = x.clone()
     batch, length = x.shape
@@ -214,6 +219,9 @@ def confidence_sample(
         raise ValueError(f"steps={steps} is fewer than the {len(blocks)} blocks; use steps >= gen_length / block_length")
     nfe = row_forwards = 0
     token_logprobs = torch.zeros(batch, length, dtype=torch.float64, device=x.device)
+    if prefix_cache and not prefix_cache_fits(model, block, gen_len):
+        raise ValueError(f"prefix_cache with a block-causal model of attention block {attention_block(model)} needs "
+                         f"block_length a multiple of it (got {block}); set block_length or sampler.cache=false")
     cached = _PrefixCachedLogits(model, attention_mask, columns) if prefix_cache else None
 
     for b, cols in enumerate(blocks):
@@ -236,7 +244,8 @@ def confidence_sample(
                 logits = cached(x, cols)
             else:
                 t_rows = _masked_fraction(x, gen_mask, mask_id)
-                logits = model(x, attention_mask=attention_mask, sigma=_sigma_for(model, schedule, t_rows))
+                logits = denoise(model, x, attention_mask=attention_mask, sigma=_sigma_for(model, schedule, t_rows),
+                                 gen_start=int(columns[0]))
             nfe += 1
             row_forwards += batch
             cand_logits = logits[candidates]
@@ -274,13 +283,23 @@ def supports_prefix_cache(model) -> bool:
     return bool(getattr(model, "supports_prefix_cache", False))
 
 
+def prefix_cache_fits(model, block_length: int | None, gen_length: int) -> bool:
+    """Whether decoding blocks of ``block_length`` (None: one block) keeps the prefix
+    cache exact: always for causal models; for block-causal ones when every block
+    boundary is one of the model's (a block of B columns must be run whole)."""
+    b = attention_block(model)
+    block = block_length or gen_length
+    return not b or block % b == 0 or block >= gen_length
+
+
 class _PrefixCachedLogits:
     """Logits of a block being decoded, from a causal denoiser with a KV cache.
 
     The cache holds columns [0, s - 1) when the block starts at column s. A call runs
     columns [cache end, e - 1) for a block [s, e): the clean columns not yet cached (the
     previous block, or the prompt at the first call), then the block's own columns but
-    its last (hidden i predicts column i + 1). Afterwards the clean columns before
+    its last (hidden i predicts column i + 1). A block-causal model runs to e: the
+    block's other columns see its last one. Afterwards the clean columns before
     s - 1 join the cache; s - 1 is rerun by the block's later steps, whose logits at s
     need its hidden state.
     """
@@ -292,12 +311,18 @@ class _PrefixCachedLogits:
         if first < 1 or last - first + 1 != columns.numel():
             raise ValueError("prefix_cache needs one contiguous generated span after a prompt (use build_batch)")
         self.model, self.attention_mask = model, attention_mask
+        self.gen_start, self.whole_blocks = first, bool(attention_block(model))
         self.cache = model.new_cache()
 
     def __call__(self, x: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """[B, L, V] logits, filled on columns (cache end, block end) (zeros elsewhere)."""
         start, block_start, block_stop = self.cache.length, int(cols[0]), int(cols[-1]) + 1
-        span, new = self.model.forward_span(x, self.attention_mask, start, block_stop - 1, self.cache)
+        if self.whole_blocks:
+            span, new = self.model.forward_span(x, self.attention_mask, start, block_stop, self.cache,
+                                                gen_start=self.gen_start)
+            span = span[:, :-1]  # the block's last hidden state predicts the next block
+        else:
+            span, new = self.model.forward_span(x, self.attention_mask, start, block_stop - 1, self.cache)
         logits = span.new_zeros(x.shape[0], x.shape[1], span.shape[-1])
         logits[:, start + 1:block_stop] = span
         if block_start - 1 > start:
@@ -332,5 +357,6 @@ def sample(
         model, x, gen_mask, attention_mask, mask_id=mask_id, rng=rng, steps=config.steps,
         temperature=config.temperature, block_length=config.block_length,
         threshold=config.threshold, remasking=config.remasking,
-        prefix_cache=config.cache and supports_prefix_cache(model),
+        prefix_cache=(config.cache and supports_prefix_cache(model)
+                      and prefix_cache_fits(model, config.block_length, int(gen_mask.sum(-1).max()))),
     )

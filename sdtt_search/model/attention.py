@@ -66,17 +66,37 @@ def padding_layout(input_ids: torch.Tensor, attention_mask: torch.Tensor | None)
     return positions, None if bool(attention_mask.all()) else attention_mask
 
 
-def _boolean_mask(key_padding_mask: torch.Tensor | None, causal: bool, length: int, device: torch.device) -> torch.Tensor:
-    """[B or 1, 1, L, L] bool, True = query i may attend to key j.
+def block_causal_mask(length: int, gen_start: int, block: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """[L, L] bool, True = query i may attend to key j: causal attention, plus every
+    column of the generated region [gen_start, L) seeing its whole block of ``block``
+    columns (counted from gen_start). Block diffusion's attention (BD3-LM, Arriola et
+    al. 2025): a block's keys and values depend on earlier columns and itself only, so
+    a finished block can be cached exactly, while the columns decoded together in one
+    step see each other.
+    """
+    if block < 1:
+        raise ValueError(f"attention block must be >= 1, got {block}")
+    cols = torch.arange(length, device=device)
+    group = torch.where(cols >= gen_start, (cols - gen_start) // block, -1 - cols)  # prompt: one group per column
+    return (cols[None, :] <= cols[:, None]) | ((group[None, :] == group[:, None]) & (cols[:, None] >= gen_start))
+
+
+def _boolean_mask(key_padding_mask: torch.Tensor | None, causal: bool, length: int, device: torch.device,
+                  allowed: torch.Tensor | None = None) -> torch.Tensor:
+    """[B or 1, 1, L, L] bool, True = query i may attend to key j (``allowed`` [L, L],
+    when given, replaces the causal / full pattern).
 
     Keys that are padding are excluded. A padded query could then have no key at all
     (causal + left padding), and softmax over an empty row is NaN; so every query
     may always attend to itself. Pad queries' outputs are garbage but finite, and
     real queries never see them.
     """
-    allowed = torch.ones(1, 1, length, length, dtype=torch.bool, device=device)
-    if causal:
-        allowed = allowed.tril()
+    if allowed is not None:
+        allowed = allowed[None, None]
+    else:
+        allowed = torch.ones(1, 1, length, length, dtype=torch.bool, device=device)
+        if causal:
+            allowed = allowed.tril()
     if key_padding_mask is not None:
         allowed = allowed & key_padding_mask[:, None, None, :].bool()
     return allowed | torch.eye(length, dtype=torch.bool, device=device)
@@ -90,6 +110,7 @@ def attention(
     key_padding_mask: torch.Tensor | None,
     causal: bool,
     backend: str,
+    allowed: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Multi-head scaled dot-product attention (scale 1/sqrt(D), no dropout).
 
@@ -98,32 +119,34 @@ def attention(
         key_padding_mask: [B, L] bool, True = real token; None = no padding. Padding
             is never attended to (a padded query attends to itself only, to stay finite).
         causal: query i sees keys j <= i only.
+        allowed: [L, L] bool pattern (e.g. ``block_causal_mask``) replacing ``causal``.
         backend: "sdpa" or "xformers" (see ``select_backend``).
     Returns:
         [B, L, H, D] in q's dtype.
     """
     if backend == "xformers":
-        return _xformers_attention(q, k, v, key_padding_mask, causal)
+        return _xformers_attention(q, k, v, key_padding_mask, causal, allowed)
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # SDPA wants [B, H, L, D]
-    if key_padding_mask is None:
+    if key_padding_mask is None and allowed is None:
         out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
     else:
-        mask = _boolean_mask(key_padding_mask, causal, q.shape[2], q.device)
+        mask = _boolean_mask(key_padding_mask, causal, q.shape[2], q.device, allowed)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     return out.transpose(1, 2)
 
 
 def _xformers_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: torch.Tensor | None, causal: bool
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: torch.Tensor | None, causal: bool,
+    pattern: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """xformers' memory-efficient kernel; takes [B, L, H, D] natively."""
     import xformers.ops as xops
 
-    if key_padding_mask is None:
+    if key_padding_mask is None and pattern is None:
         bias = xops.LowerTriangularMask() if causal else None
         return xops.memory_efficient_attention(q, k, v, attn_bias=bias)
     batch, length, heads, _ = q.shape
-    allowed = _boolean_mask(key_padding_mask, causal, length, q.device)  # [B, 1, L, L]
+    allowed = _boolean_mask(key_padding_mask, causal, length, q.device, pattern)  # [B or 1, 1, L, L]
     # An additive bias [B, H, L, L] in q's dtype. xformers needs the last dim's storage
     # aligned to 8 elements: allocate [.., L, ceil8(L)] and slice a view of width L.
     padded = (length + 7) // 8 * 8

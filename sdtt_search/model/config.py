@@ -30,6 +30,11 @@ class ModelConfig:
         dropout: on the residual branches.
         time_conditioning: feed sigma(t) to adaLN (MDLM's default is off).
         causal: causal attention: the same network as an autoregressive model.
+        attention_block: with ``causal``, block-causal attention (block diffusion, BD3-LM):
+            generated columns also see the rest of their block of this many columns,
+            counted from the first generated column; 0 = plain causal. The model then
+            needs ``gen_start`` in its forward, and a block-wise sampler whose blocks are
+            multiples of it keeps the exact prefix KV cache.
         attention_backend: "auto" (xformers on CUDA when installed, else SDPA), "sdpa", "xformers".
         mask_id: the MASK token id (for diffusion models).
         backbone: "dit" (MDLM's DiT, ``Denoiser``) or "llama" (``LlamaDenoiser``: the
@@ -48,6 +53,7 @@ class ModelConfig:
     dropout: float = 0.0
     time_conditioning: bool = False
     causal: bool = False
+    attention_block: int = 0
     attention_backend: str = "auto"
     mask_id: int | None = None
     backbone: str = "dit"
@@ -66,6 +72,11 @@ class ModelConfig:
         for name in ("time_conditioning", "causal"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"model.{name}={getattr(self, name)!r} must be true or false")
+        if not isinstance(self.attention_block, int) or isinstance(self.attention_block, bool) or self.attention_block < 0:
+            raise ValueError(f"model.attention_block={self.attention_block!r} must be an integer >= 0 (0 = off)")
+        if self.attention_block and not (self.causal and self.backbone == "llama"):
+            raise ValueError("model.attention_block > 0 is block-causal attention: it needs model.backbone=llama "
+                             "and model.causal=true")
         if self.attention_backend not in BACKENDS:
             raise ValueError(f"model.attention_backend={self.attention_backend!r} is unknown; use one of {', '.join(BACKENDS)}")
         if self.backbone not in BACKBONES:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .attention import attention, padding_layout, select_backend
+from .attention import attention, block_causal_mask, padding_layout, select_backend
 from .rotary import apply_rotary, rotary_tables
 
 
@@ -150,11 +150,11 @@ class SelfAttention(nn.Module):
         return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v
 
     def forward(self, x: torch.Tensor, rotary, key_padding_mask: torch.Tensor | None, backend: str,
-                causal: bool = True) -> torch.Tensor:
+                causal: bool = True, allowed: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, L, h] -> [B, L, h]; causal attention unless ``causal=False`` (the
-        bidirectional denoiser built from these weights)."""
+        bidirectional denoiser built from these weights) or an ``allowed`` [L, L] pattern."""
         q, k, v = self._qkv(x, rotary)
-        a = attention(q, k, v, key_padding_mask=key_padding_mask, causal=causal, backend=backend)
+        a = attention(q, k, v, key_padding_mask=key_padding_mask, causal=causal, backend=backend, allowed=allowed)
         return self.o_proj(a.reshape(x.shape))
 
     def forward_cached(self, x: torch.Tensor, rotary, past: tuple[torch.Tensor, torch.Tensor] | None,
@@ -191,8 +191,8 @@ class DecoderLayer(nn.Module):
         self.mlp = SwiGLU(config)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x, rotary, key_padding_mask, backend, causal: bool = True):
-        x = x + self.dropout(self.self_attn(self.input_layernorm(x), rotary, key_padding_mask, backend, causal))
+    def forward(self, x, rotary, key_padding_mask, backend, causal: bool = True, allowed=None):
+        x = x + self.dropout(self.self_attn(self.input_layernorm(x), rotary, key_padding_mask, backend, causal, allowed))
         return x + self.dropout(self.mlp(self.post_attention_layernorm(x)))
 
     def forward_cached(self, x, rotary, past, allowed):
@@ -229,24 +229,28 @@ class LlamaBody(nn.Module):
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
-                causal: bool = True, checkpointing: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                causal: bool = True, checkpointing: bool = False,
+                block: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Final-norm hidden states [B, L, h] and the row positions [B, L] (counted from
-        each row's first real token). ``checkpointing`` recomputes each layer in backward."""
+        each row's first real token). ``checkpointing`` recomputes each layer in backward.
+        ``block=(gen_start, size)``: block-causal attention (``block_causal_mask``)."""
         positions, key_padding_mask = padding_layout(input_ids, attention_mask)
+        allowed = None if block is None else block_causal_mask(input_ids.shape[1], *block, device=input_ids.device)
         rotary = rotary_tables(positions, self.config.head_dim, base=self.config.rope_theta)
         backend = select_backend(self.config.attention_backend, input_ids.device)
         x = self.embed_tokens(input_ids)
         for layer in self.layers:
             if checkpointing:
-                x = checkpoint(layer, x, rotary, key_padding_mask, backend, causal, use_reentrant=False)
+                x = checkpoint(layer, x, rotary, key_padding_mask, backend, causal, allowed, use_reentrant=False)
             else:
-                x = layer(x, rotary, key_padding_mask, backend, causal)
+                x = layer(x, rotary, key_padding_mask, backend, causal, allowed)
         return self.norm(x), positions
 
     def forward_cached(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int, stop: int,
-                       cache: KVCache) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-        """Causal forward of columns [start, stop) of a batch whose columns [0, start)
-        are in ``cache`` (``cache.length == start``).
+                       cache: KVCache, block: tuple[int, int] | None = None,
+                       ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Causal (or, with ``block``, block-causal) forward of columns [start, stop) of a
+        batch whose columns [0, start) are in ``cache`` (``cache.length == start``).
 
         Args:
             input_ids, attention_mask: [B, L] the whole batch (positions and key padding
@@ -261,7 +265,10 @@ class LlamaBody(nn.Module):
         positions = padding_layout(input_ids[:, :stop], real)[0][:, start:]
         rotary = rotary_tables(positions, self.config.head_dim, base=self.config.rope_theta)
         cols = torch.arange(stop, device=input_ids.device)
-        causal = cols[None, :] <= cols[start:, None]  # [Q, stop]
+        if block is None:
+            causal = cols[None, :] <= cols[start:, None]  # [Q, stop]
+        else:
+            causal = block_causal_mask(stop, *block, device=input_ids.device)[start:]
         # Padding keys are hidden; a query always sees itself (a padding row stays finite).
         allowed = (causal[None] & real[:, None, :]) | (cols[None, :] == cols[start:, None])[None]
         x = self.embed_tokens(input_ids[:, start:stop])

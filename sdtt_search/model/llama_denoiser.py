@@ -35,6 +35,10 @@ class LlamaDenoiser(nn.Module):
     generated span always follows at least one prompt (or BOS) token in this library.
     ``config.causal=True`` keeps causal attention: then the logits at i + 1 equal the
     AR model's at i (tested), which pins the shift and the weight mapping.
+    ``config.attention_block=B`` (with causal) makes it block-causal: the generated
+    region, from column ``gen_start`` (a forward argument then), is cut into blocks of
+    B columns that see each other; the hidden state that predicts a block's first
+    column is the previous block's last, as in the causal model.
     """
 
     def __init__(self, config: ModelConfig):
@@ -52,10 +56,20 @@ class LlamaDenoiser(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def _block(self, gen_start: int | None) -> tuple[int, int] | None:
+        """(gen_start, block) for a block-causal model, None otherwise."""
+        if not self.config.attention_block:
+            return None
+        if gen_start is None:
+            raise ValueError("a block-causal denoiser (model.attention_block > 0) needs gen_start, the first "
+                             "generated column, in its forward (the samplers and distill losses pass it)")
+        return int(gen_start), int(self.config.attention_block)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                sigma: torch.Tensor | None = None) -> torch.Tensor:
+                sigma: torch.Tensor | None = None, gen_start: int | None = None) -> torch.Tensor:
         checkpointing = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
-        hidden, positions = self.model(input_ids, attention_mask, causal=self.config.causal, checkpointing=checkpointing)
+        hidden, positions = self.model(input_ids, attention_mask, causal=self.config.causal, checkpointing=checkpointing,
+                                       block=self._block(gen_start))
         logits = self.lm_head(hidden).float()
         # The shift: position i is predicted from hidden state i - 1; a row's first real
         # token (position 0 after any left padding) has no left neighbour and reads itself.
@@ -73,15 +87,16 @@ class LlamaDenoiser(nn.Module):
 
     @torch.no_grad()
     def forward_span(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int, stop: int,
-                     cache: KVCache) -> tuple[torch.Tensor, list]:
+                     cache: KVCache, gen_start: int | None = None) -> tuple[torch.Tensor, list]:
         """Logits [B, stop - start, V] for columns [start + 1, stop] (hidden i predicts
         column i + 1: the shift) from columns [start, stop) after the cached [0, start),
         and the span's (k, v) per layer for ``cache.extend``. Causal models only: equal
-        to ``forward``'s logits at those columns."""
+        to ``forward``'s logits at those columns (block-causal ones: when ``stop`` ends
+        a block or the sequence, else the span misses keys its block would see)."""
         if not self.config.causal:
             raise ValueError("forward_span needs a causal denoiser (model.causal=true): a bidirectional "
                              "model's prefix changes with every new token")
-        hidden, new = self.model.forward_cached(input_ids, attention_mask, start, stop, cache)
+        hidden, new = self.model.forward_cached(input_ids, attention_mask, start, stop, cache, block=self._block(gen_start))
         return self.lm_head(hidden).float(), new
 
     def save_pretrained(self, directory, tokenizer, meta: dict | None = None, card: str | None = None):
