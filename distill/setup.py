@@ -36,18 +36,22 @@ def survey(task, seed: int, n: int = SURVEY_PAIRS) -> list[tuple[str, str]]:
 
 
 def build_tokenizer(task, tok_cfg: dict, seed: int) -> Tokenizer:
-    """Character vocabulary of the task's texts, or a BPE trained on them."""
+    """Character vocabulary of the task's texts (``numbers``: plus one token per
+    integer up to ``max_number``), or a BPE trained on them."""
     pairs = survey(task, seed)
     texts = [p + "\n" + t for p, t in pairs]
-    if tok_cfg.get("kind", "char") == "char":
+    kind = tok_cfg.get("kind", "char")
+    if kind in ("char", "numbers"):
         # Evaluation prompts may hold characters that a sample of training pairs
         # lacks; include them, and the digits every task answers with.
         extra = "".join(task.format_prompt(p) for p in eval_problems(task, "test", 200))
         alphabet = "".join(sorted(set("".join(texts) + extra + "0123456789")))
+        if kind == "numbers":
+            return Tokenizer.numbers(alphabet, int(tok_cfg.get("max_number", 999)))
         return Tokenizer.char_level(alphabet)
     if tok_cfg.get("kind") == "bpe":
         return Tokenizer.train_bpe(texts, int(tok_cfg.get("vocab_size", 2048)))
-    raise ValueError(f"task.tokenizer.kind={tok_cfg.get('kind')!r} is unknown; use char or bpe")
+    raise ValueError(f"task.tokenizer.kind={tok_cfg.get('kind')!r} is unknown; use char, numbers or bpe")
 
 
 def measure_gen_length(task, tokenizer: Tokenizer, seed: int) -> int:

@@ -66,6 +66,29 @@ class Tokenizer:
         return cls(hf)
 
     @classmethod
+    def numbers(cls, alphabet: str, max_number: int = 999) -> "Tokenizer":
+        """``char_level(alphabet)`` plus one token per integer 0..``max_number`` (9, 99, 999, 9999).
+
+        A whole run of digits without a leading zero and at most ``max_number`` is one
+        token (so an operand is one token and a few-step sampler cannot mix the digits
+        of two numbers); other digit runs fall back to single characters. Exact round
+        trip, like ``char_level``.
+        """
+        if max_number not in (9, 99, 999, 9999):
+            raise ValueError(f"tokenizer max_number={max_number!r} must be 9, 99, 999 or 9999 (all numbers of up to 1-4 digits)")
+        vocab = {token: i for i, token in enumerate(SPECIALS)}
+        for token in [*alphabet, *map(str, range(max_number + 1))]:
+            vocab.setdefault(token, len(vocab))
+        digits = len(str(max_number))
+        hf = HFTokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+        # a maximal digit run of <= `digits` digits with no leading zero is one piece, any
+        # other character its own piece
+        number = rf"(?<![0-9])(?:[1-9][0-9]{{0,{digits - 1}}}|0)(?![0-9])"
+        hf.pre_tokenizer = pre_tokenizers.Split(Regex(rf"(?m){number}|."), behavior="isolated")
+        hf.decoder = decoders.Fuse()
+        return cls(hf)
+
+    @classmethod
     def train_bpe(cls, texts: Iterable[str], vocab_size: int) -> "Tokenizer":
         """Byte-level BPE trained on ``texts``; specials at ids 0..3, exact round trip.
 

@@ -122,3 +122,33 @@ def test_missing_and_corrupt_files_are_one_line_errors(tmp_path):
     with pytest.raises(ValueError) as err:
         Tokenizer.from_hf(tmp_path / "absent.json", mask_token="[MASK]")
     assert "\n" not in str(err.value)
+
+
+def test_numbers_tokenizer_makes_each_number_one_token(tmp_path):
+    tok = Tokenizer.numbers("0123456789+-*/=,", 999)
+    pieces = lambda s: [tok.hf.id_to_token(i) for i in tok.encode(s)]  # noqa: E731
+    assert pieces("44-15=29,79-29=50") == ["44", "-", "15", "=", "29", ",", "79", "-", "29", "=", "50"]
+    # over max_number or with a leading zero: single characters; every string round-trips
+    assert pieces("9702/98") == ["9", "7", "0", "2", "/", "98"]
+    assert pieces("05+100") == ["0", "5", "+", "100"]
+    for text in ("98*99=9702,9702/98=99", "0,0,7", "1000000", "x+1", ""):
+        assert tok.decode(tok.encode(text)) == (text if "x" not in text else "[UNK]+1")
+    assert tok.vocab_size == 4 + 16 + 990 and (tok.pad_id, tok.mask_id, tok.eos_id) == (0, 1, 2)
+    tok.save(tmp_path / "tokenizer.json")
+    again = Tokenizer.from_file(tmp_path / "tokenizer.json")
+    assert again.encode("44-15=29") == tok.encode("44-15=29")
+    with pytest.raises(ValueError, match="max_number"):
+        Tokenizer.numbers("0123456789", 500)
+
+
+def test_task_tokenizer_kinds_for_training():
+    from distill.setup import build_task, build_tokenizer
+
+    task = build_task({"name": "countdown", "options": {"n": 3}})
+    chars = build_tokenizer(task, {"kind": "char"}, seed=0)
+    numbers = build_tokenizer(task, {"kind": "numbers", "max_number": 999}, seed=0)
+    target = "44-15=29,79-29=50"
+    assert len(chars.encode(target)) == 17 and len(numbers.encode(target)) == 11
+    assert numbers.decode(numbers.encode(target)) == target
+    with pytest.raises(ValueError, match="char, numbers or bpe"):
+        build_tokenizer(task, {"kind": "words"}, seed=0)
