@@ -1,7 +1,7 @@
 """The head-to-head frontier: diffusion teacher, SDTT students and the AR twin, in one run on one machine.
 
     python benchmarks/frontier.py --task sudoku \\
-        --models sudoku4-teacher sudoku4-sdtt-8 sudoku4-sdtt-4 sudoku4-sdtt-2 sudoku4-ar \\
+        --models sudoku4-teacher sudoku4-sdtt-4 sudoku4-sdtt-2 sudoku4-ar \\
         --problems 100 --samples 64 --batches 1 8 64 256 --out benchmarks/frontier-sudoku --append-results
 
 A model is a zoo name or a checkpoint directory, optionally with sampler overrides

@@ -1,7 +1,7 @@
 """Sampling speed of checkpoints side by side, on this machine, in one run.
 
     python benchmarks/sampler_speed.py sudoku4-teacher sudoku4-sdtt-4 --batch 1 8 64 256
-    python benchmarks/sampler_speed.py countdown-cd3-sdtt-16 --cache both   # the prefix KV cache's gain
+    python benchmarks/sampler_speed.py countdown-cd3-num-sdtt-8 --cache both   # the prefix KV cache's gain
 
 Prints a markdown table (samples/s, generated positions/s, network calls, ms per
 call) and, with --append, adds it to benchmarks/RESULTS.md with the machine name.
