@@ -190,7 +190,9 @@ _WARM = []
 def _warm_math_verify():
     """First calls import math-verify/sympy and fill their caches: not timed."""
     if not _WARM:
-        for c in ("1", "x", "DC", "a b", "\\frac{1}{2}", "1.5", "\\text{a}", "1+x*y/2", "-3", "1,000", "(1)", "{1}"):
+        # (constants such as e, E, i and pi fill sympy's caches on first use too)
+        for c in ("1", "x", "DC", "a b", "\\frac{1}{2}", "1.5", "\\text{a}", "1+x*y/2", "-3", "1,000", "(1)", "{1}",
+                  "e", "E", "i", "\\pi", "\\infty", "2e", "e^2"):
             boxed_equals(c, "18")
         _WARM.append(True)
 
