@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from distill.setup import build_task, eval_problems  # noqa: E402
 from sdtt_search.ar.checkpoint import load_ar_pretrained  # noqa: E402
+from sdtt_search.diffusion.batching import build_batch  # noqa: E402
 from sdtt_search.machine import describe  # noqa: E402
 from sdtt_search.zoo import resolve_model_path  # noqa: E402
 
@@ -66,14 +67,10 @@ def continue_rows(model, seqs: torch.Tensor, attention: torch.Tensor, n_new: int
 
 
 def _batch(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-padded [N, L] ids and attention mask of token lists."""
-    width = max(map(len, rows))
-    seqs = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention = torch.zeros_like(seqs, dtype=torch.bool)
-    for i, row in enumerate(rows):
-        seqs[i, width - len(row):] = torch.tensor(row)
-        attention[i, width - len(row):] = True
-    return seqs, attention
+    """Left-padded [N, L] ids and attention mask of token lists (``build_batch``'s
+    layout without its generated column)."""
+    batch = build_batch(rows, 1, pad_id=pad_id, mask_id=pad_id)
+    return batch.x[:, :-1], batch.attention_mask[:, :-1].bool()
 
 
 def _units(ids: list[int], digit_ids: set[int], stop_ids: set[int]) -> list[tuple[int, ...]]:

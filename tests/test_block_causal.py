@@ -7,34 +7,20 @@ from __future__ import annotations
 import pytest
 import torch
 from distill_fixtures import pretrain_config, sdtt_config
+from llama_fixtures import MASK, V, three_prompt_batch, tiny_llama_denoiser
 
 from distill import pretrain, sdtt
 from sdtt_search.checkpoint import load_pretrained
 from sdtt_search.diffusion import SamplerConfig, mdlm_loss
-from sdtt_search.diffusion.batching import build_batch
 from sdtt_search.diffusion.rng import RowRNG
 from sdtt_search.diffusion.samplers import confidence_sample, prefix_cache_fits, sample
 from sdtt_search.loading import load_model
-from sdtt_search.model import ModelConfig, build_denoiser
+from sdtt_search.model import ModelConfig
 from sdtt_search.model.attention import block_causal_mask
-
-V, MASK, PAD = 23, 1, 0
 
 
 def _model(block: int = 3):
-    torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=V, hidden_size=64, n_layers=2, n_heads=2, mlp_ratio=2, backbone="llama",
-                      mask_id=MASK, causal=True, attention_block=block)
-    model = build_denoiser(cfg).eval()
-    with torch.no_grad():  # sharper logits than the 0.02 init, so decisions depend on the context
-        model.lm_head.weight.mul_(40)
-    return model
-
-
-def _batch(gen_length: int = 9):
-    g = torch.Generator().manual_seed(3)
-    prompts = [torch.randint(2, V, (n,), generator=g).tolist() for n in (3, 7, 5)]
-    return build_batch(prompts, gen_length, pad_id=PAD, mask_id=MASK)
+    return tiny_llama_denoiser(True, block)
 
 
 def test_block_causal_mask_pattern():
@@ -54,7 +40,7 @@ def test_block_causal_mask_pattern():
 
 
 def test_a_block_sees_itself_and_the_past_only():
-    model, batch = _model(3), _batch()
+    model, batch = _model(3), three_prompt_batch()
     x = batch.x.clone()
     x[batch.gen_mask] = torch.randint(2, V, (int(batch.gen_mask.sum()),), generator=torch.Generator().manual_seed(4))
     start = int(batch.gen_mask.any(0).nonzero()[0])  # blocks [start, start+3), [start+3, start+6), ...
@@ -81,7 +67,7 @@ def test_a_block_sees_itself_and_the_past_only():
 
 
 def test_block_causal_needs_gen_start_and_a_causal_llama():
-    model, batch = _model(3), _batch()
+    model, batch = _model(3), three_prompt_batch()
     with pytest.raises(ValueError, match="gen_start"):
         model(batch.x, attention_mask=batch.attention_mask)
     for bad in (dict(causal=False, backbone="llama"), dict(causal=True, backbone="dit"), dict(causal=False)):
@@ -92,7 +78,7 @@ def test_block_causal_needs_gen_start_and_a_causal_llama():
 
 
 def test_span_logits_equal_the_full_forward_block_by_block():
-    model, batch = _model(3), _batch()
+    model, batch = _model(3), three_prompt_batch()
     x = batch.x.clone()
     x[batch.gen_mask] = torch.randint(2, V, (int(batch.gen_mask.sum()),), generator=torch.Generator().manual_seed(5))
     start = int(batch.gen_mask.any(0).nonzero()[0])
@@ -112,7 +98,7 @@ def test_span_logits_equal_the_full_forward_block_by_block():
     (9, 3, 1.0, None), (3, 3, 0.0, None), (6, 6, 1.0, None), (4, 3, 1.0, 0.5), (9, None, 1.0, None),
 ])
 def test_cached_sampler_returns_the_uncached_tokens(steps, block, temperature, threshold):
-    model, batch = _model(3), _batch()
+    model, batch = _model(3), three_prompt_batch()
     outs = []
     for prefix_cache in (False, True):
         outs.append(confidence_sample(model, batch.x, batch.gen_mask, batch.attention_mask, mask_id=MASK,
@@ -128,7 +114,7 @@ def test_cached_sampler_returns_the_uncached_tokens(steps, block, temperature, t
 
 def test_sample_caches_whole_blocks_only(monkeypatch):
     calls = []
-    model, batch = _model(3), _batch()
+    model, batch = _model(3), three_prompt_batch()
     original = type(model).forward_span
 
     def counting(self, *args, **kwargs):
@@ -154,7 +140,7 @@ def test_sample_caches_whole_blocks_only(monkeypatch):
 
 
 def test_mdlm_loss_passes_the_generated_columns_to_a_block_causal_model():
-    model, batch = _model(3), _batch()
+    model, batch = _model(3), three_prompt_batch()
     x = batch.x.clone()
     x[batch.gen_mask] = torch.randint(2, V, (int(batch.gen_mask.sum()),), generator=torch.Generator().manual_seed(6))
     out = mdlm_loss(model, x, batch.gen_mask, mask_id=MASK, attention_mask=batch.attention_mask,

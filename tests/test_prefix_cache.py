@@ -5,34 +5,19 @@ from __future__ import annotations
 
 import pytest
 import torch
+from llama_fixtures import MASK, V, three_prompt_batch, tiny_llama_denoiser
 
 from sdtt_search.diffusion import SamplerConfig
-from sdtt_search.diffusion.batching import build_batch
 from sdtt_search.diffusion.rng import RowRNG
 from sdtt_search.diffusion.samplers import confidence_sample, sample
-from sdtt_search.model import ModelConfig, build_denoiser
-
-V, MASK, PAD = 23, 1, 0
 
 
 def _model(causal: bool = True):
-    torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=V, hidden_size=64, n_layers=2, n_heads=2, mlp_ratio=2, backbone="llama",
-                      mask_id=MASK, causal=causal)
-    model = build_denoiser(cfg).eval()
-    with torch.no_grad():  # sharper logits than the 0.02 init, so decisions depend on the context
-        model.lm_head.weight.mul_(40)
-    return model
-
-
-def _batch(gen_length: int = 9):
-    g = torch.Generator().manual_seed(3)
-    prompts = [torch.randint(2, V, (n,), generator=g).tolist() for n in (3, 7, 5)]
-    return build_batch(prompts, gen_length, pad_id=PAD, mask_id=MASK)
+    return tiny_llama_denoiser(causal)
 
 
 def test_span_logits_equal_the_full_forward_after_a_cached_prefix():
-    model, batch = _model(), _batch()
+    model, batch = _model(), three_prompt_batch()
     x = batch.x.clone()
     x[batch.gen_mask] = torch.randint(2, V, (int(batch.gen_mask.sum()),), generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
@@ -53,7 +38,7 @@ def test_span_logits_equal_the_full_forward_after_a_cached_prefix():
     (9, 1, 1.0, None), (5, 2, 1.0, None), (3, 3, 0.0, None), (6, 3, 0.7, None), (4, 4, 1.0, 0.5), (9, None, 1.0, None),
 ])
 def test_cached_sampler_returns_the_uncached_tokens(steps, block, temperature, threshold):
-    model, batch = _model(), _batch()
+    model, batch = _model(), three_prompt_batch()
     outs = []
     for prefix_cache in (False, True):
         outs.append(confidence_sample(model, batch.x, batch.gen_mask, batch.attention_mask, mask_id=MASK,
@@ -71,7 +56,7 @@ def test_cached_sampler_returns_the_uncached_tokens(steps, block, temperature, t
 
 def test_sample_uses_the_cache_for_causal_denoisers_only(monkeypatch):
     calls = []
-    causal, bidirectional, batch = _model(True), _model(False), _batch()
+    causal, bidirectional, batch = _model(True), _model(False), three_prompt_batch()
     original = type(causal).forward_span
 
     def counting(self, *args, **kwargs):
