@@ -11,6 +11,10 @@
    Random weights: speed does not depend on what the weights say (the AR rows are
    forced to the same length as the diffusion completions).
 3. The zoo's Sudoku and CD3 models (teacher, students, AR twin) through ``frontier.throughput``.
+4. Training: optimiser steps/s and tokens/s of the MDLM loss (forward, backward, AdamW;
+   bf16 autocast on CUDA) per model size and attention backend, peak memory, and the
+   examples/s the CPU-side Countdown example stream delivers (what feeds a GPU run):
+   the numbers to size a GPU training run by.
 Writes ``<out>/gpu.json`` and ``<out>/gpu.md`` naming the device, after every section
 (so a timeout keeps what was measured; ``complete`` is true at the end; a section that
 fails is recorded with its error and the others still run). Everything runs in-process
@@ -31,7 +35,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from frontier import throughput
 
-from sdtt_search.diffusion import SamplerConfig, generate
+from distill.setup import build_tokenizer, make_stream, measure_gen_length
+from sdtt_search.diffusion import SamplerConfig, generate, mdlm_loss
 from sdtt_search.loading import load_model
 from sdtt_search.machine import describe
 from sdtt_search.model import Denoiser, ModelConfig
@@ -128,6 +133,48 @@ def crossover(size: str, gen_length: int, prompt_length: int, teacher_steps: int
             "results": results, "ar_overtakes_student_at_batch": over[0] if over else None}
 
 
+def training_throughput(sizes: list[str], batch: int, length: int, steps: int, device: torch.device) -> dict:
+    """MDLM training steps/s per model size and attention backend, and the example stream's rate."""
+    rows = []
+    backends = ["sdpa"] + (["xformers"] if device.type == "cuda" and xformers_available() else [])
+    amp = torch.bfloat16 if device.type == "cuda" else None
+    for size in sizes:
+        for backend in backends:
+            torch.manual_seed(0)
+            cfg = ModelConfig.from_size(size, vocab_size=64, mask_id=0, dropout=0.0)
+            model = Denoiser(ModelConfig.from_dict({**cfg.to_dict(), "attention_backend": backend})).to(device).train()
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+            x = torch.randint(1, 64, (batch, length), device=device)
+            maskable = torch.zeros_like(x, dtype=torch.bool)
+            maskable[:, length // 2:] = True
+            generator = torch.Generator().manual_seed(0)
+
+            def step(model=model, opt=opt, x=x, maskable=maskable, generator=generator):
+                with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                    loss = mdlm_loss(model, x, maskable, mask_id=0, generator=generator).loss
+                loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            seconds = timed(step, device, steps)
+            rows.append({"size": size, "backend": backend, "parameters": model.num_parameters, "batch": batch,
+                         "length": length, "steps_per_s": 1 / seconds, "tokens_per_s": batch * length / seconds,
+                         "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None})
+            del model, opt, step
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    task = load_task("countdown", n=3)
+    tokenizer = build_tokenizer(task, {"kind": "numbers", "max_number": 999}, 0)
+    stream = make_stream(task, tokenizer, measure_gen_length(task, tokenizer, 0), 0, 0, 1)
+    stream.next_batch(256)
+    start = time.perf_counter()
+    for _ in range(4):
+        stream.next_batch(256)
+    stream_rate = 4 * 256 / (time.perf_counter() - start)
+    return {"rows": rows, "countdown_examples_per_s": stream_rate}
+
+
 ZOO_SETS = (
     (("sudoku", {"size": 4}), ("sudoku4-teacher", "sudoku4-sdtt-4", "sudoku4-ar")),
     # the countdown-cd3-num-* students are block-causal: they decode with the prefix KV cache
@@ -178,6 +225,16 @@ def markdown(report: dict) -> str:
                   "| model | batch | samples/s | tokens/s |", "|---|---|---|---|"]
         for r in report["zoo"]:
             lines.append(f"| {r['model']} | {r['batch']} | {r['samples_per_s']:.1f} | {r['tokens_per_s']:.0f} |")
+    if "training" in report:
+        tr = report["training"]
+        lines += ["", "Training (MDLM loss, forward + backward + AdamW, bf16 autocast on CUDA, random tokens):", "",
+                  "| size | params | backend | batch x length | steps/s | tokens/s | peak GiB |", "|---|---|---|---|---|---|---|"]
+        for r in tr["rows"]:
+            peak = r["peak_memory_gib"]
+            lines.append(f"| {r['size']} | {r['parameters'] / 1e6:.1f}M | {r['backend']} | {r['batch']} x {r['length']} | "
+                         f"{r['steps_per_s']:.1f} | {r['tokens_per_s']:.0f} | {'' if peak is None else f'{peak:.2f}'} |")
+        lines += ["", f"The Countdown example stream (number tokens, one CPU process) delivers "
+                      f"{tr['countdown_examples_per_s']:.0f} examples/s."]
     if not report.get("complete"):
         lines += ["", "(incomplete: the run stopped or is still running)"]
     return "\n".join(lines) + "\n"
@@ -199,9 +256,11 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("--device cuda but torch sees no GPU; run on the GPU machine or pass --device cpu --quick")
     if args.quick:
         size, points, batches, gen, prompt, steps, repeats = "tiny", [(2, 32)], [1, 4], 16, 8, 8, 1
+        train_sizes, train_batch, train_length, train_steps = ["tiny"], 8, 32, 2
     else:
         size, points, batches, gen, prompt, steps, repeats = (
             "small", [(8, 256), (32, 512), (64, 1024)], [1, 8, 16, 32, 64, 128, 256], 128, 64, 64, 3)
+        train_sizes, train_batch, train_length, train_steps = ["tiny", "mini", "small"], 256, 128, 10
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report = {"machine": describe(), "when": time.strftime("%Y-%m-%d"), "complete": False,
@@ -211,6 +270,7 @@ def main(argv: list[str] | None = None) -> dict:
               "ar_backend": "transformers", "errors": {}}
     save(report, out)
     sections = [("attention", lambda: attention_backends(size, points, device, repeats)),
+                ("training", lambda: training_throughput(train_sizes, train_batch, train_length, train_steps, device)),
                 ("crossover", lambda: crossover(size, gen, prompt, steps, batches, device, repeats)),
                 ("zoo", lambda: zoo_throughput(batches, str(device), repeats))]
     for name, fn in sections:

@@ -68,6 +68,10 @@ def collate(tokenizer, pairs: Sequence[tuple[str, str]], gen_length: int) -> Tra
     return TrainBatch(x=x, maskable=maskable, attention_mask=attention)
 
 
+# An example stream that skips this many pairs in a row is misconfigured (it would loop forever).
+MAX_SKIPPED_IN_A_ROW = 10_000
+
+
 class ExampleStream:
     """A task's training pairs as an iterator that knows how far it has gone.
 
@@ -100,6 +104,7 @@ class ExampleStream:
         return self.max_prompt_tokens is None or len(self.tokenizer.encode(prompt)) <= self.max_prompt_tokens
 
     def _next_pair(self) -> tuple[str, str]:
+        skipped_in_a_row = 0
         while True:
             pair = next(self._examples)
             index = self.consumed
@@ -109,6 +114,13 @@ class ExampleStream:
             if self._fits(*pair):
                 return pair
             self.skipped_too_long += 1
+            skipped_in_a_row += 1
+            if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+                target_tokens = len(self.tokenizer.encode(pair[1])) + 1
+                raise ValueError(
+                    f"{skipped_in_a_row} training pairs in a row do not fit (e.g. a target of {target_tokens} tokens "
+                    f"with EOS, gen_length={self.gen_length}, max_prompt_tokens={self.max_prompt_tokens}): raise "
+                    "task.gen_length (or leave it null to measure it) or check the task options")
 
     def skip_to(self, consumed: int) -> None:
         """Advance the underlying iterator until ``consumed`` pairs were drawn."""

@@ -25,7 +25,7 @@ from sdtt_search.ar import is_ar_checkpoint
 from sdtt_search.cli import cli_main
 from sdtt_search.checkpoint import load_pretrained, save_pretrained
 from sdtt_search.diffusion import (LogLinearSchedule, SamplerConfig, denoise, first_generated_column, fit_blocks,
-                                   is_time_conditioned, mask_tokens, sample_times, subs_log_probs)
+                                   is_time_conditioned, mask_tokens, sample_times, subs_log_probs, uniform)
 
 from sdtt_search.lora import LoRASpec, attach_lora, lora_state, save_lora_checkpoint
 from sdtt_search.zoo import resolve_model_path
@@ -56,7 +56,7 @@ def block_layout(maskable: torch.Tensor, rows: torch.Tensor, block: int,
     index = maskable.long().cumsum(-1) - 1
     n = maskable.sum(-1)
     blocks = (n + block - 1) // block
-    k = (torch.rand(n.shape, generator=generator, device=maskable.device) * blocks).long()[:, None]
+    k = (uniform(n.shape, generator, maskable.device) * blocks).long()[:, None]
     lo, mid, hi = k * block, k * block + (block + 1) // 2, (k + 1) * block
     sel = maskable & rows[:, None]
     return sel & (index >= lo) & (index < mid), sel & (index >= mid) & (index < hi), sel & (index >= hi)
@@ -89,7 +89,7 @@ def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: flo
         return z, t, target, z == mask_id
     if not block:
         raise ValueError("semi_ar > 0 needs the student's block length (eval.block_length or the teacher's recorded one)")
-    rows = torch.rand(batch.x.shape[0], generator=generator, device=batch.x.device) < semi_ar
+    rows = uniform(batch.x.shape[0], generator, batch.x.device) < semi_ar
     first, second, future = block_layout(maskable, rows, block, generator)
     z = torch.where(rows[:, None] & maskable, batch.x, z)
     z = torch.where(first | second | future, torch.full_like(z, mask_id), z)

@@ -73,3 +73,9 @@ def test_bad_values_are_one_line_errors(tmp_path, override, needle):
     with pytest.raises(ValueError) as err:
         pretrain.run(pretrain_config(tmp_path, override))
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_gen_length_no_target_fits_is_a_one_line_error_not_an_endless_loop(tmp_path):
+    with pytest.raises(ValueError) as err:
+        pretrain.run(pretrain_config(tmp_path, "task.gen_length=3"))
+    assert "task.gen_length" in str(err.value) and "\n" not in str(err.value)

@@ -27,6 +27,17 @@ class LossOutput:
     num_masked: int  # number of positions that were masked (the only non-zero terms)
 
 
+def uniform(shape, generator: torch.Generator | None, device: torch.device | str) -> torch.Tensor:
+    """Float32 uniforms in [0, 1) of ``shape`` on ``device``, drawn on the generator's device.
+
+    Training keeps one CPU ``torch.Generator`` (its state is checkpointed and resumed);
+    drawing on it and moving the result makes a CUDA run see the very numbers a CPU run
+    sees (``torch.rand`` refuses a CPU generator for a CUDA tensor).
+    """
+    source = generator.device if generator is not None else device
+    return torch.rand(shape, generator=generator, device=source).to(device)
+
+
 def sample_times(
     batch_size: int,
     *,
@@ -41,7 +52,7 @@ def sample_times(
     drawn uniformly inside stratum [i/B, (i+1)/B), which lowers the variance of the
     Monte-Carlo NELBO.
     """
-    u = torch.rand(batch_size, generator=generator, device=device)
+    u = uniform(batch_size, generator, device)
     if antithetic:
         offsets = torch.arange(batch_size, device=device, dtype=u.dtype) / batch_size
         u = (u / batch_size + offsets) % 1.0
@@ -64,7 +75,7 @@ def mask_tokens(
     Returns:
         z_t: [B, L].
     """
-    u = torch.rand(x.shape, generator=generator, device=x.device)
+    u = uniform(x.shape, generator, x.device)
     masked = (u < move_chance[:, None]) & maskable
     return torch.where(masked, torch.full_like(x, mask_id), x)
 
@@ -87,8 +98,8 @@ def window_masks(
     """
     index = maskable.long().cumsum(-1) - 1  # completion index of each position (-1 in the prompt)
     n = maskable.sum(-1)
-    start = (torch.rand(n.shape, generator=generator, device=maskable.device) * n).long()
-    length = 1 + (torch.rand(n.shape, generator=generator, device=maskable.device) * (n - start)).long()
+    start = (uniform(n.shape, generator, maskable.device) * n).long()
+    length = 1 + (uniform(n.shape, generator, maskable.device) * (n - start)).long()
     start, end = start[:, None], (start + length)[:, None]
     window = maskable & (index >= start) & (index < end) & rows[:, None]
     future = maskable & (index >= end) & rows[:, None]
@@ -136,7 +147,7 @@ def mdlm_loss(
     z = mask_tokens(x, schedule.move_chance(t), maskable, mask_id, generator)
     loss_positions = maskable
     if semi_ar > 0.0:
-        rows = torch.rand(batch, generator=generator, device=x.device) < semi_ar
+        rows = uniform(batch, generator, x.device) < semi_ar
         window, future = window_masks(maskable, rows, generator)
         # rows in the mixture: prefix clean, window as drawn, future masked
         z = torch.where(rows[:, None] & ~window & ~future & maskable, x, z)
