@@ -72,6 +72,7 @@ fi
   || { echo "the benchmark does not import (see the error above: a package too old or one of its dependencies missing); stopping"; exit 2; }
 "$PY" -c "import xformers, xformers.ops; print('xformers', xformers.__version__)" 2>/dev/null \
   || echo "xformers not importable: only SDPA is measured (carry wheels/xformers-*.whl to compare)"
+"$PY" -c "from sdtt_search.model.attention import xformers_available as a; print('xformers kernels run:', a())" 2>&1 | tail -2
 "$PY" -c "import torch; assert torch.cuda.is_available(), 'torch sees no GPU'" || { echo "no GPU visible to torch; stopping"; exit 2; }
 
 echo "== measurements (in-process local executor, transformers AR backend: no ray or vllm here)"

@@ -317,3 +317,18 @@ def test_meta_device_forward_for_shape_checks():
         model = Denoiser(small_config())
         out = model(torch.zeros(2, 3, dtype=torch.long))
     assert out.shape == (2, 3, V) and out.device.type == "meta"
+
+
+def test_an_xformers_whose_kernel_fails_is_reported_unusable_with_a_warning(caplog):
+    """A wheel built for another torch imports but its kernel raises: auto must fall back."""
+    from types import SimpleNamespace
+
+    from sdtt_search.model.attention import _kernel_runs
+
+    def broken(q, k, v):
+        raise NotImplementedError("No operator found for `memory_efficient_attention_forward`\n details")
+
+    with caplog.at_level("WARNING", logger="sdtt_search.model"):
+        assert not _kernel_runs(SimpleNamespace(memory_efficient_attention=broken), "cpu")
+    assert "No operator found" in caplog.text and "SDPA" in caplog.text
+    assert _kernel_runs(SimpleNamespace(memory_efficient_attention=lambda q, k, v: q), "cpu")

@@ -12,10 +12,28 @@ log = logging.getLogger("sdtt_search.model")
 
 @functools.lru_cache(maxsize=None)
 def xformers_available() -> bool:
-    """Whether ``import xformers.ops`` works (checked once)."""
+    """Whether xformers' attention kernel is usable here (checked once).
+
+    ``xformers.ops`` must import and, where a CUDA device is present, run one tiny call:
+    a wheel built for another torch or CUDA version imports fine but has no kernels
+    (seen on an H200 with torch 2.11 and xformers 0.0.35, built for torch 2.10).
+    """
     try:
-        import xformers.ops  # noqa: F401
+        import xformers.ops as xops
     except Exception:  # noqa: BLE001 - any import failure means "not usable"
+        return False
+    return _kernel_runs(xops, "cuda") if torch.cuda.is_available() else True
+
+
+def _kernel_runs(xops, device: str) -> bool:
+    """One memory-efficient attention call on ``device``; False (and a warning) if it fails."""
+    try:
+        q = torch.randn(1, 8, 1, 32, device=device, dtype=torch.bfloat16 if device == "cuda" else torch.float32)
+        xops.memory_efficient_attention(q, q, q)
+    except Exception as exc:  # noqa: BLE001 - NotImplementedError, RuntimeError, missing symbols...
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        log.warning("xformers is installed but its attention kernel does not run here (%s): using SDPA; install "
+                    "an xformers wheel built for torch %s", first_line, torch.__version__)
         return False
     return True
 
@@ -28,7 +46,7 @@ def _log_choice(backend: str, device: str) -> None:
 def select_backend(requested: str, device: torch.device | str) -> str:
     """The attention implementation to use: "xformers" or "sdpa".
 
-    "auto" gives xformers on a CUDA device when ``xformers.ops`` imports, else PyTorch
+    "auto" gives xformers on a CUDA device when its kernel runs there, else PyTorch
     SDPA. An explicit "xformers" that cannot work is a one-line RuntimeError. The
     choice is logged once (logger "sdtt_search.model").
     """
@@ -37,7 +55,8 @@ def select_backend(requested: str, device: torch.device | str) -> str:
         backend = "xformers" if device.type == "cuda" and xformers_available() else "sdpa"
     elif requested == "xformers":
         if device.type != "cuda" or not xformers_available():
-            why = f"the device is {device.type}, not cuda" if device.type != "cuda" else "xformers is not installed"
+            why = (f"the device is {device.type}, not cuda" if device.type != "cuda"
+                   else "xformers is not installed, or its kernels do not run with this torch")
             raise RuntimeError(
                 f"attention_backend=xformers needs a CUDA device and `pip install 'sdtt-search[gpu]'` ({why}); "
                 "use attention_backend=sdpa or auto"
