@@ -5,7 +5,7 @@
 #   MODELS: zoo names or checkpoint dirs, e.g. MODELS=[outputs/teacher,outputs/sdtt-round7]
 #   EXECUTOR=ray runs each grid point as a Ray task (private local cluster; add ray.address=auto to join one).
 set -euo pipefail
-MODELS=${MODELS:-"[countdown-cd3-sdtt-4]"}
+MODELS=${MODELS:-"[countdown-cd3-num-sdtt-4]"}
 EXECUTOR=${EXECUTOR:-local}
 python -m sdtt_search.sweep task=countdown "models=${MODELS}" "steps=[4,8,16]" "samples=[1,4,16,64]" \
   limit=100 executor="${EXECUTOR}" output_dir=outputs/sweep_countdown "$@"

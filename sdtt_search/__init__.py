@@ -4,7 +4,7 @@
     from tasks import load_task
 
     task = load_task("countdown", n=3)
-    model = load_model("countdown-cd3-sdtt-4")          # zoo name or checkpoint directory
+    model = load_model("countdown-cd3-num-sdtt-4")      # zoo name or checkpoint directory
     search = Search(model, task)  # the model's recorded decoding; or sampler=SamplerConfig(...)
     result = search.best_of_n(task.problems("test", limit=100), n=64)
     print(result.metrics["accuracy"]["verified@64"])

@@ -88,7 +88,7 @@ class DiffusionModel:
 def load_model(name_or_path: str | Path, *, device: str | torch.device = "cpu", ar_backend: str = "auto",
                trust_remote_code: bool = False, family: str | None = None, dtype: str | torch.dtype | None = None,
                hf_options: dict | None = None):
-    """Load a zoo model (e.g. ``"countdown-cd3-sdtt-4"``) or a checkpoint directory.
+    """Load a zoo model (e.g. ``"countdown-cd3-num-sdtt-4"``) or a checkpoint directory.
 
     Masked diffusion checkpoints give a ``DiffusionModel``; AR twins (Llama format,
     e.g. ``"countdown-cd3-ar"``) give an ``ARModel`` sampled by ``ar_backend``:

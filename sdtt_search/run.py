@@ -1,7 +1,7 @@
 """Best-of-N search from the command line.
 
     python -m sdtt_search.run task=gsm8k samples=256
-    python -m sdtt_search.run task=countdown model=countdown-cd3-sdtt-4 samples=64 limit=100
+    python -m sdtt_search.run task=countdown model=countdown-cd3-num-sdtt-4 samples=64 limit=100
     python -m sdtt_search.run task=countdown executor=ray workers=4 ray.address=auto
 
 Writes ``results.jsonl`` (one line per problem, as problems finish),

@@ -15,7 +15,7 @@ GSM8K_DIR = os.environ.get("SDTT_DATA_DIR") or str(ZOO_DIR.parents[2] / "shared"
 
 def test_zoo_is_small_and_complete():
     names = available_models()
-    assert {"sudoku4-sdtt-4", "countdown-cd3-sdtt-4", "gsm8k-sdtt"} <= set(names)
+    assert {"sudoku4-sdtt-4", "countdown-cd3-num-sdtt-4", "gsm8k-sdtt"} <= set(names)
     total = sum(f.stat().st_size for f in ZOO_DIR.rglob("*") if f.is_file())
     assert total < 60 * 2**20
     for name in names:
