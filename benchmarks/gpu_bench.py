@@ -133,7 +133,8 @@ def crossover(size: str, gen_length: int, prompt_length: int, teacher_steps: int
             "results": results, "ar_overtakes_student_at_batch": over[0] if over else None}
 
 
-def training_throughput(sizes: list[str], batch: int, length: int, steps: int, device: torch.device) -> dict:
+def training_throughput(sizes: list[str], batch: int, length: int, steps: int, device: torch.device,
+                        stream_workers: tuple[int, ...] = (0, 4, 8)) -> dict:
     """MDLM training steps/s per model size and attention backend, and the example stream's rate."""
     rows = []
     backends = ["sdpa"] + (["xformers"] if device.type == "cuda" and xformers_available() else [])
@@ -166,13 +167,19 @@ def training_throughput(sizes: list[str], batch: int, length: int, steps: int, d
                 torch.cuda.empty_cache()
     task = load_task("countdown", n=3)
     tokenizer = build_tokenizer(task, {"kind": "numbers", "max_number": 999}, 0)
-    stream = make_stream(task, tokenizer, measure_gen_length(task, tokenizer, 0), 0, 0, 1)
-    stream.next_batch(256)
-    start = time.perf_counter()
-    for _ in range(4):
-        stream.next_batch(256)
-    stream_rate = 4 * 256 / (time.perf_counter() - start)
-    return {"rows": rows, "countdown_examples_per_s": stream_rate}
+    gen_length = measure_gen_length(task, tokenizer, 0)
+    stream_rates = {}
+    for workers in stream_workers:  # train.data_workers: examples made in that many processes
+        stream = make_stream(task, tokenizer, gen_length, 0, 0, 1, workers=workers)
+        for _ in range(max(2, workers)):  # warm-up: start the workers, fill their queues once
+            stream.next_batch(256)
+        start = time.perf_counter()
+        batches = 8 * max(1, workers)
+        for _ in range(batches):
+            stream.next_batch(256)
+        stream_rates[str(workers)] = batches * 256 / (time.perf_counter() - start)
+        getattr(stream, "close", lambda: None)()
+    return {"rows": rows, "countdown_examples_per_s": stream_rates["0"], "examples_per_s_by_data_workers": stream_rates}
 
 
 ZOO_SETS = (
@@ -233,8 +240,9 @@ def markdown(report: dict) -> str:
             peak = r["peak_memory_gib"]
             lines.append(f"| {r['size']} | {r['parameters'] / 1e6:.1f}M | {r['backend']} | {r['batch']} x {r['length']} | "
                          f"{r['steps_per_s']:.1f} | {r['tokens_per_s']:.0f} | {'' if peak is None else f'{peak:.2f}'} |")
-        lines += ["", f"The Countdown example stream (number tokens, one CPU process) delivers "
-                      f"{tr['countdown_examples_per_s']:.0f} examples/s."]
+        rates = tr.get("examples_per_s_by_data_workers", {"0": tr["countdown_examples_per_s"]})
+        lines += ["", "The Countdown example stream (number tokens, batches of 256) delivers "
+                  + ", ".join(f"{rate:.0f} examples/s with train.data_workers={w}" for w, rate in rates.items()) + "."]
     if not report.get("complete"):
         lines += ["", "(incomplete: the run stopped or is still running)"]
     return "\n".join(lines) + "\n"
@@ -256,11 +264,12 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("--device cuda but torch sees no GPU; run on the GPU machine or pass --device cpu --quick")
     if args.quick:
         size, points, batches, gen, prompt, steps, repeats = "tiny", [(2, 32)], [1, 4], 16, 8, 8, 1
-        train_sizes, train_batch, train_length, train_steps = ["tiny"], 8, 32, 2
+        train_sizes, train_batch, train_length, train_steps, stream_workers = ["tiny"], 8, 32, 2, (0, 2)
     else:
         size, points, batches, gen, prompt, steps, repeats = (
             "small", [(8, 256), (32, 512), (64, 1024)], [1, 8, 16, 32, 64, 128, 256], 128, 64, 64, 3)
-        train_sizes, train_batch, train_length, train_steps = ["tiny", "mini", "small"], 256, 128, 10
+        train_sizes, train_batch, train_length, train_steps, stream_workers = (
+            ["tiny", "mini", "small"], 256, 128, 10, (0, 4, 8))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report = {"machine": describe(), "when": time.strftime("%Y-%m-%d"), "complete": False,
@@ -270,7 +279,8 @@ def main(argv: list[str] | None = None) -> dict:
               "ar_backend": "transformers", "errors": {}}
     save(report, out)
     sections = [("attention", lambda: attention_backends(size, points, device, repeats)),
-                ("training", lambda: training_throughput(train_sizes, train_batch, train_length, train_steps, device)),
+                ("training", lambda: training_throughput(train_sizes, train_batch, train_length, train_steps, device,
+                                                        stream_workers)),
                 ("crossover", lambda: crossover(size, gen, prompt, steps, batches, device, repeats)),
                 ("zoo", lambda: zoo_throughput(batches, str(device), repeats))]
     for name, fn in sections:

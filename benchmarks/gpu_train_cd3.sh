@@ -11,8 +11,9 @@
 # Results: $OUT (default runs/gpu-cd3): nar/, ncpre/, nsdtt/ (round-1-steps-8, round-2-steps-4,
 # rounds.json) and one tar per stage, each under 16 MiB so a device call can bring it back.
 # Each stage has a wall-clock cap: a capped stage keeps its last exported checkpoint (save_every),
-# which the next stage starts from. Training on the GPU is fed by one CPU process generating
-# examples (about 12k CD3 examples/s on the H200 machine): that, not the GPU, bounds tiny models.
+# which the next stage starts from. With WORKERS=0 one CPU process generates the examples (about
+# 12k CD3 examples/s on the H200 machine): that, not the GPU, bounds tiny models; WORKERS=8 spreads
+# it over 8 processes (train.data_workers).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-$(command -v python3 || command -v python)}"
@@ -21,6 +22,9 @@ BATCH="${BATCH:-512}"
 AR_STEPS="${AR_STEPS:-2000}"; AR_CAP="${AR_CAP:-130}"
 PRE_STEPS="${PRE_STEPS:-1000}"; PRE_CAP="${PRE_CAP:-80}"
 SDTT_STEPS="${SDTT_STEPS:-400}"; SDTT_CAP="${SDTT_CAP:-100}"
+# processes making training examples (train.data_workers); the shipped students were made with 0
+# (one process, about 6k examples/s: the bound of that run); more workers draw other examples
+WORKERS="${WORKERS:-0}"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$OUT"
 quiet() { grep -v "it/s" | tail -"$1"; }   # drop tqdm lines, keep the summary
@@ -33,13 +37,14 @@ fi
 echo "== AR twin ($AR_STEPS steps of $BATCH, cap ${AR_CAP}s)"
 timeout "$AR_CAP" "$PY" -m distill.pretrain task=countdown task.tokenizer.kind=numbers objective=ar $ar_init \
   train.steps="$AR_STEPS" train.batch_size="$BATCH" train.warmup=50 train.eval_every=0 train.save_every=250 \
-  eval.problems=256 output_dir="$OUT/nar" 2>&1 | quiet 3
+  train.data_workers="$WORKERS" eval.problems=256 output_dir="$OUT/nar" 2>&1 | quiet 3
 [ -f "$OUT/nar/checkpoint/config.json" ] || { echo "no AR checkpoint was exported; stopping"; exit 2; }
 
 echo "== causal block-wise denoiser from the twin ($PRE_STEPS steps, cap ${PRE_CAP}s)"
 timeout "$PRE_CAP" "$PY" -m distill.pretrain task=countdown task.tokenizer.kind=numbers task.gen_length=12 \
   model.backbone=llama model.causal=true init_from="$OUT/nar/checkpoint" semi_ar=0.8 train.steps="$PRE_STEPS" \
   train.batch_size="$BATCH" train.lr=3e-4 train.warmup=50 train.eval_every=0 train.save_every=250 eval.problems=128 \
+  train.data_workers="$WORKERS" \
   eval.sampler.method=confidence +eval.sampler.block_length=2 eval.sampler.steps=6 output_dir="$OUT/ncpre" 2>&1 | quiet 3
 [ -f "$OUT/ncpre/checkpoint/config.json" ] || { echo "no denoiser checkpoint was exported; stopping"; exit 2; }
 
@@ -47,6 +52,7 @@ echo "== block-causal SDTT, 16 -> 8 -> 4 steps ($SDTT_STEPS steps per round, cap
 timeout "$SDTT_CAP" "$PY" -m distill.sdtt teacher="$OUT/nar/checkpoint" gen_length=12 student_init="$OUT/ncpre/checkpoint" \
   block_causal=true teacher_steps=16 min_steps=4 steps_per_round="$SDTT_STEPS" semi_ar=1.0 eval.method=confidence \
   eval.block_length=1 eval.problems=256 eval.batch_size=256 train.batch_size="$BATCH" train.save_every=100 \
+  train.data_workers="$WORKERS" \
   output_dir="$OUT/nsdtt" 2>&1 | quiet 8
 
 cd "$OUT" && rm -f ./*/train_state.pt

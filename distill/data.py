@@ -9,7 +9,7 @@ length need not be known in advance (as in Ye et al. 2025 and LLaDA SFT).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
@@ -133,3 +133,98 @@ class ExampleStream:
 
     def __iter__(self) -> Iterator[TrainBatch]:
         raise TypeError("use next_batch(batch_size)")
+
+
+def shard_seed(seed: int, shard: int) -> int:
+    """The example-stream seed of data shard ``shard`` (rank * workers + worker) of a run."""
+    return seed * 1_000_003 + 1 + shard
+
+
+def batches_before(position: int, worker: int, workers: int) -> int:
+    """How many of the first ``position`` batches worker ``worker`` of ``workers`` made
+    (batch b comes from worker b mod workers)."""
+    return max(0, (position - worker + workers - 1) // workers)
+
+
+class ShardedBatches(torch.utils.data.IterableDataset):
+    """Micro-batches of fixed size from one independent example stream per DataLoader
+    worker; worker w first regenerates (and drops) the batches it made before ``skip``."""
+
+    def __init__(self, make_examples: Callable[[int], Iterable[tuple[str, str]]], *, tokenizer, gen_length: int,
+                 batch_size: int, workers: int, skip: int):
+        self.make_examples, self.tokenizer, self.gen_length = make_examples, tokenizer, gen_length
+        self.batch_size, self.workers, self.skip = batch_size, workers, skip
+
+    def __iter__(self) -> Iterator[TrainBatch]:
+        info = torch.utils.data.get_worker_info()
+        # The DataLoader hands out batches from its workers 0, 1, ... in turn, starting
+        # with worker 0 also after a skip: its worker i makes global batch skip + i first,
+        # i.e. it plays logical worker (skip + i) mod workers.
+        worker = ((info.id if info is not None else 0) + self.skip) % self.workers
+        stream = ExampleStream(self.make_examples(worker), tokenizer=self.tokenizer, gen_length=self.gen_length)
+        for _ in range(batches_before(self.skip, worker, self.workers)):
+            stream.next_batch(self.batch_size)
+        while True:
+            yield stream.next_batch(self.batch_size)
+
+
+class WorkerStream:
+    """``ExampleStream``'s interface with the examples made by ``workers`` processes.
+
+    Generating and tokenizing examples in one Python process bounds GPU training of
+    small models (about 12k CD3 examples/s, benchmarks/RESULTS.md). Here each worker
+    of a ``torch.utils.data.DataLoader`` owns its own seeded stream (``make_examples(w)``)
+    and batch b comes from worker b mod workers, so the batches are a pure function of
+    (seed, rank, workers): a resumed run sees exactly the uninterrupted run's data, as
+    long as it uses the same number of workers. A different worker count draws
+    different (equally distributed) examples than ``workers=0``.
+    """
+
+    def __init__(self, make_examples: Callable[[int], Iterable[tuple[str, str]]], *, tokenizer, gen_length: int,
+                 workers: int, prefetch: int = 4):
+        if workers < 1:
+            raise ValueError(f"train.data_workers={workers!r}: a worker stream needs at least 1 worker")
+        if "fork" not in torch.multiprocessing.get_all_start_methods():
+            raise RuntimeError("train.data_workers > 0 needs the 'fork' start method (Linux); use train.data_workers=0")
+        self.make_examples, self.tokenizer, self.gen_length = make_examples, tokenizer, gen_length
+        self.workers, self.prefetch = workers, prefetch
+        self.batches = 0  # micro-batches delivered so far
+        self.batch_size: int | None = None
+        self._start = 0
+        self._iter = None
+
+    @property
+    def consumed(self) -> dict:
+        return {"batches": self.batches, "workers": self.workers, "batch_size": self.batch_size}
+
+    def skip_to(self, consumed) -> None:
+        if not isinstance(consumed, dict) or consumed.get("workers") != self.workers:
+            was = consumed.get("workers") if isinstance(consumed, dict) else 0
+            raise ValueError(f"the training state was written with train.data_workers={was}; "
+                             f"resume with that value (not {self.workers}) or delete train_state.pt to start over")
+        if self._iter is not None:
+            raise RuntimeError("skip_to must come before the first batch")
+        self.batches = self._start = int(consumed["batches"])
+        self.batch_size = consumed.get("batch_size")
+
+    def next_batch(self, batch_size: int) -> TrainBatch:
+        if self.batch_size is not None and batch_size != self.batch_size:
+            raise ValueError(f"micro-batch size changed from {self.batch_size} to {batch_size}: with "
+                             "train.data_workers > 0 keep train.batch_size, grad_accum and the world size of the run")
+        if self._iter is None:
+            self.batch_size = batch_size
+            dataset = ShardedBatches(self.make_examples, tokenizer=self.tokenizer, gen_length=self.gen_length,
+                                     batch_size=batch_size, workers=self.workers, skip=self._start)
+            loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=self.workers,
+                                                 prefetch_factor=self.prefetch, multiprocessing_context="fork")
+            self._iter = iter(loader)
+        self.batches += 1
+        return next(self._iter)
+
+    def close(self) -> None:
+        """Stop the worker processes (also done when the stream is garbage-collected)."""
+        if self._iter is not None:
+            shutdown = getattr(self._iter, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
+            self._iter = None

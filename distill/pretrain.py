@@ -142,7 +142,8 @@ def run(cfg: DictConfig) -> Path:
     log.info("model: %.2fM parameters, gen_length %d, device %s", model.num_parameters / 1e6, gen_length, device)
 
     train_cfg = TrainConfig(**to_dict(cfg.train))
-    stream = make_stream(task, tokenizer, gen_length, cfg.seed, dist.rank, dist.world_size)
+    stream = make_stream(task, tokenizer, gen_length, cfg.seed, dist.rank, dist.world_size,
+                         workers=int(cfg.train.get("data_workers", 0)))
     # fewer steps than blocks: one step per widened block, as load_model decodes it
     sampler = fit_blocks(SamplerConfig(**to_dict(cfg.eval.sampler)), gen_length)
 

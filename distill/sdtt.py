@@ -178,7 +178,8 @@ def run(cfg: DictConfig) -> list[dict]:
     if cfg.gradient_checkpointing:
         _enable_gradient_checkpointing(student)
     train_cfg = TrainConfig(**{**to_dict(cfg.train), "steps": plan.rounds * int(cfg.steps_per_round)})
-    stream = make_stream(task, tokenizer, gen_length, cfg.seed, dist.rank, dist.world_size, format_prompt=format_prompt)
+    stream = make_stream(task, tokenizer, gen_length, cfg.seed, dist.rank, dist.world_size, format_prompt=format_prompt,
+                         workers=int(cfg.train.get("data_workers", 0)))
     mask_id = tokenizer.mask_id
 
     def round_of(step: int) -> int:

@@ -13,7 +13,7 @@ from sdtt_search.cli import task_from_config
 from sdtt_search.machine import resolve_device  # noqa: F401 - re-exported for the programs
 from sdtt_search.tokenizer import Tokenizer
 
-from .data import ExampleStream
+from .data import ExampleStream, WorkerStream, shard_seed
 
 log = logging.getLogger("distill")
 
@@ -72,12 +72,23 @@ def eval_problems(task, split: str, limit: int) -> list:
 
 
 def make_stream(task, tokenizer: Tokenizer, gen_length: int, seed: int, rank: int = 0, world_size: int = 1,
-                format_prompt=None) -> ExampleStream:
-    """The task's training pairs; ``format_prompt`` rewrites each prompt (e.g. a chat template)."""
-    pairs = task.train_examples(seed)
-    if format_prompt is not None:
-        pairs = ((format_prompt(prompt), target) for prompt, target in pairs)
-    return ExampleStream(pairs, tokenizer=tokenizer, gen_length=gen_length, rank=rank, world_size=world_size)
+                format_prompt=None, workers: int = 0) -> ExampleStream | WorkerStream:
+    """The task's training pairs; ``format_prompt`` rewrites each prompt (e.g. a chat template).
+
+    ``workers`` > 0: examples made by that many DataLoader worker processes, each with
+    its own stream seeded by (seed, rank, worker) (``WorkerStream``); 0: one stream in
+    this process, rank r keeping every world_size-th pair.
+    """
+    def pairs_of(stream_seed: int):
+        pairs = task.train_examples(stream_seed)
+        if format_prompt is not None:
+            pairs = ((format_prompt(prompt), target) for prompt, target in pairs)
+        return pairs
+
+    if workers:
+        return WorkerStream(lambda worker: pairs_of(shard_seed(seed, rank * workers + worker)),
+                            tokenizer=tokenizer, gen_length=gen_length, workers=workers)
+    return ExampleStream(pairs_of(seed), tokenizer=tokenizer, gen_length=gen_length, rank=rank, world_size=world_size)
 
 
 def checkpoint_dir(output_dir: str | Path) -> Path:

@@ -46,6 +46,7 @@ class TrainConfig:
     save_every: int = 200
     seed: int = 0
     threads: int = 0  # torch CPU threads, 0 = torch default
+    data_workers: int = 0  # processes making training examples (distill.data.WorkerStream); 0 = in this process
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # type: ignore[assignment]
@@ -53,6 +54,7 @@ class TrainConfig:
             "steps": self.steps >= 1, "batch_size": self.batch_size >= 1, "grad_accum": self.grad_accum >= 1,
             "lr": self.lr > 0, "warmup": self.warmup >= 0, "grad_clip": self.grad_clip >= 0,
             "ema": 0 <= self.ema < 1, "save_every": self.save_every >= 0, "eval_every": self.eval_every >= 0,
+            "data_workers": self.data_workers >= 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -256,6 +258,9 @@ class Trainer:
             if cfg.save_every and self.step % cfg.save_every == 0:
                 self.save()
         bar.close()
+        close = getattr(self.stream, "close", None)
+        if close is not None:  # worker processes of a WorkerStream
+            close()
         self.save()
         if self.evaluate is not None:
             self._log({"step": self.step, "final": True, **self.evaluate(self.ema.model, self.step)})
