@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# One prepared script for a GPU machine (the project's device: an H100 with CUDA torch,
-# but no ray, vllm or xformers, and no internet). Run from anywhere:
-#   bash benchmarks/gpu.sh            # results in $OUT (default ./gpu-out): gpu.md, gpu.json, gpu.log, pytest-gpu.log
-# What it does (about 5 minutes, at most ~8):
+# One prepared script for a GPU machine (the project's device: an H100 or H200 with CUDA torch
+# 2.11 in `python3`, but no ray, vllm, hydra or xformers, and no internet). Run from anywhere:
+#   bash benchmarks/gpu.sh            # results in $OUT (default ./gpu-out): gpu.md, gpu.json, gpu.log, pytest-gpu.log,
+#                                     # frontier.log, frontier/frontier.json + .png (7 files: a device call brings back 8)
+# What it does (about 7 minutes, at most ~11; FRONTIER=0 saves 3):
 #   1. prints the card and torch's CUDA build;
 #   2. checks which Python packages the project needs are missing, and installs only those
 #      from wheels carried in ./wheels/ (git-ignored; at most ~64 MiB in all) without an
@@ -15,8 +16,18 @@
 #      student, the zoo's Sudoku and CD3 models. In-process (the local executor: no ray) and the
 #      transformers AR backend (no vllm here);
 #      then training steps/s per model size and backend (to size GPU training runs);
-#   5. python -m pytest -q -m gpu (xformers vs SDPA kernels, pretrain + SDTT rounds on CUDA
+#   5. benchmarks/frontier.py on the card for the CD3 number-level models and the AR twin
+#      (transformers backend), unless FRONTIER=0;
+#   6. python -m pytest -q -m gpu (xformers vs SDPA kernels, pretrain + SDTT rounds on CUDA
 #      with xformers, an SDTT update under bf16 lowering the divergence).
+#
+# The wheels (git-ignored ./wheels/, about 4 MB; made on a machine with PyPI access):
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 -d wheels xformers hydra-core==1.3.8 omegaconf==2.3.1 \
+#     math-verify==0.9.0 latex2sympy2_extended==1.11.0
+#   pip wheel --no-deps -w wheels antlr4-python3-runtime==4.9.3     # published as an sdist only
+# PyPI's xformers 0.0.35 is built for torch 2.10: on torch 2.11 it imports without kernels, the
+# library then falls back to SDPA (seen on an H200, 2026-11-27); carry a matching build to compare.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-gpu-out}"
@@ -78,6 +89,17 @@ fi
 echo "== measurements (in-process local executor, transformers AR backend: no ray or vllm here)"
 timeout 330 "$PY" benchmarks/gpu_bench.py --device cuda --out "$OUT" \
   || echo "gpu_bench failed or timed out (exit $?): $OUT/gpu.json holds the sections measured so far"
+
+if [ "${FRONTIER:-1}" = 1 ]; then
+  # the equal-budget frontier on the card (accuracy does not depend on the machine, the budgets do);
+  # AR on transformers generate (no vLLM here); FRONTIER=0 skips it (about 3 min)
+  echo "== frontier on the GPU: CD3 number-level teacher and students vs the AR twin"
+  timeout 240 "$PY" benchmarks/frontier.py --task countdown --models countdown-cd3-num-teacher \
+    countdown-cd3-num-sdtt-8 countdown-cd3-num-sdtt-4 countdown-cd3-ar --problems 100 --samples 64 \
+    --batches 1 8 64 256 --device cuda --ar-backend transformers --out "$OUT/frontier" > "$OUT/frontier.log" 2>&1
+  echo "frontier exit code $? (tables in $OUT/frontier.log, $OUT/frontier/frontier.json)"
+  grep -A4 "^Targets" "$OUT/frontier.log" | tail -4
+fi
 
 echo "== gpu-marked tests"
 # only the modules that hold gpu-marked tests: others may import ray, which this machine lacks
