@@ -164,6 +164,32 @@ def test_threshold_commits_all_confident_tokens_and_at_least_one():
     assert out.nfe == 1 + 3  # then one unsure token per call
 
 
+def test_left_to_right_commits_the_leftmost_masked_token_plus_the_confident_ones():
+    """Even where later positions are more confident, the leftmost masked token is the
+    one a step must commit; with a threshold the sure tokens join it (the order a
+    block-wise SDTT student was distilled in)."""
+    gen = 6
+    table = torch.zeros(gen + 1, V)
+    for j in range(gen):  # confidence grows to the right, as in the low-confidence test
+        table[1 + j, 1 + j] = 1.0 + j
+    model = TableModel(table)
+    batch = build_batch([[1]], gen, pad_id=PAD, mask_id=MASK)
+    out = confidence_sample(model, batch.x, batch.gen_mask, batch.attention_mask, mask_id=MASK, rng=RowRNG([0]),
+                            steps=3, temperature=0.0, remasking="left_to_right")
+    assert out.tokens[0, 1:].tolist() == [1, 2, 3, 4, 5, 6]
+    masked_before = [(x[0, 1:] == MASK).tolist() for x in model.calls]
+    assert masked_before[1] == [False] * 2 + [True] * 4  # the two leftmost first
+    table = torch.zeros(gen + 1, V)
+    table[1:, 3] = 0.5  # unsure everywhere ...
+    table[5, 2] = 20.0  # ... except position 5
+    model = TableModel(table)
+    out = confidence_sample(model, batch.x, batch.gen_mask, batch.attention_mask, mask_id=MASK, rng=RowRNG([0]),
+                            steps=1, temperature=0.0, threshold=0.9, remasking="left_to_right")
+    first = (model.calls[1][0, 1:] == MASK).tolist()
+    assert first == [False, True, True, True, False, True]  # the leftmost and the sure one
+    assert out.nfe == 1 + 4
+
+
 def test_semi_autoregressive_blocks_decode_left_to_right():
     model = ContextModel(V, MASK)
     batch = build_batch([[1, 2]], 8, pad_id=PAD, mask_id=MASK)

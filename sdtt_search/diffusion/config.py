@@ -6,7 +6,7 @@ from typing import Any
 
 METHODS = ("ancestral", "confidence", "autoregressive")
 DIFFUSION_METHODS = ("ancestral", "confidence")
-REMASKING = ("low_confidence", "random")
+REMASKING = ("low_confidence", "random", "left_to_right")
 
 
 @dataclass
@@ -24,7 +24,10 @@ class SamplerConfig:
         block_length: semi-autoregressive block size for "confidence" (None: one block).
         threshold: Fast-dLLM tau: commit every token whose confidence is >= tau (at
             least one per step); None commits a fixed number of tokens per step.
-        remasking: "low_confidence" (commit the most confident tokens) or "random".
+        remasking: which tokens a step commits first: "low_confidence" (the most
+            confident), "random", or "left_to_right" (the leftmost: the order a
+            block-wise SDTT student was distilled in; with ``threshold``, the leftmost
+            masked token plus every other token whose confidence is >= tau).
         cache: ancestral: reuse the network output for rows that did not change
             (ignored for time-conditioned models); confidence: keep the keys and values
             of the decoded prefix of a causal denoiser (exact: same tokens, fewer FLOPs).

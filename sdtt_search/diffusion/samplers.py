@@ -194,8 +194,9 @@ def confidence_sample(
     * with ``threshold`` tau: every token with confidence >= tau, and at least the
       most confident one (Fast-dLLM); the block runs until it is filled.
 
-    ``remasking="random"`` ranks by a uniform draw instead of the confidence.
-    Committed tokens are never changed again.
+    ``remasking="random"`` ranks by a uniform draw instead of the confidence,
+    ``"left_to_right"`` by position (leftmost first); the threshold always compares the
+    confidence. Committed tokens are never changed again.
 
     ``prefix_cache`` (causal denoisers, ``supports_prefix_cache``): each call runs only
     the columns from the end of the cached clean prefix to the current block, and the
@@ -254,16 +255,21 @@ def confidence_sample(
                 tokens = probs.argmax(-1)
             else:
                 tokens = categorical(_token_probs(cand_logits, mask_id, temperature), u_token[candidates])
+            drawn_prob = probs.gather(-1, tokens[:, None]).squeeze(-1)
             if remasking == "low_confidence":
-                score = probs.gather(-1, tokens[:, None]).squeeze(-1)
+                score = drawn_prob
+            elif remasking == "left_to_right":  # leftmost first: a larger score for a smaller column
+                score = (length - torch.arange(length, device=x.device, dtype=torch.float64)).expand(batch, -1)[candidates]
             else:
                 score = u_rank[candidates]
             conf = torch.full((batch, length), -1.0, dtype=torch.float64, device=x.device)
             conf[candidates] = score
+            confidence = torch.zeros((batch, length), dtype=torch.float64, device=x.device)
+            confidence[candidates] = drawn_prob.to(torch.float64)
             proposal = torch.full_like(x, mask_id)
             proposal[candidates] = tokens
             proposal_logprob = torch.zeros_like(token_logprobs)
-            proposal_logprob[candidates] = probs.gather(-1, tokens[:, None]).squeeze(-1).log()
+            proposal_logprob[candidates] = drawn_prob.log()
             # Rank candidates per row by confidence (non-candidates sort last).
             order = conf.argsort(dim=-1, descending=True)
             rank = torch.empty_like(order)
@@ -271,7 +277,7 @@ def confidence_sample(
             if threshold is None:
                 commit = candidates & (rank < counts[:, step][:, None])
             else:
-                commit = candidates & ((conf >= threshold) | (rank == 0))
+                commit = candidates & ((confidence >= threshold) | (rank == 0))
             x = torch.where(commit, proposal, x)
             token_logprobs = torch.where(commit, proposal_logprob, token_logprobs)
             step += 1
