@@ -72,7 +72,7 @@ def describe_model(model) -> dict:
     sampler = model.default_sampler()
     params = getattr(model, "num_parameters", None) or sum(p.numel() for p in model.model.parameters())
     return {"kind": model.kind, "role": role, "steps": sampler.steps, "sampler": sampler.method,
-            "gen_length": model.gen_length, "parameters": int(params),
+            "gen_length": int(sampler.gen_length or model.gen_length), "parameters": int(params),
             "backend": getattr(model, "backend_name", "sdtt-search")}
 
 
@@ -381,9 +381,28 @@ def verdict_text(v: dict) -> str:
     return f"student wins by {v['margin_problems']:.1f} problems: {v['student']} {s} > {v['ar']} {a}{note}"
 
 
+def unequal_lengths(report: dict) -> str | None:
+    """A warning when the diffusion models of a run decode different answer lengths.
+
+    A diffusion sampler fills every one of its gen_length columns (it does not stop at
+    EOS like an AR decoder), so a model with more columns does more work for the same
+    answers and every speed ratio against it is inflated (seen: an AR twin read as a
+    denoiser decoding its 21 columns against students decoding 12)."""
+    lengths = {n: d["gen_length"] for n, d in report["models"].items() if d.get("kind") != "ar" and d.get("gen_length")}
+    if len(set(lengths.values())) <= 1:
+        return None
+    shortest = min(lengths.values())
+    listed = ", ".join(f"{n}: {g}" for n, g in lengths.items())
+    return (f"the diffusion models decode different answer lengths ({listed} columns): speed ratios between them "
+            f"compare unequal work; give the longer ones `gen_length={shortest}` in their spec")
+
+
 def targets(report: dict) -> list[str]:
     """Issue 6's targets, checked on this run's numbers."""
     lines = []
+    warning = unequal_lengths(report)
+    if warning:
+        lines.append(f"- **Warning**: {warning}")
     for row in report["speedups"]:
         if row["role"] != "student":
             continue

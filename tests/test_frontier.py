@@ -92,6 +92,23 @@ def test_verdicts_say_plainly_where_the_ar_baseline_wins():
     assert frontier._acc(0.99996) == "1.0000" and frontier._acc(1.0) == "1.000"
 
 
+def test_diffusion_models_decoding_different_lengths_get_a_warning():
+    """A denoiser fills all its columns: a teacher decoding 21 where students decode 12
+    makes every speed ratio against it look better than it is."""
+    report = _report([0.5], [0.5], [1], [1])
+    report["models"] = {"twin:as_denoiser=true": {"kind": "diffusion", "role": "teacher", "gen_length": 21},
+                        "s": {"kind": "diffusion", "role": "student", "gen_length": 12},
+                        "ar": {"kind": "ar", "role": "ar", "gen_length": 25}}
+    report["verdicts"] = []
+    warning, = frontier.targets(report)
+    assert "twin:as_denoiser=true: 21" in warning and "s: 12" in warning and "gen_length=12" in warning
+    assert "ar: 25" not in warning  # an AR decoder stops at EOS: its length is not compared
+    report["models"]["twin:as_denoiser=true"]["gen_length"] = 12
+    assert frontier.unequal_lengths(report) is None
+    # the effective length is the spec's, when it overrides the sampler
+    assert frontier.describe_model(frontier.load_spec("sudoku4-teacher:gen_length=12", "cpu", "auto"))["gen_length"] == 12
+
+
 # ---------------------------------------------------------------------------- FLOPs, forward share
 def test_attention_flops_are_counted_on_cpu():
     q, k, v = torch.randn(2, 3, 5, 8), torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 8)
