@@ -134,6 +134,9 @@ class ExampleStream:
     def __iter__(self) -> Iterator[TrainBatch]:
         raise TypeError("use next_batch(batch_size)")
 
+    def close(self) -> None:
+        """Nothing to release (``WorkerStream`` stops its processes here)."""
+
 
 def shard_seed(seed: int, shard: int) -> int:
     """The example-stream seed of data shard ``shard`` (rank * workers + worker) of a run."""
@@ -222,9 +225,5 @@ class WorkerStream:
         return next(self._iter)
 
     def close(self) -> None:
-        """Stop the worker processes (also done when the stream is garbage-collected)."""
-        if self._iter is not None:
-            shutdown = getattr(self._iter, "_shutdown_workers", None)
-            if shutdown is not None:
-                shutdown()
-            self._iter = None
+        """Stop the worker processes: dropping the DataLoader's iterator shuts them down."""
+        self._iter = None

@@ -258,9 +258,7 @@ class Trainer:
             if cfg.save_every and self.step % cfg.save_every == 0:
                 self.save()
         bar.close()
-        close = getattr(self.stream, "close", None)
-        if close is not None:  # worker processes of a WorkerStream
-            close()
+        self.stream.close()  # a WorkerStream's processes
         self.save()
         if self.evaluate is not None:
             self._log({"step": self.step, "final": True, **self.evaluate(self.ema.model, self.step)})

@@ -224,6 +224,8 @@ def confidence_sample(
         raise ValueError(f"prefix_cache with a block-causal model of attention block {attention_block(model)} needs "
                          f"block_length a multiple of it (got {block}); set block_length or sampler.cache=false")
     cached = _PrefixCachedLogits(model, attention_mask, columns) if prefix_cache else None
+    # remasking="left_to_right" ranks by position: a larger score for a smaller column
+    column_score = (length - torch.arange(length, device=x.device, dtype=torch.float64)).expand(batch, -1)
 
     for b, cols in enumerate(blocks):
         in_block = torch.zeros(length, dtype=torch.bool, device=x.device)
@@ -258,14 +260,12 @@ def confidence_sample(
             drawn_prob = probs.gather(-1, tokens[:, None]).squeeze(-1)
             if remasking == "low_confidence":
                 score = drawn_prob
-            elif remasking == "left_to_right":  # leftmost first: a larger score for a smaller column
-                score = (length - torch.arange(length, device=x.device, dtype=torch.float64)).expand(batch, -1)[candidates]
+            elif remasking == "left_to_right":
+                score = column_score[candidates]
             else:
                 score = u_rank[candidates]
             conf = torch.full((batch, length), -1.0, dtype=torch.float64, device=x.device)
             conf[candidates] = score
-            confidence = torch.zeros((batch, length), dtype=torch.float64, device=x.device)
-            confidence[candidates] = drawn_prob.to(torch.float64)
             proposal = torch.full_like(x, mask_id)
             proposal[candidates] = tokens
             proposal_logprob = torch.zeros_like(token_logprobs)
@@ -277,7 +277,9 @@ def confidence_sample(
             if threshold is None:
                 commit = candidates & (rank < counts[:, step][:, None])
             else:
-                commit = candidates & ((confidence >= threshold) | (rank == 0))
+                sure = torch.zeros_like(candidates)
+                sure[candidates] = drawn_prob >= threshold  # always the drawn token's probability, whatever the order
+                commit = candidates & (sure | (rank == 0))
             x = torch.where(commit, proposal, x)
             token_logprobs = torch.where(commit, proposal_logprob, token_logprobs)
             step += 1
