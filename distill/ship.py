@@ -50,9 +50,10 @@ def describe_sampler(sampler: SamplerConfig, gen_length) -> str:
     """One line for the card: how the model decodes by default."""
     if sampler.method == "confidence":
         blocks = f", blocks of {sampler.block_length} left to right" if sampler.block_length else ""
-        if sampler.threshold is not None:  # the step count does not apply: each block runs until it is filled
+        if sampler.threshold is not None:  # steps is a budget: the last allowed step commits what is left
             return (f"{sampler.remasking.replace('_', '-')} remasking with confidence threshold {sampler.threshold} "
-                    f"(every drawn token at or above it, at least one per call){blocks}, {gen_length} generated tokens")
+                    f"(every drawn token at or above it, at least one per step, at most {sampler.steps} steps)"
+                    f"{blocks}, {gen_length} generated tokens")
         return f"{sampler.remasking.replace('_', '-')} remasking, {sampler.steps} steps{blocks}, {gen_length} generated tokens"
     return f"ancestral, {sampler.steps} steps, {gen_length} generated tokens"
 

@@ -13,7 +13,7 @@ from distill import pretrain, sdtt
 from sdtt_search.checkpoint import load_pretrained
 from sdtt_search.diffusion import SamplerConfig, mdlm_loss
 from sdtt_search.diffusion.rng import RowRNG
-from sdtt_search.diffusion.samplers import confidence_sample, prefix_cache_fits, sample
+from sdtt_search.diffusion.samplers import confidence_sample, sample
 from sdtt_search.loading import load_model
 from sdtt_search.model import ModelConfig
 from sdtt_search.model.attention import block_causal_mask
@@ -96,6 +96,7 @@ def test_span_logits_equal_the_full_forward_block_by_block():
 
 @pytest.mark.parametrize("steps,block,temperature,threshold", [
     (9, 3, 1.0, None), (3, 3, 0.0, None), (6, 6, 1.0, None), (4, 3, 1.0, 0.5), (9, None, 1.0, None),
+    (5, 2, 1.0, None), (9, 4, 1.0, 0.5), (3, None, 1.0, 0.6), (9, 1, 1.0, None),  # blocks that cut the model's
 ])
 def test_cached_sampler_returns_the_uncached_tokens(steps, block, temperature, threshold):
     model, batch = _model(3), three_prompt_batch()
@@ -112,7 +113,7 @@ def test_cached_sampler_returns_the_uncached_tokens(steps, block, temperature, t
     assert len({tuple(r) for r in cached.tokens[:, -9:].tolist()}) > 1
 
 
-def test_sample_caches_whole_blocks_only(monkeypatch):
+def test_cached_calls_run_whole_attention_blocks_and_each_clean_column_once(monkeypatch):
     calls = []
     model, batch = _model(3), three_prompt_batch()
     original = type(model).forward_span
@@ -125,18 +126,17 @@ def test_sample_caches_whole_blocks_only(monkeypatch):
     length = batch.x.shape[1]
     sample(model, batch.x, batch.gen_mask, batch.attention_mask,
            SamplerConfig(method="confidence", steps=3, block_length=3, temperature=1.0), mask_id=MASK, seeds=[1, 2, 3])
-    # each call runs whole blocks: the prompt and block 1, then block 1 (from its last
-    # uncached column) and block 2, ...
-    assert calls == [(0, length - 6), (length - 10, length - 3), (length - 7, length)]
-    # blocks that cut the model's blocks cannot be cached exactly: decoded without the cache
+    # each call runs whole attention blocks: the prompt and block 1, then block 1 again
+    # (clean now, for its cache entries) and block 2, then block 2 and block 3
+    assert calls == [(0, length - 6), (length - 9, length - 3), (length - 6, length)]
+    # decoding blocks of 2 cut the model's blocks of 3: the cache stays on (and exact,
+    # see test_cached_sampler_returns_the_uncached_tokens), running the attention block
+    # that holds the last column predicting a masked one
     calls.clear()
-    assert not prefix_cache_fits(model, 2, 9) and prefix_cache_fits(model, 6, 9) and prefix_cache_fits(model, None, 9)
     sample(model, batch.x, batch.gen_mask, batch.attention_mask,
            SamplerConfig(method="confidence", steps=5, block_length=2, temperature=1.0), mask_id=MASK, seeds=[1, 2, 3])
-    assert calls == []
-    with pytest.raises(ValueError, match="multiple"):
-        confidence_sample(model, batch.x, batch.gen_mask, batch.attention_mask, mask_id=MASK, rng=RowRNG([1, 2, 3]),
-                          steps=5, block_length=2, prefix_cache=True)
+    g = length - 9
+    assert calls == [(0, g + 3), (g, g + 3), (g, g + 6), (g + 3, g + 9), (g + 6, g + 9)]
 
 
 def test_mdlm_loss_passes_the_generated_columns_to_a_block_causal_model():
@@ -165,7 +165,7 @@ def test_block_causal_sdtt_gives_each_round_its_decoding_block(tmp_path):
         block = -(-gen // steps)
         assert student.model.config.attention_block == block and student.meta["sdtt"]["block_causal"]
         sampler = student.default_sampler()
-        assert sampler.block_length == block and prefix_cache_fits(student.model, sampler.block_length, gen)
+        assert sampler.block_length == block
         assert len(student.generate(["1,2,3,6"], sampler, seeds=[0]).texts) == 1
     # the raw checkpoint kept causal attention: the run changed the student's config only
     assert load_pretrained(causal).model.config.attention_block == 0

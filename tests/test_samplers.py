@@ -157,7 +157,7 @@ def test_threshold_commits_all_confident_tokens_and_at_least_one():
     table[4:, 3] = 0.5  # three are unsure
     model = TableModel(table)
     batch = build_batch([[1]], gen, pad_id=PAD, mask_id=MASK)
-    out = confidence_sample(model, batch.x, batch.gen_mask, batch.attention_mask, mask_id=MASK, rng=RowRNG([0]), steps=1, temperature=0.0, threshold=0.9)
+    out = confidence_sample(model, batch.x, batch.gen_mask, batch.attention_mask, mask_id=MASK, rng=RowRNG([0]), steps=gen, temperature=0.0, threshold=0.9)
     assert not (out.tokens == MASK).any()
     first = (model.calls[1][0, 1:] == MASK).tolist()
     assert first == [False, False, False, True, True, True]  # the three sure ones at once
@@ -184,7 +184,7 @@ def test_left_to_right_commits_the_leftmost_masked_token_plus_the_confident_ones
     table[5, 2] = 20.0  # ... except position 5
     model = TableModel(table)
     out = confidence_sample(model, batch.x, batch.gen_mask, batch.attention_mask, mask_id=MASK, rng=RowRNG([0]),
-                            steps=1, temperature=0.0, threshold=0.9, remasking="left_to_right")
+                            steps=gen, temperature=0.0, threshold=0.9, remasking="left_to_right")
     first = (model.calls[1][0, 1:] == MASK).tolist()
     assert first == [False, True, True, True, False, True]  # the leftmost and the sure one
     assert out.nfe == 1 + 4
@@ -204,8 +204,10 @@ def test_semi_autoregressive_blocks_decode_left_to_right():
 def test_fit_blocks_gives_every_block_at_least_one_step():
     wide = fit_blocks(SamplerConfig(method="confidence", steps=4, block_length=5), 25)
     assert wide.block_length == 7  # ceil(25 / 4): one step per block
+    # with a threshold, steps is a budget too
+    assert fit_blocks(SamplerConfig(method="confidence", steps=2, block_length=5, threshold=0.9), 25).block_length == 13
     for unchanged in [SamplerConfig(method="confidence", steps=8, block_length=5),  # 8 steps cover 5 blocks
-                      SamplerConfig(method="confidence", steps=2, block_length=5, threshold=0.9),
+                      SamplerConfig(method="confidence", steps=5, block_length=5, threshold=0.9),
                       SamplerConfig(method="ancestral", steps=2)]:
         assert fit_blocks(unchanged, 25) == unchanged
     model = ContextModel(V, MASK)
@@ -250,3 +252,24 @@ def test_token_logprobs_are_the_model_probabilities_of_the_chosen_tokens(config)
     expected = reference[out.tokens[batch.gen_mask]]  # MASK is the last id, so ids below it map directly
     assert torch.allclose(out.token_logprobs[batch.gen_mask], expected, atol=1e-9)
     assert (out.token_logprobs[~batch.gen_mask] == 0).all()
+
+
+def test_threshold_steps_cap_the_calls_and_the_last_step_commits_the_rest():
+    """With a threshold, ``steps`` is a budget: a block's last allowed step commits
+    every token left (unsure ones included); a budget of one call per token never binds."""
+    gen = 6
+    table = torch.zeros(gen + 1, V)
+    table[1:, 3] = 0.5  # unsure everywhere
+    table[2, 2] = 20.0  # but position 2
+    batch = build_batch([[1]], gen, pad_id=PAD, mask_id=MASK)
+    model = TableModel(table)
+    out = confidence_sample(model, batch.x, batch.gen_mask, batch.attention_mask, mask_id=MASK, rng=RowRNG([0]),
+                            steps=2, temperature=0.0, threshold=0.9, remasking="left_to_right")
+    assert out.nfe == 2 and not (out.tokens == MASK).any()
+    assert (model.calls[1][0, 1:] == MASK).tolist() == [False, False, True, True, True, True]  # leftmost + sure one
+    uncapped = confidence_sample(TableModel(table), batch.x, batch.gen_mask, batch.attention_mask, mask_id=MASK,
+                                 rng=RowRNG([0]), steps=gen, temperature=0.0, threshold=0.9, remasking="left_to_right")
+    assert uncapped.nfe == 1 + 4  # one unsure token per call after the first
+    with pytest.raises(ValueError, match="fewer than"):
+        confidence_sample(model, batch.x, batch.gen_mask, batch.attention_mask, mask_id=MASK, rng=RowRNG([0]),
+                          steps=2, block_length=2, threshold=0.9)

@@ -34,9 +34,8 @@ def test_zoo_model_loads_and_samples(name):
     problems = task.problems("test", limit=2)
     out = model.generate([task.format_prompt(p) for p in problems], model.default_sampler(), seeds=[0, 1])
     sampler = model.default_sampler()
-    # a fixed schedule makes at most steps (+1) calls; a threshold one at most one per generated token
-    limit = sampler.steps + 1 if sampler.threshold is None else int(model.meta["gen_length"]) + 1
-    assert len(out.texts) == 2 and out.nfe <= limit
+    # at most steps (+1: the ancestral sampler's final denoising) network calls, with or without a threshold
+    assert len(out.texts) == 2 and out.nfe <= sampler.steps + 1
 
 
 def test_the_sudoku_student_solves_puzzles():

@@ -18,12 +18,15 @@ class SamplerConfig:
             distilled for) or "confidence" (LLaDA low-confidence remasking / Fast-dLLM
             threshold decoding) for diffusion models; "autoregressive" (left to right
             with a KV cache) for AR models, the only method they accept.
-        steps: number of denoising steps (network calls, at most steps + 1).
+        steps: number of denoising steps (network calls, at most steps + 1); with
+            ``threshold`` a budget of steps shared by the blocks (a block's last
+            allowed step commits every token left).
         temperature: softmax temperature of the token draws; 0 means greedy tokens.
         gen_length: completion length in tokens (None: the caller's default).
         block_length: semi-autoregressive block size for "confidence" (None: one block).
         threshold: Fast-dLLM tau: commit every token whose confidence is >= tau (at
-            least one per step); None commits a fixed number of tokens per step.
+            least one per step, at most ``steps`` steps); None commits a fixed number
+            of tokens per step.
         remasking: which tokens a step commits first: "low_confidence" (the most
             confident), "random", or "left_to_right" (the leftmost: the order a
             block-wise SDTT student was distilled in; with ``threshold``, the leftmost
@@ -86,9 +89,8 @@ def fit_blocks(sampler: SamplerConfig, gen_length: int) -> SamplerConfig:
     """``sampler`` with its semi-autoregressive blocks widened so that ``steps`` covers
     them: a block needs at least one step, so with fewer steps than blocks the block
     length becomes ceil(gen_length / steps) (one step per block). A few-step student
-    of a block-wise teacher decodes this way. Unchanged without blocks or with a
-    threshold (which runs until each block is filled)."""
-    if sampler.method != "confidence" or not sampler.block_length or sampler.threshold is not None:
+    of a block-wise teacher decodes this way. Unchanged without blocks."""
+    if sampler.method != "confidence" or not sampler.block_length:
         return sampler
     if sampler.steps * sampler.block_length >= gen_length:
         return sampler

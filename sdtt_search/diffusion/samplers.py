@@ -192,18 +192,21 @@ def confidence_sample(
     * without ``threshold``: the k most confident, k from LLaDA's linear schedule
       over the block's share of ``steps``;
     * with ``threshold`` tau: every token with confidence >= tau, and at least the
-      most confident one (Fast-dLLM); the block runs until it is filled.
+      most confident one (Fast-dLLM); ``steps`` is a budget of steps shared by the
+      blocks (each keeps one for every later block), and a block's last allowed step
+      commits every token left (with ``steps`` >= the generated length the budget
+      never binds: Fast-dLLM's uncapped decoding). A step is a network call unless the
+      prefix cache already holds its logits (then ``nfe`` < steps; same tokens).
 
     ``remasking="random"`` ranks by a uniform draw instead of the confidence,
     ``"left_to_right"`` by position (leftmost first); the threshold always compares the
     confidence. Committed tokens are never changed again.
 
-    ``prefix_cache`` (causal denoisers, ``supports_prefix_cache``): each call runs only
-    the columns from the end of the cached clean prefix to the current block, and the
-    finished blocks' keys and values are cached (Fast-dLLM's prefix cache, exact here
-    because causal attention never revises a prefix): same tokens as without it. A
-    block-causal model (``attention_block`` B) needs blocks that are multiples of B
-    (``prefix_cache_fits``).
+    ``prefix_cache`` (causal and block-causal denoisers, ``supports_prefix_cache``):
+    the keys and values of the committed prefix are cached and each call runs only the
+    columns that predict a masked one (``_PrefixCachedLogits``; Fast-dLLM's prefix
+    cache, exact here because causal attention never revises a prefix): same tokens
+    as without it, and a call is skipped when the cached logits already cover it.
     """
     x = x.clone()
     batch, length = x.shape
@@ -216,22 +219,20 @@ def confidence_sample(
     gen_len = columns.numel()
     block = block_length or gen_len
     blocks = [columns[i : i + block] for i in range(0, gen_len, block)]
-    if threshold is None and steps < len(blocks):
+    if steps < len(blocks):
         raise ValueError(f"steps={steps} is fewer than the {len(blocks)} blocks; use steps >= gen_length / block_length")
     nfe = row_forwards = 0
     token_logprobs = torch.zeros(batch, length, dtype=torch.float64, device=x.device)
-    if prefix_cache and not prefix_cache_fits(model, block, gen_len):
-        raise ValueError(f"prefix_cache with a block-causal model of attention block {attention_block(model)} needs "
-                         f"block_length a multiple of it (got {block}); set block_length or sampler.cache=false")
-    cached = _PrefixCachedLogits(model, attention_mask, columns) if prefix_cache else None
+    cached = _PrefixCachedLogits(model, attention_mask, columns, mask_id) if prefix_cache else None
     # remasking="left_to_right" ranks by position: a larger score for a smaller column
     column_score = (length - torch.arange(length, device=x.device, dtype=torch.float64)).expand(batch, -1)
 
+    steps_used = 0  # sampler steps so far (network calls, but for the ones a prefix cache skips)
     for b, cols in enumerate(blocks):
         in_block = torch.zeros(length, dtype=torch.bool, device=x.device)
         in_block[cols] = True
         block_steps = steps // len(blocks) + (1 if b < steps % len(blocks) else 0)
-        if threshold is None:
+        if threshold is None:  # LLaDA: each block its share of the steps
             counts = transfer_counts(((x[:, cols] == mask_id)).sum(-1), block_steps)
         step = 0
         while True:
@@ -244,14 +245,16 @@ def confidence_sample(
             u_token = rng.uniform(positions, key=(b, step, 0))
             u_rank = rng.uniform(positions, key=(b, step, 1))
             if cached is not None:
-                logits = cached(x, cols)
+                block_logits, ran = cached(x, cols)
             else:
+                ran = True
                 t_rows = _masked_fraction(x, gen_mask, mask_id)
-                logits = denoise(model, x, attention_mask=attention_mask, sigma=_sigma_for(model, schedule, t_rows),
-                                 gen_start=int(columns[0]))
-            nfe += 1
-            row_forwards += batch
-            cand_logits = logits[candidates]
+                block_logits = denoise(model, x, attention_mask=attention_mask,
+                                       sigma=_sigma_for(model, schedule, t_rows), gen_start=int(columns[0]))[:, cols]
+            nfe += int(ran)
+            steps_used += 1
+            row_forwards += batch * int(ran)
+            cand_logits = block_logits[candidates[:, cols]]  # row-major, as candidates (all in cols)
             probs = _token_probs(cand_logits, mask_id, 1.0)
             if temperature == 0:
                 tokens = probs.argmax(-1)
@@ -279,7 +282,9 @@ def confidence_sample(
             else:
                 sure = torch.zeros_like(candidates)
                 sure[candidates] = drawn_prob >= threshold  # always the drawn token's probability, whatever the order
-                commit = candidates & (sure | (rank == 0))
+                # the budget of steps is shared by the blocks, each later block keeping one
+                last_step = steps_used >= steps - (len(blocks) - b - 1)
+                commit = candidates & (sure | (rank == 0) | last_step)
             x = torch.where(commit, proposal, x)
             token_logprobs = torch.where(commit, proposal_logprob, token_logprobs)
             step += 1
@@ -291,51 +296,69 @@ def supports_prefix_cache(model) -> bool:
     return bool(getattr(model, "supports_prefix_cache", False))
 
 
-def prefix_cache_fits(model, block_length: int | None, gen_length: int) -> bool:
-    """Whether decoding blocks of ``block_length`` (None: one block) keeps the prefix
-    cache exact: always for causal models; for block-causal ones when every block
-    boundary is one of the model's (a block of B columns must be run whole)."""
-    b = attention_block(model)
-    block = block_length or gen_length
-    return not b or block % b == 0 or block >= gen_length
-
-
 class _PrefixCachedLogits:
-    """Logits of a block being decoded, from a causal denoiser with a KV cache.
+    """Logits of the masked columns of a block, from a causal denoiser with a KV cache.
 
-    The cache holds columns [0, s - 1) when the block starts at column s. A call runs
-    columns [cache end, e - 1) for a block [s, e): the clean columns not yet cached (the
-    previous block, or the prompt at the first call), then the block's own columns but
-    its last (hidden i predicts column i + 1). A block-causal model runs to e: the
-    block's other columns see its last one. Afterwards the clean columns before
-    s - 1 join the cache; s - 1 is rerun by the block's later steps, whose logits at s
-    need its hidden state.
+    The cache holds columns [0, c), clean and computed clean, and ``pending`` holds the
+    logits at column c (from hidden c - 1, which only sees the cache: exact). A call
+    with f and m the first and last column of the block masked in any row runs the
+    columns [c, stop) whose hidden states predict a masked column (hidden i predicts
+    column i + 1): stop = m for a causal model; a block-causal one (attention block A
+    from ``gen_start``) runs to the end of the attention block holding m - 1, whose
+    columns see each other. Afterwards [c, c') joins the cache, c' the last
+    attention-block boundary (any column for a causal model) at or before f: those
+    columns were clean when the call ran them. So each committed column is run clean
+    once, and a left-to-right chain (blocks of 1) costs one column per token, as an AR
+    model with a KV cache does. Same tokens as the full forward (tested).
     """
 
-    def __init__(self, model, attention_mask: torch.Tensor, columns: torch.Tensor):
+    def __init__(self, model, attention_mask: torch.Tensor, columns: torch.Tensor, mask_id: int):
         if is_time_conditioned(model) or not supports_prefix_cache(model):
             raise ValueError("prefix_cache needs a causal denoiser without time conditioning (model.causal=true)")
         first, last = int(columns[0]), int(columns[-1])
         if first < 1 or last - first + 1 != columns.numel():
             raise ValueError("prefix_cache needs one contiguous generated span after a prompt (use build_batch)")
-        self.model, self.attention_mask = model, attention_mask
-        self.gen_start, self.whole_blocks = first, bool(attention_block(model))
+        self.model, self.attention_mask, self.mask_id = model, attention_mask, mask_id
+        self.gen_start, self.block = first, attention_block(model)
         self.cache = model.new_cache()
+        self.pending: torch.Tensor | None = None  # [B, V] logits at column cache.length
+        self.columns_run = 0  # columns run through the network, summed over calls (a cost measure)
 
-    def __call__(self, x: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """[B, L, V] logits, filled on columns (cache end, block end) (zeros elsewhere)."""
-        start, block_start, block_stop = self.cache.length, int(cols[0]), int(cols[-1]) + 1
-        if self.whole_blocks:
-            span, new = self.model.forward_span(x, self.attention_mask, start, block_stop, self.cache,
-                                                gen_start=self.gen_start)
-            span = span[:, :-1]  # the block's last hidden state predicts the next block
-        else:
-            span, new = self.model.forward_span(x, self.attention_mask, start, block_stop - 1, self.cache)
-        logits = span.new_zeros(x.shape[0], x.shape[1], span.shape[-1])
-        logits[:, start + 1:block_stop] = span
-        if block_start - 1 > start:
-            self.cache.extend(new, block_start - 1 - start)
-        return logits
+    def _boundary_at_or_before(self, column: int) -> int:
+        if not self.block or column <= self.gen_start:
+            return column
+        return self.gen_start + (column - self.gen_start) // self.block * self.block
+
+    def _end_of_block_holding(self, column: int) -> int:
+        if not self.block or column < self.gen_start:
+            return column + 1
+        return self.gen_start + ((column - self.gen_start) // self.block + 1) * self.block
+
+    def __call__(self, x: torch.Tensor, cols: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """([B, len(cols), V] logits of the block's columns, filled on its masked ones, and
+        whether the network ran: a lone masked column right after the cache needs no call)."""
+        masked = cols[(x[:, cols] == self.mask_id).any(0)]
+        f, m = int(masked[0]), int(masked[-1])
+        start = self.cache.length
+        stop = min(self._end_of_block_holding(m - 1), x.shape[1])
+        span, new = None, None
+        if stop > start:
+            kwargs = {"gen_start": self.gen_start} if self.block else {}
+            span, new = self.model.forward_span(x, self.attention_mask, start, stop, self.cache, **kwargs)
+            self.columns_run += stop - start
+        source = span if span is not None else self.pending
+        logits = source.new_zeros(x.shape[0], cols.numel(), source.shape[-1])
+        if span is not None:  # hidden i predicts column i + 1
+            row = cols - 1 - start
+            inside = (row >= 0) & (row < stop - start)
+            logits[:, inside] = span[:, row[inside]]
+        if self.pending is not None:
+            logits[:, cols == start] = self.pending[:, None]
+        end = self._boundary_at_or_before(f)
+        if end > start:  # [start, end) were clean when run, so their keys and values are exact
+            self.cache.extend(new, end - start)
+            self.pending = span[:, end - 1 - start].clone()
+        return logits, span is not None
 
 
 def sample(
@@ -365,6 +388,5 @@ def sample(
         model, x, gen_mask, attention_mask, mask_id=mask_id, rng=rng, steps=config.steps,
         temperature=config.temperature, block_length=config.block_length,
         threshold=config.threshold, remasking=config.remasking,
-        prefix_cache=(config.cache and supports_prefix_cache(model)
-                      and prefix_cache_fits(model, config.block_length, int(gen_mask.sum(-1).max()))),
+        prefix_cache=config.cache and supports_prefix_cache(model),
     )

@@ -157,16 +157,16 @@ class SelfAttention(nn.Module):
         a = attention(q, k, v, key_padding_mask=key_padding_mask, causal=causal, backend=backend, allowed=allowed)
         return self.o_proj(a.reshape(x.shape))
 
-    def forward_cached(self, x: torch.Tensor, rotary, past: tuple[torch.Tensor, torch.Tensor] | None,
-                       allowed: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """x [B, Q, h] of Q new columns after the cached ones: (output [B, Q, h], their
-        (k, v) [B, Q, H, D]). ``past``: cached (k, v) [B, C, H, D]; ``allowed``:
-        [B, 1, Q, C + Q] bool, which keys each new query sees."""
+    def forward_cached(self, x: torch.Tensor, rotary, store, allowed: torch.Tensor) -> torch.Tensor:
+        """x [B, Q, h] of Q new columns after C cached ones -> output [B, Q, h].
+        ``store(k, v)`` keeps the new columns' (k, v) [B, Q, H, D] and returns every
+        key and value [B, C + Q, H, D]; ``allowed``: [B, 1, Q, C + Q] bool, which keys
+        each new query sees."""
         q, k, v = self._qkv(x, rotary)
-        keys, values = (k, v) if past is None else (torch.cat([past[0], k], 1), torch.cat([past[1], v], 1))
+        keys, values = store(k, v)
         a = F.scaled_dot_product_attention(q.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2),
                                            attn_mask=allowed)
-        return self.o_proj(a.transpose(1, 2).reshape(x.shape)), (k, v)
+        return self.o_proj(a.transpose(1, 2).reshape(x.shape))
 
 
 class SwiGLU(nn.Module):
@@ -195,26 +195,45 @@ class DecoderLayer(nn.Module):
         x = x + self.dropout(self.self_attn(self.input_layernorm(x), rotary, key_padding_mask, backend, causal, allowed))
         return x + self.dropout(self.mlp(self.post_attention_layernorm(x)))
 
-    def forward_cached(self, x, rotary, past, allowed):
-        a, kv = self.self_attn.forward_cached(self.input_layernorm(x), rotary, past, allowed)
-        x = x + self.dropout(a)
-        return x + self.dropout(self.mlp(self.post_attention_layernorm(x))), kv
+    def forward_cached(self, x, rotary, store, allowed):
+        x = x + self.dropout(self.self_attn.forward_cached(self.input_layernorm(x), rotary, store, allowed))
+        return x + self.dropout(self.mlp(self.post_attention_layernorm(x)))
 
 
 class KVCache:
-    """Keys and values of a batch's first ``length`` columns, per layer [B, C, H, D]
-    (rotated keys): the clean prefix a causal model never revises."""
+    """Keys and values of a batch's first ``length`` columns (rotated keys): the clean
+    prefix a causal model never revises. Per layer one preallocated pair of buffers
+    [B, capacity, H, D]: a forward writes its span's keys and values after the cached
+    ones (``store``), and ``extend`` keeps the first ``count`` of them; nothing is
+    copied as the cache grows."""
 
     def __init__(self, n_layers: int):
         self.layers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n_layers
         self.length = 0
+        self._written = 0  # columns [0, _written) of the buffers hold keys and values
 
-    def extend(self, new: list[tuple[torch.Tensor, torch.Tensor]], count: int) -> None:
-        """Append the first ``count`` columns of ``new`` (one (k, v) per layer)."""
-        for i, (k, v) in enumerate(new):
-            k, v = k[:, :count], v[:, :count]
-            old = self.layers[i]
-            self.layers[i] = (k, v) if old is None else (torch.cat([old[0], k], 1), torch.cat([old[1], v], 1))
+    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor, capacity: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write a span's k, v [B, Q, H, D] at columns [length, length + Q) of ``layer``'s
+        buffers (made ``capacity`` columns long, or longer, on first use); returns the
+        cached prefix and the span, [B, length + Q, H, D] each."""
+        start, stop = self.length, self.length + k.shape[1]
+        buffers = self.layers[layer]
+        if buffers is None or buffers[0].shape[1] < stop:
+            grown = tuple(t.new_empty(t.shape[0], max(capacity, stop), *t.shape[2:]) for t in (k, v))
+            if buffers is not None:
+                for new, old in zip(grown, buffers):
+                    new[:, :start] = old[:, :start]
+            self.layers[layer] = buffers = grown
+        buffers[0][:, start:stop] = k
+        buffers[1][:, start:stop] = v
+        self._written = stop
+        return buffers[0][:, :stop], buffers[1][:, :stop]
+
+    def extend(self, new: list | None, count: int) -> None:
+        """Keep the first ``count`` columns of the span the last forward wrote (``new``,
+        that forward's second result, is accepted for the call's readability)."""
+        if self.length + count > self._written:
+            raise ValueError(f"cannot keep {count} columns: the last forward wrote {self._written - self.length}")
         self.length += count
 
 
@@ -257,7 +276,8 @@ class LlamaBody(nn.Module):
                 are read from it, so results equal ``forward``'s on the same columns).
         Returns:
             final-norm hidden states [B, stop - start, h] and the new columns' (k, v)
-            per layer (not added to ``cache``: the caller commits the clean ones).
+            per layer, written after the cached columns but not kept: the caller keeps
+            the clean ones with ``cache.extend``.
         """
         if cache.length != start:
             raise ValueError(f"the cache holds {cache.length} columns, the span starts at {start}")
@@ -272,11 +292,10 @@ class LlamaBody(nn.Module):
         # Padding keys are hidden; a query always sees itself (a padding row stays finite).
         allowed = (causal[None] & real[:, None, :]) | (cols[None, :] == cols[start:, None])[None]
         x = self.embed_tokens(input_ids[:, start:stop])
-        new = []
-        for layer, past in zip(self.layers, cache.layers):
-            x, kv = layer.forward_cached(x, rotary, past, allowed[:, None])
-            new.append(kv)
-        return self.norm(x), new
+        capacity = input_ids.shape[1]
+        for i, layer in enumerate(self.layers):
+            x = layer.forward_cached(x, rotary, lambda k, v, i=i: cache.store(i, k, v, capacity), allowed[:, None])
+        return self.norm(x), [(k[:, start:stop], v[:, start:stop]) for k, v in cache.layers]
 
 
 class CausalLM(nn.Module):
