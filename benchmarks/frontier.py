@@ -5,7 +5,7 @@
         --problems 100 --samples 64 --batches 1 8 64 256 --out benchmarks/frontier-sudoku --append-results
 
 A model is a zoo name or a checkpoint directory, optionally with sampler overrides
-(``countdown-cd3-teacher:method=confidence,steps=25``) or an AR engine
+(``countdown-cd3-num-teacher:threshold=0.9,steps=12``) or an AR engine
 (``sudoku4-ar:ar_backend=transformers``). For every model:
   * samples/s and generated tokens/s at each batch size (same prompts for every model;
     a warm-up call, then the median of ``--repeats`` calls); generated tokens are the
@@ -135,7 +135,7 @@ def _value(raw: str):
 
 def load_spec(spec: str, device: str, ar_backend: str, *, force_backend: bool = False):
     """``name`` or ``name:key=value,key=value`` (sampler overrides, e.g.
-    ``countdown-cd3-teacher:method=confidence,steps=25``; ``ar_backend=`` picks an AR
+    ``countdown-cd3-num-teacher:threshold=0.9,steps=12``; ``ar_backend=`` picks an AR
     model's engine unless ``force_backend``; ``as_denoiser=true`` reads an AR twin as a
     causal denoiser decoded one token per call with the prefix cache): the model with
     that default sampler."""

@@ -24,8 +24,10 @@ from omegaconf import DictConfig
 from sdtt_search.ar import is_ar_checkpoint
 from sdtt_search.cli import cli_main
 from sdtt_search.checkpoint import load_pretrained, save_pretrained
-from sdtt_search.diffusion import (LogLinearSchedule, SamplerConfig, denoise, first_generated_column, fit_blocks,
-                                   is_time_conditioned, mask_tokens, sample_times, subs_log_probs, uniform)
+from sdtt_search.diffusion import (LogLinearSchedule, SamplerConfig, attention_block, categorical, denoise,
+                                   first_generated_column, fit_blocks, is_time_conditioned, mask_tokens, sample_times,
+                                   subs_log_probs, uniform)
+from sdtt_search.diffusion.samplers import supports_prefix_cache
 
 from sdtt_search.lora import LoRASpec, attach_lora, lora_state, save_lora_checkpoint
 from sdtt_search.zoo import resolve_model_path
@@ -62,8 +64,58 @@ def block_layout(maskable: torch.Tensor, rows: torch.Tensor, block: int,
     return sel & (index >= lo) & (index < mid), sel & (index >= mid) & (index < hi), sel & (index >= hi)
 
 
+def tail_layout(maskable: torch.Tensor, generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The state of a left-to-right sampler with a step budget about to decode the
+    rest of a completion: per row a clean prefix of k tokens (k uniform in [0, n)),
+    the tail [k, n) masked. Returns (tail [B, L] bool, order): order[i] [B, L] holds
+    each row's tail column k + i, the one its teacher reveals at step i."""
+    index = maskable.long().cumsum(-1) - 1
+    n = maskable.sum(-1)
+    k = (uniform(n.shape, generator, maskable.device) * n).long()[:, None]
+    tail = maskable & (index >= k)
+    return tail, [tail & (index == k + i) for i in range(int((n[:, None] - k).max()))]
+
+
+def _plain_causal(teacher) -> bool:
+    """A causal denoiser with a prefix KV cache, neither block-causal nor time-conditioned."""
+    return supports_prefix_cache(teacher) and not attention_block(teacher) and not is_time_conditioned(teacher)
+
+
+@torch.no_grad()
+def causal_tail_targets(teacher, x: torch.Tensor, tail: torch.Tensor, attention_mask: torch.Tensor, *,
+                        mask_id: int, generator: torch.Generator | None, temperature: float = 1.0
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``layout=tail`` targets of a plain causal teacher in one left-to-right pass with
+    its KV cache: the logits at column j only see columns < j, so the teacher
+    revealing a tail column per step (``teacher_targets`` with ordered reveals) gives
+    the same targets as this scan, one column per call instead of the whole sequence
+    per step. Returns (target log-probs [B, L, V] (meaningful on ``tail``), the
+    teacher's path [B, L])."""
+    columns = tail.any(0).nonzero().squeeze(-1)
+    current = torch.where(tail, torch.full_like(x, mask_id), x)
+    cache = teacher.new_cache()
+    target, start = None, 0
+    for col in range(int(columns[0]), int(columns[-1]) + 1):
+        span, new = teacher.forward_span(current, attention_mask, start, col, cache)
+        cache.extend(new, col - start)
+        start = col
+        log_probs = subs_log_probs(span[:, -1:], current[:, col:col + 1], mask_id)[:, 0].float()
+        if temperature != 1.0:
+            log_probs = torch.log_softmax(log_probs / temperature, dim=-1)
+        if target is None:
+            target = log_probs.new_zeros(*x.shape, log_probs.shape[-1])
+        target[:, col] = log_probs
+        rows = tail[:, col]
+        if rows.any():
+            u = torch.rand(int(rows.sum()), generator=generator, dtype=torch.float64).to(x.device)
+            current[rows, col] = categorical(log_probs[rows].double().exp(), u)
+    return target, current
+
+
 def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: float, conditional: bool,
-                 semi_ar: float = 0.0, block: int | None = None, temperature: float = 1.0):
+                 semi_ar: float = 0.0, block: int | None = None, temperature: float = 1.0,
+                 layout: str = "blocks", tail_reveal: float = 0.0):
     """Draw t and z_t for a batch and the teacher's two-step targets.
 
     Returns (z [B, L], t [B], target log-probs [B, L, V], scored [B, L] bool: the
@@ -78,7 +130,39 @@ def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: flo
     against those two steps' log-probs (the same one-vs-two-steps target as Algorithm
     1, with the sampler's left-to-right order in place of random reveals).
     ``temperature``: the teacher samples and scores at it (``teacher_targets``).
+
+    ``layout="tail"`` (every row, semi_ar=1): the student decodes a whole tail in one
+    step, as a budgeted threshold sampler's calls do (``tail_layout``), and its teacher
+    decodes that tail one column per step, left to right: SDTT's one-vs-two-steps
+    target with as many teacher steps as tail columns. A column's target is the
+    teacher's conditional along its own sampled path, an unbiased one-path estimate
+    of its marginal given the prefix (fit it with ``fkl``, whose minimiser is the mean).
+    ``tail_reveal`` r: each row shows the student a share u * r (u uniform) of its tail
+    columns after the first, drawn from the teacher's path (the sure tokens a
+    threshold sampler commits early); the loss covers the others.
     """
+    if layout == "tail":
+        if semi_ar != 1.0 or not conditional:
+            raise ValueError("layout=tail lays out every row as a left-to-right sampler does: set semi_ar=1.0 "
+                             "and conditional=true")
+        gen_start = first_generated_column(batch.maskable)
+        t = torch.ones(batch.x.shape[0], device=batch.x.device)
+        tail, order = tail_layout(batch.maskable, generator)
+        z = torch.where(tail, torch.full_like(batch.x, mask_id), batch.x)
+        if _plain_causal(teacher):
+            target, path = causal_tail_targets(teacher, batch.x, tail, batch.attention_mask, mask_id=mask_id,
+                                               generator=generator, temperature=temperature)
+        else:
+            target, path = teacher_targets(teacher, z, t, dt, mask_id=mask_id, attention_mask=batch.attention_mask,
+                                           n_steps=len(order), eps=eps, generator=generator, frozen=tail,
+                                           ordered=tuple(order), temperature=temperature, gen_start=gen_start,
+                                           return_tokens=True)
+        rate = uniform(batch.x.shape[0], generator, batch.x.device)[:, None] * tail_reveal
+        shown = tail & ~order[0] & (uniform(batch.x.shape, generator, batch.x.device) < rate)
+        z = torch.where(shown, path, z)
+        return z, t, target, tail & ~shown
+    if layout != "blocks":
+        raise ValueError(f"layout={layout!r} is unknown; use blocks or tail")
     maskable = batch.maskable if conditional else batch.attention_mask
     gen_start = first_generated_column(maskable)
     t = sample_times(batch.x.shape[0], eps=eps, generator=generator, device=batch.x.device)
@@ -119,11 +203,12 @@ def student_divergence(student, z, t, target, attention_mask, *, mask_id: int, k
 
 def sdtt_loss(student, teacher, batch, generator, *, dt: float, mask_id: int, kind: str,
               eps: float, precision: int, conditional: bool, semi_ar: float = 0.0,
-              block: int | None = None, temperature: float = 1.0) -> "SDTTLoss":
+              block: int | None = None, temperature: float = 1.0, layout: str = "blocks",
+              tail_reveal: float = 0.0) -> "SDTTLoss":
     """One SDTT loss evaluation: fresh z_t, teacher targets, student divergence."""
     z, t, target, scored = sdtt_targets(teacher, batch, generator, dt=dt, mask_id=mask_id, eps=eps,
                                         conditional=conditional, semi_ar=semi_ar, block=block,
-                                        temperature=temperature)
+                                        temperature=temperature, layout=layout, tail_reveal=tail_reveal)
     gen_start = first_generated_column(batch.maskable if conditional else batch.attention_mask)
     return student_divergence(student, z, t, target, batch.attention_mask, mask_id=mask_id, kind=kind,
                               precision=precision, scored=scored, gen_start=gen_start)
@@ -157,7 +242,13 @@ def run(cfg: DictConfig) -> list[dict]:
         if not meta.get(key):
             raise ValueError(f"teacher={cfg.teacher} does not record its {key}; pass {key}=... "
                              f"(e.g. task.name=gsm8k task.path=<dir> gen_length=256)")
-    plan = RoundPlan(int(cfg.teacher_steps or meta.get("sampling_steps") or source.default_sampler().steps), int(cfg.min_steps))
+    layout = str(cfg.get("layout", "blocks"))
+    if layout not in ("blocks", "tail"):
+        raise ValueError(f"layout={layout!r} is unknown; use blocks (block-wise rounds) or tail (one round to a "
+                         "step budget)")
+    tail = layout == "tail"
+    plan = RoundPlan(int(cfg.teacher_steps or meta.get("sampling_steps") or source.default_sampler().steps), int(cfg.min_steps),
+                     halving=not tail)
     gen_length = int(meta["gen_length"])
     task = build_task(meta["task"])
     problems = eval_problems(task, cfg.eval.split, cfg.eval.problems)
@@ -191,13 +282,16 @@ def run(cfg: DictConfig) -> list[dict]:
 
     student_blocks = [fit_blocks(SamplerConfig(method="confidence", steps=plan.student_steps_of(r),
                                                block_length=int(block_length)), gen_length).block_length
-                      if block_length else None for r in range(plan.rounds)]
+                      if block_length and not tail else None for r in range(plan.rounds)]
 
     if cfg.student_init and lora is not None:
         raise ValueError("student_init starts a full student from a checkpoint; LoRA students start from the teacher (lora.r=0)")
     if float(cfg.semi_ar) > 0 and not block_length:
         raise ValueError("semi_ar > 0 distils block-wise decoding: set eval.block_length (the teacher records none)")
 
+    if tail and (float(cfg.semi_ar) != 1.0 or cfg.block_causal or lora is not None):
+        raise ValueError("layout=tail distils a causal student for budgeted left-to-right decoding: set semi_ar=1.0, "
+                         "block_causal=false and lora.r=0")
     if cfg.block_causal:
         if not (getattr(student, "config", None) is not None and getattr(student.config, "causal", False)
                 and student_blocks[0]):
@@ -219,12 +313,16 @@ def run(cfg: DictConfig) -> list[dict]:
         return sdtt_loss(model, teacher_box["model"], batch, generator, dt=(1.0 - cfg.eps) / plan.teacher_steps_of(r),
                          mask_id=mask_id, kind=cfg.divergence, eps=cfg.eps, precision=int(cfg.loss_precision),
                          conditional=cfg.conditional, semi_ar=float(cfg.semi_ar), block=student_blocks[r],
-                         temperature=float(cfg.teacher_temperature if r == 0 else cfg.round_temperature))
+                         temperature=float(cfg.teacher_temperature if r == 0 else cfg.round_temperature),
+                         layout=layout, tail_reveal=float(cfg.get("tail_reveal", 0.0)))
 
     rounds_path = out_dir / "rounds.json"
     table = json.loads(rounds_path.read_text()) if rounds_path.exists() else {"teacher": None, "rounds": {}}
 
-    def sampler(steps: int, temperature: float = 1.0) -> SamplerConfig:
+    def sampler(steps: int, temperature: float = 1.0, student: bool = False) -> SamplerConfig:
+        if tail and student:  # a step budget over the whole completion, leftmost token plus the sure ones per call
+            return SamplerConfig(method="confidence", steps=steps, temperature=float(cfg.eval.temperature) * temperature,
+                                 threshold=float(cfg.eval.get("threshold") or 0.9), remasking="left_to_right")
         method = str(cfg.eval.method or dict(meta.get("sampler") or {}).get("method") or "ancestral")
         return fit_blocks(SamplerConfig(method=method, steps=steps, temperature=float(cfg.eval.temperature) * temperature,
                                         eps=float(cfg.eps), block_length=int(block_length) if block_length and method == "confidence" else None),
@@ -242,7 +340,7 @@ def run(cfg: DictConfig) -> list[dict]:
                                                  sampler(plan.teacher_steps, float(cfg.teacher_temperature)),
                                                  gen_length=gen_length, batch_size=cfg.eval.batch_size,
                                                  format_prompt=format_prompt)
-            result = evaluate_task(trainer.ema.model, tokenizer, task, problems, sampler(steps),
+            result = evaluate_task(trainer.ema.model, tokenizer, task, problems, sampler(steps, student=True),
                                    gen_length=gen_length, batch_size=cfg.eval.batch_size, format_prompt=format_prompt)
             teacher_pass = table["teacher"]["pass@1"]
             row = {"round": r + 1, "student_steps": steps, "teacher_steps": plan.teacher_steps,
@@ -252,11 +350,11 @@ def run(cfg: DictConfig) -> list[dict]:
                    "student_temperature": result["temperature"], "teacher_temperature": table["teacher"].get("temperature")}
             table["rounds"][str(r + 1)] = row
             # the decoding the rounds were evaluated with (blocks as the teacher's; load widens them)
-            decoding = {k: v for k, v in sampler(plan.teacher_steps).to_dict().items() if k != "steps"}
+            decoding = {k: v for k, v in sampler(plan.teacher_steps, student=tail).to_dict().items() if k != "steps"}
             ckpt_meta = {**meta, "sampling_steps": steps, "sampler": decoding, "sdtt": {"round": r + 1, "divergence": cfg.divergence,
                          "teacher": str(cfg.teacher), "teacher_steps": plan.teacher_steps, "train_step": trainer.step,
                          "student_init": str(cfg.student_init) if cfg.student_init else None,
-                         "semi_ar": float(cfg.semi_ar), "block_causal": bool(cfg.block_causal),
+                         "semi_ar": float(cfg.semi_ar), "block_causal": bool(cfg.block_causal), "layout": layout,
                          "teacher_temperature": float(cfg.teacher_temperature),
                          "round_temperature": float(cfg.round_temperature)}}
             round_dir = out_dir / f"round-{r + 1}-steps-{steps}"

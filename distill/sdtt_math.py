@@ -11,7 +11,7 @@ import torch
 
 from sdtt_search.diffusion import LogLinearSchedule, categorical, denoise, is_time_conditioned, subs_log_probs
 
-DIVERGENCES = ("kld", "mse", "tvd")
+DIVERGENCES = ("kld", "fkl", "mse", "tvd")
 
 
 def teacher_grid(t: torch.Tensor, dt: float, n_steps: int, eps: float) -> list[torch.Tensor]:
@@ -42,7 +42,8 @@ def teacher_targets(
     ordered: tuple[torch.Tensor, ...] | None = None,
     temperature: float = 1.0,
     gen_start: int = 0,
-) -> torch.Tensor:
+    return_tokens: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Log-probability targets from ``n_steps`` teacher ancestral steps (Algorithm 1).
 
     Each step runs from t_i to s_i = max(t_i - dt, 0): a masked token is revealed
@@ -62,6 +63,7 @@ def teacher_targets(
             student learns the teacher's sampler at that temperature (< 1: sharper).
         gen_start: the first generated column (block-causal teachers lay out their
             attention blocks from it).
+        return_tokens: also return the tokens after the teacher's steps [B, L].
     Returns:
         [B, L, V] float32 target log-probs (meaningful where ``z`` is MASK).
     """
@@ -97,13 +99,16 @@ def teacher_targets(
             current = nxt
     still = current == mask_id
     target[still] = log_probs[still]
-    return target
+    return (target, current) if return_tokens else target
 
 
 def divergence(student: torch.Tensor, teacher: torch.Tensor, kind: str, mask_id: int) -> torch.Tensor:
     """Mean over rows of a divergence between [N, V] log-prob rows.
 
     * ``kld``: reverse KL, sum_v p_s (log p_s - log p_t) (the paper's choice);
+    * ``fkl``: forward KL, sum_v p_t (log p_t - log p_s): its minimiser over noisy
+      targets (one teacher path each) is their mean, the teacher's marginal, where
+      reverse KL's is their geometric mean (sharper);
     * ``mse``: mean squared difference of log-probs over the real vocabulary;
     * ``tvd``: total variation 1/2 sum_v |p_s - p_t| on probabilities (the paper's
       definition; the released code uses an L1 on log-probs, spec §B4).
@@ -117,6 +122,10 @@ def divergence(student: torch.Tensor, teacher: torch.Tensor, kind: str, mask_id:
     s, u = student[:, keep], teacher[:, keep]
     if kind == "kld":
         return (s.exp() * (s - u)).sum(-1).mean()
+    if kind == "fkl":
+        p = u.exp()
+        terms = torch.where(p > 0, p * (u - s), torch.zeros_like(s))  # 0 log 0 = 0 where the teacher is one-hot
+        return terms.sum(-1).mean()
     if kind == "mse":
         return ((s - u) ** 2).mean()
     return 0.5 * (s.exp() - u.exp()).abs().sum(-1).mean()
@@ -128,21 +137,24 @@ class RoundPlan:
 
     teacher_steps: int
     min_steps: int
+    halving: bool = True  # False: one round straight to min_steps (tail distillation)
 
     def __post_init__(self) -> None:
         if self.teacher_steps < 2 or self.min_steps < 1 or self.min_steps >= self.teacher_steps:
             raise ValueError(f"need teacher_steps > min_steps >= 1, got {self.teacher_steps} and {self.min_steps}")
+        if not self.halving:
+            return
         ratio = self.teacher_steps / self.min_steps
         if ratio != 2 ** round(math.log2(ratio)):
             raise ValueError(f"teacher_steps / min_steps must be a power of 2, got {self.teacher_steps} / {self.min_steps}")
 
     @property
     def rounds(self) -> int:
-        return round(math.log2(self.teacher_steps / self.min_steps))
+        return round(math.log2(self.teacher_steps / self.min_steps)) if self.halving else 1
 
     def teacher_steps_of(self, round_index: int) -> int:
         """Teacher steps in round ``round_index`` (0-based)."""
         return self.teacher_steps // 2**round_index
 
     def student_steps_of(self, round_index: int) -> int:
-        return self.teacher_steps_of(round_index) // 2
+        return self.teacher_steps_of(round_index) // 2 if self.halving else self.min_steps

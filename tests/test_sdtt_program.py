@@ -12,7 +12,7 @@ from distill_fixtures import pretrain_config, sdtt_config
 
 from distill import pretrain, sdtt
 from distill.data import collate
-from distill.sdtt import sdtt_targets, student_divergence
+from distill.sdtt import causal_tail_targets, sdtt_targets, student_divergence
 from distill.trainer import STATE_FILE, Trainer
 from sdtt_search.checkpoint import load_pretrained
 
@@ -23,7 +23,7 @@ def teacher_dir(tmp_path_factory):
     return pretrain.run(pretrain_config(root, "train.steps=30", "eval.sampler.steps=8"))
 
 
-@pytest.mark.parametrize("kind", ["kld", "mse", "tvd"])
+@pytest.mark.parametrize("kind", ["kld", "fkl", "mse", "tvd"])
 def test_one_sdtt_update_lowers_the_divergence_to_the_two_step_target(teacher_dir, kind):
     """A gradient step on the student moves its one-step prediction towards the
     teacher's two-step target on the same z_t (fails with a wrong sign, wrong
@@ -183,3 +183,132 @@ def test_block_sdtt_needs_a_block_length():
     with pytest.raises(ValueError, match="block length"):
         sdtt_targets(lambda x, **_: None, batch, None, dt=0.1, mask_id=tok.mask_id, eps=1e-5, conditional=True,
                      semi_ar=0.5, block=None)
+
+
+def _tail_batch():
+    from tasks import load_task
+    from sdtt_search.tokenizer import Tokenizer
+
+    tok = Tokenizer.char_level("0123456789+-*/=,")
+    pairs = list(itertools.islice(load_task("countdown", n=3).train_examples(2), 48))
+    return tok, collate(tok, pairs, 22)
+
+
+def test_tail_targets_are_the_teachers_column_by_column_path():
+    """layout=tail: each row is a clean prefix of random length and a masked tail; the
+    teacher reveals the tail one column per call, left to right, and a column's target
+    is the teacher's log-probs at the call that revealed it (its conditional along its
+    own path); the student is scored on the whole tail."""
+    from fakes import ContextModel
+
+    from sdtt_search.diffusion import subs_log_probs
+
+    tok, batch = _tail_batch()
+    teacher = ContextModel(tok.vocab_size, tok.mask_id, seed=3)
+    z, t, target, scored = sdtt_targets(teacher, batch, torch.Generator().manual_seed(0), dt=0.01, mask_id=tok.mask_id,
+                                        eps=1e-5, conditional=True, semi_ar=1.0, layout="tail")
+    starts, tails = set(), []
+    for r in range(z.shape[0]):
+        cols = torch.nonzero(batch.maskable[r]).flatten()
+        m = z[r, cols] == tok.mask_id
+        k = int(torch.nonzero(m).min())
+        starts.add(k)
+        tails.append(len(cols) - k)
+        assert bool(m[k:].all()) and torch.equal(z[r, cols][:k], batch.x[r, cols][:k])
+        assert torch.equal(scored[r], z[r] == tok.mask_id)
+        for i, col in enumerate(cols[k:].tolist()):  # column col is revealed at call i, after the ones before it
+            seen = teacher.calls[i]["x"][r]
+            assert seen[col] == tok.mask_id and not (seen[cols[k:k + i]] == tok.mask_id).any()
+            lp = subs_log_probs(teacher(teacher.calls[i]["x"], attention_mask=batch.attention_mask),
+                                teacher.calls[i]["x"], tok.mask_id)
+            teacher.calls.pop()
+            assert torch.allclose(target[r, col], lp[r, col].float())
+    assert len(starts) > 5
+    assert len(teacher.calls) == max(tails)  # one call per column of the longest tail
+
+
+def test_tail_reveal_shows_path_tokens_but_never_the_first_tail_column():
+    from fakes import ContextModel
+
+    tok, batch = _tail_batch()
+    outs = {}
+    for reveal in (0.0, 1.0):
+        teacher = ContextModel(tok.vocab_size, tok.mask_id, seed=3)
+        outs[reveal] = sdtt_targets(teacher, batch, torch.Generator().manual_seed(0), dt=0.01, mask_id=tok.mask_id,
+                                    eps=1e-5, conditional=True, semi_ar=1.0, layout="tail", tail_reveal=reveal)
+        outs[reveal] = (*outs[reveal], teacher.calls[-1]["x"])
+    z0, _, target0, scored0, _ = outs[0.0]
+    z1, _, target1, scored1, _ = outs[1.0]
+    tail = z0 == tok.mask_id
+    shown = tail & (z1 != tok.mask_id)
+    assert shown.any() and torch.equal(scored1, tail & ~shown)
+    first = tail & (tail.long().cumsum(-1) == 1)
+    assert not (shown & first).any()
+    assert torch.equal(target0, target1)  # the same teacher path: showing columns changes the input only
+    with pytest.raises(ValueError, match="semi_ar=1.0"):
+        sdtt_targets(ContextModel(tok.vocab_size, tok.mask_id), batch, None, dt=0.1, mask_id=tok.mask_id, eps=1e-5,
+                     conditional=True, semi_ar=0.5, layout="tail")
+
+
+def test_tail_distillation_writes_one_student_with_a_step_budget(tmp_path):
+    """One round straight to min_steps (no power-of-two plan); the student decodes with a
+    confidence threshold left to right within its budget, recorded in its checkpoint."""
+    from sdtt_search.loading import load_model
+
+    ar_dir = pretrain.run(pretrain_config(tmp_path / "ar", "objective=ar", "model.n_heads=1", "train.steps=2"))
+    causal = pretrain.run(pretrain_config(tmp_path / "causal", "model.backbone=llama", "model.causal=true",
+                                          "model.n_heads=1", f"init_from={ar_dir}", "semi_ar=1.0", "train.steps=2",
+                                          "eval.sampler.method=confidence", "+eval.sampler.block_length=1"))
+    gen = load_pretrained(causal).meta["gen_length"]
+    rows = sdtt.run(sdtt_config(tmp_path / "tail", causal, "layout=tail", "semi_ar=1.0", f"teacher_steps={gen}",
+                                "min_steps=3", "divergence=fkl", "eval.method=confidence", "eval.block_length=1",
+                                "eval.threshold=0.8"))
+    assert [(r["student_steps"], r["teacher_steps"]) for r in rows] == [(3, gen)]
+    student = load_model(str(tmp_path / "tail" / "round-1-steps-3"))
+    sampler = student.default_sampler()
+    assert (sampler.steps, sampler.threshold, sampler.remasking, sampler.block_length) == (3, 0.8, "left_to_right", None)
+    assert student.meta["sdtt"]["layout"] == "tail"
+    out = student.generate(["1,2,3,6", "4,5,6,15"], sampler, seeds=[0, 1])
+    assert out.nfe <= 3 and len(out.texts) == 2
+    with pytest.raises(ValueError, match="layout=tail"):
+        sdtt.run(sdtt_config(tmp_path / "bad", causal, "layout=tail", "semi_ar=0.5", "eval.block_length=1"))
+    with pytest.raises(ValueError, match="layout="):
+        sdtt.run(sdtt_config(tmp_path / "bad2", causal, "layout=spiral", "semi_ar=1.0", "eval.block_length=1"))
+
+
+def test_a_causal_teacher_gives_tail_targets_in_one_cached_pass():
+    """A plain causal teacher's tail targets come from one left-to-right scan with its KV
+    cache; they must equal the teacher's full forward on its own sampled path (the
+    logits at a column see only the columns before it)."""
+    from types import SimpleNamespace
+
+    from llama_fixtures import MASK, V, three_prompt_batch, tiny_llama_denoiser
+
+    from sdtt_search.diffusion import subs_log_probs
+
+    teacher, built = tiny_llama_denoiser(True), three_prompt_batch(gen_length=9)
+    x = built.x.clone()
+    x[built.gen_mask] = torch.randint(2, V, (int(built.gen_mask.sum()),), generator=torch.Generator().manual_seed(1))
+    batch = SimpleNamespace(x=x, maskable=built.gen_mask, attention_mask=built.attention_mask)
+    calls = []
+    original = type(teacher).forward_span
+
+    def counting(self, *args, **kwargs):
+        calls.append(args[2:4])
+        return original(self, *args, **kwargs)
+
+    type(teacher).forward_span = counting
+    try:
+        z, _, _, scored = sdtt_targets(teacher, batch, torch.Generator().manual_seed(0), dt=0.1, mask_id=MASK,
+                                            eps=1e-5, conditional=True, semi_ar=1.0, layout="tail")
+    finally:
+        type(teacher).forward_span = original
+    tail = z == MASK
+    assert torch.equal(scored, tail) and tail.any() and not tail.all(-1).any()
+    assert all(stop - start == 1 for start, stop in calls[1:])  # one column per call after the prompt
+    target, path = causal_tail_targets(teacher, x, tail, built.attention_mask, mask_id=MASK,
+                                       generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        full = subs_log_probs(teacher(path, attention_mask=built.attention_mask), torch.full_like(path, MASK), MASK)
+    assert not (path[tail] == MASK).any() and torch.equal(path[~tail], x[~tail])
+    assert torch.allclose(target[tail], full[tail].float(), atol=1e-4)
