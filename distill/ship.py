@@ -95,7 +95,8 @@ def card(name: str, meta: dict, model_cfg: dict, params: int, metrics: dict, sam
     else:
         objective = "MDLM NELBO" + (f" with {meta['semi_ar']:.0%} semi-autoregressive rows" if meta.get("semi_ar") else "")
         start = f"from {meta['init_from']}" if meta.get("init_from") else "from scratch"
-        lineage = (f"SDTT round {sdtt['round']} ({sdtt['divergence']}{', block-wise' if sdtt.get('semi_ar') else ''}) "
+        layout = ", tail" if (sdtt or {}).get("layout") == "tail" else ", block-wise" if (sdtt or {}).get("semi_ar") else ""
+        lineage = (f"SDTT round {sdtt['round']} ({sdtt['divergence']}{layout}) "
                    f"from a {sdtt['teacher_steps']}-step teacher{_teacher_note(sdtt)}, {sdtt['train_step']} distillation steps in all"
                    if sdtt else f"trained {start} ({objective})")
         sampling = describe_sampler(sampler, meta.get("gen_length"))

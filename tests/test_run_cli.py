@@ -156,3 +156,21 @@ def test_fewer_steps_than_blocks_widens_the_blocks_unless_a_block_length_is_give
     assert kept.block_length == 1
     explicit = run_module.sampler_from(compose("run", ["sampler.steps=4", "sampler.block_length=5"]), model)
     assert explicit.block_length == 5  # as asked (the sampler then says steps < blocks)
+
+
+def test_the_cli_keeps_a_models_recorded_decoding_unless_asked():
+    """A checkpoint's recorded threshold, remasking order and temperature survive the
+    run config's defaults (a tail-distilled student decodes left to right: overriding
+    that with low-confidence order broke it); explicit values still win."""
+    from types import SimpleNamespace
+
+    from sdtt_search.cli import compose
+    from sdtt_search.diffusion import SamplerConfig
+
+    recorded = SamplerConfig(method="confidence", steps=4, gen_length=12, threshold=0.9, remasking="left_to_right",
+                             temperature=0.7, cache=False)
+    model = SimpleNamespace(gen_length=12, default_sampler=lambda: recorded)
+    kept = run_module.sampler_from(compose("run", []), model)
+    assert kept == recorded
+    asked = run_module.sampler_from(compose("run", ["sampler.remasking=random", "sampler.temperature=1.0"]), model)
+    assert (asked.remasking, asked.temperature, asked.threshold) == ("random", 1.0, 0.9)
