@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The number-level CD3 pipeline on one GPU: AR twin -> causal block-wise denoiser -> block-causal
-# SDTT students (8 and 4 steps). This produced the zoo's countdown-cd3-num-sdtt-8 / -4 on an H200
+# SDTT students (8 and 4 steps) -> a tail-distilled student (4-call budget, distill.sdtt layout=tail). This produced the zoo's countdown-cd3-num-sdtt-8 / -4 on an H200
 # in one device call of about 5 minutes (benchmarks/RESULTS.md, "GPU checks, session 6").
 #
 #   bash benchmarks/gpu_train_cd3.sh [AR_TWIN_DIR]
@@ -9,7 +9,7 @@
 #   python -m distill.pretrain task=countdown task.tokenizer.kind=numbers objective=ar ...);
 #   without it the twin is trained from scratch here (AR_STEPS steps of BATCH).
 # Results: $OUT (default runs/gpu-cd3): nar/, ncpre/, nsdtt/ (round-1-steps-8, round-2-steps-4,
-# rounds.json) and one tar per stage, each under 16 MiB so a device call can bring it back.
+# rounds.json), ntail/ (round-1-steps-4: TAIL_STEPS=0 skips it) and one tar per stage, each under 16 MiB so a device call can bring it back.
 # Each stage has a wall-clock cap: a capped stage keeps its last exported checkpoint (save_every),
 # which the next stage starts from. With WORKERS=0 one CPU process generates the examples (about
 # 12k CD3 examples/s on the H200 machine): that, not the GPU, bounds tiny models; WORKERS=8 spreads
@@ -22,6 +22,8 @@ BATCH="${BATCH:-512}"
 AR_STEPS="${AR_STEPS:-2000}"; AR_CAP="${AR_CAP:-130}"
 PRE_STEPS="${PRE_STEPS:-1000}"; PRE_CAP="${PRE_CAP:-80}"
 SDTT_STEPS="${SDTT_STEPS:-400}"; SDTT_CAP="${SDTT_CAP:-100}"
+# the CPU-made tail student (countdown-cd3-num-sdtt-4, session 7) had 1500 steps of 256
+TAIL_STEPS="${TAIL_STEPS:-2000}"; TAIL_CAP="${TAIL_CAP:-200}"  # a capped run exports nothing: size the steps to the cap
 # processes making training examples (train.data_workers); the shipped students were made with 0
 # (one process, about 6k examples/s: the bound of that run); more workers draw other examples
 WORKERS="${WORKERS:-0}"
@@ -55,6 +57,14 @@ timeout "$SDTT_CAP" "$PY" -m distill.sdtt teacher="$OUT/nar/checkpoint" gen_leng
   train.data_workers="$WORKERS" \
   output_dir="$OUT/nsdtt" 2>&1 | quiet 8
 
+if [ "$TAIL_STEPS" -gt 0 ]; then
+  echo "== tail distillation to a 4-call budget ($TAIL_STEPS steps, cap ${TAIL_CAP}s)"
+  timeout "$TAIL_CAP" "$PY" -m distill.sdtt teacher="$OUT/nar/checkpoint" gen_length=12 student_init="$OUT/ncpre/checkpoint" \
+    layout=tail divergence=fkl semi_ar=1.0 teacher_steps=12 min_steps=4 steps_per_round="$TAIL_STEPS" \
+    eval.method=confidence eval.block_length=1 eval.threshold=0.9 eval.problems=256 eval.batch_size=256 \
+    train.batch_size="$BATCH" train.save_every=250 train.data_workers="$WORKERS" output_dir="$OUT/ntail" 2>&1 | quiet 4
+fi
+
 cd "$OUT" && rm -f ./*/train_state.pt
-for stage in nar ncpre nsdtt; do [ -d "$stage" ] && tar cf "$stage.tar" "$stage"; done
+for stage in nar ncpre nsdtt ntail; do [ -d "$stage" ] && tar cf "$stage.tar" "$stage"; done
 ls -la

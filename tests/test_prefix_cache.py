@@ -85,3 +85,26 @@ def test_sample_uses_the_cache_for_causal_denoisers_only(monkeypatch):
     with pytest.raises(ValueError, match="causal"):
         confidence_sample(bidirectional, batch.x, batch.gen_mask, batch.attention_mask, mask_id=MASK,
                           rng=RowRNG([1, 2, 3]), steps=3, block_length=3, prefix_cache=True)
+
+
+def test_a_lone_masked_column_after_the_cache_reads_the_kept_logits(monkeypatch):
+    """Blocks of 2 in 2 steps, the right token committed first in every row: the second
+    step's only masked column is the block's first, whose logits come from the column
+    before it (already cached), so no network call is made; same tokens as uncached."""
+    from sdtt_search.diffusion.rng import RowRNG as RNG
+
+    original = RNG.uniform
+
+    def rightmost_first(self, positions, key):
+        u = original(self, positions, key)
+        if key[2] == 1:  # the rank draws of remasking="random": later columns rank higher
+            return positions.to(u.dtype) / 1000.0
+        return u
+
+    monkeypatch.setattr(RNG, "uniform", rightmost_first)
+    model, batch = _model(), three_prompt_batch(gen_length=8)
+    outs = [confidence_sample(model, batch.x, batch.gen_mask, batch.attention_mask, mask_id=MASK, rng=RowRNG([1, 2, 3]),
+                              steps=8, temperature=1.0, block_length=2, remasking="random", prefix_cache=cache)
+            for cache in (False, True)]
+    assert torch.equal(outs[0].tokens, outs[1].tokens)
+    assert outs[0].nfe == 8 and outs[1].nfe == 4  # one call per block with the cache
