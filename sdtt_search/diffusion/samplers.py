@@ -322,7 +322,6 @@ class _PrefixCachedLogits:
         self.gen_start, self.block = first, attention_block(model)
         self.cache = model.new_cache()
         self.pending: torch.Tensor | None = None  # [B, V] logits at column cache.length
-        self.columns_run = 0  # columns run through the network, summed over calls (a cost measure)
 
     def _boundary_at_or_before(self, column: int) -> int:
         if not self.block or column <= self.gen_start:
@@ -345,7 +344,6 @@ class _PrefixCachedLogits:
         if stop > start:
             kwargs = {"gen_start": self.gen_start} if self.block else {}
             span, new = self.model.forward_span(x, self.attention_mask, start, stop, self.cache, **kwargs)
-            self.columns_run += stop - start
         source = span if span is not None else self.pending
         logits = source.new_zeros(x.shape[0], cols.numel(), source.shape[-1])
         if span is not None:  # hidden i predicts column i + 1
