@@ -61,6 +61,16 @@ def network_of(model) -> torch.nn.Module | None:
     return model.model
 
 
+def bar_steps(meta: dict, steps: int) -> int:
+    """The step count issue 6's speed bar divides by: the run's steps, or the SDTT round's
+    own count when that is fewer (a threshold student records a larger step budget than
+    the round it was distilled in: countdown-cd3-num-sdtt-8 decodes within 10)."""
+    sdtt = meta.get("sdtt") or {}
+    if sdtt.get("teacher_steps") and sdtt.get("round") and sdtt.get("layout", "blocks") != "tail":
+        return min(steps, int(sdtt["teacher_steps"]) // 2 ** int(sdtt["round"]))
+    return steps
+
+
 def describe_model(model) -> dict:
     meta = model.meta
     if model.kind == "ar":
@@ -71,7 +81,8 @@ def describe_model(model) -> dict:
         role = "teacher"
     sampler = model.default_sampler()
     params = getattr(model, "num_parameters", None) or sum(p.numel() for p in model.model.parameters())
-    return {"kind": model.kind, "role": role, "steps": sampler.steps, "sampler": sampler.method,
+    return {"kind": model.kind, "role": role, "steps": sampler.steps, "bar_steps": bar_steps(meta, sampler.steps),
+            "sampler": sampler.method,
             "gen_length": int(sampler.gen_length or model.gen_length), "parameters": int(params),
             "backend": getattr(model, "backend_name", "sdtt-search")}
 
@@ -332,7 +343,7 @@ def speedups(report: dict) -> list[dict]:
         row = {"model": name, "teacher": teachers[0], "role": d["role"], "steps": d["steps"], "per_batch": per_batch,
                "search": teacher["search"]["seconds_per_sample"] / d["search"]["seconds_per_sample"], "pass@1_ratio": keep}
         if d["role"] == "student":
-            row["target_speedup"] = teacher["steps"] / d["steps"] * 0.8
+            row["target_speedup"] = teacher["steps"] / d.get("bar_steps", d["steps"]) * 0.8
             row["met"] = bool(row["search"] >= row["target_speedup"] and keep >= 0.95)
         rows.append(row)
     return rows

@@ -255,3 +255,13 @@ def test_gpu_bench_quick_mode_runs_on_cpu(tmp_path):
                                                   "countdown-cd3-num-teacher", "countdown-cd3-ar"}
     text = (tmp_path / "gpu.md").read_text()
     assert "AR overtakes the student" in text and "transformers" in text and "local executor" in text
+
+
+def test_the_speed_bar_divides_by_the_sdtt_rounds_steps_when_fewer():
+    """A threshold student decoding within a larger step budget than its SDTT round is
+    held to its round's bar (8 steps, not its budget of 10); a tail student to its budget."""
+    block_wise = {"sdtt": {"teacher_steps": 16, "round": 1}}
+    assert frontier.bar_steps(block_wise, 10) == 8 and frontier.bar_steps(block_wise, 4) == 4
+    assert frontier.bar_steps({"sdtt": {"teacher_steps": 12, "round": 1, "layout": "tail"}}, 4) == 4
+    assert frontier.bar_steps({}, 12) == 12
+    assert frontier.describe_model(frontier.load_spec("countdown-cd3-num-sdtt-8", "cpu", "auto"))["bar_steps"] == 8
