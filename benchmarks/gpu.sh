@@ -95,10 +95,11 @@ if [ "${FRONTIER:-1}" = 1 ]; then
   # AR on transformers generate (no vLLM here); FRONTIER=0 skips it (about 3 min)
   echo "== frontier on the GPU: CD3 number-level teacher and students vs the AR twin"
   timeout 240 "$PY" benchmarks/frontier.py --task countdown --models countdown-cd3-num-teacher \
-    countdown-cd3-num-sdtt-8 countdown-cd3-num-sdtt-4 countdown-cd3-ar --problems 100 --samples 64 \
+    countdown-cd3-num-sdtt-8 countdown-cd3-num-sdtt-4 countdown-cd3-num-sdtt-4:steps=5 countdown-cd3-ar \
+    --problems 100 --samples 64 \
     --batches 1 8 64 256 --device cuda --ar-backend transformers --out "$OUT/frontier" > "$OUT/frontier.log" 2>&1
   echo "frontier exit code $? (tables in $OUT/frontier.log, $OUT/frontier/frontier.json)"
-  grep -A4 "^Targets" "$OUT/frontier.log" | tail -4
+  grep -A6 "^Targets" "$OUT/frontier.log" | tail -5
 fi
 
 echo "== gpu-marked tests"
