@@ -52,8 +52,8 @@ def continue_rows(model, seqs: torch.Tensor, attention: torch.Tensor, n_new: int
     probs, toks = [], []
     for _ in range(n_new):
         start = cache.length
-        hidden, new = model.model.forward_cached(x, att, start, x.shape[1], cache)
-        cache.extend(new, x.shape[1] - start)
+        hidden = model.model.forward_cached(x, att, start, x.shape[1], cache)
+        cache.extend(x.shape[1] - start)
         p = torch.softmax(model.lm_head(hidden[:, -1]).double() / temperature, dim=-1)
         p[done] = 0.0
         p[done, pad_id] = 1.0

@@ -97,8 +97,8 @@ def causal_tail_targets(teacher, x: torch.Tensor, tail: torch.Tensor, attention_
     cache = teacher.new_cache()
     target, start = None, 0
     for col in range(int(columns[0]), int(columns[-1]) + 1):
-        span, new = teacher.forward_span(current, attention_mask, start, col, cache)
-        cache.extend(new, col - start)
+        span = teacher.forward_span(current, attention_mask, start, col, cache)
+        cache.extend(col - start)
         start = col
         log_probs = subs_log_probs(span[:, -1:], current[:, col:col + 1], mask_id)[:, 0].float()
         if temperature != 1.0:

@@ -24,14 +24,14 @@ def test_span_logits_equal_the_full_forward_after_a_cached_prefix():
         full = model(x, attention_mask=batch.attention_mask)
         cache = model.new_cache()
         for start, stop in ((0, 6), (6, 10), (10, x.shape[1])):
-            span, new = model.forward_span(x, batch.attention_mask, start, stop, cache)
+            span = model.forward_span(x, batch.attention_mask, start, stop, cache)
             # hidden i predicts column i + 1
             cols = slice(start + 1, min(stop + 1, x.shape[1]))
             # (a row's first real token reads itself in forward: compare columns after a real one)
             real = batch.attention_mask[:, cols] & batch.attention_mask[:, cols.start - 1:cols.stop - 1]
             width = cols.stop - cols.start
             assert torch.allclose(span[:, :width][real], full[:, cols][real], atol=1e-4), (start, stop)
-            cache.extend(new, stop - start)
+            cache.extend(stop - start)
 
 
 @pytest.mark.parametrize("steps,block,temperature,threshold", [

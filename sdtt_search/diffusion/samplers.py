@@ -340,10 +340,10 @@ class _PrefixCachedLogits:
         f, m = int(masked[0]), int(masked[-1])
         start = self.cache.length
         stop = min(self._end_of_block_holding(m - 1), x.shape[1])
-        span, new = None, None
+        span = None
         if stop > start:
             kwargs = {"gen_start": self.gen_start} if self.block else {}
-            span, new = self.model.forward_span(x, self.attention_mask, start, stop, self.cache, **kwargs)
+            span = self.model.forward_span(x, self.attention_mask, start, stop, self.cache, **kwargs)
         source = span if span is not None else self.pending
         logits = source.new_zeros(x.shape[0], cols.numel(), source.shape[-1])
         if span is not None:  # hidden i predicts column i + 1
@@ -354,7 +354,7 @@ class _PrefixCachedLogits:
             logits[:, cols == start] = self.pending[:, None]
         end = self._boundary_at_or_before(f)
         if end > start:  # [start, end) were clean when run, so their keys and values are exact
-            self.cache.extend(new, end - start)
+            self.cache.extend(end - start)
             self.pending = span[:, end - 1 - start].clone()
         return logits, span is not None
 

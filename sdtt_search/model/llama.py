@@ -204,8 +204,8 @@ class KVCache:
     """Keys and values of a batch's first ``length`` columns (rotated keys): the clean
     prefix a causal model never revises. Per layer one preallocated pair of buffers
     [B, capacity, H, D]: a forward writes its span's keys and values after the cached
-    ones (``store``), and ``extend`` keeps the first ``count`` of them; nothing is
-    copied as the cache grows."""
+    ones (``store``), and ``extend(count)`` keeps the first ``count`` of them; nothing
+    is copied as the cache grows."""
 
     def __init__(self, n_layers: int):
         self.layers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n_layers
@@ -229,9 +229,8 @@ class KVCache:
         self._written = stop
         return buffers[0][:, :stop], buffers[1][:, :stop]
 
-    def extend(self, new: list | None, count: int) -> None:
-        """Keep the first ``count`` columns of the span the last forward wrote (``new``,
-        that forward's second result, is accepted for the call's readability)."""
+    def extend(self, count: int) -> None:
+        """Keep the first ``count`` columns of the span the last forward wrote."""
         if self.length + count > self._written:
             raise ValueError(f"cannot keep {count} columns: the last forward wrote {self._written - self.length}")
         self.length += count
@@ -266,8 +265,7 @@ class LlamaBody(nn.Module):
         return self.norm(x), positions
 
     def forward_cached(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int, stop: int,
-                       cache: KVCache, block: tuple[int, int] | None = None,
-                       ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+                       cache: KVCache, block: tuple[int, int] | None = None) -> torch.Tensor:
         """Causal (or, with ``block``, block-causal) forward of columns [start, stop) of a
         batch whose columns [0, start) are in ``cache`` (``cache.length == start``).
 
@@ -275,9 +273,9 @@ class LlamaBody(nn.Module):
             input_ids, attention_mask: [B, L] the whole batch (positions and key padding
                 are read from it, so results equal ``forward``'s on the same columns).
         Returns:
-            final-norm hidden states [B, stop - start, h] and the new columns' (k, v)
-            per layer, written after the cached columns but not kept: the caller keeps
-            the clean ones with ``cache.extend``.
+            final-norm hidden states [B, stop - start, h]. The new columns' keys and
+            values are written after the cached ones but not kept: the caller keeps the
+            clean ones with ``cache.extend``.
         """
         if cache.length != start:
             raise ValueError(f"the cache holds {cache.length} columns, the span starts at {start}")
@@ -295,7 +293,7 @@ class LlamaBody(nn.Module):
         capacity = input_ids.shape[1]
         for i, layer in enumerate(self.layers):
             x = layer.forward_cached(x, rotary, lambda k, v, i=i: cache.store(i, k, v, capacity), allowed[:, None])
-        return self.norm(x), [(k[:, start:stop], v[:, start:stop]) for k, v in cache.layers]
+        return self.norm(x)
 
 
 class CausalLM(nn.Module):

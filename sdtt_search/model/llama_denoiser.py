@@ -87,17 +87,18 @@ class LlamaDenoiser(nn.Module):
 
     @torch.no_grad()
     def forward_span(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int, stop: int,
-                     cache: KVCache, gen_start: int | None = None) -> tuple[torch.Tensor, list]:
+                     cache: KVCache, gen_start: int | None = None) -> torch.Tensor:
         """Logits [B, stop - start, V] for columns [start + 1, stop] (hidden i predicts
-        column i + 1: the shift) from columns [start, stop) after the cached [0, start),
-        and the span's (k, v) per layer for ``cache.extend``. Causal models only: equal
+        column i + 1: the shift) from columns [start, stop) after the cached [0, start);
+        the span's keys and values are written after the cache, ``cache.extend(n)`` keeps
+        the first n of them. Causal models only: equal
         to ``forward``'s logits at those columns (block-causal ones: when ``stop`` ends
         a block or the sequence, else the span misses keys its block would see)."""
         if not self.config.causal:
             raise ValueError("forward_span needs a causal denoiser (model.causal=true): a bidirectional "
                              "model's prefix changes with every new token")
-        hidden, new = self.model.forward_cached(input_ids, attention_mask, start, stop, cache, block=self._block(gen_start))
-        return self.lm_head(hidden).float(), new
+        hidden = self.model.forward_cached(input_ids, attention_mask, start, stop, cache, block=self._block(gen_start))
+        return self.lm_head(hidden).float()
 
     def save_pretrained(self, directory, tokenizer, meta: dict | None = None, card: str | None = None):
         """Write a checkpoint directory (``sdtt_search.checkpoint.save_pretrained``); returns its Path."""
