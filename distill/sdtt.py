@@ -84,14 +84,15 @@ def _plain_causal(teacher) -> bool:
 
 @torch.no_grad()
 def causal_tail_targets(teacher, x: torch.Tensor, tail: torch.Tensor, attention_mask: torch.Tensor, *,
-                        mask_id: int, generator: torch.Generator | None, temperature: float = 1.0
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+                        mask_id: int, generator: torch.Generator | None, temperature: float = 1.0,
+                        noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``layout=tail`` targets of a plain causal teacher in one left-to-right pass with
     its KV cache: the logits at column j only see columns < j, so the teacher
     revealing a tail column per step (``teacher_targets`` with ordered reveals) gives
     the same targets as this scan, one column per call instead of the whole sequence
     per step. Returns (target log-probs [B, L, V] (meaningful on ``tail``), the
-    teacher's path [B, L])."""
+    teacher's path [B, L]). ``noise`` [B, L] float64: draw column j by inverse CDF at
+    noise[:, j] (default: fresh uniforms from ``generator``)."""
     columns = tail.any(0).nonzero().squeeze(-1)
     current = torch.where(tail, torch.full_like(x, mask_id), x)
     cache = teacher.new_cache()
@@ -108,14 +109,17 @@ def causal_tail_targets(teacher, x: torch.Tensor, tail: torch.Tensor, attention_
         target[:, col] = log_probs
         rows = tail[:, col]
         if rows.any():
-            u = torch.rand(int(rows.sum()), generator=generator, dtype=torch.float64).to(x.device)
+            if noise is not None:
+                u = noise[rows, col]
+            else:
+                u = torch.rand(int(rows.sum()), generator=generator, dtype=torch.float64).to(x.device)
             current[rows, col] = categorical(log_probs[rows].double().exp(), u)
     return target, current
 
 
 def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: float, conditional: bool,
                  semi_ar: float = 0.0, block: int | None = None, temperature: float = 1.0,
-                 layout: str = "blocks", tail_reveal: float = 0.0):
+                 layout: str = "blocks", tail_reveal: float = 0.0, noise_input: bool = False):
     """Draw t and z_t for a batch and the teacher's two-step targets.
 
     Returns (z [B, L], t [B], target log-probs [B, L, V], scored [B, L] bool: the
@@ -140,6 +144,15 @@ def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: flo
     ``tail_reveal`` r: each row shows the student a share u * r (u uniform) of its tail
     columns after the first, drawn from the teacher's path (the sure tokens a
     threshold sampler commits early); the loss covers the others.
+
+    ``noise_input`` (``layout="tail"``, a plain causal teacher, a noise-conditioned
+    student): the teacher samples the whole completion left to right, column j by
+    inverse CDF at a uniform u_j; the prefix the student sees is that path (so every
+    shown token agrees with its u_j) and u is the student's noise input. The 5th
+    value returned is that noise [B, L] (float64, NaN outside the completion). With
+    u_j known, the teacher's conditional at a tail column j + 1 given its own path is
+    a function of the prefix and u: a student that sees u can match it exactly in one
+    call, which a per-column student cannot (it can only reach the average over u).
     """
     if layout == "tail":
         if semi_ar != 1.0 or not conditional:
@@ -149,7 +162,17 @@ def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: flo
         t = torch.ones(batch.x.shape[0], device=batch.x.device)
         tail, order = tail_layout(batch.maskable, generator)
         z = torch.where(tail, torch.full_like(batch.x, mask_id), batch.x)
-        if _plain_causal(teacher):
+        noise = None
+        if noise_input:
+            if not _plain_causal(teacher):
+                raise ValueError("noise_input=true distils a plain causal teacher's left-to-right sampler (an AR "
+                                 "twin or a causal denoiser): this teacher is not one")
+            u = torch.rand(batch.x.shape, generator=generator, dtype=torch.float64).to(batch.x.device)
+            target, path = causal_tail_targets(teacher, batch.x, batch.maskable, batch.attention_mask, mask_id=mask_id,
+                                               generator=generator, temperature=temperature, noise=u)
+            z = torch.where(tail, z, path)
+            noise = torch.where(batch.maskable, u, torch.full_like(u, float("nan")))
+        elif _plain_causal(teacher):
             target, path = causal_tail_targets(teacher, batch.x, tail, batch.attention_mask, mask_id=mask_id,
                                                generator=generator, temperature=temperature)
         else:
@@ -160,9 +183,13 @@ def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: flo
         rate = uniform(batch.x.shape[0], generator, batch.x.device)[:, None] * tail_reveal
         shown = tail & ~order[0] & (uniform(batch.x.shape, generator, batch.x.device) < rate)
         z = torch.where(shown, path, z)
+        if noise_input:
+            return z, t, target, tail & ~shown, noise
         return z, t, target, tail & ~shown
     if layout != "blocks":
         raise ValueError(f"layout={layout!r} is unknown; use blocks or tail")
+    if noise_input:
+        raise ValueError("noise_input=true needs layout=tail (a causal student decoding left to right)")
     maskable = batch.maskable if conditional else batch.attention_mask
     gen_start = first_generated_column(maskable)
     t = sample_times(batch.x.shape[0], eps=eps, generator=generator, device=batch.x.device)
@@ -185,15 +212,16 @@ def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: flo
 
 
 def student_divergence(student, z, t, target, attention_mask, *, mask_id: int, kind: str, precision: int,
-                       scored: torch.Tensor | None = None, gen_start: int = 0) -> "SDTTLoss":
+                       scored: torch.Tensor | None = None, gen_start: int = 0,
+                       noise: torch.Tensor | None = None) -> "SDTTLoss":
     """Divergence of the student's one-step prediction on z_t from the targets.
 
     The loss covers the positions masked in z_t (or ``scored``, a subset of them),
     all weighted equally (no 1/t weight, spec §B3). ``gen_start``: the first generated
-    column (for block-causal students).
+    column (for block-causal students). ``noise``: a noise-conditioned student's input.
     """
     sigma = LogLinearSchedule().sigma(t) if is_time_conditioned(student) else None
-    logits = denoise(student, z, attention_mask=attention_mask, sigma=sigma, gen_start=gen_start)
+    logits = denoise(student, z, attention_mask=attention_mask, sigma=sigma, gen_start=gen_start, noise=noise)
     masked = z == mask_id if scored is None else scored
     dtype = torch.float64 if precision == 64 else torch.float32
     s = subs_log_probs(logits[masked].to(dtype)[None], z[masked][None], mask_id)[0]
@@ -204,14 +232,16 @@ def student_divergence(student, z, t, target, attention_mask, *, mask_id: int, k
 def sdtt_loss(student, teacher, batch, generator, *, dt: float, mask_id: int, kind: str,
               eps: float, precision: int, conditional: bool, semi_ar: float = 0.0,
               block: int | None = None, temperature: float = 1.0, layout: str = "blocks",
-              tail_reveal: float = 0.0) -> "SDTTLoss":
+              tail_reveal: float = 0.0, noise_input: bool = False) -> "SDTTLoss":
     """One SDTT loss evaluation: fresh z_t, teacher targets, student divergence."""
-    z, t, target, scored = sdtt_targets(teacher, batch, generator, dt=dt, mask_id=mask_id, eps=eps,
-                                        conditional=conditional, semi_ar=semi_ar, block=block,
-                                        temperature=temperature, layout=layout, tail_reveal=tail_reveal)
+    out = sdtt_targets(teacher, batch, generator, dt=dt, mask_id=mask_id, eps=eps, conditional=conditional,
+                       semi_ar=semi_ar, block=block, temperature=temperature, layout=layout, tail_reveal=tail_reveal,
+                       noise_input=noise_input)
+    z, t, target, scored = out[:4]
     gen_start = first_generated_column(batch.maskable if conditional else batch.attention_mask)
     return student_divergence(student, z, t, target, batch.attention_mask, mask_id=mask_id, kind=kind,
-                              precision=precision, scored=scored, gen_start=gen_start)
+                              precision=precision, scored=scored, gen_start=gen_start,
+                              noise=out[4] if noise_input else None)
 
 
 @dataclass
@@ -292,6 +322,14 @@ def run(cfg: DictConfig) -> list[dict]:
     if tail and (float(cfg.semi_ar) != 1.0 or cfg.block_causal or lora is not None):
         raise ValueError("layout=tail distils a causal student for budgeted left-to-right decoding: set semi_ar=1.0, "
                          "block_causal=false and lora.r=0")
+    noise_input = bool(cfg.get("noise_input", False))
+    if noise_input:
+        if not tail:
+            raise ValueError("noise_input=true needs layout=tail (the noise-conditioned student decodes left to right)")
+        if not hasattr(student, "enable_noise_input"):
+            raise ValueError("noise_input=true needs a causal Llama student (an AR twin teacher, or student_init=<causal "
+                             "denoiser>)")
+        student.enable_noise_input()
     if cfg.block_causal:
         if not (getattr(student, "config", None) is not None and getattr(student.config, "causal", False)
                 and student_blocks[0]):
@@ -314,7 +352,7 @@ def run(cfg: DictConfig) -> list[dict]:
                          mask_id=mask_id, kind=cfg.divergence, eps=cfg.eps, precision=int(cfg.loss_precision),
                          conditional=cfg.conditional, semi_ar=float(cfg.semi_ar), block=student_blocks[r],
                          temperature=float(cfg.teacher_temperature if r == 0 else cfg.round_temperature),
-                         layout=layout, tail_reveal=float(cfg.get("tail_reveal", 0.0)))
+                         layout=layout, tail_reveal=float(cfg.get("tail_reveal", 0.0)), noise_input=noise_input)
 
     rounds_path = out_dir / "rounds.json"
     table = json.loads(rounds_path.read_text()) if rounds_path.exists() else {"teacher": None, "rounds": {}}
@@ -322,7 +360,8 @@ def run(cfg: DictConfig) -> list[dict]:
     def sampler(steps: int, temperature: float = 1.0, student: bool = False) -> SamplerConfig:
         if tail and student:  # a step budget over the whole completion, leftmost token plus the sure ones per call
             return SamplerConfig(method="confidence", steps=steps, temperature=float(cfg.eval.temperature) * temperature,
-                                 threshold=float(cfg.eval.get("threshold") or 0.9), remasking="left_to_right")
+                                 threshold=float(cfg.eval.get("threshold") or 0.9),
+                                 remasking="prefix" if noise_input else "left_to_right")
         method = str(cfg.eval.method or dict(meta.get("sampler") or {}).get("method") or "ancestral")
         return fit_blocks(SamplerConfig(method=method, steps=steps, temperature=float(cfg.eval.temperature) * temperature,
                                         eps=float(cfg.eps), block_length=int(block_length) if block_length and method == "confidence" else None),
@@ -355,6 +394,7 @@ def run(cfg: DictConfig) -> list[dict]:
                          "teacher": str(cfg.teacher), "teacher_steps": plan.teacher_steps, "train_step": trainer.step,
                          "student_init": str(cfg.student_init) if cfg.student_init else None,
                          "semi_ar": float(cfg.semi_ar), "block_causal": bool(cfg.block_causal), "layout": layout,
+                         "noise_input": noise_input,
                          "teacher_temperature": float(cfg.teacher_temperature),
                          "round_temperature": float(cfg.round_temperature)}}
             round_dir = out_dir / f"round-{r + 1}-steps-{steps}"

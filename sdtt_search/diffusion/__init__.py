@@ -1,5 +1,5 @@
 """Masked diffusion: schedule, SUBS, training loss, samplers (spec §A)."""
-from .blocks import attention_block, denoise, first_generated_column
+from .blocks import attention_block, denoise, first_generated_column, takes_noise
 from .batching import GenerationBatch, build_batch
 from .config import SamplerConfig, fit_blocks
 from .generate import Generation, generate
@@ -13,5 +13,5 @@ __all__ = [
     "GenerationBatch", "build_batch", "SamplerConfig", "fit_blocks", "Generation", "generate", "LossOutput",
     "ar_loss", "mask_tokens", "mdlm_loss", "sample_times", "uniform", "RowRNG", "categorical", "row_positions",
     "SampleOutput", "ancestral_sample", "confidence_sample", "is_time_conditioned", "sample", "transfer_counts",
-    "LogLinearSchedule", "NEG_INF", "subs_log_probs", "attention_block", "denoise", "first_generated_column",
+    "LogLinearSchedule", "NEG_INF", "subs_log_probs", "attention_block", "denoise", "first_generated_column", "takes_noise",
 ]

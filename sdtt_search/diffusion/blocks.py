@@ -17,13 +17,24 @@ def attention_block(model) -> int:
     return int(getattr(getattr(inner, "config", None), "attention_block", 0) or 0)
 
 
+def takes_noise(model) -> bool:
+    """Whether ``model`` reads the sampler's per-column noise (``model.noise_input``)."""
+    inner = getattr(model, "module", model)
+    return bool(getattr(getattr(inner, "config", None), "noise_input", False))
+
+
 def denoise(model, x: torch.Tensor, *, attention_mask: torch.Tensor | None, sigma: torch.Tensor | None,
-            gen_start: int) -> torch.Tensor:
+            gen_start: int, noise: torch.Tensor | None = None) -> torch.Tensor:
     """``model``'s logits [B, L, V] on x [B, L] whose generated region starts at column
-    ``gen_start`` (passed on only to block-causal models)."""
+    ``gen_start`` (passed on only to block-causal models). ``noise`` [B, L]: each
+    generated column's sampling uniform (NaN elsewhere), passed on only to models that
+    read it (``takes_noise``)."""
+    kwargs = {}
     if attention_block(model):
-        return model(x, attention_mask=attention_mask, sigma=sigma, gen_start=gen_start)
-    return model(x, attention_mask=attention_mask, sigma=sigma)
+        kwargs["gen_start"] = gen_start
+    if noise is not None and takes_noise(model):
+        kwargs["noise"] = noise
+    return model(x, attention_mask=attention_mask, sigma=sigma, **kwargs)
 
 
 def first_generated_column(region: torch.Tensor) -> int:

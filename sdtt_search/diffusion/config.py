@@ -6,7 +6,7 @@ from typing import Any
 
 METHODS = ("ancestral", "confidence", "autoregressive")
 DIFFUSION_METHODS = ("ancestral", "confidence")
-REMASKING = ("low_confidence", "random", "left_to_right")
+REMASKING = ("low_confidence", "random", "left_to_right", "prefix")
 
 
 @dataclass
@@ -30,7 +30,10 @@ class SamplerConfig:
         remasking: which tokens a step commits first: "low_confidence" (the most
             confident), "random", or "left_to_right" (the leftmost: the order a
             block-wise SDTT student was distilled in; with ``threshold``, the leftmost
-            masked token plus every other token whose confidence is >= tau).
+            masked token plus every other token whose confidence is >= tau), or "prefix"
+            (left to right; with ``threshold`` only the unbroken run of tokens >= tau
+            that follows the leftmost masked one: a causal model's column cannot see a
+            token committed to its right, so nothing is committed past an unsure one).
         cache: ancestral: reuse the network output for rows that did not change
             (ignored for time-conditioned models); confidence: keep the keys and values
             of the decoded prefix of a causal denoiser (exact: same tokens, fewer FLOPs).

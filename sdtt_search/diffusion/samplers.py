@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .blocks import attention_block, denoise, first_generated_column
+from .blocks import attention_block, denoise, first_generated_column, takes_noise
 from .config import SamplerConfig
 from .rng import RowRNG, categorical, row_positions
 from .schedule import LogLinearSchedule
@@ -40,6 +40,11 @@ class SampleOutput:
     nfe: int
     row_forwards: int
     token_logprobs: torch.Tensor
+
+
+#: RowRNG key of the per-column noise a noise-conditioned model is shown (the step
+#: keys are (block, step, 0 | 1) with small non-negative entries)
+_NOISE_KEY = 1 << 40
 
 
 def is_time_conditioned(model) -> bool:
@@ -93,6 +98,9 @@ def ancestral_sample(
     batch is unchanged; per row is strictly more reuse with identical results).
     Network calls <= steps + 1.
     """
+    if takes_noise(model):
+        raise ValueError("a noise-conditioned model (model.noise_input) decodes with sampler.method=confidence, "
+                         "which draws each column at the uniform the model was shown")
     x = x.clone()
     batch, length = x.shape
     if attention_mask is None:
@@ -200,13 +208,20 @@ def confidence_sample(
 
     ``remasking="random"`` ranks by a uniform draw instead of the confidence,
     ``"left_to_right"`` by position (leftmost first); the threshold always compares the
-    confidence. Committed tokens are never changed again.
+    confidence. ``"prefix"`` ranks by position too, and a threshold step commits only
+    the run of sure tokens right after the leftmost masked one (contiguous). Committed
+    tokens are never changed again.
 
     ``prefix_cache`` (causal and block-causal denoisers, ``supports_prefix_cache``):
     the keys and values of the committed prefix are cached and each call runs only the
     columns that predict a masked one (``_PrefixCachedLogits``; Fast-dLLM's prefix
     cache, exact here because causal attention never revises a prefix): same tokens
     as without it, and a call is skipped when the cached logits already cover it.
+
+    A noise-conditioned model (``takes_noise``: ``model.noise_input``) is shown one
+    uniform u_j per generated column, drawn once per row, and column j is drawn at u_j
+    whenever it is committed, so the columns after j in the same call know how j is
+    drawn (``sdtt_search.model.noise``).
     """
     x = x.clone()
     batch, length = x.shape
@@ -223,7 +238,11 @@ def confidence_sample(
         raise ValueError(f"steps={steps} is fewer than the {len(blocks)} blocks; use steps >= gen_length / block_length")
     nfe = row_forwards = 0
     token_logprobs = torch.zeros(batch, length, dtype=torch.float64, device=x.device)
-    cached = _PrefixCachedLogits(model, attention_mask, columns, mask_id) if prefix_cache else None
+    noise_u = noise = None
+    if takes_noise(model):  # one uniform per column for the whole decode, shown to the model
+        noise_u = rng.uniform(positions, key=(_NOISE_KEY,))
+        noise = torch.where(gen_mask, noise_u, torch.full_like(noise_u, float("nan")))
+    cached = _PrefixCachedLogits(model, attention_mask, columns, mask_id, noise=noise) if prefix_cache else None
     # remasking="left_to_right" ranks by position: a larger score for a smaller column
     column_score = (length - torch.arange(length, device=x.device, dtype=torch.float64)).expand(batch, -1)
 
@@ -249,13 +268,15 @@ def confidence_sample(
             else:
                 ran = True
                 t_rows = _masked_fraction(x, gen_mask, mask_id)
-                block_logits = denoise(model, x, attention_mask=attention_mask,
-                                       sigma=_sigma_for(model, schedule, t_rows), gen_start=int(columns[0]))[:, cols]
+                block_logits = denoise(model, x, attention_mask=attention_mask, sigma=_sigma_for(model, schedule, t_rows),
+                                       gen_start=int(columns[0]), noise=noise)[:, cols]
             nfe += int(ran)
             steps_used += 1
             row_forwards += batch * int(ran)
             cand_logits = block_logits[candidates[:, cols]]  # row-major, as candidates (all in cols)
             probs = _token_probs(cand_logits, mask_id, 1.0)
+            if noise_u is not None:
+                u_token = noise_u
             if temperature == 0:
                 tokens = probs.argmax(-1)
             else:
@@ -263,7 +284,7 @@ def confidence_sample(
             drawn_prob = probs.gather(-1, tokens[:, None]).squeeze(-1)
             if remasking == "low_confidence":
                 score = drawn_prob
-            elif remasking == "left_to_right":
+            elif remasking in ("left_to_right", "prefix"):
                 score = column_score[candidates]
             else:
                 score = u_rank[candidates]
@@ -284,6 +305,8 @@ def confidence_sample(
                 sure[candidates] = drawn_prob >= threshold  # always the drawn token's probability, whatever the order
                 # the budget of steps is shared by the blocks, each later block keeping one
                 last_step = steps_used >= steps - (len(blocks) - b - 1)
+                if remasking == "prefix":  # no unsure candidate to the left (the leftmost counts as sure)
+                    sure = (candidates & ~(sure | (rank == 0))).long().cumsum(-1) == 0
                 commit = candidates & (sure | (rank == 0) | last_step)
             x = torch.where(commit, proposal, x)
             token_logprobs = torch.where(commit, proposal_logprob, token_logprobs)
@@ -312,13 +335,15 @@ class _PrefixCachedLogits:
     model with a KV cache does. Same tokens as the full forward (tested).
     """
 
-    def __init__(self, model, attention_mask: torch.Tensor, columns: torch.Tensor, mask_id: int):
+    def __init__(self, model, attention_mask: torch.Tensor, columns: torch.Tensor, mask_id: int,
+                 noise: torch.Tensor | None = None):
         if is_time_conditioned(model) or not supports_prefix_cache(model):
             raise ValueError("prefix_cache needs a causal denoiser without time conditioning (model.causal=true)")
         first, last = int(columns[0]), int(columns[-1])
         if first < 1 or last - first + 1 != columns.numel():
             raise ValueError("prefix_cache needs one contiguous generated span after a prompt (use build_batch)")
         self.model, self.attention_mask, self.mask_id = model, attention_mask, mask_id
+        self.noise = noise  # [B, L] fixed for the whole decode, so cached columns stay exact
         self.gen_start, self.block = first, attention_block(model)
         self.cache = model.new_cache()
         self.pending: torch.Tensor | None = None  # [B, V] logits at column cache.length
@@ -343,6 +368,8 @@ class _PrefixCachedLogits:
         span = None
         if stop > start:
             kwargs = {"gen_start": self.gen_start} if self.block else {}
+            if self.noise is not None:
+                kwargs["noise"] = self.noise
             span = self.model.forward_span(x, self.attention_mask, start, stop, self.cache, **kwargs)
         source = span if span is not None else self.pending
         logits = source.new_zeros(x.shape[0], cols.numel(), source.shape[-1])

@@ -41,6 +41,10 @@ class ModelConfig:
             AR twin's Llama blocks with bidirectional attention and shifted logits, so a
             diffusion model can start from an AR checkpoint; SwiGLU width mlp_ratio x
             hidden_size; no time conditioning, cond_dim unused).
+        noise_input: (causal llama only) the sampler's uniform u_j of each generated
+            column j is an input at column j (``NoiseEmbedding``), so the columns after
+            j, decoded in the same call, know how j is drawn (``noise-conditioned``
+            students, ``distill.sdtt noise_input=true``).
     """
 
     vocab_size: int
@@ -57,6 +61,7 @@ class ModelConfig:
     attention_backend: str = "auto"
     mask_id: int | None = None
     backbone: str = "dit"
+    noise_input: bool = False
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "hidden_size", "n_layers", "n_heads", "cond_dim", "mlp_ratio", "max_length"):
@@ -69,7 +74,7 @@ class ModelConfig:
             raise ValueError(f"head dim {self.hidden_size // self.n_heads} must be even for rotary embeddings")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model.dropout={self.dropout!r} must be a number in [0, 1)")
-        for name in ("time_conditioning", "causal"):
+        for name in ("time_conditioning", "causal", "noise_input"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"model.{name}={getattr(self, name)!r} must be true or false")
         if not isinstance(self.attention_block, int) or isinstance(self.attention_block, bool) or self.attention_block < 0:
@@ -77,6 +82,9 @@ class ModelConfig:
         if self.attention_block and not (self.causal and self.backbone == "llama"):
             raise ValueError("model.attention_block > 0 is block-causal attention: it needs model.backbone=llama "
                              "and model.causal=true")
+        if self.noise_input and not (self.causal and self.backbone == "llama" and not self.attention_block):
+            raise ValueError("model.noise_input=true feeds each column's sampling noise to the columns after it: it "
+                             "needs model.backbone=llama, model.causal=true and model.attention_block=0")
         if self.attention_backend not in BACKENDS:
             raise ValueError(f"model.attention_backend={self.attention_backend!r} is unknown; use one of {', '.join(BACKENDS)}")
         if self.backbone not in BACKBONES:

@@ -248,15 +248,19 @@ class LlamaBody(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
                 causal: bool = True, checkpointing: bool = False,
-                block: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                block: tuple[int, int] | None = None,
+                input_offset: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Final-norm hidden states [B, L, h] and the row positions [B, L] (counted from
         each row's first real token). ``checkpointing`` recomputes each layer in backward.
-        ``block=(gen_start, size)``: block-causal attention (``block_causal_mask``)."""
+        ``block=(gen_start, size)``: block-causal attention (``block_causal_mask``).
+        ``input_offset`` [B, L, h]: added to the token embeddings (the noise input)."""
         positions, key_padding_mask = padding_layout(input_ids, attention_mask)
         allowed = None if block is None else block_causal_mask(input_ids.shape[1], *block, device=input_ids.device)
         rotary = rotary_tables(positions, self.config.head_dim, base=self.config.rope_theta)
         backend = select_backend(self.config.attention_backend, input_ids.device)
         x = self.embed_tokens(input_ids)
+        if input_offset is not None:
+            x = x + input_offset
         for layer in self.layers:
             if checkpointing:
                 x = checkpoint(layer, x, rotary, key_padding_mask, backend, causal, allowed, use_reentrant=False)
@@ -265,13 +269,15 @@ class LlamaBody(nn.Module):
         return self.norm(x), positions
 
     def forward_cached(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int, stop: int,
-                       cache: KVCache, block: tuple[int, int] | None = None) -> torch.Tensor:
+                       cache: KVCache, block: tuple[int, int] | None = None,
+                       input_offset: torch.Tensor | None = None) -> torch.Tensor:
         """Causal (or, with ``block``, block-causal) forward of columns [start, stop) of a
         batch whose columns [0, start) are in ``cache`` (``cache.length == start``).
 
         Args:
             input_ids, attention_mask: [B, L] the whole batch (positions and key padding
                 are read from it, so results equal ``forward``'s on the same columns).
+            input_offset: [B, stop - start, h] added to the span's embeddings.
         Returns:
             final-norm hidden states [B, stop - start, h]. The new columns' keys and
             values are written after the cached ones but not kept: the caller keeps the
@@ -290,6 +296,8 @@ class LlamaBody(nn.Module):
         # Padding keys are hidden; a query always sees itself (a padding row stays finite).
         allowed = (causal[None] & real[:, None, :]) | (cols[None, :] == cols[start:, None])[None]
         x = self.embed_tokens(input_ids[:, start:stop])
+        if input_offset is not None:
+            x = x + input_offset
         capacity = input_ids.shape[1]
         for i, layer in enumerate(self.layers):
             x = layer.forward_cached(x, rotary, lambda k, v, i=i: cache.store(i, k, v, capacity), allowed[:, None])

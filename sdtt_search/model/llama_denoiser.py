@@ -12,11 +12,14 @@ dict loads unchanged: ``distill.pretrain model.backbone=llama init_from=<AR dir>
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
 from .config import ModelConfig
 from .llama import CausalLM, CausalLMConfig, KVCache, LlamaBody
+from .noise import NoiseEmbedding
 
 
 def llama_shape(config: ModelConfig) -> CausalLMConfig:
@@ -39,6 +42,9 @@ class LlamaDenoiser(nn.Module):
     region, from column ``gen_start`` (a forward argument then), is cut into blocks of
     B columns that see each other; the hidden state that predicts a block's first
     column is the previous block's last, as in the causal model.
+    ``config.noise_input=True`` (causal only) adds ``noise_embed`` and a ``noise``
+    [B, L] forward argument: the uniform with which column j is (or was) drawn enters
+    at column j, so hidden j, which predicts column j + 1, knows how j is drawn.
     """
 
     def __init__(self, config: ModelConfig):
@@ -51,6 +57,22 @@ class LlamaDenoiser(nn.Module):
         self.model = LlamaBody(shape)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.apply(CausalLM._init)
+        if config.noise_input:
+            self.noise_embed = NoiseEmbedding(config.hidden_size)
+
+    def enable_noise_input(self) -> "LlamaDenoiser":
+        """Give this causal denoiser the noise input (zero-initialised: the same logits
+        as before until trained); returns self."""
+        if not self.config.noise_input:
+            self.config = replace(self.config, noise_input=True)  # validates: causal llama only
+            weight = self.lm_head.weight
+            self.noise_embed = NoiseEmbedding(self.config.hidden_size).to(device=weight.device, dtype=weight.dtype)
+        return self
+
+    def _offset(self, noise: torch.Tensor | None) -> torch.Tensor | None:
+        if noise is None or not self.config.noise_input:
+            return None
+        return self.noise_embed(noise)
 
     @property
     def num_parameters(self) -> int:
@@ -66,10 +88,11 @@ class LlamaDenoiser(nn.Module):
         return int(gen_start), int(self.config.attention_block)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                sigma: torch.Tensor | None = None, gen_start: int | None = None) -> torch.Tensor:
+                sigma: torch.Tensor | None = None, gen_start: int | None = None,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
         checkpointing = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         hidden, positions = self.model(input_ids, attention_mask, causal=self.config.causal, checkpointing=checkpointing,
-                                       block=self._block(gen_start))
+                                       block=self._block(gen_start), input_offset=self._offset(noise))
         logits = self.lm_head(hidden).float()
         # The shift: position i is predicted from hidden state i - 1; a row's first real
         # token (position 0 after any left padding) has no left neighbour and reads itself.
@@ -87,17 +110,20 @@ class LlamaDenoiser(nn.Module):
 
     @torch.no_grad()
     def forward_span(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int, stop: int,
-                     cache: KVCache, gen_start: int | None = None) -> torch.Tensor:
+                     cache: KVCache, gen_start: int | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
         """Logits [B, stop - start, V] for columns [start + 1, stop] (hidden i predicts
         column i + 1: the shift) from columns [start, stop) after the cached [0, start);
         the span's keys and values are written after the cache, ``cache.extend(n)`` keeps
         the first n of them. Causal models only: equal
         to ``forward``'s logits at those columns (block-causal ones: when ``stop`` ends
-        a block or the sequence, else the span misses keys its block would see)."""
+        a block or the sequence, else the span misses keys its block would see).
+        ``noise``: [B, L] for the whole batch, as ``forward``'s."""
         if not self.config.causal:
             raise ValueError("forward_span needs a causal denoiser (model.causal=true): a bidirectional "
                              "model's prefix changes with every new token")
-        hidden = self.model.forward_cached(input_ids, attention_mask, start, stop, cache, block=self._block(gen_start))
+        offset = self._offset(None if noise is None else noise[:, start:stop])
+        hidden = self.model.forward_cached(input_ids, attention_mask, start, stop, cache, block=self._block(gen_start),
+                                           input_offset=offset)
         return self.lm_head(hidden).float()
 
     def save_pretrained(self, directory, tokenizer, meta: dict | None = None, card: str | None = None):
