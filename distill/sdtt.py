@@ -211,6 +211,28 @@ def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: flo
     return z, t, target, scored
 
 
+@torch.no_grad()
+def own_draw_targets(student, teacher, z: torch.Tensor, tail: torch.Tensor, noise: torch.Tensor,
+                     attention_mask: torch.Tensor, *, mask_id: int, temperature: float = 1.0) -> torch.Tensor:
+    """On-policy tail targets of a noise-conditioned student: it draws the masked
+    ``tail`` of z [B, L] in one call, column j at its noise u_j (as its sampler will),
+    and the plain causal teacher scores that draw column by column: the target at j is
+    the teacher's conditional given the prefix and the student's own draws before j.
+    So column j + 1 learns to follow the token column j really draws, not the teacher's
+    (they differ wherever the two distributions put u_j on different sides of a CDF
+    step). Returns target log-probs [B, L, V] (meaningful on ``tail``)."""
+    was_training = student.training
+    student.eval()
+    logits = student(z, attention_mask=attention_mask, noise=noise)
+    student.train(was_training)
+    drawn = categorical(subs_log_probs(logits, z, mask_id).double().exp(), torch.nan_to_num(noise))
+    path = torch.where(tail, drawn, z)
+    target = subs_log_probs(teacher(path, attention_mask=attention_mask), torch.full_like(path, mask_id), mask_id)
+    if temperature != 1.0:
+        target = torch.log_softmax(target / temperature, dim=-1)
+    return target.float()
+
+
 def student_divergence(student, z, t, target, attention_mask, *, mask_id: int, kind: str, precision: int,
                        scored: torch.Tensor | None = None, gen_start: int = 0,
                        noise: torch.Tensor | None = None) -> "SDTTLoss":
@@ -232,12 +254,19 @@ def student_divergence(student, z, t, target, attention_mask, *, mask_id: int, k
 def sdtt_loss(student, teacher, batch, generator, *, dt: float, mask_id: int, kind: str,
               eps: float, precision: int, conditional: bool, semi_ar: float = 0.0,
               block: int | None = None, temperature: float = 1.0, layout: str = "blocks",
-              tail_reveal: float = 0.0, noise_input: bool = False) -> "SDTTLoss":
-    """One SDTT loss evaluation: fresh z_t, teacher targets, student divergence."""
+              tail_reveal: float = 0.0, noise_input: bool = False, on_policy: bool = False) -> "SDTTLoss":
+    """One SDTT loss evaluation: fresh z_t, teacher targets, student divergence.
+    ``on_policy`` (with ``noise_input``): targets along the student's own draws
+    (``own_draw_targets``)."""
+    if on_policy and not noise_input:
+        raise ValueError("on_policy=true scores a noise-conditioned student's own draws: set noise_input=true")
     out = sdtt_targets(teacher, batch, generator, dt=dt, mask_id=mask_id, eps=eps, conditional=conditional,
                        semi_ar=semi_ar, block=block, temperature=temperature, layout=layout, tail_reveal=tail_reveal,
                        noise_input=noise_input)
     z, t, target, scored = out[:4]
+    if on_policy:
+        target = own_draw_targets(student, teacher, z, scored, out[4], batch.attention_mask, mask_id=mask_id,
+                                  temperature=temperature)
     gen_start = first_generated_column(batch.maskable if conditional else batch.attention_mask)
     return student_divergence(student, z, t, target, batch.attention_mask, mask_id=mask_id, kind=kind,
                               precision=precision, scored=scored, gen_start=gen_start,
@@ -352,7 +381,8 @@ def run(cfg: DictConfig) -> list[dict]:
                          mask_id=mask_id, kind=cfg.divergence, eps=cfg.eps, precision=int(cfg.loss_precision),
                          conditional=cfg.conditional, semi_ar=float(cfg.semi_ar), block=student_blocks[r],
                          temperature=float(cfg.teacher_temperature if r == 0 else cfg.round_temperature),
-                         layout=layout, tail_reveal=float(cfg.get("tail_reveal", 0.0)), noise_input=noise_input)
+                         layout=layout, tail_reveal=float(cfg.get("tail_reveal", 0.0)), noise_input=noise_input,
+                         on_policy=bool(cfg.get("on_policy", False)))
 
     rounds_path = out_dir / "rounds.json"
     table = json.loads(rounds_path.read_text()) if rounds_path.exists() else {"teacher": None, "rounds": {}}
@@ -394,7 +424,7 @@ def run(cfg: DictConfig) -> list[dict]:
                          "teacher": str(cfg.teacher), "teacher_steps": plan.teacher_steps, "train_step": trainer.step,
                          "student_init": str(cfg.student_init) if cfg.student_init else None,
                          "semi_ar": float(cfg.semi_ar), "block_causal": bool(cfg.block_causal), "layout": layout,
-                         "noise_input": noise_input,
+                         "noise_input": noise_input, "on_policy": bool(cfg.get("on_policy", False)),
                          "teacher_temperature": float(cfg.teacher_temperature),
                          "round_temperature": float(cfg.round_temperature)}}
             round_dir = out_dir / f"round-{r + 1}-steps-{steps}"

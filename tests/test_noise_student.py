@@ -5,6 +5,7 @@ commits past an unsure column; distillation trains on the teacher's path at that
 from __future__ import annotations
 
 import copy
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -13,7 +14,7 @@ from distill_fixtures import pretrain_config, sdtt_config
 from llama_fixtures import MASK, PAD, V, three_prompt_batch, tiny_llama_denoiser
 
 from distill import pretrain, sdtt
-from distill.sdtt import causal_tail_targets, sdtt_targets, student_divergence
+from distill.sdtt import causal_tail_targets, own_draw_targets, sdtt_targets, student_divergence
 from sdtt_search.checkpoint import load_pretrained, save_pretrained
 from sdtt_search.diffusion import build_batch, categorical
 from sdtt_search.diffusion.rng import RowRNG
@@ -82,21 +83,23 @@ class CopyTeacherModel(torch.nn.Module):
 
     A, B = 2, 3
 
-    def __init__(self, noise_input: bool):
+    def __init__(self, noise_input: bool, p_a: float = 0.5):
         super().__init__()
         self.config = SimpleNamespace(noise_input=noise_input, causal=True, attention_block=0)
         self.seen_noise = []
+        self.p_a = p_a  # probability of A in the first column
 
     def forward(self, x, attention_mask=None, sigma=None, noise=None):
         batch, length = x.shape
         logits = torch.full((batch, length, V), -1e4)
         first, second = length - 2, length - 1
-        logits[:, first, [self.A, self.B]] = 0.0  # 1/2 each
+        logits[:, first, self.A] = math.log(self.p_a)
+        logits[:, first, self.B] = math.log(1 - self.p_a)
         known = x[:, first] != MASK
         drawn = torch.where(known, x[:, first], torch.full_like(x[:, first], -1))
         if noise is not None:
             self.seen_noise.append(noise.clone())
-            at_noise = categorical(torch.tensor([0.5, 0.5]).expand(batch, 2), noise[:, first]) + self.A
+            at_noise = categorical(torch.tensor([self.p_a, 1 - self.p_a]).expand(batch, 2), noise[:, first]) + self.A
             drawn = torch.where(known, drawn, at_noise)
         for row in range(batch):
             if drawn[row] >= 0:
@@ -194,6 +197,25 @@ def test_noise_tail_targets_follow_the_teachers_path_at_that_noise():
                      semi_ar=1.0, layout="tail", noise_input=True)
 
 
+def test_on_policy_targets_follow_the_students_own_draw():
+    """The student draws A with probability 0.8 (the teacher 0.5): at noise u it writes
+    A iff u < 0.8, and the teacher's target for the copy column must follow that draw
+    (the off-policy target follows the teacher's own: A iff u < 0.5)."""
+    batch = build_batch([[4, 5, 6]] * 64, 2, pad_id=PAD, mask_id=MASK)
+    u = torch.rand(batch.x.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    noise = torch.where(batch.gen_mask, u, torch.full_like(u, float("nan")))
+    student, teacher = CopyTeacherModel(True, p_a=0.8), CopyTeacherModel(False)
+    target = own_draw_targets(student, teacher, batch.x, batch.gen_mask, noise, batch.attention_mask, mask_id=MASK)
+    copy_target = target[:, -1].argmax(-1)
+    expected = torch.where(u[:, -2] < 0.8, CopyTeacherModel.A, CopyTeacherModel.B)
+    assert torch.equal(copy_target, expected)
+    assert ((u[:, -2] >= 0.5) & (u[:, -2] < 0.8)).any()  # rows where the two policies differ
+    assert torch.allclose(target[:, -2].exp()[:, [CopyTeacherModel.A, CopyTeacherModel.B]], torch.tensor(0.5))
+    with pytest.raises(ValueError, match="noise_input=true"):
+        sdtt.sdtt_loss(student, teacher, SimpleNamespace(), None, dt=0.1, mask_id=MASK, kind="fkl", eps=1e-5,
+                       precision=64, conditional=True, on_policy=True)
+
+
 def test_noise_student_training_learns_what_the_noise_says():
     """Trained on fresh teacher paths (fresh noise) every step, the student that sees
     the noise fits held-out tail targets far better than the same training without
@@ -232,17 +254,17 @@ def test_noise_student_training_learns_what_the_noise_says():
 
 
 def test_distillation_program_writes_a_noise_student(tmp_path):
-    """noise_input=true: the student gains the noise input, decodes with remasking=prefix
+    """noise_input=true (on policy): the student gains the noise input, decodes with remasking=prefix
     within its budget, records both, loads and samples; other layouts are refused."""
     from sdtt_search.loading import load_model
 
     ar_dir = pretrain.run(pretrain_config(tmp_path / "ar", "objective=ar", "model.n_heads=1", "train.steps=2"))
     rows = sdtt.run(sdtt_config(tmp_path / "noise", ar_dir, "layout=tail", "semi_ar=1.0", "teacher_steps=12",
-                                "min_steps=3", "divergence=fkl", "noise_input=true", "eval.method=confidence",
+                                "min_steps=3", "divergence=fkl", "noise_input=true", "on_policy=true", "eval.method=confidence",
                                 "eval.block_length=1", "eval.threshold=0.8"))
     assert [r["student_steps"] for r in rows] == [3]
     student = load_model(str(tmp_path / "noise" / "round-1-steps-3"))
-    assert student.model.config.noise_input and student.meta["sdtt"]["noise_input"]
+    assert student.model.config.noise_input and student.meta["sdtt"]["noise_input"] and student.meta["sdtt"]["on_policy"]
     sampler = student.default_sampler()
     assert (sampler.steps, sampler.remasking, sampler.threshold) == (3, "prefix", 0.8)
     out = student.generate(["1,2,3,6", "4,5,6,15"], sampler, seeds=[0, 1])
