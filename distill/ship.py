@@ -50,6 +50,10 @@ def describe_sampler(sampler: SamplerConfig, gen_length) -> str:
     """One line for the card: how the model decodes by default."""
     if sampler.method == "confidence":
         blocks = f", blocks of {sampler.block_length} left to right" if sampler.block_length else ""
+        if sampler.threshold is not None and sampler.remasking == "prefix":
+            return (f"left to right, each step committing the leftmost masked token and the unbroken run of tokens "
+                    f"drawn with probability >= {sampler.threshold} after it (at most {sampler.steps} steps; the last "
+                    f"commits the rest){blocks}, {gen_length} generated tokens")
         if sampler.threshold is not None:  # steps is a budget: the last allowed step commits what is left
             return (f"{sampler.remasking.replace('_', '-')} remasking with confidence threshold {sampler.threshold} "
                     f"(every drawn token at or above it, at least one per step, at most {sampler.steps} steps)"
@@ -96,6 +100,8 @@ def card(name: str, meta: dict, model_cfg: dict, params: int, metrics: dict, sam
         objective = "MDLM NELBO" + (f" with {meta['semi_ar']:.0%} semi-autoregressive rows" if meta.get("semi_ar") else "")
         start = f"from {meta['init_from']}" if meta.get("init_from") else "from scratch"
         layout = ", tail" if (sdtt or {}).get("layout") == "tail" else ", block-wise" if (sdtt or {}).get("semi_ar") else ""
+        if (sdtt or {}).get("noise_input"):
+            layout += ", noise-conditioned" + (", on-policy" if sdtt.get("on_policy") else "")
         lineage = (f"SDTT round {sdtt['round']} ({sdtt['divergence']}{layout}) "
                    f"from a {sdtt['teacher_steps']}-step teacher{_teacher_note(sdtt)}, {sdtt['train_step']} distillation steps in all"
                    if sdtt else f"trained {start} ({objective})")
@@ -105,6 +111,8 @@ def card(name: str, meta: dict, model_cfg: dict, params: int, metrics: dict, sam
                          "decoded with the exact prefix KV cache")
         elif model_cfg.get("causal"):
             sampling += "; causal attention, decoded with the exact prefix KV cache"
+        if model_cfg.get("noise_input"):
+            sampling += "; shown each column's sampling uniform (`model.noise_input`)"
     return f"""# {name}
 
 {note}

@@ -63,3 +63,16 @@ def test_card_names_the_sdtt_lineage_and_the_prefix_cache():
     block = ship.card("x", meta, {"hidden_size": 32, "n_layers": 1, "n_heads": 2, "vocab_size": 20, "causal": True,
                                   "attention_block": 4}, 1000, metrics, 2, 3, "note", sampler)
     assert "block-causal attention (blocks of 4" in block and "causal attention, decoded" not in block
+
+
+def test_card_names_a_noise_conditioned_student_and_its_prefix_decoding():
+    meta = {"kind": "diffusion", "task": {"name": "countdown", "options": {}}, "gen_length": 12,
+            "sdtt": {"round": 1, "divergence": "fkl", "layout": "tail", "semi_ar": 1.0, "teacher": "countdown-cd3-ar",
+                     "teacher_steps": 12, "train_step": 3000, "noise_input": True, "on_policy": True}}
+    metrics = {"accuracy": {"pass@1": 0.5, "verified@2": 0.7}, "problems": 3, "throughput": {"samples_per_s": 9.0}}
+    sampler = ship.SamplerConfig(method="confidence", steps=4, threshold=0.8, remasking="prefix")
+    text = ship.card("x", meta, {"hidden_size": 32, "n_layers": 1, "n_heads": 2, "vocab_size": 20, "causal": True,
+                                 "noise_input": True}, 1000, metrics, 2, 3, "note", sampler)
+    assert "SDTT round 1 (fkl, tail, noise-conditioned, on-policy) from a 12-step teacher" in text
+    assert "unbroken run of tokens drawn with probability >= 0.8" in text and "at most 4 steps" in text
+    assert "sampling uniform (`model.noise_input`)" in text
