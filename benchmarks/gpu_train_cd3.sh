@@ -9,7 +9,8 @@
 #   python -m distill.pretrain task=countdown task.tokenizer.kind=numbers objective=ar ...);
 #   without it the twin is trained from scratch here (AR_STEPS steps of BATCH).
 # Results: $OUT (default runs/gpu-cd3): nar/, ncpre/, nsdtt/ (round-1-steps-8, round-2-steps-4,
-# rounds.json), ntail/ (round-1-steps-4: TAIL_STEPS=0 skips it) and one tar per stage, each under 16 MiB so a device call can bring it back.
+# rounds.json), ntail/ (round-1-steps-4: TAIL_STEPS=0 skips it), nnoise/ (the noise-conditioned
+# student from ntail: NOISE_STEPS=0 skips it) and one tar per stage, each under 16 MiB so a device call can bring it back.
 # Each stage has a wall-clock cap: a capped stage keeps its last exported checkpoint (save_every),
 # which the next stage starts from. With WORKERS=0 one CPU process generates the examples (about
 # 12k CD3 examples/s on the H200 machine): that, not the GPU, bounds tiny models; WORKERS=8 spreads
@@ -24,6 +25,8 @@ PRE_STEPS="${PRE_STEPS:-1000}"; PRE_CAP="${PRE_CAP:-80}"
 SDTT_STEPS="${SDTT_STEPS:-400}"; SDTT_CAP="${SDTT_CAP:-100}"
 # the CPU-made tail student (countdown-cd3-num-sdtt-4, session 7) had 1500 steps of 256
 TAIL_STEPS="${TAIL_STEPS:-2000}"; TAIL_CAP="${TAIL_CAP:-200}"  # a capped run exports nothing: size the steps to the cap
+# the noise-conditioned student (session 8: 1500 off-policy + 1500 on-policy steps of 256 on CPU) from the tail student
+NOISE_STEPS="${NOISE_STEPS:-4000}"; NOISE_CAP="${NOISE_CAP:-300}"
 # processes making training examples (train.data_workers); the shipped students were made with 0
 # (one process, about 6k examples/s: the bound of that run); more workers draw other examples
 WORKERS="${WORKERS:-0}"
@@ -65,6 +68,15 @@ if [ "$TAIL_STEPS" -gt 0 ]; then
     train.batch_size="$BATCH" train.save_every=250 train.data_workers="$WORKERS" output_dir="$OUT/ntail" 2>&1 | quiet 4
 fi
 
+if [ "$NOISE_STEPS" -gt 0 ] && [ -f "$OUT/ntail/round-1-steps-4/config.json" ]; then
+  echo "== noise-conditioned on-policy student, 4-call budget ($NOISE_STEPS steps, cap ${NOISE_CAP}s)"
+  timeout "$NOISE_CAP" "$PY" -m distill.sdtt teacher="$OUT/nar/checkpoint" gen_length=12 \
+    student_init="$OUT/ntail/round-1-steps-4" layout=tail divergence=fkl semi_ar=1.0 teacher_steps=12 min_steps=4 \
+    steps_per_round="$NOISE_STEPS" noise_input=true on_policy=true tail_reveal=0.0 train.lr=1e-4 train.schedule=cosine \
+    eval.method=confidence eval.block_length=1 eval.threshold=0.8 eval.problems=256 eval.batch_size=256 \
+    train.batch_size="$BATCH" train.save_every=250 train.data_workers="$WORKERS" output_dir="$OUT/nnoise" 2>&1 | quiet 4
+fi
+
 cd "$OUT" && rm -f ./*/train_state.pt
-for stage in nar ncpre nsdtt ntail; do [ -d "$stage" ] && tar cf "$stage.tar" "$stage"; done
+for stage in nar ncpre nsdtt ntail nnoise; do [ -d "$stage" ] && tar cf "$stage.tar" "$stage"; done
 ls -la
