@@ -221,7 +221,9 @@ def confidence_sample(
     A noise-conditioned model (``takes_noise``: ``model.noise_input``) is shown one
     uniform u_j per generated column, drawn once per row, and column j is drawn at u_j
     whenever it is committed, so the columns after j in the same call know how j is
-    drawn (``sdtt_search.model.noise``).
+    drawn (``sdtt_search.model.noise``). Such a student assumes draws at the
+    temperature it was distilled for; at another one (or greedy, temperature 0) its
+    later columns may expect a token the draw did not give.
     """
     x = x.clone()
     batch, length = x.shape
