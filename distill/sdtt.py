@@ -351,7 +351,7 @@ def run(cfg: DictConfig) -> list[dict]:
     if tail and (float(cfg.semi_ar) != 1.0 or cfg.block_causal or lora is not None):
         raise ValueError("layout=tail distils a causal student for budgeted left-to-right decoding: set semi_ar=1.0, "
                          "block_causal=false and lora.r=0")
-    noise_input = bool(cfg.get("noise_input", False))
+    noise_input, on_policy = bool(cfg.get("noise_input", False)), bool(cfg.get("on_policy", False))
     if noise_input:
         if not tail:
             raise ValueError("noise_input=true needs layout=tail (the noise-conditioned student decodes left to right)")
@@ -382,7 +382,7 @@ def run(cfg: DictConfig) -> list[dict]:
                          conditional=cfg.conditional, semi_ar=float(cfg.semi_ar), block=student_blocks[r],
                          temperature=float(cfg.teacher_temperature if r == 0 else cfg.round_temperature),
                          layout=layout, tail_reveal=float(cfg.get("tail_reveal", 0.0)), noise_input=noise_input,
-                         on_policy=bool(cfg.get("on_policy", False)))
+                         on_policy=on_policy)
 
     rounds_path = out_dir / "rounds.json"
     table = json.loads(rounds_path.read_text()) if rounds_path.exists() else {"teacher": None, "rounds": {}}
@@ -424,7 +424,7 @@ def run(cfg: DictConfig) -> list[dict]:
                          "teacher": str(cfg.teacher), "teacher_steps": plan.teacher_steps, "train_step": trainer.step,
                          "student_init": str(cfg.student_init) if cfg.student_init else None,
                          "semi_ar": float(cfg.semi_ar), "block_causal": bool(cfg.block_causal), "layout": layout,
-                         "noise_input": noise_input, "on_policy": bool(cfg.get("on_policy", False)),
+                         "noise_input": noise_input, "on_policy": on_policy,
                          "teacher_temperature": float(cfg.teacher_temperature),
                          "round_temperature": float(cfg.round_temperature)}}
             round_dir = out_dir / f"round-{r + 1}-steps-{steps}"

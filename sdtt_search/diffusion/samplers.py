@@ -263,7 +263,8 @@ def confidence_sample(
             if threshold is None and not bool((counts[:, step] > 0).any()):
                 step += 1
                 continue
-            u_token = rng.uniform(positions, key=(b, step, 0))
+            # a noise-conditioned model's columns are drawn at the uniforms it was shown
+            u_token = noise_u if noise_u is not None else rng.uniform(positions, key=(b, step, 0))
             u_rank = rng.uniform(positions, key=(b, step, 1))
             if cached is not None:
                 block_logits, ran = cached(x, cols)
@@ -277,8 +278,6 @@ def confidence_sample(
             row_forwards += batch * int(ran)
             cand_logits = block_logits[candidates[:, cols]]  # row-major, as candidates (all in cols)
             probs = _token_probs(cand_logits, mask_id, 1.0)
-            if noise_u is not None:
-                u_token = noise_u
             if temperature == 0:
                 tokens = probs.argmax(-1)
             else:
