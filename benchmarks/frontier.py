@@ -285,6 +285,23 @@ def affordable(budget: float, seconds_per_sample: float) -> int:
     return math.floor(budget / seconds_per_sample + 1e-9)
 
 
+def per_problem_at_k(per_problem: list[dict], k: int) -> list[float]:
+    """Each problem's verified@k (0 for k = 0; k > N uses N)."""
+    if k < 1:
+        return [0.0] * len(per_problem)
+    return [verified_at_k(p["verified"], p["correct"], min(k, len(p["verified"]))) for p in per_problem]
+
+
+def paired_se(a: list[float], b: list[float]) -> float:
+    """Standard error of mean(a) - mean(b) over the same problems (paired: the problems'
+    own difficulty cancels, what is left is how the two models differ problem by problem)."""
+    if len(a) != len(b):
+        raise ValueError(f"paired_se needs the same problems: got {len(a)} and {len(b)} values")
+    if len(a) < 2:
+        return 0.0
+    return statistics.stdev(x - y for x, y in zip(a, b)) / math.sqrt(len(a))
+
+
 def accuracy_at_budget(per_problem: list[dict], seconds_per_sample: float, budget: float) -> tuple[float, int, bool]:
     """(verified accuracy, affordable samples k, capped) at ``budget`` seconds per problem.
 
@@ -349,28 +366,40 @@ def speedups(report: dict) -> list[dict]:
     return rows
 
 
+Z95 = 1.96  # two-sided 95 % normal quantile
+
+
 def verdicts(report: dict) -> list[dict]:
-    """Per budget: the best student + verifier against the AR twin + verifier. Accuracies
-    closer than half a problem (0.5 / problems) are a tie: the estimates cannot tell them apart."""
+    """Per budget: the best student + verifier against the AR twin + verifier.
+
+    A side wins only when the difference is larger than half a problem (0.5 / problems)
+    and than 1.96 paired standard errors over the problems (``paired_se`` of the two
+    models' per-problem verified@k, where the search runs kept them): a smaller one is a
+    tie, the problems measured cannot tell the two apart. (The error counts the
+    problems and samples drawn, not the timing noise that sets k.)"""
     models = report["models"]
     ars, students = names_with(models, "ar"), names_with(models, "student")
     if not ars or not students:
         return []
     ar = ars[0]
-    tolerance = 0.5 / report["problems"] if report.get("problems") else 1e-12
+    problems = report.get("problems", 0)
+    half_problem = 0.5 / problems if problems else 1e-12
     out = []
     for point in report["frontier"]:
         best = max(students, key=lambda m: point["accuracy"][m])
         s, a = point["accuracy"][best], point["accuracy"][ar]
+        runs = [models[m].get("search", {}).get("per_problem") for m in (best, ar)]
+        se = (paired_se(per_problem_at_k(runs[0], point["k"][best]), per_problem_at_k(runs[1], point["k"][ar]))
+              if all(runs) else 0.0)
         if point["k"][best] == 0 and point["k"][ar] == 0:
             winner = "none"  # neither affords a sample
-        elif abs(s - a) < tolerance:
+        elif abs(s - a) < max(half_problem, Z95 * se):
             winner = "tie"
         else:
             winner = "student" if s > a else "ar"
         out.append({"budget_s": point["budget_s"], "student": best, "ar": ar, "student_accuracy": s,
                     "ar_accuracy": a, "student_k": point["k"][best], "ar_k": point["k"][ar], "winner": winner,
-                    "margin_problems": (s - a) * report.get("problems", 0)})
+                    "margin_problems": (s - a) * problems, "margin_ci95_problems": Z95 * se * problems})
     return out
 
 
@@ -382,14 +411,17 @@ def _acc(x: float) -> str:
 def verdict_text(v: dict) -> str:
     if v["winner"] == "none":
         return "neither affords a sample"
+    ci = v.get("margin_ci95_problems", 0.0)
+    pm = f" ± {ci:.1f}" if ci else ""
     if v["winner"] == "tie":
-        return f"tie ({v['student']} {_acc(v['student_accuracy'])}, {v['ar']} {_acc(v['ar_accuracy'])})"
+        diff = f"; {v['margin_problems']:+.1f}{pm} problems" if pm else ""
+        return f"tie ({v['student']} {_acc(v['student_accuracy'])}, {v['ar']} {_acc(v['ar_accuracy'])}{diff})"
     s, a = _acc(v["student_accuracy"]), _acc(v["ar_accuracy"])
     if v["winner"] == "ar":
         note = " (the student affords no sample)" if v["student_k"] == 0 else ""
-        return f"**AR wins** by {-v['margin_problems']:.1f} problems: {v['ar']} {a} > {v['student']} {s}{note}"
+        return f"**AR wins** by {-v['margin_problems']:.1f}{pm} problems: {v['ar']} {a} > {v['student']} {s}{note}"
     note = " (the AR twin affords no sample)" if v["ar_k"] == 0 else ""
-    return f"student wins by {v['margin_problems']:.1f} problems: {v['student']} {s} > {v['ar']} {a}{note}"
+    return f"student wins by {v['margin_problems']:.1f}{pm} problems: {v['student']} {s} > {v['ar']} {a}{note}"
 
 
 def unequal_lengths(report: dict) -> str | None:
@@ -476,7 +508,8 @@ def markdown(report: dict) -> str:
     header = "| budget (s/problem) | " + " | ".join(names) + " |" + (" student vs AR |" if report["verdicts"] else "")
     out += ["", (f"Verified accuracy at equal wall-clock budgets per problem (k = samples affordable; N = "
                  f"{report['samples']} measured; `*` = capped at N; student vs AR: the best SDTT student + verifier "
-                 "against the AR twin + verifier, a tie when less than half a problem apart):"), "", header,
+                 "against the AR twin + verifier, margins in problems ± 1.96 paired standard errors over the problems; "
+                 "a tie when within that or half a problem):"), "", header,
             "|---|" + "---|" * (len(names) + bool(report["verdicts"]))]
     for i, point in enumerate(report["frontier"]):
         cells = [f"{_acc(point['accuracy'][n])} (k={point['k'][n]}){'*' if point['capped'][n] else ''}" for n in names]

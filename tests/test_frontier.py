@@ -92,6 +92,46 @@ def test_verdicts_say_plainly_where_the_ar_baseline_wins():
     assert frontier._acc(0.99996) == "1.0000" and frontier._acc(1.0) == "1.000"
 
 
+def _problems(rates):
+    """Per-problem (verified, correct) lists of 4 samples; rate r: r of them right and verified."""
+    return [{"verified": [i < r for i in range(4)], "correct": [i < r for i in range(4)]} for r in rates]
+
+
+def test_paired_standard_error_matches_the_formula_and_cancels_shared_difficulty():
+    a, b = [1.0, 0.0, 1.0, 1.0], [1.0, 0.0, 0.0, 1.0]
+    d = [0.0, 0.0, 1.0, 0.0]  # mean 0.25, sample variance 0.25
+    assert frontier.paired_se(a, b) == pytest.approx((0.25 / len(d)) ** 0.5)
+    # the same constant gap on problems of very different difficulty: no paired error at all
+    assert frontier.paired_se([0.9, 0.1, 0.5], [0.8, 0.0, 0.4]) == pytest.approx(0.0, abs=1e-12)
+    assert frontier.per_problem_at_k(_problems([4, 0, 2]), 1) == pytest.approx([1.0, 0.0, 0.5])
+    assert frontier.per_problem_at_k(_problems([4, 0, 2]), 0) == [0.0, 0.0, 0.0]
+    assert frontier.per_problem_at_k(_problems([2]), 9) == [1.0]  # k > N: all N samples
+    with pytest.raises(ValueError, match="same problems"):
+        frontier.paired_se([1.0], [1.0, 0.0])
+
+
+def test_a_margin_inside_the_paired_error_is_a_tie_and_a_consistent_one_a_win():
+    # 10 problems, k = 1 for both. Noisy: the student is right on 4 problems the AR twin
+    # misses and wrong on 2 it solves: +2 problems, but +-4.9 at 95 % (paired se 0.249): a tie.
+    report = _report([0.6], [0.5], [1], [1])
+    student, ar = [4] * 3 + [0] * 2 + [4] * 1 + [0] * 4, [0] * 3 + [4] * 2 + [0] * 5
+    report["models"]["s"]["search"] = {"per_problem": _problems(student)}
+    report["models"]["ar"]["search"] = {"per_problem": _problems(ar)}
+    report["frontier"][0]["accuracy"].update(s=0.4, ar=0.2)
+    (v,) = frontier.verdicts(report)
+    assert v["winner"] == "tie" and v["margin_problems"] == pytest.approx(2.0)
+    assert v["margin_ci95_problems"] == pytest.approx(1.96 * frontier.paired_se([1, 1, 1, 0, 0, 1, 0, 0, 0, 0],
+                                                                                [0, 0, 0, 1, 1, 0, 0, 0, 0, 0]) * 10)
+    assert "tie (" in frontier.verdict_text(v) and "+2.0 ± " in frontier.verdict_text(v)
+    # consistent: right on 5 problems the AR twin misses, never the other way round: +5 +- 3.3
+    student, ar = [4] * 5 + [4] * 3 + [0] * 2, [0] * 5 + [4] * 3 + [0] * 2
+    report["models"]["s"]["search"] = {"per_problem": _problems(student)}
+    report["models"]["ar"]["search"] = {"per_problem": _problems(ar)}
+    report["frontier"][0]["accuracy"].update(s=0.8, ar=0.3)
+    (v,) = frontier.verdicts(report)
+    assert v["winner"] == "student" and frontier.verdict_text(v).startswith("student wins by 5.0 ± 3.3 problems")
+
+
 def test_diffusion_models_decoding_different_lengths_get_a_warning():
     """A denoiser fills all its columns: a teacher decoding 21 where students decode 12
     makes every speed ratio against it look better than it is."""
