@@ -370,7 +370,8 @@ Z95 = 1.96  # two-sided 95 % normal quantile
 
 
 def verdicts(report: dict) -> list[dict]:
-    """Per budget: the best student + verifier against the AR twin + verifier.
+    """Per budget: the best student + verifier against the best AR model + verifier
+    (with several AR engines, e.g. vLLM and transformers, whichever is ahead there).
 
     A side wins only when the difference is larger than half a problem (0.5 / problems)
     and than 1.96 paired standard errors over the problems (``paired_se`` of the two
@@ -381,12 +382,12 @@ def verdicts(report: dict) -> list[dict]:
     ars, students = names_with(models, "ar"), names_with(models, "student")
     if not ars or not students:
         return []
-    ar = ars[0]
     problems = report.get("problems", 0)
     half_problem = 0.5 / problems if problems else 1e-12
     out = []
     for point in report["frontier"]:
         best = max(students, key=lambda m: point["accuracy"][m])
+        ar = max(ars, key=lambda m: point["accuracy"][m])  # the best AR engine at this budget
         s, a = point["accuracy"][best], point["accuracy"][ar]
         runs = [models[m].get("search", {}).get("per_problem") for m in (best, ar)]
         se = (paired_se(per_problem_at_k(runs[0], point["k"][best]), per_problem_at_k(runs[1], point["k"][ar]))
@@ -454,7 +455,8 @@ def targets(report: dict) -> list[str]:
                      f"(target >= 0.95): {'met' if row['met'] else 'NOT met'}")
     vs = report["verdicts"]
     if vs:
-        ar, scored = vs[0]["ar"], [v for v in vs if v["winner"] != "none"]
+        ar = " / ".join(dict.fromkeys(v["ar"] for v in vs))  # every AR engine that led somewhere
+        scored = [v for v in vs if v["winner"] != "none"]
         wins = [v for v in scored if v["winner"] == "student"]
         ar_wins = [v for v in scored if v["winner"] == "ar"]
         ties = [v for v in scored if v["winner"] == "tie"]
@@ -508,7 +510,7 @@ def markdown(report: dict) -> str:
     header = "| budget (s/problem) | " + " | ".join(names) + " |" + (" student vs AR |" if report["verdicts"] else "")
     out += ["", (f"Verified accuracy at equal wall-clock budgets per problem (k = samples affordable; N = "
                  f"{report['samples']} measured; `*` = capped at N; student vs AR: the best SDTT student + verifier "
-                 "against the AR twin + verifier, margins in problems ± 1.96 paired standard errors over the problems; "
+                 "against the best AR engine + verifier, margins in problems ± 1.96 paired standard errors over the problems; "
                  "a tie when within that or half a problem):"), "", header,
             "|---|" + "---|" * (len(names) + bool(report["verdicts"]))]
     for i, point in enumerate(report["frontier"]):

@@ -132,6 +132,20 @@ def test_a_margin_inside_the_paired_error_is_a_tie_and_a_consistent_one_a_win():
     assert v["winner"] == "student" and frontier.verdict_text(v).startswith("student wins by 5.0 ± 3.3 problems")
 
 
+def test_the_student_meets_the_best_ar_engine_at_each_budget():
+    report = _report([0.6, 0.6], [0.5, 0.9], [1, 2], [1, 2])
+    report["models"]["ar:ar_backend=transformers"] = {"role": "ar"}
+    report["frontier"][0]["accuracy"]["ar:ar_backend=transformers"] = 0.8  # faster engine: leads at budget 1
+    report["frontier"][1]["accuracy"]["ar:ar_backend=transformers"] = 0.7
+    for point in report["frontier"]:
+        point["k"]["ar:ar_backend=transformers"] = 1
+    report["verdicts"] = v1, v2 = frontier.verdicts(report)
+    assert (v1["ar"], v1["winner"]) == ("ar:ar_backend=transformers", "ar")
+    assert (v2["ar"], v2["winner"]) == ("ar", "ar")
+    (line,) = frontier.targets(report)
+    assert "vs ar:ar_backend=transformers / ar + verifier" in line
+
+
 def test_diffusion_models_decoding_different_lengths_get_a_warning():
     """A denoiser fills all its columns: a teacher decoding 21 where students decode 12
     makes every speed ratio against it look better than it is."""
