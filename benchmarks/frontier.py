@@ -425,6 +425,46 @@ def verdict_text(v: dict) -> str:
     return f"student wins by {v['margin_problems']:.1f}{pm} problems: {v['student']} {s} > {v['ar']} {a}{note}"
 
 
+def curve(per_problem: list[dict], n: int) -> list[float]:
+    """verified@k for k = 1..n, averaged over the problems."""
+    return [sum(per_problem_at_k(per_problem, k)) / len(per_problem) for k in range(1, n + 1)]
+
+
+def break_even(student: list[float], ar: list[float], ks: list[int]) -> dict[int, float | None]:
+    """For each AR sample count k: the smallest k' with student verified@k' >= AR
+    verified@k, as the ratio k' / k (how many times the AR model's samples per second
+    the student must draw to match it at that budget; < 1: it is ahead even when slower),
+    or None when no k' <= N reaches it. Curves are verified@1..N; this depends only on the
+    accuracy runs, not on the machine."""
+    out = {}
+    for k in ks:
+        if k > len(ar):
+            continue
+        need = next((kp for kp, acc in enumerate(student, start=1) if acc >= ar[k - 1] - 1e-12), None)
+        out[k] = None if need is None else need / k
+    return out
+
+
+def break_even_table(report: dict) -> list[dict]:
+    """Per student, against each AR model: ``break_even`` at k = 1, 2, 4, ... <= N."""
+    models = report["models"]
+    ars, students = names_with(models, "ar"), names_with(models, "student")
+    rows = []
+    for ar in ars:
+        ar_runs = models[ar].get("search", {}).get("per_problem")
+        if not ar_runs:
+            continue
+        n = len(ar_runs[0]["verified"])
+        ks = [2 ** i for i in range(n.bit_length()) if 2 ** i <= n]
+        ar_curve = curve(ar_runs, n)
+        for s in students:
+            runs = models[s].get("search", {}).get("per_problem")
+            if runs:
+                rows.append({"student": s, "ar": ar, "ks": ks, "ar_accuracy": [ar_curve[k - 1] for k in ks],
+                             "ratio": break_even(curve(runs, n), ar_curve, ks)})
+    return rows
+
+
 def unequal_lengths(report: dict) -> str | None:
     """A warning when the diffusion models of a run decode different answer lengths.
 
@@ -517,6 +557,16 @@ def markdown(report: dict) -> str:
         cells = [f"{_acc(point['accuracy'][n])} (k={point['k'][n]}){'*' if point['capped'][n] else ''}" for n in names]
         verdict = f" {verdict_text(report['verdicts'][i])} |" if report["verdicts"] else ""
         out.append(f"| {point['budget_s']:.3g} | " + " | ".join(cells) + " |" + verdict)
+    if report.get("break_even"):
+        ks = report["break_even"][0]["ks"]
+        out += ["", ("Samples/s over the AR model that a student needs to match AR + verifier drawing k samples "
+                     "(k' / k for the smallest k' with student verified@k' >= AR verified@k; from the accuracy runs "
+                     "alone, so it holds on any machine: compare it with the measured speed ratios; `never` = not "
+                     "within N):"), "",
+                "| student | AR | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|---|" + "---|" * len(ks)]
+        for row in report["break_even"]:
+            cells = ["never" if row["ratio"].get(k) is None else f"{row['ratio'][k]:.2g}x" for k in ks]
+            out.append(f"| {row['student']} | {row['ar']} | " + " | ".join(cells) + " |")
     out += ["", "Targets (issue 6):", "", *report["targets"], ""]
     return "\n".join(out)
 
@@ -610,6 +660,7 @@ def run(args: argparse.Namespace) -> dict:
     report["frontier"] = frontier_points(runs, budget_grid(runs, args.samples, args.budgets))
     report["speedups"] = speedups(report)
     report["verdicts"] = verdicts(report)
+    report["break_even"] = break_even_table(report)
     report["targets"] = targets(report)
     report["wall_seconds"] = time.perf_counter() - started
     text = markdown(report)

@@ -96,7 +96,7 @@ if [ "${FRONTIER:-1}" = 1 ]; then
   echo "== frontier on the GPU: CD3 number-level teacher and students vs the AR twin"
   timeout 240 "$PY" benchmarks/frontier.py --task countdown --models countdown-cd3-num-teacher \
     countdown-cd3-num-sdtt-8 countdown-cd3-num-sdtt-4 countdown-cd3-num-sdtt-4:steps=5 countdown-cd3-ar \
-    --problems 100 --samples 64 \
+    --problems 200 --samples 64 \
     --batches 1 8 64 256 --device cuda --ar-backend transformers --out "$OUT/frontier" > "$OUT/frontier.log" 2>&1
   echo "frontier exit code $? (tables in $OUT/frontier.log, $OUT/frontier/frontier.json)"
   grep -A6 "^Targets" "$OUT/frontier.log" | tail -5

@@ -132,6 +132,33 @@ def test_a_margin_inside_the_paired_error_is_a_tie_and_a_consistent_one_a_win():
     assert v["winner"] == "student" and frontier.verdict_text(v).startswith("student wins by 5.0 ± 3.3 problems")
 
 
+def test_break_even_is_the_sample_ratio_at_which_the_student_matches_ar():
+    ar = [0.5, 0.75, 0.875, 0.9375]  # verified@1..4
+    student = [0.3, 0.5, 0.6, 0.75]
+    # AR@1 (0.5) needs student@2 -> 2x; AR@2 (0.75) needs student@4 -> 2x; AR@4 out of reach
+    assert frontier.break_even(student, ar, [1, 2, 4, 8]) == {1: 2.0, 2: 2.0, 4: None}
+    assert frontier.break_even(ar, student, [1, 2, 4]) == {1: 1.0, 2: 0.5, 4: 0.5}  # ahead even when slower
+    # on per-problem runs: one sample right of 4 on one problem, none on the other
+    runs = _problems([1, 0])
+    assert frontier.curve(runs, 4) == pytest.approx([0.125, 0.25, 0.375, 0.5])
+    report = _report([0.5], [0.5], [1], [1])
+    report["models"]["s"]["search"] = {"per_problem": _problems([1, 0])}
+    report["models"]["ar"]["search"] = {"per_problem": _problems([2, 0])}  # verified@k: 0.25, 5/12, 0.5, 0.5
+    (row,) = frontier.break_even_table(report)
+    assert row["ks"] == [1, 2, 4] and row["ratio"] == {1: 2.0, 2: 2.0, 4: 1.0}
+    report.update(verdicts=[], targets=[], break_even=[row], task="t", when="w", machine="m", command="c",
+                  samples=4, search_batch=4, repeats=1, batches=[])
+    for d in report["models"].values():
+        d.update(kind="diffusion", steps=1, parameters=1, backend="b", forward_share=None, flops_per_token=0,
+                 flops_source="counted", throughput=[], search={**d.get("search", {}), "pass@1": 0.0, "pass@1_se": 0.0,
+                                                                "verified@N": 0.0, "seconds_per_sample": 1.0})
+    for p in report["frontier"]:
+        p["k"] = {n: 1 for n in report["models"]}
+        p["accuracy"] = {n: 0.0 for n in report["models"]}
+        p["capped"] = {n: False for n in report["models"]}
+    assert "| s | ar | 2x | 2x | 1x |" in frontier.markdown(report)
+
+
 def test_the_student_meets_the_best_ar_engine_at_each_budget():
     report = _report([0.6, 0.6], [0.5, 0.9], [1, 2], [1, 2])
     report["models"]["ar:ar_backend=transformers"] = {"role": "ar"}
