@@ -400,7 +400,8 @@ def verdicts(report: dict) -> list[dict]:
             winner = "student" if s > a else "ar"
         out.append({"budget_s": point["budget_s"], "student": best, "ar": ar, "student_accuracy": s,
                     "ar_accuracy": a, "student_k": point["k"][best], "ar_k": point["k"][ar], "winner": winner,
-                    "margin_problems": (s - a) * problems, "margin_ci95_problems": Z95 * se * problems})
+                    "margin_problems": (s - a) * problems, "margin_ci95_problems": Z95 * se * problems,
+                    "problems": problems})
     return out
 
 
@@ -414,15 +415,16 @@ def verdict_text(v: dict) -> str:
         return "neither affords a sample"
     ci = v.get("margin_ci95_problems", 0.0)
     pm = f" ± {ci:.1f}" if ci else ""
+    of = f" of {v['problems']}" if v.get("problems") else ""
     if v["winner"] == "tie":
-        diff = f"; {v['margin_problems']:+.1f}{pm} problems" if pm else ""
+        diff = f"; {v['margin_problems']:+.1f}{pm}{of} problems" if pm else ""
         return f"tie ({v['student']} {_acc(v['student_accuracy'])}, {v['ar']} {_acc(v['ar_accuracy'])}{diff})"
     s, a = _acc(v["student_accuracy"]), _acc(v["ar_accuracy"])
     if v["winner"] == "ar":
         note = " (the student affords no sample)" if v["student_k"] == 0 else ""
-        return f"**AR wins** by {-v['margin_problems']:.1f}{pm} problems: {v['ar']} {a} > {v['student']} {s}{note}"
+        return f"**AR wins** by {-v['margin_problems']:.1f}{pm}{of} problems: {v['ar']} {a} > {v['student']} {s}{note}"
     note = " (the AR twin affords no sample)" if v["ar_k"] == 0 else ""
-    return f"student wins by {v['margin_problems']:.1f}{pm} problems: {v['student']} {s} > {v['ar']} {a}{note}"
+    return f"student wins by {v['margin_problems']:.1f}{pm}{of} problems: {v['student']} {s} > {v['ar']} {a}{note}"
 
 
 def curve(per_problem: list[dict], n: int) -> list[float]:

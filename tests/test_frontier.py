@@ -122,14 +122,14 @@ def test_a_margin_inside_the_paired_error_is_a_tie_and_a_consistent_one_a_win():
     assert v["winner"] == "tie" and v["margin_problems"] == pytest.approx(2.0)
     assert v["margin_ci95_problems"] == pytest.approx(1.96 * frontier.paired_se([1, 1, 1, 0, 0, 1, 0, 0, 0, 0],
                                                                                 [0, 0, 0, 1, 1, 0, 0, 0, 0, 0]) * 10)
-    assert "tie (" in frontier.verdict_text(v) and "+2.0 ± " in frontier.verdict_text(v)
+    assert "tie (" in frontier.verdict_text(v) and "+2.0 ± 4.9 of 10 problems" in frontier.verdict_text(v)
     # consistent: right on 5 problems the AR twin misses, never the other way round: +5 +- 3.3
     student, ar = [4] * 5 + [4] * 3 + [0] * 2, [0] * 5 + [4] * 3 + [0] * 2
     report["models"]["s"]["search"] = {"per_problem": _problems(student)}
     report["models"]["ar"]["search"] = {"per_problem": _problems(ar)}
     report["frontier"][0]["accuracy"].update(s=0.8, ar=0.3)
     (v,) = frontier.verdicts(report)
-    assert v["winner"] == "student" and frontier.verdict_text(v).startswith("student wins by 5.0 ± 3.3 problems")
+    assert v["winner"] == "student" and frontier.verdict_text(v).startswith("student wins by 5.0 ± 3.3 of 10 problems")
 
 
 def test_break_even_is_the_sample_ratio_at_which_the_student_matches_ar():
