@@ -23,8 +23,10 @@ A model is a zoo name or a checkpoint directory, optionally with sampler overrid
     divided by the samples drawn), and the frontier: for a wall-clock budget of B seconds
     per problem a model affords k = floor(B / seconds per sample) samples and reaches the
     exact verified@k estimated from its N samples (k > N is capped at N and marked ``*``).
-Then: student/teacher speed-ups side by side, issue 6's targets, and per budget whether
-the best SDTT student + verifier or the AR twin + verifier solves more.
+Then: student/teacher speed-ups side by side, issue 6's targets, per budget whether
+the best SDTT student + verifier or the best AR engine + verifier solves more (margins
+with 95 % paired intervals over the problems), and the break-even table: how many times
+the AR model's samples/s each student needs to match it at k samples (machine-free).
 Writes ``<out>/frontier.json`` and ``<out>/frontier.png``; with ``--append-results`` adds
 the tables to ``benchmarks/RESULTS.md`` naming the machine. Only ratios within one run
 are comparable.
