@@ -313,10 +313,7 @@ def accuracy_at_budget(per_problem: list[dict], seconds_per_sample: float, budge
     if k < 1:
         return 0.0, 0, False
     n = len(per_problem[0]["verified"])
-    capped = k > n
-    k = min(k, n)
-    acc = sum(verified_at_k(p["verified"], p["correct"], k) for p in per_problem) / len(per_problem)
-    return acc, k, capped
+    return sum(per_problem_at_k(per_problem, k)) / len(per_problem), min(k, n), k > n
 
 
 def budget_grid(runs: dict, samples: int, points: int = 12) -> list[float]:
@@ -452,20 +449,18 @@ def break_even(student: list[float], ar: list[float], ks: list[int]) -> dict[int
 def break_even_table(report: dict) -> list[dict]:
     """Per student, against each AR model: ``break_even`` at k = 1, 2, 4, ... <= N."""
     models = report["models"]
-    ars, students = names_with(models, "ar"), names_with(models, "student")
+    runs = {m: d.get("search", {}).get("per_problem") for m, d in models.items()}
+    curves = {m: curve(r, len(r[0]["verified"])) for m, r in runs.items() if r}  # verified@1..N, each model's own N
     rows = []
-    for ar in ars:
-        ar_runs = models[ar].get("search", {}).get("per_problem")
-        if not ar_runs:
+    for ar in names_with(models, "ar"):
+        if ar not in curves:
             continue
-        n = len(ar_runs[0]["verified"])
+        n = len(curves[ar])
         ks = [2 ** i for i in range(n.bit_length()) if 2 ** i <= n]
-        ar_curve = curve(ar_runs, n)
-        for s in students:
-            runs = models[s].get("search", {}).get("per_problem")
-            if runs:
-                rows.append({"student": s, "ar": ar, "ks": ks, "ar_accuracy": [ar_curve[k - 1] for k in ks],
-                             "ratio": break_even(curve(runs, n), ar_curve, ks)})
+        for s in names_with(models, "student"):
+            if s in curves:
+                rows.append({"student": s, "ar": ar, "ks": ks, "ar_accuracy": [curves[ar][k - 1] for k in ks],
+                             "ratio": break_even(curves[s], curves[ar], ks)})
     return rows
 
 

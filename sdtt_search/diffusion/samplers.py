@@ -265,7 +265,6 @@ def confidence_sample(
                 continue
             # a noise-conditioned model's columns are drawn at the uniforms it was shown
             u_token = noise_u if noise_u is not None else rng.uniform(positions, key=(b, step, 0))
-            u_rank = rng.uniform(positions, key=(b, step, 1))
             if cached is not None:
                 block_logits, ran = cached(x, cols)
             else:
@@ -288,7 +287,7 @@ def confidence_sample(
             elif remasking in ("left_to_right", "prefix"):
                 score = column_score[candidates]
             else:
-                score = u_rank[candidates]
+                score = rng.uniform(positions, key=(b, step, 1))[candidates]  # remasking="random"
             conf = torch.full((batch, length), -1.0, dtype=torch.float64, device=x.device)
             conf[candidates] = score
             proposal = torch.full_like(x, mask_id)
