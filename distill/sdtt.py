@@ -235,29 +235,39 @@ def own_draw_targets(student, teacher, z: torch.Tensor, tail: torch.Tensor, nois
 
 def student_divergence(student, z, t, target, attention_mask, *, mask_id: int, kind: str, precision: int,
                        scored: torch.Tensor | None = None, gen_start: int = 0,
-                       noise: torch.Tensor | None = None) -> "SDTTLoss":
+                       noise: torch.Tensor | None = None, first_column_weight: float = 0.0) -> "SDTTLoss":
     """Divergence of the student's one-step prediction on z_t from the targets.
 
     The loss covers the positions masked in z_t (or ``scored``, a subset of them),
     all weighted equally (no 1/t weight, spec §B3). ``gen_start``: the first generated
     column (for block-causal students). ``noise``: a noise-conditioned student's input.
+    ``first_column_weight`` w: adds w x the divergence over each row's first scored
+    column (mean over rows), the column a left-to-right sampler always commits and
+    whose target, under ``layout=tail``, is the teacher's next-token conditional.
     """
+    if first_column_weight < 0:
+        raise ValueError(f"first_column_weight={first_column_weight} must be >= 0 (0 turns it off)")
     sigma = LogLinearSchedule().sigma(t) if is_time_conditioned(student) else None
     logits = denoise(student, z, attention_mask=attention_mask, sigma=sigma, gen_start=gen_start, noise=noise)
     masked = z == mask_id if scored is None else scored
     dtype = torch.float64 if precision == 64 else torch.float32
     s = subs_log_probs(logits[masked].to(dtype)[None], z[masked][None], mask_id)[0]
     loss = divergence(s, target[masked].to(dtype), kind, mask_id) if masked.any() else logits.sum() * 0.0
+    if first_column_weight > 0 and masked.any():
+        first = masked & (masked.long().cumsum(-1) == 1)
+        f = subs_log_probs(logits[first].to(dtype)[None], z[first][None], mask_id)[0]
+        loss = loss + first_column_weight * divergence(f, target[first].to(dtype), kind, mask_id)
     return SDTTLoss(loss=loss.float(), num_tokens=int(masked.sum()))
 
 
 def sdtt_loss(student, teacher, batch, generator, *, dt: float, mask_id: int, kind: str,
               eps: float, precision: int, conditional: bool, semi_ar: float = 0.0,
               block: int | None = None, temperature: float = 1.0, layout: str = "blocks",
-              tail_reveal: float = 0.0, noise_input: bool = False, on_policy: bool = False) -> "SDTTLoss":
+              tail_reveal: float = 0.0, noise_input: bool = False, on_policy: bool = False,
+              first_column_weight: float = 0.0) -> "SDTTLoss":
     """One SDTT loss evaluation: fresh z_t, teacher targets, student divergence.
     ``on_policy`` (with ``noise_input``): targets along the student's own draws
-    (``own_draw_targets``)."""
+    (``own_draw_targets``). ``first_column_weight``: see ``student_divergence``."""
     if on_policy and not noise_input:
         raise ValueError("on_policy=true scores a noise-conditioned student's own draws: set noise_input=true")
     out = sdtt_targets(teacher, batch, generator, dt=dt, mask_id=mask_id, eps=eps, conditional=conditional,
@@ -270,7 +280,7 @@ def sdtt_loss(student, teacher, batch, generator, *, dt: float, mask_id: int, ki
     gen_start = first_generated_column(batch.maskable if conditional else batch.attention_mask)
     return student_divergence(student, z, t, target, batch.attention_mask, mask_id=mask_id, kind=kind,
                               precision=precision, scored=scored, gen_start=gen_start,
-                              noise=out[4] if noise_input else None)
+                              noise=out[4] if noise_input else None, first_column_weight=first_column_weight)
 
 
 @dataclass
@@ -352,6 +362,10 @@ def run(cfg: DictConfig) -> list[dict]:
         raise ValueError("layout=tail distils a causal student for budgeted left-to-right decoding: set semi_ar=1.0, "
                          "block_causal=false and lora.r=0")
     noise_input, on_policy = bool(cfg.get("noise_input", False)), bool(cfg.get("on_policy", False))
+    first_column_weight = float(cfg.get("first_column_weight", 0.0))
+    if first_column_weight < 0:
+        raise ValueError(f"first_column_weight={first_column_weight} must be >= 0 (0 turns it off; 3 lifted the "
+                         "CD3 noise student)")
     if noise_input:
         if not tail:
             raise ValueError("noise_input=true needs layout=tail (the noise-conditioned student decodes left to right)")
@@ -382,7 +396,7 @@ def run(cfg: DictConfig) -> list[dict]:
                          conditional=cfg.conditional, semi_ar=float(cfg.semi_ar), block=student_blocks[r],
                          temperature=float(cfg.teacher_temperature if r == 0 else cfg.round_temperature),
                          layout=layout, tail_reveal=float(cfg.get("tail_reveal", 0.0)), noise_input=noise_input,
-                         on_policy=on_policy)
+                         on_policy=on_policy, first_column_weight=first_column_weight)
 
     rounds_path = out_dir / "rounds.json"
     table = json.loads(rounds_path.read_text()) if rounds_path.exists() else {"teacher": None, "rounds": {}}
@@ -425,6 +439,7 @@ def run(cfg: DictConfig) -> list[dict]:
                          "student_init": str(cfg.student_init) if cfg.student_init else None,
                          "semi_ar": float(cfg.semi_ar), "block_causal": bool(cfg.block_causal), "layout": layout,
                          "noise_input": noise_input, "on_policy": on_policy,
+                         "first_column_weight": first_column_weight,
                          "teacher_temperature": float(cfg.teacher_temperature),
                          "round_temperature": float(cfg.round_temperature)}}
             round_dir = out_dir / f"round-{r + 1}-steps-{steps}"

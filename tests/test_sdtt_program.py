@@ -262,18 +262,21 @@ def test_tail_distillation_writes_one_student_with_a_step_budget(tmp_path):
     gen = load_pretrained(causal).meta["gen_length"]
     rows = sdtt.run(sdtt_config(tmp_path / "tail", causal, "layout=tail", "semi_ar=1.0", f"teacher_steps={gen}",
                                 "min_steps=3", "divergence=fkl", "eval.method=confidence", "eval.block_length=1",
-                                "eval.threshold=0.8"))
+                                "eval.threshold=0.8", "first_column_weight=3"))
     assert [(r["student_steps"], r["teacher_steps"]) for r in rows] == [(3, gen)]
     student = load_model(str(tmp_path / "tail" / "round-1-steps-3"))
     sampler = student.default_sampler()
     assert (sampler.steps, sampler.threshold, sampler.remasking, sampler.block_length) == (3, 0.8, "left_to_right", None)
-    assert student.meta["sdtt"]["layout"] == "tail"
+    assert student.meta["sdtt"]["layout"] == "tail" and student.meta["sdtt"]["first_column_weight"] == 3.0
     out = student.generate(["1,2,3,6", "4,5,6,15"], sampler, seeds=[0, 1])
     assert out.nfe <= 3 and len(out.texts) == 2
     with pytest.raises(ValueError, match="layout=tail"):
         sdtt.run(sdtt_config(tmp_path / "bad", causal, "layout=tail", "semi_ar=0.5", "eval.block_length=1"))
     with pytest.raises(ValueError, match="layout="):
         sdtt.run(sdtt_config(tmp_path / "bad2", causal, "layout=spiral", "semi_ar=1.0", "eval.block_length=1"))
+    with pytest.raises(ValueError, match="first_column_weight"):
+        sdtt.run(sdtt_config(tmp_path / "bad3", causal, "layout=tail", "semi_ar=1.0", "eval.block_length=1",
+                             "first_column_weight=-1"))
 
 
 def test_a_causal_teacher_gives_tail_targets_in_one_cached_pass():
@@ -312,3 +315,37 @@ def test_a_causal_teacher_gives_tail_targets_in_one_cached_pass():
         full = subs_log_probs(teacher(path, attention_mask=built.attention_mask), torch.full_like(path, MASK), MASK)
     assert not (path[tail] == MASK).any() and torch.equal(path[~tail], x[~tail])
     assert torch.allclose(target[tail], full[tail].float(), atol=1e-4)
+
+
+def test_first_column_weight_adds_the_divergence_at_each_rows_first_scored_column():
+    """loss(w) = loss(0) + w x the forward KL at each row's first scored column (mean
+    over rows), checked against the KL written out by hand; a row with nothing scored
+    adds nothing and a negative weight is refused."""
+    from llama_fixtures import MASK, V, three_prompt_batch, tiny_llama_denoiser
+
+    from sdtt_search.diffusion import subs_log_probs
+
+    student, built = tiny_llama_denoiser(True), three_prompt_batch(gen_length=6)
+    g = torch.Generator().manual_seed(5)
+    z = torch.where(built.gen_mask, torch.full_like(built.x, MASK), built.x)
+    scored = built.gen_mask & (torch.rand(built.x.shape, generator=g) < 0.7)
+    scored[2] = False  # the third row scores nothing
+    target = torch.log_softmax(torch.randn(*built.x.shape, V, generator=g, dtype=torch.float64), -1)
+    target[..., MASK] = float("-inf")
+    t = torch.full((built.x.shape[0],), 0.5)
+
+    def loss(w: float) -> float:
+        return float(student_divergence(student, z, t, target, built.attention_mask, mask_id=MASK, kind="fkl",
+                                        precision=64, scored=scored, first_column_weight=w).loss.detach())
+
+    with torch.no_grad():
+        s = subs_log_probs(student(z, attention_mask=built.attention_mask).double(), z, MASK)
+    by_hand = []
+    for row in range(2):
+        col = int(scored[row].nonzero()[0])
+        p, q = target[row, col].exp(), s[row, col]
+        by_hand.append(sum(float(p[v] * (target[row, col, v] - q[v])) for v in range(V) if v != MASK))
+    assert loss(2.5) - loss(0.0) == pytest.approx(2.5 * sum(by_hand) / 2, rel=1e-5)
+    assert loss(0.0) > 0 and by_hand[0] != pytest.approx(by_hand[1])
+    with pytest.raises(ValueError, match="first_column_weight"):
+        loss(-1.0)
