@@ -103,7 +103,7 @@ def card(name: str, meta: dict, model_cfg: dict, params: int, metrics: dict, sam
         if (sdtt or {}).get("noise_input"):
             layout += ", noise-conditioned" + (", on-policy" if sdtt.get("on_policy") else "")
         if (sdtt or {}).get("first_column_weight"):
-            layout += f", first column x{1 + sdtt['first_column_weight']:g}"
+            layout += f", first_column_weight={sdtt['first_column_weight']:g}"
         lineage = (f"SDTT round {sdtt['round']} ({sdtt['divergence']}{layout}) "
                    f"from a {sdtt['teacher_steps']}-step teacher{_teacher_note(sdtt)}, {sdtt['train_step']} distillation steps in all"
                    if sdtt else f"trained {start} ({objective})")
