@@ -254,9 +254,8 @@ def student_divergence(student, z, t, target, attention_mask, *, mask_id: int, k
     s = subs_log_probs(logits[masked].to(dtype)[None], z[masked][None], mask_id)[0]
     loss = divergence(s, target[masked].to(dtype), kind, mask_id) if masked.any() else logits.sum() * 0.0
     if first_column_weight > 0 and masked.any():
-        first = masked & (masked.long().cumsum(-1) == 1)
-        f = subs_log_probs(logits[first].to(dtype)[None], z[first][None], mask_id)[0]
-        loss = loss + first_column_weight * divergence(f, target[first].to(dtype), kind, mask_id)
+        first = masked & (masked.long().cumsum(-1) == 1)  # each row's first scored column
+        loss = loss + first_column_weight * divergence(s[first[masked]], target[first].to(dtype), kind, mask_id)
     return SDTTLoss(loss=loss.float(), num_tokens=int(masked.sum()))
 
 
