@@ -163,7 +163,10 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu") -
             raise CheckpointError(
                 f"{weights}: {name} has shape {tuple(state[name].shape)} but {CONFIG} implies {tuple(tensor.shape)}"
             )
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    # fresh fp32 copies: newer safetensors hands out views into one file buffer at unaligned
+    # offsets, and assign=True would make those the parameters (slower kernels, and logits
+    # that differ in the last bits from the saved model's)
+    state = {k: v.to(torch.float32, copy=True) if v.is_floating_point() else v for k, v in state.items()}
     model.load_state_dict(state, strict=True, assign=True)
     model = model.to(device).eval()
     return Pretrained(model=model, tokenizer=tokenizer, meta=dict(config.get("meta") or {}), path=directory)

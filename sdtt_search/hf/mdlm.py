@@ -118,7 +118,10 @@ def load_state(denoiser: Denoiser, state: dict[str, torch.Tensor], name: str) ->
                          f"unexpected keys {_some(unexpected)}; mis-shaped keys {_some(shapes)}")
     if inv_freq is not None:
         _check_inv_freq(inv_freq, denoiser.config.head_dim, name)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    # fresh fp32 copies: newer safetensors hands out views into one file buffer at unaligned
+    # offsets, and assign=True would make those the parameters (slower kernels, and logits
+    # that differ in the last bits from the saved model's)
+    state = {k: v.to(torch.float32, copy=True) if v.is_floating_point() else v for k, v in state.items()}
     denoiser.load_state_dict(state, strict=True, assign=True)
 
 
