@@ -108,3 +108,59 @@ def test_a_lone_masked_column_after_the_cache_reads_the_kept_logits(monkeypatch)
             for cache in (False, True)]
     assert torch.equal(outs[0].tokens, outs[1].tokens)
     assert outs[0].nfe == 8 and outs[1].nfe == 4  # one call per block with the cache
+
+
+def _repeated_prompt_batch(samples: int = 6, gen_length: int = 9):
+    """The three prompts of ``three_prompt_batch``, each ``samples`` times (best-of-N rows)."""
+    from sdtt_search.diffusion.batching import build_batch
+
+    g = torch.Generator().manual_seed(3)
+    prompts = [torch.randint(2, V, (n,), generator=g).tolist() for n in (3, 7, 5)]
+    return build_batch([p for p in prompts for _ in range(samples)], gen_length, pad_id=0, mask_id=MASK)
+
+
+@pytest.mark.parametrize("noise", [False, True])
+def test_shared_prompts_run_once_and_done_rows_leave_the_cache(monkeypatch, noise):
+    """Best-of-N rows: each distinct prompt runs once (its keys copied to its rows), and
+    rows whose every column is committed drop out of later calls; the tokens and their
+    log-probs are the ones decoded without any cache."""
+    model, batch = _model(), _repeated_prompt_batch()
+    if noise:
+        model.enable_noise_input()
+        with torch.no_grad():  # a noise input that matters
+            for p in model.noise_embed.parameters():
+                p.normal_(0, 0.5)
+    rows_per_call = []
+    original = type(model).forward_span
+
+    def counting(self, input_ids, *args, **kwargs):
+        rows_per_call.append((input_ids.shape[0], args[1], args[2]))
+        return original(self, input_ids, *args, **kwargs)
+
+    monkeypatch.setattr(type(model), "forward_span", counting)
+    outs = [confidence_sample(model, batch.x, batch.gen_mask, batch.attention_mask, mask_id=MASK,
+                              rng=RowRNG(list(range(18))), steps=5, temperature=1.0, threshold=0.3,
+                              remasking="prefix", prefix_cache=cache) for cache in (False, True)]
+    plain, cached = outs
+    assert torch.equal(plain.tokens, cached.tokens)
+    assert torch.allclose(plain.token_logprobs, cached.token_logprobs, atol=1e-5)
+    g = batch.x.shape[1] - 9
+    assert rows_per_call[0] == (3, 0, g)  # the prompt: once per distinct prompt
+    assert rows_per_call[1][0] == 18 and rows_per_call[1][1] == g
+    later = [rows for rows, _, _ in rows_per_call[2:]]
+    assert later and min(later) < 18  # some rows were done and left
+    assert cached.row_forwards == sum(rows for rows, _, _ in rows_per_call) < plain.row_forwards
+    # the rows finish at different calls (else dropping would be trivial)
+    assert len({tuple(r) for r in cached.tokens[:, -9:].tolist()}) > 3
+
+
+def test_a_few_repeats_keep_one_span_over_the_whole_batch(monkeypatch):
+    """Three different prompts: nothing to share, so the first call runs every row from column 0."""
+    model, batch = _model(), three_prompt_batch()
+    spans = []
+    original = type(model).forward_span
+    monkeypatch.setattr(type(model), "forward_span",
+                        lambda self, ids, *a, **k: spans.append((ids.shape[0], a[1])) or original(self, ids, *a, **k))
+    confidence_sample(model, batch.x, batch.gen_mask, batch.attention_mask, mask_id=MASK, rng=RowRNG([1, 2, 3]),
+                      steps=3, temperature=1.0, threshold=0.5, remasking="prefix", prefix_cache=True)
+    assert spans[0] == (3, 0)

@@ -31,7 +31,8 @@ class SampleOutput:
     Attributes:
         tokens: [B, L] final tokens (no MASK left in the generated region).
         nfe: number of network calls (each call may cover a subset of the rows).
-        row_forwards: rows processed over all calls (the compute actually spent).
+        row_forwards: rows processed over all calls (the compute actually spent; a prefix
+            cache's shared prompt counts once per distinct prompt, done rows not at all).
         token_logprobs: [B, L] float64 log-probability (temperature 1) the model gave
             each generated token when it was committed; 0 outside the generated region.
     """
@@ -45,6 +46,9 @@ class SampleOutput:
 #: RowRNG key of the per-column noise a noise-conditioned model is shown (the step
 #: keys are (block, step, 0 | 1) with small non-negative entries)
 _NOISE_KEY = 1 << 40
+
+#: a prefix cache drops the rows that are done once they are this share of its rows
+_DROP_SHARE = 0.125
 
 
 def is_time_conditioned(model) -> bool:
@@ -274,13 +278,14 @@ def confidence_sample(
                                        gen_start=int(columns[0]), noise=noise)[:, cols]
             nfe += int(ran)
             steps_used += 1
-            row_forwards += batch * int(ran)
+            row_forwards += cached.rows_run if cached is not None else batch
             cand_logits = block_logits[candidates[:, cols]]  # row-major, as candidates (all in cols)
             probs = _token_probs(cand_logits, mask_id, 1.0)
             if temperature == 0:
                 tokens = probs.argmax(-1)
-            else:
-                tokens = categorical(_token_probs(cand_logits, mask_id, temperature), u_token[candidates])
+            else:  # at temperature 1 the draw's distribution is the confidence's (softmax(l / 1) = softmax(l))
+                tempered = probs if temperature == 1.0 else _token_probs(cand_logits, mask_id, temperature)
+                tokens = categorical(tempered, u_token[candidates])
             drawn_prob = probs.gather(-1, tokens[:, None]).squeeze(-1)
             if remasking == "low_confidence":
                 score = drawn_prob
@@ -333,6 +338,11 @@ class _PrefixCachedLogits:
     columns were clean when the call ran them. So each committed column is run clean
     once, and a left-to-right chain (blocks of 1) costs one column per token, as an AR
     model with a KV cache does. Same tokens as the full forward (tested).
+
+    Two savings that change no number: rows sharing a prompt (the N samples of a
+    problem in best-of-N) run it once, its keys and values copied to each; and rows
+    with no masked column left leave the cache and the later calls (``_DROP_SHARE``).
+    ``rows_run`` counts the rows the network processed in the last call.
     """
 
     def __init__(self, model, attention_mask: torch.Tensor, columns: torch.Tensor, mask_id: int,
@@ -344,9 +354,11 @@ class _PrefixCachedLogits:
             raise ValueError("prefix_cache needs one contiguous generated span after a prompt (use build_batch)")
         self.model, self.attention_mask, self.mask_id = model, attention_mask, mask_id
         self.noise = noise  # [B, L] fixed for the whole decode, so cached columns stay exact
-        self.gen_start, self.block = first, attention_block(model)
+        self.gen_start, self.gen_stop, self.block = first, last + 1, attention_block(model)
         self.cache = model.new_cache()
-        self.pending: torch.Tensor | None = None  # [B, V] logits at column cache.length
+        self.pending: torch.Tensor | None = None  # [R, V] logits at column cache.length
+        self.rows = torch.arange(attention_mask.shape[0], device=attention_mask.device)  # [R] rows in the cache
+        self.rows_run = 0
 
     def _boundary_at_or_before(self, column: int) -> int:
         if not self.block or column <= self.gen_start:
@@ -358,32 +370,69 @@ class _PrefixCachedLogits:
             return column + 1
         return self.gen_start + ((column - self.gen_start) // self.block + 1) * self.block
 
+    def _span(self, x: torch.Tensor, rows: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Logits [len(rows), stop - start, V] of the span [start, stop) of ``rows``."""
+        kwargs = {"gen_start": self.gen_start} if self.block else {}
+        if self.noise is not None:
+            kwargs["noise"] = self.noise[rows]
+        self.rows_run += rows.numel()
+        return self.model.forward_span(x[rows], self.attention_mask[rows], start, stop, self.cache, **kwargs)
+
+    def _prefill_shared_prompts(self, x: torch.Tensor) -> None:
+        """Run each distinct prompt (tokens and padding of columns [0, gen_start)) once and
+        copy its keys, values and next-column logits to the rows that share it."""
+        g = self.gen_start
+        key = torch.cat([x[self.rows, :g], self.attention_mask[self.rows, :g].long()], dim=1)
+        _, inverse = torch.unique(key, dim=0, return_inverse=True)
+        count = int(inverse.max()) + 1
+        if 2 * count > self.rows.numel():  # few repeats: one span over everything costs less than the copies
+            return
+        first = torch.full((count,), self.rows.numel(), dtype=torch.long, device=x.device)
+        first.scatter_reduce_(0, inverse, torch.arange(self.rows.numel(), device=x.device), reduce="amin")
+        span = self._span(x, self.rows[first], 0, g)
+        self.cache.extend(g)
+        self.cache.take_rows(inverse)
+        self.pending = span[:, -1][inverse]
+
+    def _drop_finished_rows(self, x: torch.Tensor) -> None:
+        """Rows with no masked generated column need no more calls: drop them from the
+        cache once they are at least ``_DROP_SHARE`` of it (copying the cache costs too)."""
+        alive = (x[self.rows, self.gen_start : self.gen_stop] == self.mask_id).any(-1)
+        if float((~alive).sum()) >= _DROP_SHARE * self.rows.numel():
+            keep = alive.nonzero().squeeze(-1)
+            self.cache.take_rows(keep)
+            self.rows = self.rows[keep]
+            if self.pending is not None:
+                self.pending = self.pending[keep]
+
     def __call__(self, x: torch.Tensor, cols: torch.Tensor) -> tuple[torch.Tensor, bool]:
         """([B, len(cols), V] logits of the block's columns, filled on its masked ones, and
         whether the network ran: a lone masked column right after the cache needs no call)."""
+        self.rows_run = 0
+        if self.cache.length == 0 and self.rows.numel() > 1:
+            self._prefill_shared_prompts(x)
+        else:
+            self._drop_finished_rows(x)
         masked = cols[(x[:, cols] == self.mask_id).any(0)]
         f, m = int(masked[0]), int(masked[-1])
         start = self.cache.length
         stop = min(self._end_of_block_holding(m - 1), x.shape[1])
-        span = None
-        if stop > start:
-            kwargs = {"gen_start": self.gen_start} if self.block else {}
-            if self.noise is not None:
-                kwargs["noise"] = self.noise
-            span = self.model.forward_span(x, self.attention_mask, start, stop, self.cache, **kwargs)
+        span = self._span(x, self.rows, start, stop) if stop > start else None
         source = span if span is not None else self.pending
         logits = source.new_zeros(x.shape[0], cols.numel(), source.shape[-1])
         if span is not None:  # hidden i predicts column i + 1
             row = cols - 1 - start
             inside = (row >= 0) & (row < stop - start)
-            logits[:, inside] = span[:, row[inside]]
+            logits[self.rows[:, None], inside.nonzero().squeeze(-1)[None, :]] = span[:, row[inside]]
         if self.pending is not None:
-            logits[:, cols == start] = self.pending[:, None]
+            at = (cols == start).nonzero().squeeze(-1)
+            if at.numel():
+                logits[self.rows, int(at[0])] = self.pending
         end = self._boundary_at_or_before(f)
         if end > start:  # [start, end) were clean when run, so their keys and values are exact
             self.cache.extend(end - start)
             self.pending = span[:, end - 1 - start].clone()
-        return logits, span is not None
+        return logits, self.rows_run > 0
 
 
 def sample(

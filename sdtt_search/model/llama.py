@@ -235,6 +235,18 @@ class KVCache:
             raise ValueError(f"cannot keep {count} columns: the last forward wrote {self._written - self.length}")
         self.length += count
 
+    def take_rows(self, index: torch.Tensor) -> None:
+        """Keep the cached columns of rows ``index`` [R] (a LongTensor into the batch, in
+        that order, repeats allowed): drops rows that need no more calls, or copies a
+        prompt computed once to the rows that share it. A span written but not kept is
+        discarded."""
+        for i, buffers in enumerate(self.layers):
+            if buffers is not None:
+                self.layers[i] = tuple(t.new_empty(index.numel(), *t.shape[1:]) for t in buffers)
+                for new, old in zip(self.layers[i], buffers):
+                    new[:, : self.length] = old[index, : self.length]
+        self._written = self.length
+
 
 class LlamaBody(nn.Module):
     """Holds the ``model.*`` parameters (embeddings, layers, final norm)."""
