@@ -115,6 +115,14 @@ def _read_config(directory: Path) -> dict:
     return config
 
 
+def owned_fp32(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Fresh fp32 copies of a loaded state dict's floating tensors, to become parameters
+    with ``load_state_dict(assign=True)``: newer safetensors hands out views into one file
+    buffer at unaligned offsets (slower kernels, and logits that differ in the last bits
+    from the saved model's)."""
+    return {k: v.to(torch.float32, copy=True) if v.is_floating_point() else v for k, v in state.items()}
+
+
 def load_pretrained(directory: str | Path, device: str | torch.device = "cpu") -> Pretrained:
     """Load a checkpoint directory written by ``save_pretrained``; the model is in eval mode on ``device``."""
     directory = Path(directory)
@@ -163,10 +171,7 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu") -
             raise CheckpointError(
                 f"{weights}: {name} has shape {tuple(state[name].shape)} but {CONFIG} implies {tuple(tensor.shape)}"
             )
-    # fresh fp32 copies: newer safetensors hands out views into one file buffer at unaligned
-    # offsets, and assign=True would make those the parameters (slower kernels, and logits
-    # that differ in the last bits from the saved model's)
-    state = {k: v.to(torch.float32, copy=True) if v.is_floating_point() else v for k, v in state.items()}
+    state = owned_fp32(state)
     model.load_state_dict(state, strict=True, assign=True)
     model = model.to(device).eval()
     return Pretrained(model=model, tokenizer=tokenizer, meta=dict(config.get("meta") or {}), path=directory)

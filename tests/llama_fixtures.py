@@ -20,7 +20,9 @@ def tiny_llama_denoiser(causal: bool = True, attention_block: int = 0):
     return model
 
 
-def three_prompt_batch(gen_length: int = 9):
+def three_prompt_batch(gen_length: int = 9, samples: int = 1):
+    """Three prompts of 3, 7 and 5 tokens, left-padded, each ``samples`` times in a row
+    (the rows of best-of-N)."""
     g = torch.Generator().manual_seed(3)
     prompts = [torch.randint(2, V, (n,), generator=g).tolist() for n in (3, 7, 5)]
-    return build_batch(prompts, gen_length, pad_id=PAD, mask_id=MASK)
+    return build_batch([p for p in prompts for _ in range(samples)], gen_length, pad_id=PAD, mask_id=MASK)

@@ -110,21 +110,12 @@ def test_a_lone_masked_column_after_the_cache_reads_the_kept_logits(monkeypatch)
     assert outs[0].nfe == 8 and outs[1].nfe == 4  # one call per block with the cache
 
 
-def _repeated_prompt_batch(samples: int = 6, gen_length: int = 9):
-    """The three prompts of ``three_prompt_batch``, each ``samples`` times (best-of-N rows)."""
-    from sdtt_search.diffusion.batching import build_batch
-
-    g = torch.Generator().manual_seed(3)
-    prompts = [torch.randint(2, V, (n,), generator=g).tolist() for n in (3, 7, 5)]
-    return build_batch([p for p in prompts for _ in range(samples)], gen_length, pad_id=0, mask_id=MASK)
-
-
 @pytest.mark.parametrize("noise", [False, True])
 def test_shared_prompts_run_once_and_done_rows_leave_the_cache(monkeypatch, noise):
     """Best-of-N rows: each distinct prompt runs once (its keys copied to its rows), and
     rows whose every column is committed drop out of later calls; the tokens and their
     log-probs are the ones decoded without any cache."""
-    model, batch = _model(), _repeated_prompt_batch()
+    model, batch = _model(), three_prompt_batch(samples=6)
     if noise:
         model.enable_noise_input()
         with torch.no_grad():  # a noise input that matters

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint import owned_fp32
 from ..model import Denoiser, ModelConfig
 from .source import HFSource
 
@@ -118,10 +119,7 @@ def load_state(denoiser: Denoiser, state: dict[str, torch.Tensor], name: str) ->
                          f"unexpected keys {_some(unexpected)}; mis-shaped keys {_some(shapes)}")
     if inv_freq is not None:
         _check_inv_freq(inv_freq, denoiser.config.head_dim, name)
-    # fresh fp32 copies: newer safetensors hands out views into one file buffer at unaligned
-    # offsets, and assign=True would make those the parameters (slower kernels, and logits
-    # that differ in the last bits from the saved model's)
-    state = {k: v.to(torch.float32, copy=True) if v.is_floating_point() else v for k, v in state.items()}
+    state = owned_fp32(state)
     denoiser.load_state_dict(state, strict=True, assign=True)
 
 
