@@ -23,6 +23,11 @@ A model is a zoo name or a checkpoint directory, optionally with sampler overrid
     divided by the samples drawn), and the frontier: for a wall-clock budget of B seconds
     per problem a model affords k = floor(B / seconds per sample) samples and reaches the
     exact verified@k estimated from its N samples (k > N is capped at N and marked ``*``).
+  * the latency regime (``--latency-problems``): one problem at a time, its k samples in
+    one generate call (an interactive user waiting for an answer), k = 1, 2, 3, 4, 6, 8,
+    ... N; a budget of B seconds affords the largest k whose measured latency (generate +
+    verify, median over problems and rounds) is <= B. Few rows per call: here a model's
+    number of sequential network calls counts, where the throughput regime counts FLOPs.
 Then: student/teacher speed-ups side by side, issue 6's targets, per budget whether
 the best SDTT student + verifier or the best AR engine + verifier solves more (margins
 with 95 % paired intervals over the problems), and the break-even table: how many times
@@ -325,6 +330,64 @@ def budget_grid(runs: dict, samples: int, points: int = 12) -> list[float]:
     return [lo * (hi / lo) ** (i / (points - 1)) for i in range(points)]
 
 
+def latency_ks(samples: int) -> list[int]:
+    """Sample counts timed in the latency regime: 1, 2, 3, 4, 6, 8, 12, ... (powers of two
+    and the points halfway between them) up to and including ``samples``."""
+    ks, p = [], 1
+    while p < samples:
+        ks += [p] if p < 2 else [p, p + p // 2]
+        p *= 2
+    return sorted({k for k in ks if k < samples} | {samples})
+
+
+def latency_timing(models: dict, task, problems, ks: list[int], repeats: int, per_round: int) -> dict:
+    """Seconds to draw and verify k samples of one problem in one call (batch k), per model
+    and k: rounds in which every model (rotating order) runs ``per_round`` problems at every
+    k; round 0 is the warm-up, then the median over the other rounds' problems."""
+    names = list(models)
+    raw = {n: {k: [] for k in ks} for n in names}
+    for r in range(repeats + 1):
+        for n in names[r % len(names):] + names[: r % len(names)]:
+            model = models[n]
+            sampler = model.default_sampler()
+            for k in ks:
+                for i in range(per_round):
+                    problem = problems[(r * per_round + i) % len(problems)]
+                    search = Search(model, task, sampler, batch_size=k, seed=2000 + 100 * r + i)
+                    start = time.perf_counter()
+                    search.generate_problems([problem], k)
+                    if r:
+                        raw[n][k].append(time.perf_counter() - start)
+    return {n: {k: statistics.median(v) for k, v in raw[n].items()} for n in names}
+
+
+def affordable_by_latency(latency: dict[int, float], budget: float) -> int:
+    """The largest timed k whose latency fits ``budget`` seconds (0 if not even one sample)."""
+    return max((k for k, t in latency.items() if t <= budget * (1 + 1e-9)), default=0)
+
+
+def latency_grid(latencies: dict, points: int = 12) -> list[float]:
+    """Geometric grid from the quickest single sample to the slowest model's N samples."""
+    lo = min(min(lat.values()) for lat in latencies.values())
+    hi = max(lat[max(lat)] for lat in latencies.values())
+    if hi <= lo:
+        return [lo]
+    return [lo * (hi / lo) ** (i / (points - 1)) for i in range(points)]
+
+
+def latency_points(runs: dict, latencies: dict, budgets: list[float]) -> list[dict]:
+    """Per budget and model: the affordable k one problem at a time and its verified@k."""
+    points = []
+    for budget in budgets:
+        point = {"budget_s": budget, "accuracy": {}, "k": {}, "capped": {}}
+        for n, r in runs.items():
+            k = affordable_by_latency({int(key): t for key, t in latencies[n].items()}, budget)
+            point["k"][n], point["capped"][n] = k, False
+            point["accuracy"][n] = sum(per_problem_at_k(r["per_problem"], k)) / len(r["per_problem"])
+        points.append(point)
+    return points
+
+
 def frontier_points(runs: dict, budgets: list[float]) -> list[dict]:
     points = []
     for budget in budgets:
@@ -343,7 +406,10 @@ def names_with(models: dict, role: str) -> list[str]:
 
 def speedups(report: dict) -> list[dict]:
     """Each student (and the AR twin) against the first teacher, side by side: samples/s
-    ratio at every batch and in the search run, and the pass@1 ratio."""
+    ratio at every batch and in the search run, the latency ratio one problem at a time
+    (k = 1 and 8 samples, when the latency regime ran), and the pass@1 ratio. A student
+    meets its speed bar in a regime (``met_in``: "search", "k=1", "k=8") when its ratio
+    there is >= (teacher steps / student steps) x 0.8 at >= 95 % of the teacher's pass@1."""
     models = report["models"]
     teachers = names_with(models, "teacher")
     if not teachers:
@@ -358,9 +424,13 @@ def speedups(report: dict) -> list[dict]:
         keep = d["search"]["pass@1"] / teacher["search"]["pass@1"] if teacher["search"]["pass@1"] else float("nan")
         row = {"model": name, "teacher": teachers[0], "role": d["role"], "steps": d["steps"], "per_batch": per_batch,
                "search": teacher["search"]["seconds_per_sample"] / d["search"]["seconds_per_sample"], "pass@1_ratio": keep}
+        latency, teacher_latency = report.get("latency", {}).get(name, {}), report.get("latency", {}).get(teachers[0], {})
+        row["latency"] = {k: teacher_latency[k] / latency[k] for k in (1, 8) if k in latency and k in teacher_latency}
         if d["role"] == "student":
             row["target_speedup"] = teacher["steps"] / d.get("bar_steps", d["steps"]) * 0.8
-            row["met"] = bool(row["search"] >= row["target_speedup"] and keep >= 0.95)
+            ratios = {"search": row["search"], **{f"k={k}": r for k, r in row["latency"].items()}}
+            row["met_in"] = [where for where, r in ratios.items() if r >= row["target_speedup"] and keep >= 0.95]
+            row["met"] = "search" in row["met_in"]
         rows.append(row)
     return rows
 
@@ -368,8 +438,8 @@ def speedups(report: dict) -> list[dict]:
 Z95 = 1.96  # two-sided 95 % normal quantile
 
 
-def verdicts(report: dict) -> list[dict]:
-    """Per budget: the best student + verifier against the best AR model + verifier
+def verdicts(report: dict, points: list[dict] | None = None) -> list[dict]:
+    """Per budget of ``points`` (default: the throughput frontier, ``report["frontier"]``): the best student + verifier against the best AR model + verifier
     (with several AR engines, e.g. vLLM and transformers, whichever is ahead there).
 
     A side wins only when the difference is larger than half a problem (0.5 / problems)
@@ -384,7 +454,7 @@ def verdicts(report: dict) -> list[dict]:
     problems = report.get("problems", 0)
     half_problem = 0.5 / problems if problems else 1e-12
     out = []
-    for point in report["frontier"]:
+    for point in report["frontier"] if points is None else points:
         best = max(students, key=lambda m: point["accuracy"][m])
         ar = max(ars, key=lambda m: point["accuracy"][m])  # the best AR engine at this budget
         s, a = point["accuracy"][best], point["accuracy"][ar]
@@ -489,25 +559,37 @@ def targets(report: dict) -> list[str]:
     for row in report["speedups"]:
         if row["role"] != "student":
             continue
-        lines.append(f"- {row['model']} vs {row['teacher']}: {row['search']:.2f}x faster in search "
+        one = "".join(f", {r:.2f}x one problem at a time with k = {k}" for k, r in row.get("latency", {}).items())
+        met_in = row.get("met_in", ["search"] if row["met"] else [])
+        verdict = ("NOT met" if not met_in else "met" if len(met_in) == 1 + len(row.get("latency", {}))
+                   else "met at " + ", ".join(met_in) + " only")
+        lines.append(f"- {row['model']} vs {row['teacher']}: {row['search']:.2f}x faster in search{one} "
                      f"(target >= {row['target_speedup']:.1f}x), pass@1 ratio {row['pass@1_ratio']:.3f} "
-                     f"(target >= 0.95): {'met' if row['met'] else 'NOT met'}")
-    vs = report["verdicts"]
-    if vs:
-        ar = " / ".join(dict.fromkeys(v["ar"] for v in vs))  # every AR engine that led somewhere
-        scored = [v for v in vs if v["winner"] != "none"]
-        wins = [v for v in scored if v["winner"] == "student"]
-        ar_wins = [v for v in scored if v["winner"] == "ar"]
-        ties = [v for v in scored if v["winner"] == "tie"]
-        line = (f"- equal wall-clock budget, best SDTT student + verifier vs {ar} + verifier: the student solves more "
-                f"at {len(wins)} of {len(scored)} budgets: {'met' if scored and len(wins) == len(scored) else 'NOT met'}")
-        if ar_wins:
-            line += (f". The AR baseline solves more at {len(ar_wins)} budgets: "
-                     + ", ".join(f"{v['budget_s']:.3g}s" for v in ar_wins))
-        if ties:
-            line += "; ties at " + ", ".join(f"{v['budget_s']:.3g}s" for v in ties)
-        lines.append(line)
+                     f"(target >= 0.95): {verdict}")
+    if report["verdicts"]:
+        lines.append(_budget_line(report["verdicts"], "equal wall-clock budget"))
+    if report.get("latency_verdicts"):
+        lines.append(_budget_line(report["latency_verdicts"], "equal latency, one problem at a time"))
     return lines
+
+
+def _budget_line(vs: list[dict], regime: str) -> str:
+    """One target line: at how many budgets of a regime the student solves more, and where AR does."""
+    ar = " / ".join(dict.fromkeys(v["ar"] for v in vs))  # every AR engine that led somewhere
+    scored = [v for v in vs if v["winner"] != "none"]
+    wins = [v for v in scored if v["winner"] == "student"]
+    ar_wins = [v for v in scored if v["winner"] == "ar"]
+    ties = [v for v in scored if v["winner"] == "tie"]
+    line = (f"- {regime}, best SDTT student + verifier vs {ar} + verifier: the student solves more "
+            f"at {len(wins)} of {len(scored)} budgets: {'met' if scored and len(wins) == len(scored) else 'NOT met'}")
+    if wins:
+        line += ". The student solves more at " + ", ".join(f"{v['budget_s']:.3g}s" for v in wins)
+    if ar_wins:
+        line += (f". The AR baseline solves more at {len(ar_wins)} budgets: "
+                 + ", ".join(f"{v['budget_s']:.3g}s" for v in ar_wins))
+    if ties:
+        line += "; ties at " + ", ".join(f"{v['budget_s']:.3g}s" for v in ties)
+    return line
 
 
 # ---------------------------------------------------------------------------- report
@@ -539,13 +621,17 @@ def markdown(report: dict) -> str:
         cells = [f"{t['samples_per_s']:.1f} \\| {t['tokens_per_s']:.0f}" for t in models[n]["throughput"]]
         out.append(f"| {n} | " + " | ".join(cells) + " |")
     if report["speedups"]:
-        out += ["", f"Speed-up over {report['speedups'][0]['teacher']} (samples/s ratio, measured side by side):", "",
-                "| model | steps | " + " | ".join(f"batch {b}" for b in batches)
-                + " | search | target | pass@1 ratio |", "|---|---|" + "---|" * (len(batches) + 3)]
+        lat_ks = list(report["speedups"][0].get("latency", {}))
+        out += ["", (f"Speed-up over {report['speedups'][0]['teacher']} (samples/s ratio, measured side by side"
+                     + ("; 1 problem: its latency ratio one problem at a time" if lat_ks else "") + "):"), "",
+                "| model | steps | " + " | ".join(f"batch {b}" for b in batches) + " | search | "
+                + "".join(f"1 problem, k={k} | " for k in lat_ks) + "target | pass@1 ratio |",
+                "|---|---|" + "---|" * (len(batches) + len(lat_ks) + 3)]
         for row in report["speedups"]:
             target = f">= {row['target_speedup']:.1f}x" if "target_speedup" in row else "-"
+            lat = "".join(f"{row['latency'][k]:.2f}x | " if k in row.get("latency", {}) else "- | " for k in lat_ks)
             out.append(f"| {row['model']} | {row['steps']} | " + " | ".join(f"{row['per_batch'][b]:.2f}x" for b in batches)
-                       + f" | {row['search']:.2f}x | {target} | {row['pass@1_ratio']:.3f} |")
+                       + f" | {row['search']:.2f}x | {lat}{target} | {row['pass@1_ratio']:.3f} |")
     header = "| budget (s/problem) | " + " | ".join(names) + " |" + (" student vs AR |" if report["verdicts"] else "")
     out += ["", (f"Verified accuracy at equal wall-clock budgets per problem (k = samples affordable; N = "
                  f"{report['samples']} measured; `*` = capped at N; student vs AR: the best SDTT student + verifier "
@@ -556,6 +642,8 @@ def markdown(report: dict) -> str:
         cells = [f"{_acc(point['accuracy'][n])} (k={point['k'][n]}){'*' if point['capped'][n] else ''}" for n in names]
         verdict = f" {verdict_text(report['verdicts'][i])} |" if report["verdicts"] else ""
         out.append(f"| {point['budget_s']:.3g} | " + " | ".join(cells) + " |" + verdict)
+    if report.get("latency"):
+        out += _latency_markdown(report)
     if report.get("break_even"):
         ks = report["break_even"][0]["ks"]
         out += ["", ("Samples/s over the AR model that a student needs to match AR + verifier drawing k samples "
@@ -570,27 +658,53 @@ def markdown(report: dict) -> str:
     return "\n".join(out)
 
 
+def _latency_markdown(report: dict) -> list[str]:
+    """The latency regime's two tables: seconds for k samples of one problem, and verified
+    accuracy within a latency budget."""
+    names, ks = list(report["models"]), report["latency_ks"]
+    out = ["", (f"Latency regime, one problem at a time (its k samples in one generate call, then verified; median "
+                f"of {report['latency_problems']} problems x {report['repeats']} rounds after a warm-up round), ms:"),
+           "", "| model | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
+    for n in names:
+        out.append(f"| {n} | " + " | ".join(f"{report['latency'][n][k] * 1e3:.1f}" for k in ks) + " |")
+    verdicts_ = report.get("latency_verdicts")
+    out += ["", ("Verified accuracy within a latency budget per problem (k = the most samples whose measured latency "
+                 "fits; accuracy = verified@k from the accuracy runs; student vs AR as above):"), "",
+            "| latency budget (s) | " + " | ".join(names) + " |" + (" student vs AR |" if verdicts_ else ""),
+            "|---|" + "---|" * (len(names) + bool(verdicts_))]
+    for i, point in enumerate(report["latency_frontier"]):
+        cells = [f"{_acc(point['accuracy'][n])} (k={point['k'][n]})" for n in names]
+        verdict = f" {verdict_text(verdicts_[i])} |" if verdicts_ else ""
+        out.append(f"| {point['budget_s']:.3g} | " + " | ".join(cells) + " |" + verdict)
+    return out
+
+
 def plot(report: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name in report["models"]:
-        pts = [p for p in report["frontier"] if p["k"][name] > 0]
-        style = "--" if report["models"][name]["role"] == "ar" else "-"
-        line, = ax.plot([p["budget_s"] for p in pts], [p["accuracy"][name] for p in pts], style, marker="o",
-                        markersize=3, label=name)
-        capped = [p for p in pts if p["capped"][name]]
-        ax.plot([p["budget_s"] for p in capped], [p["accuracy"][name] for p in capped], "x", color=line.get_color(),
-                markersize=6)
-    ax.set_xscale("log")
-    ax.set_xlabel("wall-clock budget per problem (s); x = capped at N samples")
-    ax.set_ylabel("verified accuracy")
-    ax.set_title(f"{report['task']}: accuracy per second ({report['machine'][:70]})", fontsize=8)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    panels = [("frontier", "wall-clock budget per problem (s), search batch "
+               f"{report['search_batch']}; x = capped at N samples")]
+    if report.get("latency_frontier"):
+        panels.append(("latency_frontier", "latency budget (s), one problem at a time"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
+    for ax, (key, xlabel) in zip(axes[0], panels):
+        for name in report["models"]:
+            pts = [p for p in report[key] if p["k"][name] > 0]
+            style = "--" if report["models"][name]["role"] == "ar" else "-"
+            line, = ax.plot([p["budget_s"] for p in pts], [p["accuracy"][name] for p in pts], style, marker="o",
+                            markersize=3, label=name)
+            capped = [p for p in pts if p["capped"][name]]
+            ax.plot([p["budget_s"] for p in capped], [p["accuracy"][name] for p in capped], "x",
+                    color=line.get_color(), markersize=6)
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("verified accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{report['task']}: accuracy per second ({report['machine'][:70]})", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -607,6 +721,53 @@ def slim(report: dict) -> dict:
                                                   for p in per_problem]
         d["search"]["correct_counts"] = [sum(p["correct"]) for p in per_problem]
     return out
+
+
+def unslim(saved: dict) -> dict:
+    """Inverse of ``slim`` for every number the tables use: per-problem (verified, correct)
+    lists rebuilt from the counts (verified@k and pass@1 depend on the counts only, not on
+    which samples they were), the latency table's keys back to ints."""
+    report = json.loads(json.dumps(saved))
+    n = report["samples"]
+    for d in report["models"].values():
+        s = d["search"]
+        counts = zip(s.pop("verified_counts"), s.pop("verified_correct_counts"), s.pop("correct_counts"))
+        s["per_problem"] = [{"verified": [True] * v + [False] * (n - v),
+                             "correct": [True] * vc + [False] * (v - vc) + [True] * (c - vc) + [False] * (n - v - c + vc)}
+                            for v, vc, c in counts]
+    if "latency" in report:
+        report["latency"] = {m: {int(k): t for k, t in lat.items()} for m, lat in report["latency"].items()}
+    return report
+
+
+def analyse(report: dict, budgets: int) -> dict:
+    """Everything computed from the measurements: both frontiers, speed-ups, verdicts,
+    break-even table and targets (so a saved run re-renders with ``--render``)."""
+    runs = {n: d["search"] for n, d in report["models"].items()}
+    report["frontier"] = frontier_points(runs, budget_grid(runs, report["samples"], budgets))
+    if report.get("latency"):
+        report["latency_frontier"] = latency_points(runs, report["latency"], latency_grid(report["latency"], budgets))
+    report["speedups"] = speedups(report)
+    report["verdicts"] = verdicts(report)
+    if report.get("latency"):
+        report["latency_verdicts"] = verdicts(report, report["latency_frontier"])
+    report["break_even"] = break_even_table(report)
+    report["targets"] = targets(report)
+    return report
+
+
+def render(path: Path, append: bool) -> dict:
+    """Re-render a saved run's tables (and its plot, beside the json) with this version
+    of the analysis; nothing is measured again."""
+    report = analyse(unslim(json.loads(path.read_text())), len(json.loads(path.read_text())["frontier"]))
+    text = markdown(report)
+    print(text)
+    plot(report, path.with_name("frontier.png"))
+    if append:
+        with open(RESULTS, "a") as f:
+            f.write("\n" + text + f"\nPlot: `{path.with_name('frontier.png')}`; wall time of the run "
+                    f"{report['wall_seconds'] / 60:.1f} min.\n")
+    return report
 
 
 # ---------------------------------------------------------------------------- main
@@ -655,12 +816,13 @@ def run(args: argparse.Namespace) -> dict:
         report["models"][name]["throughput"] = t["throughput"]
         report["models"][name]["search"]["seconds_per_sample"] = t["seconds_per_sample"]
         report["models"][name]["search"]["seconds_per_sample_repeats"] = t["seconds_per_sample_repeats"]
-    runs = {n: d["search"] for n, d in report["models"].items()}
-    report["frontier"] = frontier_points(runs, budget_grid(runs, args.samples, args.budgets))
-    report["speedups"] = speedups(report)
-    report["verdicts"] = verdicts(report)
-    report["break_even"] = break_even_table(report)
-    report["targets"] = targets(report)
+    if args.latency_problems > 0:
+        print("latency, one problem at a time ...", flush=True)
+        report["latency_ks"] = latency_ks(args.samples)
+        report["latency_problems"] = args.latency_problems
+        report["latency"] = latency_timing(models, task, problems, report["latency_ks"], args.repeats,
+                                           args.latency_problems)
+    analyse(report, args.budgets)
     report["wall_seconds"] = time.perf_counter() - started
     text = markdown(report)
     print(text)
@@ -675,8 +837,9 @@ def run(args: argparse.Namespace) -> dict:
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--task", required=True, help="a label for the report (the task is read from the first model)")
-    p.add_argument("--models", nargs="+", required=True,
+    p.add_argument("--render", type=Path, help="re-render the tables of a saved frontier.json (measures nothing)")
+    p.add_argument("--task", help="a label for the report (the task is read from the first model)")
+    p.add_argument("--models", nargs="+",
                    help="zoo names or checkpoint directories of one task; name:key=value,... overrides the sampler")
     p.add_argument("--problems", type=int, default=100)
     p.add_argument("--samples", type=int, default=64, help="N per problem in the search run")
@@ -685,16 +848,24 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--search-batch", type=int, default=64, help="rows per generate call in the search run")
     p.add_argument("--share-batch", type=int, default=64, help="batch of the forward-share measurement")
     p.add_argument("--flops-batch", type=int, default=8, help="batch of the FLOP count")
-    p.add_argument("--budgets", type=int, default=12, help="points of the budget grid")
+    p.add_argument("--budgets", type=int, default=12, help="points of the budget grids")
+    p.add_argument("--latency-problems", type=int, default=5,
+                   help="problems per round in the latency regime (one problem's k samples per call); 0 skips it")
     p.add_argument("--split", default="test")
     p.add_argument("--device", default="cpu")
     p.add_argument("--ar-backend", default="auto", choices=["auto", "vllm", "transformers"])
     p.add_argument("--out", default="benchmarks/frontier")
     p.add_argument("--append-results", action="store_true", help="append the tables to benchmarks/RESULTS.md")
     args = p.parse_args(argv)
+    if args.render is None and (not args.task or not args.models):
+        p.error("--task and --models are required (or --render a saved frontier.json)")
     args.argv = list(sys.argv[1:] if argv is None else argv)
     return args
 
 
 if __name__ == "__main__":
-    run(parse())
+    _args = parse()
+    if _args.render is not None:
+        render(_args.render, _args.append_results)
+    else:
+        run(_args)

@@ -69,6 +69,65 @@ def test_budget_grid_spans_one_fast_sample_to_n_slow_ones():
     assert all(x < y for x, y in itertools.pairwise(grid))
 
 
+def test_latency_regime_times_powers_of_two_and_the_points_between_up_to_n():
+    assert frontier.latency_ks(64) == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]
+    assert frontier.latency_ks(10) == [1, 2, 3, 4, 6, 8, 10]
+    assert frontier.latency_ks(4) == [1, 2, 3, 4] and frontier.latency_ks(1) == [1]
+
+
+def test_a_latency_budget_buys_the_most_samples_whose_measured_latency_fits():
+    latency = {1: 0.010, 2: 0.015, 4: 0.020, 8: 0.050}
+    assert frontier.affordable_by_latency(latency, 0.005) == 0
+    assert frontier.affordable_by_latency(latency, 0.010) == 1  # exactly at the budget: affordable
+    assert frontier.affordable_by_latency(latency, 0.030) == 4
+    assert frontier.affordable_by_latency(latency, 1.0) == 8
+    # timing noise: 4 samples measured quicker than 2; a budget that fits 4 buys 4
+    assert frontier.affordable_by_latency({1: 0.010, 2: 0.030, 4: 0.025}, 0.026) == 4
+    grid = frontier.latency_grid({"a": {1: 0.01, 2: 0.02, 4: 0.04}, "b": {1: 0.03, 2: 0.05, 4: 0.16}}, points=5)
+    assert grid[0] == pytest.approx(0.01) and grid[-1] == pytest.approx(0.16)
+    assert all(x < y for x, y in itertools.pairwise(grid))
+
+
+def test_latency_points_score_verified_at_the_affordable_k_and_the_student_can_win_there():
+    # the student: 1 of 4 samples right per problem, 10 ms for 1 sample, 20 ms for 4;
+    # the AR model: 3 of 4 right, but 30 ms for even one sample.
+    student, ar = _problems([1] * 10), _problems([3] * 10)
+    runs = {"s": {"per_problem": student}, "ar": {"per_problem": ar}}
+    latencies = {"s": {"1": 0.010, "2": 0.015, "4": 0.020}, "ar": {"1": 0.030, "2": 0.031, "4": 0.032}}  # json keys
+    points = frontier.latency_points(runs, latencies, [0.012, 0.025, 0.0305, 0.05])
+    assert [p["k"]["s"] for p in points] == [1, 4, 4, 4] and [p["k"]["ar"] for p in points] == [0, 0, 1, 4]
+    assert points[0]["accuracy"]["s"] == pytest.approx(0.25) and points[1]["accuracy"]["s"] == pytest.approx(1.0)
+    assert points[2]["accuracy"]["ar"] == pytest.approx(0.75) and points[0]["accuracy"]["ar"] == 0.0
+    report = {"models": {"s": {"role": "student", "search": runs["s"]}, "ar": {"role": "ar", "search": runs["ar"]}},
+              "frontier": [], "verdicts": [], "speedups": [], "problems": 10}
+    report["latency_verdicts"] = frontier.verdicts(report, points)
+    assert [v["winner"] for v in report["latency_verdicts"]] == ["student", "student", "student", "tie"]
+    assert frontier.verdict_text(report["latency_verdicts"][0]).endswith("(the AR twin affords no sample)")
+    (line,) = frontier.targets(report)
+    assert line.startswith("- equal latency, one problem at a time") and "solves more at 3 of 4 budgets" in line
+    assert "The student solves more at 0.012s, 0.025s, 0.0305s; ties at 0.05s" in line
+
+
+def test_the_speed_bar_is_checked_in_search_and_one_problem_at_a_time():
+    # teacher 12 steps; student 4: bar (12 / 4) x 0.8 = 2.4x. Slower in search (FLOP-bound),
+    # 3x quicker than the teacher for one sample of one problem, 1.5x for eight.
+    search = {"pass@1": 0.6, "seconds_per_sample": 0.001}
+    report = {"models": {"t": {"role": "teacher", "steps": 12, "throughput": [{"batch": 1, "samples_per_s": 10.0}],
+                               "search": search},
+                         "s": {"role": "student", "steps": 4, "throughput": [{"batch": 1, "samples_per_s": 25.0}],
+                               "search": {"pass@1": 0.6, "seconds_per_sample": 0.002}}},
+              "latency": {"t": {1: 0.030, 8: 0.045}, "s": {1: 0.010, 8: 0.030}}, "verdicts": []}
+    (row,) = report["speedups"] = frontier.speedups(report)
+    assert row["search"] == pytest.approx(0.5) and row["latency"] == pytest.approx({1: 3.0, 8: 1.5})
+    assert row["met_in"] == ["k=1"] and not row["met"]
+    (line,) = frontier.targets(report)
+    assert "0.50x faster in search, 3.00x one problem at a time with k = 1, 1.50x" in line
+    assert line.endswith("met at k=1 only")
+    report["models"]["s"]["search"]["pass@1"] = 0.5  # under 95 % of the teacher: met nowhere
+    (row,) = report["speedups"] = frontier.speedups(report)
+    assert row["met_in"] == [] and frontier.targets(report)[0].endswith("NOT met")
+
+
 def _report(student_acc, ar_acc, student_k, ar_k):
     models = {"t": {"role": "teacher"}, "s": {"role": "student"}, "ar": {"role": "ar"}}
     frontier_pts = [{"budget_s": 0.1 * (i + 1), "accuracy": {"t": 0.0, "s": s, "ar": a}, "k": {"t": 1, "s": sk, "ar": ak},
@@ -279,7 +338,7 @@ def test_frontier_smoke_run_writes_json_png_and_checks_targets(tmp_path, monkeyp
     ar = str(tmp_path / "ar")
     args = frontier.parse(["--task", "sudoku", "--models", "sudoku4-teacher", "sudoku4-sdtt-2", ar,
                            "--problems", "3", "--samples", "4", "--batches", "1", "2", "--repeats", "1",
-                           "--share-batch", "2", "--flops-batch", "2", "--search-batch", "8",
+                           "--share-batch", "2", "--flops-batch", "2", "--search-batch", "8", "--latency-problems", "1",
                            "--ar-backend", "transformers", "--out", str(out), "--append-results"])
     report = frontier.run(args)
     saved = json.loads((out / "frontier.json").read_text())
@@ -308,8 +367,23 @@ def test_frontier_smoke_run_writes_json_png_and_checks_targets(tmp_path, monkeyp
                        for v, c in zip(d["verified_counts"], d["verified_correct_counts"])]
         acc, _, _ = frontier.accuracy_at_budget(per_problem, d["seconds_per_sample"], first["budget_s"])
         assert acc == pytest.approx(first["accuracy"]["sudoku4-teacher"])
+    # the latency regime: every model timed at k = 1..4 samples of one problem, budgets scored at those k
+    assert saved["latency_ks"] == [1, 2, 3, 4] and len(saved["latency_verdicts"]) == len(saved["latency_frontier"])
+    for name, latency in saved["latency"].items():
+        assert sorted(int(k) for k in latency) == [1, 2, 3, 4] and all(t > 0 for t in latency.values())
+        for point in saved["latency_frontier"]:
+            fits = [int(k) for k, t in latency.items() if t <= point["budget_s"] * (1 + 1e-9)]
+            assert point["k"][name] == max(fits, default=0)
+    assert any(line.startswith("- equal latency, one problem at a time") for line in report["targets"])
     text = frontier.markdown(report)
     assert "Speed-up over sudoku4-teacher" in text and "student vs AR" in text and report["machine"] in text
+    assert "Latency regime, one problem at a time" in text and "| latency budget (s) |" in text
+    assert "| search | 1 problem, k=1 | target |" in text  # k = 8 is not timed with N = 4
+    # --render: the saved counts give back every table of the run, nothing measured again
+    rendered = frontier.analyse(frontier.unslim(saved), len(saved["frontier"]))
+    assert frontier.markdown(rendered) == text
+    for point, again in zip(report["latency_frontier"], rendered["latency_frontier"]):
+        assert again["k"] == point["k"] and again["accuracy"] == pytest.approx(point["accuracy"])
     appended = results.read_text()
     assert appended.startswith("# Measured results\n") and text in appended and "frontier.png" in appended
 
