@@ -3,6 +3,7 @@
     python -m sdtt_search.run task=gsm8k samples=256
     python -m sdtt_search.run task=countdown model=countdown-cd3-num-sdtt-4 samples=64 limit=100
     python -m sdtt_search.run task=countdown executor=ray workers=4 ray.address=auto
+    python -m sdtt_search.run task=countdown samples=64 stop_round=4   # verify-and-stop
 
 Writes ``results.jsonl`` (one line per problem, as problems finish),
 ``metrics.json`` and ``accuracy_vs_samples.png`` to ``output_dir``; rerunning
@@ -24,7 +25,7 @@ from .hf.options import load_options_from_config
 from .loading import load_model
 from .machine import resolve_device
 from .search.engine import Search
-from .search.report import format_summary, plot_accuracy, summarise
+from .search.report import format_summary, plot_accuracy, summarise, summarise_stopped
 from .search.store import ResultStore
 from .zoo import default_model_for
 
@@ -42,6 +43,11 @@ def _check(cfg: DictConfig) -> None:
         raise ValueError(f"workers={cfg.workers!r} must be a positive integer")
     if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
         raise ValueError(f"batch_size={cfg.batch_size!r} must be a positive integer")
+    stop_round = cfg.get("stop_round")
+    if stop_round is not None and (not isinstance(stop_round, int) or isinstance(stop_round, bool) or stop_round < 1):
+        raise ValueError(f"stop_round={stop_round!r} must be a positive integer (samples per round) or null")
+    if stop_round is not None and cfg.executor != "local":
+        raise ValueError("stop_round (verify-and-stop) runs on the local executor; drop it or use executor=local")
 
 
 def _check_model_task(model, task, cfg: DictConfig) -> None:
@@ -76,6 +82,9 @@ def run(cfg: DictConfig) -> dict:
     """Run the search as configured; returns metrics.json's content."""
     _check(cfg)
     task = task_from_config(cfg.task)
+    stop_round = cfg.get("stop_round")
+    if stop_round is not None and not task.has_verifier:
+        raise ValueError(f"stop_round needs a task with a verifier; {task.name} has none (drop stop_round)")
     model_name = cfg.model or default_model_for(task.name)
     ray_gpus = cfg.executor == "ray" and str(cfg.device).startswith("cuda")  # the workers' GPUs count, not the driver's
     device = str(cfg.device) if ray_gpus else str(resolve_device(cfg.device))
@@ -91,9 +100,10 @@ def run(cfg: DictConfig) -> dict:
     problems = task.problems(split=cfg.split, limit=cfg.limit)
     run_config = {
         "task": OmegaConf.to_container(cfg.task, resolve=True), "model": str(model_name), "samples": cfg.samples,
-        "seed": cfg.seed, "split": cfg.split, "sampler": sampler.to_dict(),
+        "seed": cfg.seed, "split": cfg.split, "sampler": sampler.to_dict(), "stop_round": stop_round,
     }
-    store = ResultStore(cfg.output_dir, run_config, resume_keys=["task", "model", "samples", "seed", "split", "sampler"])
+    store = ResultStore(cfg.output_dir, run_config,
+                        resume_keys=["task", "model", "samples", "seed", "split", "sampler", "stop_round"])
     todo = [p for p in problems if not store.done(p.id)]
     search = Search(model, task, sampler, batch_size=cfg.batch_size, seed=cfg.seed)
 
@@ -111,7 +121,7 @@ def run(cfg: DictConfig) -> dict:
 
     if todo:
         if cfg.executor == "local":
-            for result in search.iter_results(todo, cfg.samples):
+            for result in search.iter_results(todo, cfg.samples, round_size=stop_round):
                 on_result(result)
         else:
             from .search.ray_executor import run_on_ray
@@ -129,11 +139,12 @@ def run(cfg: DictConfig) -> dict:
         "backend": getattr(model, "backend_name", "sdtt-search"),
         "sampler": sampler.to_dict(), "executor": cfg.executor, "workers": cfg.workers if cfg.executor == "ray" else 1,
         "device": device,
-        **summarise(results, cfg.samples, has_verifier=task.has_verifier, wall_s=store.wall_s),
+        **(summarise(results, cfg.samples, has_verifier=task.has_verifier, wall_s=store.wall_s) if stop_round is None
+           else summarise_stopped(results, cfg.samples, stop_round, wall_s=store.wall_s)),
     }
     out = Path(cfg.output_dir)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    if cfg.plot:
+    if cfg.plot and stop_round is None:  # a stopped run has no per-k curves to plot
         plot_accuracy(metrics, out / "accuracy_vs_samples.png")
     print(format_summary(metrics))
     print(f"results: {out / 'results.jsonl'}")

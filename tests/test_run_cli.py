@@ -116,6 +116,7 @@ def test_rerun_with_other_samples_is_one_line_error(full_run, tiny_ckpt, capsys)
     ("executor=bogus", "executor"),
     ("limit=-3", "limit"),
     ("sampler.steps=0", "steps"),
+    ("stop_round=0", "stop_round"),
 ])
 def test_bad_overrides_are_one_line_errors(override, needle, tiny_ckpt, tmp_path, capsys):  # noqa: F811
     assert run_module.main(_args(tiny_ckpt, tmp_path / "out", "progress=false", override)) == 2
@@ -123,6 +124,47 @@ def test_bad_overrides_are_one_line_errors(override, needle, tiny_ckpt, tmp_path
     assert err.startswith("error:") and err.count("\n") == 1, err
     assert needle in err
     assert not (tmp_path / "out" / "results.jsonl").exists()
+
+
+def test_verify_and_stop_keeps_the_full_runs_first_candidates_and_resumes(full_run, tiny_ckpt, tmp_path, monkeypatch):  # noqa: F811
+    # a scripted verifier (the tiny random model rarely writes a valid expression): a
+    # candidate "verifies" when its text has an even length
+    from tasks.countdown import CountdownTask
+
+    monkeypatch.setattr(CountdownTask, "verify", lambda self, problem, text: len(text) % 2 == 0)
+    out = tmp_path / "stop"
+    assert run_module.main(_args(tiny_ckpt, out, "progress=false", "stop_round=1")) == 0
+    full, stopped = _by_id(full_run / "results.jsonl"), _lines(out / "results.jsonl")
+    drawn = []
+    for r in stopped:
+        texts = [c["text"] for c in r["candidates"]]
+        first = next((i for i, t in enumerate(texts) if len(t) % 2 == 0), None)
+        # the full run's first candidates, up to the first verified one (or all SAMPLES)
+        assert texts == [c[0] for c in full[r["id"]]][: len(texts)]
+        assert len(texts) == (SAMPLES if first is None else first + 1)
+        drawn.append(len(texts))
+    assert min(drawn) < SAMPLES  # the scripted verifier did stop some problems early
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["round_size"] == 1 and metrics["samples_drawn"]["mean"] == pytest.approx(sum(drawn) / LIMIT)
+    assert not (out / "accuracy_vs_samples.png").exists()
+    # the same output_dir without stop_round is another run: refused, nothing overwritten
+    assert run_module.main(_args(tiny_ckpt, out, "progress=false")) == 2
+    # resumed with stop_round: nothing to redo, same results
+    assert run_module.main(_args(tiny_ckpt, out, "progress=false", "stop_round=1")) == 0
+    assert _lines(out / "results.jsonl") == stopped
+
+
+@pytest.mark.parametrize("overrides", [["task=gsm8k", "task.path={data}"], ["executor=ray"]])
+def test_verify_and_stop_without_a_verifier_or_on_ray_is_one_line_error(overrides, tiny_ckpt, tmp_path, capsys):  # noqa: F811
+    data = tmp_path / "gsm8k"  # one GSM8K-format problem: the task loads, and has no verifier
+    data.mkdir()
+    (data / "test.jsonl").write_text(json.dumps({"question": "1 + 2?", "answer": "1 + 2 = 3\n#### 3"}) + "\n")
+    code = run_module.main(_args(tiny_ckpt, tmp_path, "progress=false", "stop_round=4",
+                                 *[o.format(data=data) for o in overrides]))
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1 and "stop_round" in err, err
+    assert not (tmp_path / "results.jsonl").exists()
 
 
 def test_missing_gsm8k_path_is_one_line_error(tiny_ckpt, tmp_path, capsys):  # noqa: F811

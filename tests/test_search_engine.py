@@ -179,6 +179,41 @@ def test_fake_model_metrics_equal_hand_computed(batch_size):
     assert result.metrics["throughput"]["forward_passes"] == 3 * model.calls
 
 
+SCRIPT_STOP = {**SCRIPT, "C": [("x:1", [-1.0])] * 4}  # C (reference 2): nothing verifies
+STOP_PROBLEMS = [*FAKE_PROBLEMS, _Problem("C", "pc", "2")]
+
+
+@pytest.mark.parametrize("round_size,drawn,calls", [
+    (1, [1, 2, 4], 4),  # A verifies at 0, B at 1, C never: rounds {A,B,C}, {B,C}, {C}, {C}
+    (2, [2, 2, 4], 2),
+    (3, [3, 3, 4], 2),  # C's last round is the one sample left
+    (4, [4, 4, 4], 1),  # one round: the full best-of-N
+])
+def test_verify_and_stop_draws_rounds_until_a_candidate_verifies(round_size, drawn, calls):
+    model = _ScriptedModel(SCRIPT_STOP)
+    result = Search(model, _FakeTask(), SAMPLER, batch_size=256).best_of_n(STOP_PROBLEMS, n=4, round_size=round_size)
+    assert [len(r.candidates) for r in result.problems] == drawn and model.calls == calls
+    full = Search(_ScriptedModel(SCRIPT_STOP), _FakeTask(), SAMPLER).best_of_n(STOP_PROBLEMS, n=4)
+    for stopped, everything in zip(result.problems, full.problems):  # the full run's first candidates
+        assert stopped.candidates == everything.candidates[: len(stopped.candidates)]
+    a, b, c = result.problems
+    assert a.selected["verifier"] == "7" and b.selected["verifier"] == "5" and c.selected["verifier"] is None
+    m = result.metrics
+    # A's verified pick: round 1 "v:7" (correct); with 4 samples the best-scored verified is still "v:7"
+    assert m["accuracy"]["verified"] == pytest.approx(2 / 3) and m["solved_share"] == pytest.approx(2 / 3)
+    assert m["samples_drawn"] == {"mean": pytest.approx(sum(drawn) / 3), "max": 4, "total": sum(drawn)}
+    assert m["throughput"]["forward_passes"] == 3 * calls and m["round_size"] == round_size
+
+
+def test_verify_and_stop_needs_a_verifier_and_positive_rounds():
+    task = _FakeTask()
+    task.has_verifier = False
+    with pytest.raises(ValueError, match="no verifier"):
+        Search(_ScriptedModel(SCRIPT), task, SAMPLER).until_verified(FAKE_PROBLEMS, 4, 1)
+    with pytest.raises(ValueError, match="round_size"):
+        Search(_ScriptedModel(SCRIPT), _FakeTask(), SAMPLER).until_verified(FAKE_PROBLEMS, 4, 0)
+
+
 def test_fake_model_reward_hook():
     rewards = {("pa", "x:3"): 2.0, ("pa", "v:7"): 1.0, ("pb", "x:"): 3.0}
     result = Search(_ScriptedModel(SCRIPT), _FakeTask(), SAMPLER,

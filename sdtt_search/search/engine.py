@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
@@ -84,11 +85,42 @@ class Search:
         """
         if n < 1:
             raise ValueError(f"samples={n} must be a positive integer")
-        rows = [(p_index, i) for p_index in range(len(problems)) for i in range(n)]
+        drawn = self._draw(problems, [(p, i) for p in range(len(problems)) for i in range(n)])
+        return self._results(problems, drawn, self._score_rows(problems, drawn))
+
+    def until_verified(self, problems: Sequence, max_samples: int, round_size: int) -> list[ProblemResult]:
+        """Verify-and-stop best-of-N: candidates in rounds of ``round_size`` per problem
+        (the rounds of all problems still open packed into batches), a problem closing at
+        the end of the first round that holds a verified candidate, or at ``max_samples``.
+
+        Candidate i of a problem is the one ``generate_problems`` draws (same seed), so a
+        problem's candidates are the first ones of its full best-of-N: its answer is the
+        full run's at the samples drawn, and solving takes on average fewer samples
+        (``ProblemResult.candidates`` holds as many as were drawn).
+        """
+        if not self.task.has_verifier:
+            raise ValueError(f"task {self.task.name} has no verifier to stop on; use best_of_n (majority vote)")
+        if not isinstance(round_size, int) or round_size < 1 or not isinstance(max_samples, int) or max_samples < 1:
+            raise ValueError(f"round_size={round_size!r} and samples={max_samples!r} must be positive integers")
+        drawn: dict[tuple[int, int], tuple] = {}
+        scored: dict[tuple[int, int], Candidate] = {}
+        open_ = list(range(len(problems)))
+        for lo in range(0, max_samples, round_size):
+            hi = min(lo + round_size, max_samples)
+            new = self._draw(problems, [(p, i) for p in open_ for i in range(lo, hi)])
+            drawn |= new
+            scored |= self._score_rows(problems, new)
+            open_ = [p for p in open_ if not any(scored[(p, i)].verified for i in range(lo, hi))]
+            if not open_:
+                break
+        return self._results(problems, drawn, scored)
+
+    def _draw(self, problems: Sequence, rows: list[tuple[int, int]]) -> dict[tuple[int, int], tuple]:
+        """Generate candidate i of problem p for each (p, i) in ``rows``, ``batch_size``
+        rows per call: {(p, i): (text, logprobs, positions, nfe share, seconds share)}
+        (each call's network calls and time are shared out over its rows)."""
         prompts = [self.task.format_prompt(p) for p in problems]
-        texts: dict[tuple[int, int], tuple[str, list[float], int]] = {}
-        nfe = [0.0] * len(problems)
-        seconds = [0.0] * len(problems)
+        out_rows: dict[tuple[int, int], tuple] = {}
         for lo in range(0, len(rows), self.batch_size):
             chunk = rows[lo : lo + self.batch_size]
             start = time.perf_counter()
@@ -97,25 +129,29 @@ class Search:
                 seeds=[candidate_seed(self.seed, problems[p].id, i) for p, i in chunk],
             )
             elapsed = time.perf_counter() - start
-            share = {}
-            for p, _ in chunk:
-                share[p] = share.get(p, 0) + 1
-            for p, count in share.items():  # split the batch's cost (network calls, time) by rows
-                nfe[p] += out.nfe * count / len(chunk)
-                seconds[p] += elapsed * count / len(chunk)
-            for row, (p, i) in enumerate(chunk):
-                texts[(p, i)] = (out.texts[row], out.logprobs[row], out.positions)
+            for row, (p, i) in enumerate(chunk):  # the call's cost (network calls, time) split by rows
+                out_rows[(p, i)] = (out.texts[row], out.logprobs[row], out.positions, out.nfe / len(chunk),
+                                    elapsed / len(chunk))
+        return out_rows
+
+    def _score_rows(self, problems: Sequence, drawn: dict[tuple[int, int], tuple]) -> dict[tuple[int, int], Candidate]:
+        prompts = {p: self.task.format_prompt(problems[p]) for p in {p for p, _ in drawn}}
+        return {(p, i): self._score(problems[p], prompts[p], row[0], row[1]) for (p, i), row in drawn.items()}
+
+    def _results(self, problems: Sequence, drawn: dict[tuple[int, int], tuple],
+                 scored: dict[tuple[int, int], Candidate]) -> list[ProblemResult]:
+        """One ``ProblemResult`` per problem from ``_draw``'s rows and their scored
+        candidates, candidates by index."""
+        counts = Counter(p for p, _ in drawn)
         results = []
         for p_index, problem in enumerate(problems):
-            candidates, tokens, positions = [], 0, 0
-            for i in range(n):
-                text, logprobs, width = texts[(p_index, i)]
-                candidates.append(self._score(problem, prompts[p_index], text, logprobs))
-                tokens += len(logprobs)
-                positions += width
+            prompt = self.task.format_prompt(problem)
+            rows = [drawn[(p_index, i)] for i in range(counts[p_index])]
+            candidates = [scored[(p_index, i)] for i in range(counts[p_index])]
             result = ProblemResult(
-                id=problem.id, prompt=prompts[p_index], reference=problem.reference, candidates=candidates,
-                nfe=nfe[p_index], tokens=tokens, positions=positions, seconds=seconds[p_index],
+                id=problem.id, prompt=prompt, reference=problem.reference, candidates=candidates,
+                nfe=sum(r[3] for r in rows), tokens=sum(len(r[1]) for r in rows), positions=sum(r[2] for r in rows),
+                seconds=sum(r[4] for r in rows),
             )
             result.selected = {name: pick(candidates) for name, pick in SELECTORS.items()
                                if name != "reward" or self.reward_fn is not None}
@@ -128,21 +164,30 @@ class Search:
             raise ValueError(f"samples={n!r} must be a positive integer")
         return max(1, self.batch_size // n)
 
-    def iter_results(self, problems: Sequence, n: int) -> Iterable[ProblemResult]:
-        """Stream results chunk by chunk (what the local executor writes as it goes)."""
-        step = self.problems_per_batch(n)
+    def iter_results(self, problems: Sequence, n: int, *, round_size: int | None = None) -> Iterable[ProblemResult]:
+        """Stream results chunk by chunk (what the local executor writes as it goes);
+        with ``round_size``, verify-and-stop (``until_verified``) over chunks of problems
+        whose first round fills a batch."""
+        step = self.problems_per_batch(n if round_size is None else min(round_size, n))
         for lo in range(0, len(problems), step):
-            yield from self.generate_problems(problems[lo : lo + step], n)
+            chunk = problems[lo : lo + step]
+            yield from (self.generate_problems(chunk, n) if round_size is None
+                        else self.until_verified(chunk, n, round_size))
 
-    def best_of_n(self, problems: Sequence, n: int, *, on_result: Callable[[ProblemResult], None] | None = None) -> SearchResult:
-        """Run the search in-process and summarise it (``report.summarise``)."""
-        from .report import summarise
+    def best_of_n(self, problems: Sequence, n: int, *, on_result: Callable[[ProblemResult], None] | None = None,
+                  round_size: int | None = None) -> SearchResult:
+        """Run the search in-process and summarise it (``report.summarise``). With
+        ``round_size``: verify-and-stop, at most ``n`` samples per problem drawn in rounds
+        of ``round_size`` until one verifies (``until_verified``; ``report.summarise_stopped``)."""
+        from .report import summarise, summarise_stopped
 
         start = time.perf_counter()
         results = []
-        for result in self.iter_results(problems, n):
+        for result in self.iter_results(problems, n, round_size=round_size):
             results.append(result)
             if on_result is not None:
                 on_result(result)
         wall = time.perf_counter() - start
+        if round_size is not None:
+            return SearchResult(problems=results, metrics=summarise_stopped(results, n, round_size, wall_s=wall))
         return SearchResult(problems=results, metrics=summarise(results, n, has_verifier=self.task.has_verifier, wall_s=wall))

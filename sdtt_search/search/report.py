@@ -70,8 +70,46 @@ def summarise(results: Sequence[ProblemResult], n: int, *, has_verifier: bool, w
     }
 
 
+def summarise_stopped(results: Sequence[ProblemResult], n: int, round_size: int, *, wall_s: float) -> dict:
+    """metrics.json of a verify-and-stop search (``Search.until_verified``): problems hold
+    as many candidates as were drawn, so the per-k curves of ``summarise`` do not apply.
+
+    ``accuracy.verified``: the verifier's pick (the best-scored verified candidate) is
+    correct, 0 where none verified; ``solved_share``: a candidate verified within n;
+    ``samples_drawn``: per problem, mean and max (<= n)."""
+    def pick_correct(r: ProblemResult) -> bool:
+        verified = [c for c in r.candidates if c.verified]
+        return bool(verified) and max(verified, key=lambda c: c.score).correct
+
+    drawn = [len(r.candidates) for r in results]
+    count = max(len(results), 1)
+    return {
+        "problems": len(results),
+        "samples": n,
+        "round_size": round_size,
+        "wall_s": wall_s,
+        "accuracy": {"verified": sum(map(pick_correct, results)) / count},
+        "solved_share": sum(any(c.verified for c in r.candidates) for r in results) / count,
+        "samples_drawn": {"mean": sum(drawn) / count, "max": max(drawn, default=0), "total": sum(drawn)},
+        "throughput": {
+            "seconds_per_problem": wall_s / count,
+            "samples_per_s": sum(drawn) / wall_s if wall_s > 0 else 0.0,
+            "tokens_per_s": sum(r.tokens for r in results) / wall_s if wall_s > 0 else 0.0,
+            "forward_passes": round(sum(r.nfe for r in results)),
+            "sampling_s": sum(r.seconds for r in results),
+        },
+    }
+
+
 def format_summary(metrics: dict) -> str:
-    """A markdown table: one row per k, columns pass / maj / verified / confidence."""
+    """A markdown table: one row per k, columns pass / maj / verified / confidence (a
+    verify-and-stop run: its accuracy and the samples it drew)."""
+    if "round_size" in metrics:
+        drawn, tp = metrics["samples_drawn"], metrics["throughput"]
+        return (f"verify-and-stop, rounds of {metrics['round_size']}, at most {metrics['samples']} samples: "
+                f"verified accuracy {metrics['accuracy']['verified']:.3f} on {metrics['problems']} problems, "
+                f"{drawn['mean']:.2f} samples drawn per problem (max {drawn['max']}), "
+                f"{tp['seconds_per_problem'] * 1e3:.1f} ms per problem, {tp['forward_passes']} forward passes")
     acc = metrics.get("accuracy", {})
     n = metrics.get("samples", 1)
     kinds = [kind for kind in ("pass", "maj", "verified", "confidence") if f"{kind}@1" in acc]
