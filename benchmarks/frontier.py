@@ -28,6 +28,11 @@ A model is a zoo name or a checkpoint directory, optionally with sampler overrid
     ... N; a budget of B seconds affords the largest k whose measured latency (generate +
     verify, median over problems and rounds) is <= B. Few rows per call: here a model's
     number of sequential network calls counts, where the throughput regime counts FLOPs.
+    With it, verify-and-stop (``Search.best_of_n(round_size=r)``): rounds of r samples of
+    one problem until one verifies, at most K; its mean latency per problem is the timed
+    latency of r samples times the expected rounds, from each problem's verified count
+    (samples are i.i.d., so the drawn ones in random order are a fair stopping sequence),
+    and its accuracy is verified@K. A mean budget B buys each model's best (r, K).
 Then: student/teacher speed-ups side by side, issue 6's targets, per budget whether
 the best SDTT student + verifier or the best AR engine + verifier solves more (margins
 with 95 % paired intervals over the problems), and the break-even table: how many times
@@ -39,11 +44,13 @@ are comparable.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import statistics
 import sys
 import time
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -388,6 +395,44 @@ def latency_points(runs: dict, latencies: dict, budgets: list[float]) -> list[di
     return points
 
 
+@functools.lru_cache(maxsize=None)
+def none_verified(verified: int, n: int, m: int) -> float:
+    """P(the first m of n samples in random order hold none of the ``verified`` ones)."""
+    return math.comb(n - verified, m) / math.comb(n, m) if m <= n - verified else 0.0
+
+
+def stop_rounds(per_problem: list[dict], r: int, k: int) -> float:
+    """Expected rounds of r samples per problem (mean over problems) of verify-and-stop
+    capped at k samples (k a multiple of r): round j + 1 runs when the first j r samples
+    hold no verified one."""
+    n = len(per_problem[0]["verified"])
+    counts = Counter(sum(p["verified"]) for p in per_problem)
+    return sum(c * sum(none_verified(v, n, j * r) for j in range(k // r)) for v, c in counts.items()) / len(per_problem)
+
+
+def stop_points(runs: dict, latencies: dict, budgets: list[float]) -> list[dict]:
+    """Per mean-latency budget and model: the verify-and-stop setting (rounds of r, at
+    most k samples; r a timed batch, k a multiple of r up to N) with the best verified@k
+    whose expected latency per problem fits (the cheaper on ties)."""
+    options = {}
+    for n, r in runs.items():
+        lat = {int(key): t for key, t in latencies[n].items()}
+        size = len(r["per_problem"][0]["verified"])
+        acc = curve(r["per_problem"], size)
+        options[n] = [(acc[k - 1], lat[rs] * stop_rounds(r["per_problem"], rs, k), rs, k)
+                      for rs in sorted(lat) for k in range(rs, size + 1, rs)]
+    points = []
+    for budget in budgets:
+        point = {"budget_s": budget, "accuracy": {}, "k": {}, "capped": {}, "round": {}, "mean_s": {}}
+        for n, opts in options.items():
+            fits = [o for o in opts if o[1] <= budget * (1 + 1e-9)]
+            acc, cost, rs, k = max(fits, key=lambda o: (o[0], -o[1])) if fits else (0.0, 0.0, 0, 0)
+            point["accuracy"][n], point["k"][n], point["capped"][n] = acc, k, False
+            point["round"][n], point["mean_s"][n] = rs, cost
+        points.append(point)
+    return points
+
+
 def frontier_points(runs: dict, budgets: list[float]) -> list[dict]:
     points = []
     for budget in budgets:
@@ -570,18 +615,23 @@ def targets(report: dict) -> list[str]:
         lines.append(_budget_line(report["verdicts"], "equal wall-clock budget"))
     if report.get("latency_verdicts"):
         lines.append(_budget_line(report["latency_verdicts"], "equal latency, one problem at a time"))
+    if report.get("stop_verdicts"):
+        lines.append(_budget_line(report["stop_verdicts"], "equal mean latency, verify-and-stop one problem at a time"))
     return lines
 
 
 def _budget_line(vs: list[dict], regime: str) -> str:
-    """One target line: at how many budgets of a regime the student solves more, and where AR does."""
+    """One target line: at how many budgets of a regime the student solves more, and where AR
+    does. Met when AR solves more nowhere and the student somewhere (ties are left where the
+    two cannot be told apart, e.g. both at 1.000 once the budget buys enough samples)."""
     ar = " / ".join(dict.fromkeys(v["ar"] for v in vs))  # every AR engine that led somewhere
     scored = [v for v in vs if v["winner"] != "none"]
     wins = [v for v in scored if v["winner"] == "student"]
     ar_wins = [v for v in scored if v["winner"] == "ar"]
     ties = [v for v in scored if v["winner"] == "tie"]
+    met = bool(wins) and not ar_wins
     line = (f"- {regime}, best SDTT student + verifier vs {ar} + verifier: the student solves more "
-            f"at {len(wins)} of {len(scored)} budgets: {'met' if scored and len(wins) == len(scored) else 'NOT met'}")
+            f"at {len(wins)} of {len(scored)} budgets: {'met (AR solves more at none)' if met else 'NOT met'}")
     if wins:
         line += ". The student solves more at " + ", ".join(f"{v['budget_s']:.3g}s" for v in wins)
     if ar_wins:
@@ -676,6 +726,19 @@ def _latency_markdown(report: dict) -> list[str]:
         cells = [f"{_acc(point['accuracy'][n])} (k={point['k'][n]})" for n in names]
         verdict = f" {verdict_text(verdicts_[i])} |" if verdicts_ else ""
         out.append(f"| {point['budget_s']:.3g} | " + " | ".join(cells) + " |" + verdict)
+    if report.get("stop_frontier"):
+        stops = report.get("stop_verdicts")
+        out += ["", ("Verify-and-stop one problem at a time (rounds of r samples until one verifies, at most k; "
+                     "mean latency per problem = the timed latency of r samples x the expected rounds from the "
+                     "accuracy runs' verified counts; accuracy = verified@k; each model's best (r, k) within a mean "
+                     "budget; student vs AR as above):"), "",
+                "| mean latency budget (s) | " + " | ".join(names) + " |" + (" student vs AR |" if stops else ""),
+                "|---|" + "---|" * (len(names) + bool(stops))]
+        for i, point in enumerate(report["stop_frontier"]):
+            cells = [(f"{_acc(point['accuracy'][n])} (r={point['round'][n]}, k={point['k'][n]}, "
+                      f"{point['mean_s'][n] * 1e3:.1f} ms)") if point["k"][n] else "0.000 (-)" for n in names]
+            verdict = f" {verdict_text(stops[i])} |" if stops else ""
+            out.append(f"| {point['budget_s']:.3g} | " + " | ".join(cells) + " |" + verdict)
     return out
 
 
@@ -689,6 +752,8 @@ def plot(report: dict, path: Path) -> None:
                f"{report['search_batch']}; x = capped at N samples")]
     if report.get("latency_frontier"):
         panels.append(("latency_frontier", "latency budget (s), one problem at a time"))
+    if report.get("stop_frontier"):
+        panels.append(("stop_frontier", "mean latency budget (s), verify-and-stop, one problem at a time"))
     fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
     for ax, (key, xlabel) in zip(axes[0], panels):
         for name in report["models"]:
@@ -746,11 +811,14 @@ def analyse(report: dict, budgets: int) -> dict:
     runs = {n: d["search"] for n, d in report["models"].items()}
     report["frontier"] = frontier_points(runs, budget_grid(runs, report["samples"], budgets))
     if report.get("latency"):
-        report["latency_frontier"] = latency_points(runs, report["latency"], latency_grid(report["latency"], budgets))
+        grid = latency_grid(report["latency"], budgets)
+        report["latency_frontier"] = latency_points(runs, report["latency"], grid)
+        report["stop_frontier"] = stop_points(runs, report["latency"], grid)
     report["speedups"] = speedups(report)
     report["verdicts"] = verdicts(report)
     if report.get("latency"):
         report["latency_verdicts"] = verdicts(report, report["latency_frontier"])
+        report["stop_verdicts"] = verdicts(report, report["stop_frontier"])
     report["break_even"] = break_even_table(report)
     report["targets"] = targets(report)
     return report

@@ -106,6 +106,7 @@ def test_latency_points_score_verified_at_the_affordable_k_and_the_student_can_w
     (line,) = frontier.targets(report)
     assert line.startswith("- equal latency, one problem at a time") and "solves more at 3 of 4 budgets" in line
     assert "The student solves more at 0.012s, 0.025s, 0.0305s; ties at 0.05s" in line
+    assert "3 of 4 budgets: met (AR solves more at none)" in line  # a tie is no AR win
 
 
 def test_the_speed_bar_is_checked_in_search_and_one_problem_at_a_time():
@@ -126,6 +127,50 @@ def test_the_speed_bar_is_checked_in_search_and_one_problem_at_a_time():
     report["models"]["s"]["search"]["pass@1"] = 0.5  # under 95 % of the teacher: met nowhere
     (row,) = report["speedups"] = frontier.speedups(report)
     assert row["met_in"] == [] and frontier.targets(report)[0].endswith("NOT met")
+
+
+def _brute_rounds(verified: list[bool], r: int, k: int) -> float:
+    """Mean over every order of the samples of the rounds of r drawn before one verifies (at most k / r)."""
+    rounds = []
+    for order in itertools.permutations(range(len(verified))):
+        j = 1
+        while j < k // r and not any(verified[i] for i in order[: j * r]):
+            j += 1
+        rounds.append(j)
+    return sum(rounds) / len(rounds)
+
+
+def test_verify_and_stop_rounds_match_enumeration_over_sample_orders():
+    assert frontier.none_verified(2, 4, 2) == pytest.approx(1 / 6) and frontier.none_verified(3, 4, 2) == 0.0
+    assert frontier.none_verified(0, 4, 3) == 1.0 and frontier.none_verified(1, 4, 0) == 1.0
+    patterns = [[True, False, False, False, False, False], [True, True, False, False, False, False],
+                [False] * 6, [True] * 6, [False, True, False, True, True, False]]
+    for r, k in [(1, 6), (2, 6), (3, 6), (1, 3), (2, 4), (6, 6)]:
+        for pattern in patterns:
+            got = frontier.stop_rounds([{"verified": pattern, "correct": pattern}], r, k)
+            assert got == pytest.approx(_brute_rounds(pattern, r, k), abs=1e-12), (pattern, r, k)
+        both = [{"verified": p, "correct": p} for p in patterns[:2]]  # the mean over problems
+        assert frontier.stop_rounds(both, r, k) == pytest.approx(
+            (_brute_rounds(patterns[0], r, k) + _brute_rounds(patterns[1], r, k)) / 2)
+
+
+def test_a_mean_latency_budget_buys_the_most_accurate_stopping_rule_that_fits():
+    # 4 samples per problem; problem 1 has 1 verified (= correct), problem 2 none:
+    # verified@k = k / 4 / 2. Rounds of 1: expected rounds to k are 1, 1.75, 2.5, 3.25 (problem 1:
+    # 1 + 3/4 + 1/2 + 1/4 capped; problem 2 always all k), rounds of 2: 1 then 1.75 for k = 4.
+    per_problem = [{"verified": [True, False, False, False], "correct": [True, False, False, False]},
+                   {"verified": [False] * 4, "correct": [False] * 4}]
+    assert frontier.stop_rounds(per_problem, 1, 4) == pytest.approx(((1 + 3 / 4 + 1 / 2 + 1 / 4) + 4) / 2)
+    runs = {"m": {"per_problem": per_problem}}
+    latency = {"m": {"1": 0.010, "2": 0.012, "4": 0.030}}
+    budget_for_all_four = 0.012 * frontier.stop_rounds(per_problem, 2, 4)  # rounds of 2: 0.012 x 1.75 = 0.021
+    (low, mid, high) = frontier.stop_points(runs, latency, [0.005, 0.012, budget_for_all_four])
+    assert low["k"]["m"] == 0 and low["accuracy"]["m"] == 0.0
+    # 12 ms: rounds of 1 to k = 1 costs 10 ms (0.125); rounds of 2 to k = 2 costs 12 ms (0.25)
+    assert (mid["round"]["m"], mid["k"]["m"]) == (2, 2) and mid["accuracy"]["m"] == pytest.approx(0.25)
+    # all four samples: rounds of 2 (21 ms) beat rounds of 1 (32.5 ms) and one round of 4 (30 ms)
+    assert (high["round"]["m"], high["k"]["m"]) == (2, 4) and high["accuracy"]["m"] == pytest.approx(0.5)
+    assert high["mean_s"]["m"] == pytest.approx(0.021)
 
 
 def _report(student_acc, ar_acc, student_k, ar_k):
@@ -375,6 +420,8 @@ def test_frontier_smoke_run_writes_json_png_and_checks_targets(tmp_path, monkeyp
             fits = [int(k) for k, t in latency.items() if t <= point["budget_s"] * (1 + 1e-9)]
             assert point["k"][name] == max(fits, default=0)
     assert any(line.startswith("- equal latency, one problem at a time") for line in report["targets"])
+    assert any(line.startswith("- equal mean latency, verify-and-stop") for line in report["targets"])
+    assert len(saved["stop_verdicts"]) == len(saved["stop_frontier"]) == len(saved["latency_frontier"])
     text = frontier.markdown(report)
     assert "Speed-up over sudoku4-teacher" in text and "student vs AR" in text and report["machine"] in text
     assert "Latency regime, one problem at a time" in text and "| latency budget (s) |" in text
