@@ -613,6 +613,8 @@ def targets(report: dict) -> list[str]:
                      f"(target >= 0.95): {verdict}")
     if report["verdicts"]:
         lines.append(_budget_line(report["verdicts"], "equal wall-clock budget"))
+    if report.get("batch_stop_verdicts"):
+        lines.append(_budget_line(report["batch_stop_verdicts"], "equal mean cost, verify-and-stop in the search run"))
     if report.get("latency_verdicts"):
         lines.append(_budget_line(report["latency_verdicts"], "equal latency, one problem at a time"))
     if report.get("stop_verdicts"):
@@ -692,6 +694,11 @@ def markdown(report: dict) -> str:
         cells = [f"{_acc(point['accuracy'][n])} (k={point['k'][n]}){'*' if point['capped'][n] else ''}" for n in names]
         verdict = f" {verdict_text(report['verdicts'][i])} |" if report["verdicts"] else ""
         out.append(f"| {point['budget_s']:.3g} | " + " | ".join(cells) + " |" + verdict)
+    if report.get("batch_stop_frontier"):
+        out += _stop_markdown(report, "batch_stop_frontier", "batch_stop_verdicts", (
+            "Verify-and-stop in the search run (rounds of one sample per open problem, packed into the search "
+            "batch, until one verifies, at most k; mean cost per problem = s/sample in search x the expected samples "
+            "from the verified counts; rounds of 1 draw the fewest samples when every sample costs the same):"))
     if report.get("latency"):
         out += _latency_markdown(report)
     if report.get("break_even"):
@@ -727,18 +734,23 @@ def _latency_markdown(report: dict) -> list[str]:
         verdict = f" {verdict_text(verdicts_[i])} |" if verdicts_ else ""
         out.append(f"| {point['budget_s']:.3g} | " + " | ".join(cells) + " |" + verdict)
     if report.get("stop_frontier"):
-        stops = report.get("stop_verdicts")
-        out += ["", ("Verify-and-stop one problem at a time (rounds of r samples until one verifies, at most k; "
-                     "mean latency per problem = the timed latency of r samples x the expected rounds from the "
-                     "accuracy runs' verified counts; accuracy = verified@k; each model's best (r, k) within a mean "
-                     "budget; student vs AR as above):"), "",
-                "| mean latency budget (s) | " + " | ".join(names) + " |" + (" student vs AR |" if stops else ""),
-                "|---|" + "---|" * (len(names) + bool(stops))]
-        for i, point in enumerate(report["stop_frontier"]):
-            cells = [(f"{_acc(point['accuracy'][n])} (r={point['round'][n]}, k={point['k'][n]}, "
-                      f"{point['mean_s'][n] * 1e3:.1f} ms)") if point["k"][n] else "0.000 (-)" for n in names]
-            verdict = f" {verdict_text(stops[i])} |" if stops else ""
-            out.append(f"| {point['budget_s']:.3g} | " + " | ".join(cells) + " |" + verdict)
+        out += _stop_markdown(report, "stop_frontier", "stop_verdicts", (
+            "Verify-and-stop one problem at a time (rounds of r samples until one verifies, at most k; mean latency "
+            "per problem = the timed latency of r samples x the expected rounds from the accuracy runs' verified "
+            "counts; accuracy = verified@k; each model's best (r, k) within a mean budget; student vs AR as above):"))
+    return out
+
+
+def _stop_markdown(report: dict, key: str, verdict_key: str, caption: str) -> list[str]:
+    """A verify-and-stop table: per mean budget, each model's best (r, k), its accuracy and mean cost."""
+    names, stops = list(report["models"]), report.get(verdict_key)
+    out = ["", caption, "", "| mean budget (s/problem) | " + " | ".join(names) + " |"
+           + (" student vs AR |" if stops else ""), "|---|" + "---|" * (len(names) + bool(stops))]
+    for i, point in enumerate(report[key]):
+        cells = [(f"{_acc(point['accuracy'][n])} (r={point['round'][n]}, k={point['k'][n]}, "
+                  f"{point['mean_s'][n] * 1e3:.2g} ms)") if point["k"][n] else "0.000 (-)" for n in names]
+        verdict = f" {verdict_text(stops[i])} |" if stops else ""
+        out.append(f"| {point['budget_s']:.3g} | " + " | ".join(cells) + " |" + verdict)
     return out
 
 
@@ -750,6 +762,8 @@ def plot(report: dict, path: Path) -> None:
 
     panels = [("frontier", "wall-clock budget per problem (s), search batch "
                f"{report['search_batch']}; x = capped at N samples")]
+    if report.get("batch_stop_frontier"):
+        panels.append(("batch_stop_frontier", "mean cost per problem (s), verify-and-stop in the search run"))
     if report.get("latency_frontier"):
         panels.append(("latency_frontier", "latency budget (s), one problem at a time"))
     if report.get("stop_frontier"):
@@ -809,13 +823,16 @@ def analyse(report: dict, budgets: int) -> dict:
     """Everything computed from the measurements: both frontiers, speed-ups, verdicts,
     break-even table and targets (so a saved run re-renders with ``--render``)."""
     runs = {n: d["search"] for n, d in report["models"].items()}
-    report["frontier"] = frontier_points(runs, budget_grid(runs, report["samples"], budgets))
+    grid = budget_grid(runs, report["samples"], budgets)
+    report["frontier"] = frontier_points(runs, grid)
+    report["batch_stop_frontier"] = stop_points(runs, {n: {1: r["seconds_per_sample"]} for n, r in runs.items()}, grid)
     if report.get("latency"):
         grid = latency_grid(report["latency"], budgets)
         report["latency_frontier"] = latency_points(runs, report["latency"], grid)
         report["stop_frontier"] = stop_points(runs, report["latency"], grid)
     report["speedups"] = speedups(report)
     report["verdicts"] = verdicts(report)
+    report["batch_stop_verdicts"] = verdicts(report, report["batch_stop_frontier"])
     if report.get("latency"):
         report["latency_verdicts"] = verdicts(report, report["latency_frontier"])
         report["stop_verdicts"] = verdicts(report, report["stop_frontier"])

@@ -422,6 +422,15 @@ def test_frontier_smoke_run_writes_json_png_and_checks_targets(tmp_path, monkeyp
     assert any(line.startswith("- equal latency, one problem at a time") for line in report["targets"])
     assert any(line.startswith("- equal mean latency, verify-and-stop") for line in report["targets"])
     assert len(saved["stop_verdicts"]) == len(saved["stop_frontier"]) == len(saved["latency_frontier"])
+    # verify-and-stop in the search run: rounds of one sample, each at the search's s/sample
+    assert any(line.startswith("- equal mean cost, verify-and-stop in the search run") for line in report["targets"])
+    for point in saved["batch_stop_frontier"]:
+        for name, k in point["k"].items():
+            if k:
+                sps = saved["models"][name]["search"]["seconds_per_sample"]
+                per_problem = frontier.unslim(saved)["models"][name]["search"]["per_problem"]
+                assert point["round"][name] == 1 and point["mean_s"][name] <= point["budget_s"] * (1 + 1e-9)
+                assert point["mean_s"][name] == pytest.approx(sps * frontier.stop_rounds(per_problem, 1, k))
     text = frontier.markdown(report)
     assert "Speed-up over sudoku4-teacher" in text and "student vs AR" in text and report["machine"] in text
     assert "Latency regime, one problem at a time" in text and "| latency budget (s) |" in text
