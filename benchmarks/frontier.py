@@ -768,8 +768,12 @@ def plot(report: dict, path: Path) -> None:
         panels.append(("latency_frontier", "latency budget (s), one problem at a time"))
     if report.get("stop_frontier"):
         panels.append(("stop_frontier", "mean latency budget (s), verify-and-stop, one problem at a time"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
-    for ax, (key, xlabel) in zip(axes[0], panels):
+    cols = min(len(panels), 2)  # two panels a row: the many-problem regimes above, one problem at a time below
+    rows = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 4.5 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (key, xlabel) in zip(axes.flat, panels):
         for name in report["models"]:
             pts = [p for p in report[key] if p["k"][name] > 0]
             style = "--" if report["models"][name]["role"] == "ar" else "-"
