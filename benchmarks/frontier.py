@@ -624,16 +624,19 @@ def targets(report: dict) -> list[str]:
 
 def _budget_line(vs: list[dict], regime: str) -> str:
     """One target line: at how many budgets of a regime the student solves more, and where AR
-    does. Met when AR solves more nowhere and the student somewhere (ties are left where the
-    two cannot be told apart, e.g. both at 1.000 once the budget buys enough samples)."""
+    does. Met when AR solves more nowhere and the student somewhere AR affords a sample too
+    (ties are left where the two cannot be told apart, e.g. both at 1.000 once the budget
+    buys enough samples; a win below one AR sample alone meets nothing)."""
     ar = " / ".join(dict.fromkeys(v["ar"] for v in vs))  # every AR engine that led somewhere
     scored = [v for v in vs if v["winner"] != "none"]
     wins = [v for v in scored if v["winner"] == "student"]
     ar_wins = [v for v in scored if v["winner"] == "ar"]
     ties = [v for v in scored if v["winner"] == "tie"]
-    met = bool(wins) and not ar_wins
+    below = sum(v["ar_k"] == 0 for v in wins)
+    met = len(wins) > below and not ar_wins
     line = (f"- {regime}, best SDTT student + verifier vs {ar} + verifier: the student solves more "
-            f"at {len(wins)} of {len(scored)} budgets: {'met (AR solves more at none)' if met else 'NOT met'}")
+            f"at {len(wins)} of {len(scored)} budgets" + (f" ({below} below one AR sample)" if below else "")
+            + f": {'met (AR solves more at none)' if met else 'NOT met'}")
     if wins:
         line += ". The student solves more at " + ", ".join(f"{v['budget_s']:.3g}s" for v in wins)
     if ar_wins:

@@ -106,7 +106,11 @@ def test_latency_points_score_verified_at_the_affordable_k_and_the_student_can_w
     (line,) = frontier.targets(report)
     assert line.startswith("- equal latency, one problem at a time") and "solves more at 3 of 4 budgets" in line
     assert "The student solves more at 0.012s, 0.025s, 0.0305s; ties at 0.05s" in line
-    assert "3 of 4 budgets: met (AR solves more at none)" in line  # a tie is no AR win
+    assert "3 of 4 budgets (2 below one AR sample): met (AR solves more at none)" in line  # a tie is no AR win
+    # wins only where AR affords nothing, ties elsewhere: not met
+    report["latency_verdicts"][2]["winner"] = "tie"
+    (line,) = frontier.targets(report)
+    assert "2 of 4 budgets (2 below one AR sample): NOT met" in line
 
 
 def test_the_speed_bar_is_checked_in_search_and_one_problem_at_a_time():
@@ -190,7 +194,7 @@ def test_verdicts_say_plainly_where_the_ar_baseline_wins():
     assert frontier.verdict_text(report["verdicts"][1]).startswith("**AR wins**")
     assert frontier.verdict_text(report["verdicts"][4]).endswith("(the AR twin affords no sample)")
     (line,) = frontier.targets(report)
-    assert "student solves more at 2 of 5 budgets: NOT met" in line
+    assert "student solves more at 2 of 5 budgets (1 below one AR sample): NOT met" in line
     assert "AR baseline solves more at 1 budgets: 0.2s" in line and "ties at 0.3s, 0.6s" in line
     # 0.99996 must not print as 1.000 beside a real 1.000
     assert frontier._acc(0.99996) == "1.0000" and frontier._acc(1.0) == "1.000"
