@@ -46,8 +46,6 @@ def _check(cfg: DictConfig) -> None:
     stop_round = cfg.get("stop_round")
     if stop_round is not None and (not isinstance(stop_round, int) or isinstance(stop_round, bool) or stop_round < 1):
         raise ValueError(f"stop_round={stop_round!r} must be a positive integer (samples per round) or null")
-    if stop_round is not None and cfg.executor != "local":
-        raise ValueError("stop_round (verify-and-stop) runs on the local executor; drop it or use executor=local")
 
 
 def _check_model_task(model, task, cfg: DictConfig) -> None:
@@ -129,7 +127,8 @@ def run(cfg: DictConfig) -> dict:
             run_on_ray(search_args={"model": str(model_name), "task": run_config["task"], "sampler": sampler.to_dict(),
                                     "batch_size": cfg.batch_size, "seed": cfg.seed, "device": device,
                                     "load_options": load_options},
-                       problems=todo, n=cfg.samples, workers=cfg.workers, ray_cfg=cfg.ray, on_result=on_result)
+                       problems=todo, n=cfg.samples, workers=cfg.workers, ray_cfg=cfg.ray, on_result=on_result,
+                       round_size=stop_round)
     bar.close()
     store.add_wall(time.perf_counter() - start)
 

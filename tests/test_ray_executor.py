@@ -201,6 +201,24 @@ def test_ray_matches_local(ray_session, tiny_checkpoint):
     assert ray.is_initialized()  # the session's cluster is reused, not shut down
 
 
+def test_ray_verify_and_stop_matches_local(ray_session):
+    # a real zoo student, most of whose Sudoku samples verify: problems stop after a round or two
+    model = load_model("sudoku4-sdtt-2")
+    task = {"name": "sudoku", "options": {"size": 4}}
+    args = {"model": "sudoku4-sdtt-2", "task": task, "sampler": model.default_sampler().to_dict(), "batch_size": 8,
+            "seed": 5, "device": "cpu"}
+    problems = load_task("sudoku", size=4).problems(limit=10)
+    local = list(Search(model, load_task("sudoku", size=4), model.default_sampler(), batch_size=8, seed=5)
+                 .iter_results(problems, 8, round_size=2))
+    remote = []
+    run_on_ray(search_args=args, problems=problems, n=8, workers=2, ray_cfg=RAY_CFG, on_result=remote.append,
+               round_size=2)
+    assert sorted(r.id for r in remote) == sorted(p.id for p in problems)
+    assert _by_id(remote) == _by_id(local)
+    drawn = [len(r.candidates) for r in remote]
+    assert min(drawn) == 2 and all(d % 2 == 0 and d <= 8 for d in drawn)  # stopped early, whole rounds
+
+
 def test_dead_worker_is_replaced_and_nothing_is_lost(ray_session, tiny_checkpoint, tmp_path):
     marker = tmp_path / "die-once"
     marker.write_text("x")

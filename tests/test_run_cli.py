@@ -154,8 +154,8 @@ def test_verify_and_stop_keeps_the_full_runs_first_candidates_and_resumes(full_r
     assert _lines(out / "results.jsonl") == stopped
 
 
-@pytest.mark.parametrize("overrides", [["task=gsm8k", "task.path={data}"], ["executor=ray"]])
-def test_verify_and_stop_without_a_verifier_or_on_ray_is_one_line_error(overrides, tiny_ckpt, tmp_path, capsys):  # noqa: F811
+@pytest.mark.parametrize("overrides", [["task=gsm8k", "task.path={data}"]])
+def test_verify_and_stop_without_a_verifier_is_one_line_error(overrides, tiny_ckpt, tmp_path, capsys):  # noqa: F811
     data = tmp_path / "gsm8k"  # one GSM8K-format problem: the task loads, and has no verifier
     data.mkdir()
     (data / "test.jsonl").write_text(json.dumps({"question": "1 + 2?", "answer": "1 + 2 = 3\n#### 3"}) + "\n")
