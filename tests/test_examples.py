@@ -20,3 +20,12 @@ def test_student_vs_ar_example(tmp_path, capsys):
     _module("student_vs_ar").main("sudoku4-sdtt-2", str(tmp_path / "ar"), 2, 2)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     assert len(lines) == 3 and "| diffusion |" in lines[1] and "| ar |" in lines[2]
+
+
+def test_verify_and_stop_example(capsys):
+    _module("verify_and_stop").main("sudoku4-sdtt-2", 8, 2, 6)
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| all") or
+            line.startswith("| verify")]
+    (full, stopped) = rows
+    assert float(stopped[1]) == float(full[1])  # a prefix of the full run that holds a verified answer when it has one
+    assert float(stopped[2]) < 8  # the 2-step student's samples mostly verify: it stops early
