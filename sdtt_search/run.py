@@ -4,6 +4,7 @@
     python -m sdtt_search.run task=countdown model=countdown-cd3-num-sdtt-4 samples=64 limit=100
     python -m sdtt_search.run task=countdown executor=ray workers=4 ray.address=auto
     python -m sdtt_search.run task=countdown samples=64 stop_round=4   # verify-and-stop
+    python -m sdtt_search.run task=gsm8k samples=64 stop_round=8 stop_on=majority   # stop once maj@64 is settled
 
 Writes ``results.jsonl`` (one line per problem, as problems finish),
 ``metrics.json`` and ``accuracy_vs_samples.png`` to ``output_dir``; rerunning
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -26,6 +28,7 @@ from .loading import load_model
 from .machine import resolve_device
 from .search.engine import Search
 from .search.report import format_summary, plot_accuracy, summarise, summarise_stopped
+from .search.stopping import STOP_ON, StopRule
 from .search.store import ResultStore
 from .zoo import default_model_for
 
@@ -46,6 +49,8 @@ def _check(cfg: DictConfig) -> None:
     stop_round = cfg.get("stop_round")
     if stop_round is not None and (not isinstance(stop_round, int) or isinstance(stop_round, bool) or stop_round < 1):
         raise ValueError(f"stop_round={stop_round!r} must be a positive integer (samples per round) or null")
+    if cfg.get("stop_on", "verified") not in STOP_ON:
+        raise ValueError(f"stop_on={cfg.stop_on!r} is unknown; use one of {', '.join(STOP_ON)}")
 
 
 def _check_model_task(model, task, cfg: DictConfig) -> None:
@@ -80,9 +85,10 @@ def run(cfg: DictConfig) -> dict:
     """Run the search as configured; returns metrics.json's content."""
     _check(cfg)
     task = task_from_config(cfg.task)
-    stop_round = cfg.get("stop_round")
-    if stop_round is not None and not task.has_verifier:
-        raise ValueError(f"stop_round needs a task with a verifier; {task.name} has none (drop stop_round)")
+    stop = (None if cfg.get("stop_round") is None
+            else StopRule(cfg.stop_round, cfg.get("stop_on", "verified"), cfg.get("stop_confidence")))
+    if stop is not None:
+        stop.check(task)
     model_name = cfg.model or default_model_for(task.name)
     ray_gpus = cfg.executor == "ray" and str(cfg.device).startswith("cuda")  # the workers' GPUs count, not the driver's
     device = str(cfg.device) if ray_gpus else str(resolve_device(cfg.device))
@@ -98,10 +104,10 @@ def run(cfg: DictConfig) -> dict:
     problems = task.problems(split=cfg.split, limit=cfg.limit)
     run_config = {
         "task": OmegaConf.to_container(cfg.task, resolve=True), "model": str(model_name), "samples": cfg.samples,
-        "seed": cfg.seed, "split": cfg.split, "sampler": sampler.to_dict(), "stop_round": stop_round,
+        "seed": cfg.seed, "split": cfg.split, "sampler": sampler.to_dict(), "stop": None if stop is None else asdict(stop),
     }
     store = ResultStore(cfg.output_dir, run_config,
-                        resume_keys=["task", "model", "samples", "seed", "split", "sampler", "stop_round"])
+                        resume_keys=["task", "model", "samples", "seed", "split", "sampler", "stop"])
     todo = [p for p in problems if not store.done(p.id)]
     search = Search(model, task, sampler, batch_size=cfg.batch_size, seed=cfg.seed)
 
@@ -119,7 +125,7 @@ def run(cfg: DictConfig) -> dict:
 
     if todo:
         if cfg.executor == "local":
-            for result in search.iter_results(todo, cfg.samples, round_size=stop_round):
+            for result in search.iter_results(todo, cfg.samples, stop=stop):
                 on_result(result)
         else:
             from .search.ray_executor import run_on_ray
@@ -128,7 +134,7 @@ def run(cfg: DictConfig) -> dict:
                                     "batch_size": cfg.batch_size, "seed": cfg.seed, "device": device,
                                     "load_options": load_options},
                        problems=todo, n=cfg.samples, workers=cfg.workers, ray_cfg=cfg.ray, on_result=on_result,
-                       round_size=stop_round)
+                       stop=stop)
     bar.close()
     store.add_wall(time.perf_counter() - start)
 
@@ -138,12 +144,12 @@ def run(cfg: DictConfig) -> dict:
         "backend": getattr(model, "backend_name", "sdtt-search"),
         "sampler": sampler.to_dict(), "executor": cfg.executor, "workers": cfg.workers if cfg.executor == "ray" else 1,
         "device": device,
-        **(summarise(results, cfg.samples, has_verifier=task.has_verifier, wall_s=store.wall_s) if stop_round is None
-           else summarise_stopped(results, cfg.samples, stop_round, wall_s=store.wall_s)),
+        **(summarise(results, cfg.samples, has_verifier=task.has_verifier, wall_s=store.wall_s) if stop is None
+           else summarise_stopped(results, cfg.samples, stop, task.has_verifier, wall_s=store.wall_s)),
     }
     out = Path(cfg.output_dir)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    if cfg.plot and stop_round is None:  # a stopped run has no per-k curves to plot
+    if cfg.plot and stop is None:  # a stopped run has no per-k curves to plot
         plot_accuracy(metrics, out / "accuracy_vs_samples.png")
     print(format_summary(metrics))
     print(f"results: {out / 'results.jsonl'}")

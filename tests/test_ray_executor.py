@@ -23,6 +23,7 @@ from sdtt_search.model import Denoiser, ModelConfig  # noqa: E402
 from sdtt_search.search import ray_cluster  # noqa: E402
 from sdtt_search.search.engine import Search  # noqa: E402
 from sdtt_search.search.ray_executor import run_on_ray  # noqa: E402
+from sdtt_search.search.stopping import StopRule  # noqa: E402
 from sdtt_search.tokenizer import Tokenizer  # noqa: E402
 from tasks import load_task  # noqa: E402
 
@@ -209,10 +210,10 @@ def test_ray_verify_and_stop_matches_local(ray_session):
             "seed": 5, "device": "cpu"}
     problems = load_task("sudoku", size=4).problems(limit=10)
     local = list(Search(model, load_task("sudoku", size=4), model.default_sampler(), batch_size=8, seed=5)
-                 .iter_results(problems, 8, round_size=2))
+                 .iter_results(problems, 8, stop=StopRule(2)))
     remote = []
     run_on_ray(search_args=args, problems=problems, n=8, workers=2, ray_cfg=RAY_CFG, on_result=remote.append,
-               round_size=2)
+               stop=StopRule(2))
     assert sorted(r.id for r in remote) == sorted(p.id for p in problems)
     assert _by_id(remote) == _by_id(local)
     drawn = [len(r.candidates) for r in remote]

@@ -154,8 +154,24 @@ def test_verify_and_stop_keeps_the_full_runs_first_candidates_and_resumes(full_r
     assert _lines(out / "results.jsonl") == stopped
 
 
-@pytest.mark.parametrize("overrides", [["task=gsm8k", "task.path={data}"]])
-def test_verify_and_stop_without_a_verifier_is_one_line_error(overrides, tiny_ckpt, tmp_path, capsys):  # noqa: F811
+def test_stop_on_a_settled_majority_from_the_command_line(full_run, tiny_ckpt, tmp_path):  # noqa: F811
+    out = tmp_path / "majority"
+    assert run_module.main(_args(tiny_ckpt, out, "progress=false", "stop_round=1", "stop_on=majority")) == 0
+    full = _by_id(full_run / "results.jsonl")
+    for r in _lines(out / "results.jsonl"):
+        assert [c["text"] for c in r["candidates"]] == [c[0] for c in full[r["id"]]][: len(r["candidates"])]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stop_on"] == "majority" and metrics["stop_confidence"] is None
+    assert {"majority", "verified"} == set(metrics["accuracy"])
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    (["task=gsm8k", "task.path={data}"], "stop_on=majority"),  # no verifier to stop on
+    (["stop_on=vibes"], "stop_on"),
+    (["stop_confidence=0.9"], "stop_confidence"),  # goes with stop_on=majority
+    (["stop_on=majority", "stop_confidence=1.5"], "stop_confidence"),
+])
+def test_bad_stopping_rules_are_one_line_errors(overrides, needle, tiny_ckpt, tmp_path, capsys):  # noqa: F811
     data = tmp_path / "gsm8k"  # one GSM8K-format problem: the task loads, and has no verifier
     data.mkdir()
     (data / "test.jsonl").write_text(json.dumps({"question": "1 + 2?", "answer": "1 + 2 = 3\n#### 3"}) + "\n")
@@ -163,7 +179,7 @@ def test_verify_and_stop_without_a_verifier_is_one_line_error(overrides, tiny_ck
                                  *[o.format(data=data) for o in overrides]))
     assert code == 2
     err = capsys.readouterr().err
-    assert err.startswith("error:") and err.count("\n") == 1 and "stop_round" in err, err
+    assert err.startswith("error:") and err.count("\n") == 1 and needle in err, err
     assert not (tmp_path / "results.jsonl").exists()
 
 

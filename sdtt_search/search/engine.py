@@ -17,6 +17,7 @@ from sdtt_search.diffusion import SamplerConfig
 
 from .results import Candidate, ProblemResult
 from .select import SELECTORS, RewardFn
+from .stopping import StopRule
 
 
 def candidate_seed(seed: int, problem_id: str, index: int) -> int:
@@ -89,28 +90,32 @@ class Search:
         return self._results(problems, drawn, self._score_rows(problems, drawn))
 
     def until_verified(self, problems: Sequence, max_samples: int, round_size: int) -> list[ProblemResult]:
-        """Verify-and-stop best-of-N: candidates in rounds of ``round_size`` per problem
-        (the rounds of all problems still open packed into batches), a problem closing at
-        the end of the first round that holds a verified candidate, or at ``max_samples``.
+        """Verify-and-stop best-of-N: ``until_stopped`` with ``StopRule(round_size)``."""
+        return self.until_stopped(problems, max_samples, StopRule(round_size))
+
+    def until_stopped(self, problems: Sequence, max_samples: int, rule: StopRule) -> list[ProblemResult]:
+        """Best-of-N that stops early: candidates in rounds of ``rule.round_size`` per
+        problem (the rounds of all problems still open packed into batches), a problem
+        closing at the end of the first round after which ``rule.done`` holds (a verified
+        candidate; a settled majority), or at ``max_samples``.
 
         Candidate i of a problem is the one ``generate_problems`` draws (same seed), so a
         problem's candidates are the first ones of its full best-of-N: its answer is the
         full run's at the samples drawn, and solving takes on average fewer samples
         (``ProblemResult.candidates`` holds as many as were drawn).
         """
-        if not self.task.has_verifier:
-            raise ValueError(f"task {self.task.name} has no verifier to stop on; use best_of_n (majority vote)")
-        if not isinstance(round_size, int) or round_size < 1 or not isinstance(max_samples, int) or max_samples < 1:
-            raise ValueError(f"round_size={round_size!r} and samples={max_samples!r} must be positive integers")
+        rule.check(self.task)
+        if not isinstance(max_samples, int) or max_samples < 1:
+            raise ValueError(f"samples={max_samples!r} must be a positive integer")
         drawn: dict[tuple[int, int], tuple] = {}
         scored: dict[tuple[int, int], Candidate] = {}
         open_ = list(range(len(problems)))
-        for lo in range(0, max_samples, round_size):
-            hi = min(lo + round_size, max_samples)
+        for lo in range(0, max_samples, rule.round_size):
+            hi = min(lo + rule.round_size, max_samples)
             new = self._draw(problems, [(p, i) for p in open_ for i in range(lo, hi)])
             drawn |= new
             scored |= self._score_rows(problems, new)
-            open_ = [p for p in open_ if not any(scored[(p, i)].verified for i in range(lo, hi))]
+            open_ = [p for p in open_ if not rule.done([scored[(p, i)] for i in range(hi)], max_samples - hi)]
             if not open_:
                 break
         return self._results(problems, drawn, scored)
@@ -164,30 +169,36 @@ class Search:
             raise ValueError(f"samples={n!r} must be a positive integer")
         return max(1, self.batch_size // n)
 
-    def iter_results(self, problems: Sequence, n: int, *, round_size: int | None = None) -> Iterable[ProblemResult]:
+    def iter_results(self, problems: Sequence, n: int, *, stop: StopRule | None = None) -> Iterable[ProblemResult]:
         """Stream results chunk by chunk (what the local executor writes as it goes);
-        with ``round_size``, verify-and-stop (``until_verified``) over chunks of problems
-        whose first round fills a batch."""
-        step = self.problems_per_batch(n if round_size is None else min(round_size, n))
+        with ``stop``, early stopping (``until_stopped``) over chunks of problems whose
+        first round fills a batch."""
+        step = self.problems_per_batch(n if stop is None else min(stop.round_size, n))
         for lo in range(0, len(problems), step):
             chunk = problems[lo : lo + step]
-            yield from (self.generate_problems(chunk, n) if round_size is None
-                        else self.until_verified(chunk, n, round_size))
+            yield from (self.generate_problems(chunk, n) if stop is None else self.until_stopped(chunk, n, stop))
 
     def best_of_n(self, problems: Sequence, n: int, *, on_result: Callable[[ProblemResult], None] | None = None,
-                  round_size: int | None = None) -> SearchResult:
+                  round_size: int | None = None, stop_on: str = "verified",
+                  stop_confidence: float | None = None) -> SearchResult:
         """Run the search in-process and summarise it (``report.summarise``). With
-        ``round_size``: verify-and-stop, at most ``n`` samples per problem drawn in rounds
-        of ``round_size`` until one verifies (``until_verified``; ``report.summarise_stopped``)."""
+        ``round_size``: at most ``n`` samples per problem, drawn in rounds of
+        ``round_size`` until one verifies (``stop_on="verified"``) or the majority answer is
+        settled (``"majority"``, exactly or at ``stop_confidence``); see ``stopping`` and
+        ``report.summarise_stopped``."""
         from .report import summarise, summarise_stopped
 
+        stop = None if round_size is None else StopRule(round_size, stop_on, stop_confidence)
+        if stop is not None:
+            stop.check(self.task)
         start = time.perf_counter()
         results = []
-        for result in self.iter_results(problems, n, round_size=round_size):
+        for result in self.iter_results(problems, n, stop=stop):
             results.append(result)
             if on_result is not None:
                 on_result(result)
         wall = time.perf_counter() - start
-        if round_size is not None:
-            return SearchResult(problems=results, metrics=summarise_stopped(results, n, round_size, wall_s=wall))
+        if stop is not None:
+            return SearchResult(problems=results, metrics=summarise_stopped(results, n, stop, self.task.has_verifier,
+                                                                            wall_s=wall))
         return SearchResult(problems=results, metrics=summarise(results, n, has_verifier=self.task.has_verifier, wall_s=wall))

@@ -61,8 +61,8 @@ class SearchWorker:
                              batch_size=int(search_args["batch_size"]), seed=int(search_args["seed"]))
         self._die_once_file = search_args.get("_test_die_once_file")
 
-    def generate(self, problems: Sequence, n: int, round_size: int | None = None) -> list:
-        """``generate_problems``, or with ``round_size`` verify-and-stop (``until_verified``)."""
+    def generate(self, problems: Sequence, n: int, stop: dict | None = None) -> list:
+        """``generate_problems``, or with ``stop`` (a ``StopRule``'s fields) ``until_stopped``."""
         if self._die_once_file:  # test-only hook: simulate a crashed worker, once
             try:
                 os.remove(self._die_once_file)
@@ -70,8 +70,10 @@ class SearchWorker:
                 pass
             else:
                 os._exit(1)
-        if round_size is not None:
-            return self.search.until_verified(problems, n, round_size)
+        if stop is not None:
+            from .stopping import StopRule
+
+            return self.search.until_stopped(problems, n, StopRule(**stop))
         return self.search.generate_problems(problems, n)
 
 
@@ -111,9 +113,9 @@ def _placement(search_args: dict, workers: int) -> tuple[dict, str, int]:
 
 
 def run_on_ray(*, search_args: dict, problems: list, n: int, workers: int, ray_cfg: Any = None,
-               on_result: Callable[[Any], None], round_size: int | None = None) -> None:
+               on_result: Callable[[Any], None], stop: Any = None) -> None:
     """Best-of-``n`` over ``problems`` on ``workers`` Ray actors; ``on_result(ProblemResult)`` per problem.
-    With ``round_size``: verify-and-stop (``Search.until_verified``) within each chunk.
+    With ``stop`` (a ``StopRule``): early stopping (``Search.until_stopped``) within each chunk.
 
     ``ray_cfg``: the ``ray`` config block (``address``, ``dashboard``, ``num_cpus``,
     ``max_retries``). Connects with ``ray_cluster.connect`` unless Ray is already
@@ -131,15 +133,16 @@ def run_on_ray(*, search_args: dict, problems: list, n: int, workers: int, ray_c
     ray_cluster.connect(_cfg(ray_cfg, "address", None), dashboard=bool(_cfg(ray_cfg, "dashboard", False)),
                         num_cpus=_cfg(ray_cfg, "num_cpus", None))
     try:
-        _run(search_args, problems, n, workers, max_retries, on_result, round_size)
+        _run(search_args, problems, n, workers, max_retries, on_result, stop)
     finally:
         if owns_cluster:
             ray_cluster.shutdown()
 
 
 def _run(search_args: dict, problems: list, n: int, workers: int, max_retries: int,
-         on_result: Callable[[Any], None], round_size: int | None = None) -> None:
-    step = _problems_per_batch(int(search_args["batch_size"]), n if round_size is None else min(round_size, n))
+         on_result: Callable[[Any], None], stop: Any = None) -> None:
+    step = _problems_per_batch(int(search_args["batch_size"]), n if stop is None else min(stop.round_size, n))
+    stop_fields = None if stop is None else {"round_size": stop.round_size, "on": stop.on, "confidence": stop.confidence}
     chunks = [problems[lo : lo + step] for lo in range(0, len(problems), step)]
     options, device, capacity = _placement(search_args, workers)
     workers = min(workers, len(chunks))
@@ -163,7 +166,7 @@ def _run(search_args: dict, problems: list, n: int, workers: int, max_retries: i
             for slot in range(workers):
                 while pending and load[slot] < CHUNKS_IN_FLIGHT:
                     index = pending.popleft()
-                    ref = actors[slot].generate.remote(chunks[index], n, round_size)
+                    ref = actors[slot].generate.remote(chunks[index], n, stop_fields)
                     in_flight[ref] = (index, slot, generation[slot])
                     load[slot] += 1
             ready, _ = ray.wait(list(in_flight), num_returns=1)

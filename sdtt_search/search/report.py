@@ -70,25 +70,32 @@ def summarise(results: Sequence[ProblemResult], n: int, *, has_verifier: bool, w
     }
 
 
-def summarise_stopped(results: Sequence[ProblemResult], n: int, round_size: int, *, wall_s: float) -> dict:
-    """metrics.json of a verify-and-stop search (``Search.until_verified``): problems hold
-    as many candidates as were drawn, so the per-k curves of ``summarise`` do not apply.
+def summarise_stopped(results: Sequence[ProblemResult], n: int, stop, has_verifier: bool, *, wall_s: float) -> dict:
+    """metrics.json of a search that stopped early (``Search.until_stopped``, ``stop`` its
+    ``StopRule``): problems hold as many candidates as were drawn, so the per-k curves of
+    ``summarise`` do not apply.
 
-    ``accuracy.verified``: the verifier's pick (the best-scored verified candidate) is
-    correct, 0 where none verified; ``solved_share``: a candidate verified within n;
-    ``samples_drawn``: per problem, mean and max (<= n)."""
+    ``accuracy.verified`` (tasks with a verifier): the verifier's pick (the best-scored
+    verified candidate) is correct, 0 where none verified; ``accuracy.majority``: the most
+    frequent answer of the candidates drawn is correct; ``solved_share``: a candidate
+    verified within n; ``samples_drawn``: per problem, mean and max (<= n)."""
     def pick_correct(r: ProblemResult) -> bool:
         verified = [c for c in r.candidates if c.verified]
         return bool(verified) and max(verified, key=lambda c: c.score).correct
 
     drawn = [len(r.candidates) for r in results]
     count = max(len(results), 1)
+    accuracy = {"majority": sum(_answer_truth(r).get(r.selected.get("majority"), False) for r in results) / count}
+    if has_verifier:
+        accuracy["verified"] = sum(map(pick_correct, results)) / count
     return {
         "problems": len(results),
         "samples": n,
-        "round_size": round_size,
+        "round_size": stop.round_size,
+        "stop_on": stop.on,
+        "stop_confidence": stop.confidence,
         "wall_s": wall_s,
-        "accuracy": {"verified": sum(map(pick_correct, results)) / count},
+        "accuracy": accuracy,
         "solved_share": sum(any(c.verified for c in r.candidates) for r in results) / count,
         "samples_drawn": {"mean": sum(drawn) / count, "max": max(drawn, default=0), "total": sum(drawn)},
         "throughput": {
@@ -105,9 +112,10 @@ def format_summary(metrics: dict) -> str:
     """A markdown table: one row per k, columns pass / maj / verified / confidence (a
     verify-and-stop run: its accuracy and the samples it drew)."""
     if "round_size" in metrics:
-        drawn, tp = metrics["samples_drawn"], metrics["throughput"]
-        return (f"verify-and-stop, rounds of {metrics['round_size']}, at most {metrics['samples']} samples: "
-                f"verified accuracy {metrics['accuracy']['verified']:.3f} on {metrics['problems']} problems, "
+        drawn, tp, on = metrics["samples_drawn"], metrics["throughput"], metrics.get("stop_on", "verified")
+        rule = on if metrics.get("stop_confidence") is None else f"{on} at {metrics['stop_confidence']}"
+        return (f"stop on {rule}, rounds of {metrics['round_size']}, at most {metrics['samples']} samples: "
+                f"{on} accuracy {metrics['accuracy'][on]:.3f} on {metrics['problems']} problems, "
                 f"{drawn['mean']:.2f} samples drawn per problem (max {drawn['max']}), "
                 f"{tp['seconds_per_problem'] * 1e3:.1f} ms per problem, {tp['forward_passes']} forward passes")
     acc = metrics.get("accuracy", {})

@@ -1,0 +1,69 @@
+"""When a problem's best-of-N may stop drawing: rules over the candidates drawn so far.
+
+A search with a ``StopRule`` draws ``round_size`` candidates per open problem at a time
+and closes a problem once its rule holds (or N are drawn):
+
+* ``on="verified"``: a candidate verified (tasks with a verifier: Countdown, Sudoku).
+* ``on="majority"``: the majority answer is settled. Exact (``confidence=None``): the
+  leading answer's count exceeds the runner-up's plus every sample still to come, so
+  maj@N over all N samples would give the same answer. With ``confidence=c``: the
+  posterior probability that the leader is more frequent than the runner-up reaches c
+  (uniform Beta prior on their shares, Adaptive-Consistency's Beta rule; Aggarwal et
+  al. 2023); fewer samples, an answer that can differ from maj@N.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Sequence
+
+from .results import Candidate
+
+STOP_ON = ("verified", "majority")
+
+
+def top_two(answers: Sequence[str | None]) -> tuple[int, int]:
+    """Counts of the most and second most frequent answers (None is no answer)."""
+    counts = sorted(Counter(a for a in answers if a is not None).values(), reverse=True) + [0, 0]
+    return counts[0], counts[1]
+
+
+def leader_probability(leader: int, runner_up: int) -> float:
+    """P(p > 1/2) for p ~ Beta(leader + 1, runner_up + 1): the posterior probability that
+    the leading answer is the more frequent of the two, from their counts.
+
+    With integer parameters the Beta tail is a binomial one: P(p > 1/2) =
+    I_{1/2}(runner_up + 1, leader + 1) = P(Binomial(leader + runner_up + 1, 1/2) >= runner_up + 1).
+    """
+    n = leader + runner_up + 1
+    return sum(math.comb(n, j) for j in range(runner_up + 1, n + 1)) / 2 ** n
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """Draw ``round_size`` candidates per problem at a time; stop as ``on`` says (see the module)."""
+
+    round_size: int
+    on: str = "verified"
+    confidence: float | None = None
+
+    def check(self, task) -> None:
+        """One-line errors for a rule that cannot run on ``task``."""
+        if not isinstance(self.round_size, int) or isinstance(self.round_size, bool) or self.round_size < 1:
+            raise ValueError(f"stop round_size={self.round_size!r} must be a positive integer")
+        if self.on not in STOP_ON:
+            raise ValueError(f"stop_on={self.on!r} is unknown; use one of {', '.join(STOP_ON)}")
+        if self.on == "verified" and not task.has_verifier:
+            raise ValueError(f"task {task.name} has no verifier to stop on; use stop_on=majority")
+        if self.confidence is not None and (self.on != "majority" or not 0.5 < float(self.confidence) < 1):
+            raise ValueError(f"stop_confidence={self.confidence!r} must be in (0.5, 1) and goes with stop_on=majority")
+
+    def done(self, candidates: Sequence[Candidate], remaining: int) -> bool:
+        """Whether a problem with these candidates, and ``remaining`` samples still allowed, stops."""
+        if self.on == "verified":
+            return any(c.verified for c in candidates)
+        leader, runner_up = top_two([c.answer for c in candidates])
+        if self.confidence is None:
+            return leader > runner_up + remaining
+        return leader > runner_up and leader_probability(leader, runner_up) >= self.confidence
