@@ -1,10 +1,12 @@
-"""Sweep best-of-N search over models x steps x samples.
+"""Sweep best-of-N search over models x steps x samples (x early-stopping rounds).
 
     python -m sdtt_search.sweep models=[a,b] steps=[2,4] samples=[4,8] task=countdown limit=100
+    python -m sdtt_search.sweep ... stop_rounds=[null,4]   # each point drawing all N and stopping early
     python -m sdtt_search.sweep ... executor=ray ray.address=auto   # one Ray task per grid point
 
 Each grid point is an ``sdtt_search.run`` output directory under ``output_dir``
-(``<model>/steps<S>-n<N>``), so rerunning the sweep resumes every grid point.
+(``<model>/steps<S>-n<N>``, ``-stop<R>`` with early stopping), so rerunning the sweep
+resumes every grid point.
 Writes ``sweep.csv``, ``sweep.md`` (one row per grid point) and
 ``accuracy_vs_wallclock.png`` to ``output_dir``.
 """
@@ -21,8 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 from .cli import cli_main, compose
 
 EXECUTORS = ("local", "ray")
-COLUMNS = ("model", "steps", "samples", "pass@1", "maj@N", "verified@N", "confidence@N", "pass@N", "wall_s",
-           "samples_per_s")
+COLUMNS = ("model", "steps", "samples", "stop_round", "samples_drawn", "pass@1", "maj@N", "verified@N",
+           "confidence@N", "pass@N", "wall_s", "samples_per_s")
 
 
 def _as_list(value, key: str) -> list:
@@ -40,7 +42,7 @@ def _slug(model) -> str:
 
 
 def grid(cfg: DictConfig) -> list[dict]:
-    """The grid points: model, steps, samples and the run's output directory."""
+    """The grid points: model, steps, samples, early-stopping round and the run's output directory."""
     if cfg.executor not in EXECUTORS:
         raise ValueError(f"executor={cfg.executor!r} is unknown; use one of {', '.join(EXECUTORS)}")
     models = _as_list(cfg.models, "models")
@@ -52,15 +54,19 @@ def grid(cfg: DictConfig) -> list[dict]:
     for n in samples:
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"samples={n!r} must be a positive integer")
+    stops = _as_list(cfg.get("stop_rounds"), "stop_rounds")
+    for r in stops:
+        if r is not None and (not isinstance(r, int) or isinstance(r, bool) or r < 1):
+            raise ValueError(f"stop_rounds={r!r} must be a positive integer or null (draw all N)")
     slugs: dict = {}
     for i, m in enumerate(models):
         slug = _slug(m)
         slugs[i] = slug if slug not in slugs.values() else f"{slug}-{i}"
     out = Path(cfg.output_dir)
     return [
-        {"model": m, "steps": s, "samples": n,
-         "output_dir": str(out / slugs[i] / f"steps{'default' if s is None else s}-n{n}")}
-        for (i, m), s, n in itertools.product(enumerate(models), steps, samples)
+        {"model": m, "steps": s, "samples": n, "stop_round": r,
+         "output_dir": str(out / slugs[i] / f"steps{'default' if s is None else s}-n{n}{'' if r is None else f'-stop{r}'}")}
+        for (i, m), s, n, r in itertools.product(enumerate(models), steps, samples, stops)
     ]
 
 
@@ -74,6 +80,9 @@ def run_config(cfg: DictConfig, point: dict, *, in_ray: bool = False) -> DictCon
         run_cfg[key] = cfg[key]
     run_cfg.model = point["model"]
     run_cfg.samples = point["samples"]
+    run_cfg.stop_round = point.get("stop_round")
+    run_cfg.stop_on = cfg.get("stop_on", "verified")
+    run_cfg.stop_confidence = cfg.get("stop_confidence")
     run_cfg.sampler.steps = point["steps"]
     for key, value in OmegaConf.to_container(cfg.sampler, resolve=True).items():
         if value is not None:
@@ -129,15 +138,20 @@ def _run_on_ray(cfg: DictConfig, configs: list[dict]) -> list[dict]:
 
 
 def row(point: dict, metrics: dict) -> dict:
-    """One line of the sweep table (N = the grid point's samples)."""
+    """One line of the sweep table (N = the grid point's samples). A point that stopped
+    early has no per-k curves: its maj@N / verified@N are the picks from the samples it
+    drew (``report.summarise_stopped``), ``samples_drawn`` their mean per problem."""
     acc, n = metrics.get("accuracy", {}), point["samples"]
+    stopped = "round_size" in metrics
     return {
         "model": metrics.get("model", point["model"]),
         "steps": metrics.get("steps", point["steps"]),
         "samples": n,
+        "stop_round": metrics.get("round_size"),
+        "samples_drawn": metrics["samples_drawn"]["mean"] if stopped else float(n),
         "pass@1": acc.get("pass@1"),
-        "maj@N": acc.get(f"maj@{n}"),
-        "verified@N": acc.get(f"verified@{n}"),
+        "maj@N": acc.get("majority") if stopped else acc.get(f"maj@{n}"),
+        "verified@N": acc.get("verified") if stopped else acc.get(f"verified@{n}"),
         "confidence@N": acc.get(f"confidence@{n}"),
         "pass@N": acc.get(f"pass@{n}"),
         "wall_s": metrics.get("wall_s"),
@@ -178,11 +192,11 @@ def plot_wallclock(rows: list[dict], path: Path, title: str = "") -> bool:
     fig, ax = plt.subplots(figsize=(6, 4))
     series: dict = {}
     for r in rows:
-        series.setdefault((str(r["model"]), r["steps"]), []).append(r)
-    for (model, steps), points in series.items():
+        series.setdefault((str(r["model"]), r["steps"], r.get("stop_round")), []).append(r)
+    for (model, steps, stop), points in series.items():
         points.sort(key=lambda r: r["samples"])
         ax.plot([max(r["wall_s"], 1e-3) for r in points], [r[metric] for r in points], marker="o",
-                label=f"{_slug(model)} steps={steps}")
+                label=f"{_slug(model)} steps={steps}" + ("" if stop is None else f" stop={stop}"))
         for r in points:
             ax.annotate(f"N={r['samples']}", (max(r["wall_s"], 1e-3), r[metric]), fontsize=7,
                         textcoords="offset points", xytext=(3, 3))
