@@ -3,7 +3,9 @@
 ``Search`` runs in-process; ``sdtt_search.search.ray_executor`` runs the same
 ``generate_problems`` on Ray actors. Each candidate's randomness is seeded by
 (seed, problem id, candidate index), so results do not depend on how problems
-are packed into batches or spread over workers.
+are packed into batches or spread over workers, and a search that stops early
+(``until_stopped`` with a ``stopping.StopRule``: a verified candidate, a settled
+majority) holds exactly the first candidates of the full one.
 """
 from __future__ import annotations
 
