@@ -330,8 +330,12 @@ def accuracy_at_budget(per_problem: list[dict], seconds_per_sample: float, budge
 
 def budget_grid(runs: dict, samples: int, points: int = 12) -> list[float]:
     """Geometric grid from the fastest single sample to the slowest model's N samples."""
-    lo = min(r["seconds_per_sample"] for r in runs.values())
-    hi = max(r["seconds_per_sample"] for r in runs.values()) * samples
+    return _geometric(min(r["seconds_per_sample"] for r in runs.values()),
+                      max(r["seconds_per_sample"] for r in runs.values()) * samples, points)
+
+
+def _geometric(lo: float, hi: float, points: int) -> list[float]:
+    """``points`` budgets from lo to hi, evenly spaced in log (just [lo] when hi <= lo)."""
     if hi <= lo:
         return [lo]
     return [lo * (hi / lo) ** (i / (points - 1)) for i in range(points)]
@@ -375,11 +379,8 @@ def affordable_by_latency(latency: dict[int, float], budget: float) -> int:
 
 def latency_grid(latencies: dict, points: int = 12) -> list[float]:
     """Geometric grid from the quickest single sample to the slowest model's N samples."""
-    lo = min(min(lat.values()) for lat in latencies.values())
-    hi = max(lat[max(lat)] for lat in latencies.values())
-    if hi <= lo:
-        return [lo]
-    return [lo * (hi / lo) ** (i / (points - 1)) for i in range(points)]
+    return _geometric(min(min(lat.values()) for lat in latencies.values()),
+                      max(lat[max(lat)] for lat in latencies.values()), points)
 
 
 def latency_points(runs: dict, latencies: dict, budgets: list[float]) -> list[dict]:
@@ -687,16 +688,13 @@ def markdown(report: dict) -> str:
             lat = "".join(f"{row['latency'][k]:.2f}x | " if k in row.get("latency", {}) else "- | " for k in lat_ks)
             out.append(f"| {row['model']} | {row['steps']} | " + " | ".join(f"{row['per_batch'][b]:.2f}x" for b in batches)
                        + f" | {row['search']:.2f}x | {lat}{target} | {row['pass@1_ratio']:.3f} |")
-    header = "| budget (s/problem) | " + " | ".join(names) + " |" + (" student vs AR |" if report["verdicts"] else "")
-    out += ["", (f"Verified accuracy at equal wall-clock budgets per problem (k = samples affordable; N = "
-                 f"{report['samples']} measured; `*` = capped at N; student vs AR: the best SDTT student + verifier "
-                 "against the best AR engine + verifier, margins in problems ± 1.96 paired standard errors over the problems; "
-                 "a tie when within that or half a problem):"), "", header,
-            "|---|" + "---|" * (len(names) + bool(report["verdicts"]))]
-    for i, point in enumerate(report["frontier"]):
-        cells = [f"{_acc(point['accuracy'][n])} (k={point['k'][n]}){'*' if point['capped'][n] else ''}" for n in names]
-        verdict = f" {verdict_text(report['verdicts'][i])} |" if report["verdicts"] else ""
-        out.append(f"| {point['budget_s']:.3g} | " + " | ".join(cells) + " |" + verdict)
+    out += _budget_table(
+        names, report["frontier"], report["verdicts"], "budget (s/problem)",
+        (f"Verified accuracy at equal wall-clock budgets per problem (k = samples affordable; N = "
+         f"{report['samples']} measured; `*` = capped at N; student vs AR: the best SDTT student + verifier "
+         "against the best AR engine + verifier, margins in problems ± 1.96 paired standard errors over the problems; "
+         "a tie when within that or half a problem):"),
+        lambda p, n: f"{_acc(p['accuracy'][n])} (k={p['k'][n]}){'*' if p['capped'][n] else ''}")
     if report.get("batch_stop_frontier"):
         out += _stop_markdown(report, "batch_stop_frontier", "batch_stop_verdicts", (
             "Verify-and-stop in the search run (rounds of one sample per open problem, packed into the search "
@@ -727,15 +725,11 @@ def _latency_markdown(report: dict) -> list[str]:
            "", "| model | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
     for n in names:
         out.append(f"| {n} | " + " | ".join(f"{report['latency'][n][k] * 1e3:.1f}" for k in ks) + " |")
-    verdicts_ = report.get("latency_verdicts")
-    out += ["", ("Verified accuracy within a latency budget per problem (k = the most samples whose measured latency "
-                 "fits; accuracy = verified@k from the accuracy runs; student vs AR as above):"), "",
-            "| latency budget (s) | " + " | ".join(names) + " |" + (" student vs AR |" if verdicts_ else ""),
-            "|---|" + "---|" * (len(names) + bool(verdicts_))]
-    for i, point in enumerate(report["latency_frontier"]):
-        cells = [f"{_acc(point['accuracy'][n])} (k={point['k'][n]})" for n in names]
-        verdict = f" {verdict_text(verdicts_[i])} |" if verdicts_ else ""
-        out.append(f"| {point['budget_s']:.3g} | " + " | ".join(cells) + " |" + verdict)
+    out += _budget_table(
+        names, report["latency_frontier"], report.get("latency_verdicts"), "latency budget (s)",
+        ("Verified accuracy within a latency budget per problem (k = the most samples whose measured latency "
+         "fits; accuracy = verified@k from the accuracy runs; student vs AR as above):"),
+        lambda p, n: f"{_acc(p['accuracy'][n])} (k={p['k'][n]})")
     if report.get("stop_frontier"):
         out += _stop_markdown(report, "stop_frontier", "stop_verdicts", (
             "Verify-and-stop one problem at a time (rounds of r samples until one verifies, at most k; mean latency "
@@ -746,14 +740,20 @@ def _latency_markdown(report: dict) -> list[str]:
 
 def _stop_markdown(report: dict, key: str, verdict_key: str, caption: str) -> list[str]:
     """A verify-and-stop table: per mean budget, each model's best (r, k), its accuracy and mean cost."""
-    names, stops = list(report["models"]), report.get(verdict_key)
-    out = ["", caption, "", "| mean budget (s/problem) | " + " | ".join(names) + " |"
-           + (" student vs AR |" if stops else ""), "|---|" + "---|" * (len(names) + bool(stops))]
-    for i, point in enumerate(report[key]):
-        cells = [(f"{_acc(point['accuracy'][n])} (r={point['round'][n]}, k={point['k'][n]}, "
-                  f"{point['mean_s'][n] * 1e3:.2g} ms)") if point["k"][n] else "0.000 (-)" for n in names]
-        verdict = f" {verdict_text(stops[i])} |" if stops else ""
-        out.append(f"| {point['budget_s']:.3g} | " + " | ".join(cells) + " |" + verdict)
+    return _budget_table(
+        list(report["models"]), report[key], report.get(verdict_key), "mean budget (s/problem)", caption,
+        lambda p, n: (f"{_acc(p['accuracy'][n])} (r={p['round'][n]}, k={p['k'][n]}, {p['mean_s'][n] * 1e3:.2g} ms)"
+                      if p["k"][n] else "0.000 (-)"))
+
+
+def _budget_table(names: list[str], points: list[dict], verdicts_: list[dict] | None, budget_label: str,
+                  caption: str, cell) -> list[str]:
+    """One budget table: a row per point, ``cell(point, model)`` per model, the verdict last."""
+    out = ["", caption, "", f"| {budget_label} | " + " | ".join(names) + " |" + (" student vs AR |" if verdicts_ else ""),
+           "|---|" + "---|" * (len(names) + bool(verdicts_))]
+    for i, point in enumerate(points):
+        verdict = f" {verdict_text(verdicts_[i])} |" if verdicts_ else ""
+        out.append(f"| {point['budget_s']:.3g} | " + " | ".join(cell(point, n) for n in names) + " |" + verdict)
     return out
 
 

@@ -46,11 +46,16 @@ def _check(cfg: DictConfig) -> None:
         raise ValueError(f"workers={cfg.workers!r} must be a positive integer")
     if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
         raise ValueError(f"batch_size={cfg.batch_size!r} must be a positive integer")
-    stop_round = cfg.get("stop_round")
-    if stop_round is not None and (not isinstance(stop_round, int) or isinstance(stop_round, bool) or stop_round < 1):
-        raise ValueError(f"stop_round={stop_round!r} must be a positive integer (samples per round) or null")
-    if cfg.get("stop_on", "verified") not in STOP_ON:
-        raise ValueError(f"stop_on={cfg.stop_on!r} is unknown; use one of {', '.join(STOP_ON)}")
+    stop_rule(cfg)  # a malformed stopping rule fails here, before any loading
+
+
+def stop_rule(cfg: DictConfig) -> StopRule | None:
+    """The run's early-stopping rule (``stop_round``, ``stop_on``, ``stop_confidence``), None to draw all N."""
+    if cfg.get("stop_round") is None:
+        if cfg.get("stop_on", "verified") not in STOP_ON:
+            raise ValueError(f"stop_on={cfg.stop_on!r} is unknown; use one of {', '.join(STOP_ON)}")
+        return None
+    return StopRule(cfg.stop_round, cfg.get("stop_on", "verified"), cfg.get("stop_confidence"))
 
 
 def _check_model_task(model, task, cfg: DictConfig) -> None:
@@ -85,8 +90,7 @@ def run(cfg: DictConfig) -> dict:
     """Run the search as configured; returns metrics.json's content."""
     _check(cfg)
     task = task_from_config(cfg.task)
-    stop = (None if cfg.get("stop_round") is None
-            else StopRule(cfg.stop_round, cfg.get("stop_on", "verified"), cfg.get("stop_confidence")))
+    stop = stop_rule(cfg)
     if stop is not None:
         stop.check(task)
     model_name = cfg.model or default_model_for(task.name)

@@ -48,16 +48,19 @@ class StopRule:
     on: str = "verified"
     confidence: float | None = None
 
-    def check(self, task) -> None:
-        """One-line errors for a rule that cannot run on ``task``."""
+    def __post_init__(self) -> None:
+        """One-line errors for a malformed rule (before any task or model is loaded)."""
         if not isinstance(self.round_size, int) or isinstance(self.round_size, bool) or self.round_size < 1:
-            raise ValueError(f"stop round_size={self.round_size!r} must be a positive integer")
+            raise ValueError(f"round_size (CLI: stop_round)={self.round_size!r} must be a positive integer")
         if self.on not in STOP_ON:
             raise ValueError(f"stop_on={self.on!r} is unknown; use one of {', '.join(STOP_ON)}")
-        if self.on == "verified" and not task.has_verifier:
-            raise ValueError(f"task {task.name} has no verifier to stop on; use stop_on=majority")
         if self.confidence is not None and (self.on != "majority" or not 0.5 < float(self.confidence) < 1):
             raise ValueError(f"stop_confidence={self.confidence!r} must be in (0.5, 1) and goes with stop_on=majority")
+
+    def check(self, task) -> None:
+        """A one-line error when ``task`` cannot run this rule (no verifier to stop on)."""
+        if self.on == "verified" and not task.has_verifier:
+            raise ValueError(f"task {task.name} has no verifier to stop on; use stop_on=majority")
 
     def done(self, candidates: Sequence[Candidate], remaining: int) -> bool:
         """Whether a problem with these candidates, and ``remaining`` samples still allowed, stops."""
