@@ -8,11 +8,19 @@
     search = Search(model, task)  # the model's recorded decoding; or sampler=SamplerConfig(...)
     result = search.best_of_n(task.problems("test", limit=100), n=64)
     print(result.metrics["accuracy"]["verified@64"])
+
+    # a cascade: the student until one candidate verifies (at most 4), the AR twin for the rest
+    from sdtt_search import Cascade, Stage
+    ar = load_model("countdown-cd3-ar")
+    cascade = Cascade([Stage(search, samples=4, round_size=1), Stage(Search(ar, task, seed=1), samples=64, round_size=32)])
+    print(cascade.best_of_n(task.problems("test", limit=100)).metrics["accuracy"]["verified"])
 """
 from .diffusion import SamplerConfig, generate
 from .loading import DiffusionModel, load_ar_as_denoiser, load_model
+from .search.cascade import Cascade, Stage
 from .search.engine import Search, SearchResult
 
 __version__ = "0.1.0"
 
-__all__ = ["SamplerConfig", "generate", "DiffusionModel", "load_model", "load_ar_as_denoiser", "Search", "SearchResult", "__version__"]
+__all__ = ["SamplerConfig", "generate", "DiffusionModel", "load_model", "load_ar_as_denoiser", "Search", "SearchResult", "Cascade", "Stage",
+           "__version__"]

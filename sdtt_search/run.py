@@ -5,6 +5,8 @@
     python -m sdtt_search.run task=countdown executor=ray workers=4 ray.address=auto
     python -m sdtt_search.run task=countdown samples=64 stop_round=4   # verify-and-stop
     python -m sdtt_search.run task=gsm8k samples=64 stop_round=8 stop_on=majority   # stop once maj@64 is settled
+    python -m sdtt_search.run task=countdown samples=4 stop_round=1 fallback.model=countdown-cd3-ar \
+        fallback.samples=64 fallback.round=32   # a cascade: the AR twin only where the student found nothing
 
 Writes ``results.jsonl`` (one line per problem, as problems finish),
 ``metrics.json`` and ``accuracy_vs_samples.png`` to ``output_dir``; rerunning
@@ -27,7 +29,8 @@ from .hf.options import load_options_from_config
 from .loading import load_model
 from .machine import resolve_device
 from .search.engine import Search
-from .search.report import format_summary, plot_accuracy, summarise, summarise_stopped
+from .search.cascade import Cascade, Stage
+from .search.report import format_summary, plot_accuracy, summarise, summarise_cascade, summarise_stopped
 from .search.stopping import STOP_ON, StopRule
 from .search.store import ResultStore
 from .zoo import default_model_for
@@ -46,7 +49,17 @@ def _check(cfg: DictConfig) -> None:
         raise ValueError(f"workers={cfg.workers!r} must be a positive integer")
     if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
         raise ValueError(f"batch_size={cfg.batch_size!r} must be a positive integer")
-    stop_rule(cfg)  # a malformed stopping rule fails here, before any loading
+    stop = stop_rule(cfg)  # a malformed stopping rule fails here, before any loading
+    fallback = cfg.get("fallback") or {}
+    if fallback.get("model") is None:
+        return
+    if stop is None or stop.on != "verified":
+        raise ValueError("fallback.model runs a cascade, which passes on the problems left without a verified "
+                         "candidate: set stop_round (and stop_on=verified)")
+    for key in ("samples", "round"):
+        value = fallback.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ValueError(f"fallback.{key}={value!r} must be a positive integer or null")
 
 
 def stop_rule(cfg: DictConfig) -> StopRule | None:
@@ -56,6 +69,16 @@ def stop_rule(cfg: DictConfig) -> StopRule | None:
             raise ValueError(f"stop_on={cfg.stop_on!r} is unknown; use one of {', '.join(STOP_ON)}")
         return None
     return StopRule(cfg.stop_round, cfg.get("stop_on", "verified"), cfg.get("stop_confidence"))
+
+
+def fallback_stage(cfg: DictConfig) -> dict | None:
+    """The cascade's second stage (``fallback.*``, nulls filled from ``samples`` and
+    ``stop_round``; its seed is ``seed + 1``), None without ``fallback.model``."""
+    fallback = cfg.get("fallback") or {}
+    if fallback.get("model") is None:
+        return None
+    return {"model": str(fallback.model), "samples": fallback.get("samples") or cfg.samples,
+            "round_size": fallback.get("round") or cfg.stop_round, "seed": cfg.seed + 1}
 
 
 def _check_model_task(model, task, cfg: DictConfig) -> None:
@@ -105,15 +128,27 @@ def run(cfg: DictConfig) -> dict:
     model = load_model(model_name, device=driver_device, **load_options)
     _check_model_task(model, task, cfg)
     sampler = sampler_from(cfg, model)
+    fallback = fallback_stage(cfg)
+    if fallback is not None:  # the cascade's second model, loaded (and checked) before anything runs
+        fallback_model = load_model(fallback["model"], device=driver_device, **load_options)
+        _check_model_task(fallback_model, task, cfg)
+        fallback["sampler"] = fallback_model.default_sampler().to_dict()
     problems = task.problems(split=cfg.split, limit=cfg.limit)
     run_config = {
         "task": OmegaConf.to_container(cfg.task, resolve=True), "model": str(model_name), "samples": cfg.samples,
         "seed": cfg.seed, "split": cfg.split, "sampler": sampler.to_dict(), "stop": None if stop is None else asdict(stop),
+        "fallback": fallback,
     }
     store = ResultStore(cfg.output_dir, run_config,
-                        resume_keys=["task", "model", "samples", "seed", "split", "sampler", "stop"])
+                        resume_keys=["task", "model", "samples", "seed", "split", "sampler", "stop", "fallback"])
     todo = [p for p in problems if not store.done(p.id)]
     search = Search(model, task, sampler, batch_size=cfg.batch_size, seed=cfg.seed)
+    cascade = None
+    if fallback is not None:
+        cascade = Cascade([Stage(search, cfg.samples, stop.round_size),
+                           Stage(Search(fallback_model, task, SamplerConfig.from_dict(fallback["sampler"]),
+                                        batch_size=cfg.batch_size, seed=fallback["seed"]),
+                                 fallback["samples"], fallback["round_size"])])
 
     bar = tqdm(total=len(problems), initial=len(problems) - len(todo), desc=f"{task.name} x{cfg.samples}",
                unit="problem", disable=not cfg.progress, dynamic_ncols=True)
@@ -129,16 +164,24 @@ def run(cfg: DictConfig) -> dict:
 
     if todo:
         if cfg.executor == "local":
-            for result in search.iter_results(todo, cfg.samples, stop=stop):
+            for result in (search.iter_results(todo, cfg.samples, stop=stop) if cascade is None
+                           else cascade.iter_results(todo)):
                 on_result(result)
         else:
-            from .search.ray_executor import run_on_ray
+            from .search.ray_executor import run_cascade_on_ray, run_on_ray
 
-            run_on_ray(search_args={"model": str(model_name), "task": run_config["task"], "sampler": sampler.to_dict(),
-                                    "batch_size": cfg.batch_size, "seed": cfg.seed, "device": device,
-                                    "load_options": load_options},
-                       problems=todo, n=cfg.samples, workers=cfg.workers, ray_cfg=cfg.ray, on_result=on_result,
-                       stop=stop)
+            search_args = {"model": str(model_name), "task": run_config["task"], "sampler": sampler.to_dict(),
+                           "batch_size": cfg.batch_size, "seed": cfg.seed, "device": device,
+                           "load_options": load_options}
+            if cascade is None:
+                run_on_ray(search_args=search_args, problems=todo, n=cfg.samples, workers=cfg.workers, ray_cfg=cfg.ray,
+                           on_result=on_result, stop=stop)
+            else:
+                second = {**search_args, "model": fallback["model"], "sampler": fallback["sampler"], "seed": fallback["seed"]}
+                run_cascade_on_ray(stages=[{"search_args": search_args, "samples": cfg.samples, "round_size": stop.round_size},
+                                           {"search_args": second, "samples": fallback["samples"],
+                                            "round_size": fallback["round_size"]}],
+                                   problems=todo, workers=cfg.workers, ray_cfg=cfg.ray, on_result=on_result)
     bar.close()
     store.add_wall(time.perf_counter() - start)
 
@@ -149,7 +192,8 @@ def run(cfg: DictConfig) -> dict:
         "sampler": sampler.to_dict(), "executor": cfg.executor, "workers": cfg.workers if cfg.executor == "ray" else 1,
         "device": device,
         **(summarise(results, cfg.samples, has_verifier=task.has_verifier, wall_s=store.wall_s) if stop is None
-           else summarise_stopped(results, cfg.samples, stop, task.has_verifier, wall_s=store.wall_s)),
+           else summarise_stopped(results, cfg.samples, stop, task.has_verifier, wall_s=store.wall_s) if cascade is None
+           else summarise_cascade(results, cascade.describe(), wall_s=store.wall_s)),
     }
     out = Path(cfg.output_dir)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

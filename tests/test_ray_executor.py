@@ -22,7 +22,8 @@ from sdtt_search.loading import load_model  # noqa: E402
 from sdtt_search.model import Denoiser, ModelConfig  # noqa: E402
 from sdtt_search.search import ray_cluster  # noqa: E402
 from sdtt_search.search.engine import Search  # noqa: E402
-from sdtt_search.search.ray_executor import run_on_ray  # noqa: E402
+from sdtt_search.search.cascade import Cascade, Stage  # noqa: E402
+from sdtt_search.search.ray_executor import run_cascade_on_ray, run_on_ray  # noqa: E402
 from sdtt_search.search.stopping import StopRule  # noqa: E402
 from sdtt_search.tokenizer import Tokenizer  # noqa: E402
 from tasks import load_task  # noqa: E402
@@ -218,6 +219,32 @@ def test_ray_verify_and_stop_matches_local(ray_session):
     assert _by_id(remote) == _by_id(local)
     drawn = [len(r.candidates) for r in remote]
     assert min(drawn) == 2 and all(d % 2 == 0 and d <= 8 for d in drawn)  # stopped early, whole rounds
+
+
+def test_ray_cascade_matches_local(ray_session, tiny_checkpoint):
+    # stage 1: the tiny random model, whose expressions never verify; stage 2: a zoo student
+    task = load_task("countdown", n=3)
+    first_args = search_args(tiny_checkpoint, batch_size=8)
+    student = load_model("countdown-cd3-num-sdtt-4")
+    second_args = {"model": "countdown-cd3-num-sdtt-4", "task": TASK, "sampler": student.default_sampler().to_dict(),
+                   "batch_size": 8, "seed": 1, "device": "cpu"}
+    problems = task.problems(limit=6)
+    local = Cascade([
+        Stage(Search(load_model(tiny_checkpoint), task, SamplerConfig.from_dict(first_args["sampler"]), batch_size=8,
+                     seed=first_args["seed"]), samples=2, round_size=1),
+        Stage(Search(student, task, student.default_sampler(), batch_size=8, seed=1), samples=8, round_size=4),
+    ]).run(problems)
+    remote = []
+    run_cascade_on_ray(stages=[{"search_args": first_args, "samples": 2, "round_size": 1},
+                               {"search_args": second_args, "samples": 8, "round_size": 4}],
+                       problems=problems, workers=2, ray_cfg=RAY_CFG, on_result=remote.append)
+    assert sorted(r.id for r in remote) == sorted(p.id for p in problems)
+    assert _by_id(remote) == _by_id(local)
+    assert {r.id: r.stage_samples for r in remote} == {r.id: r.stage_samples for r in local}
+    assert all(r.stage_samples[0] == 2 and r.stage_samples[1] in (4, 8) for r in remote)  # every problem reached stage 2
+    assert sum(any(c.verified for c in r.candidates) for r in remote) >= 4  # where the student solves most
+    assert {r.id: r.selected for r in remote} == {r.id: r.selected for r in local}
+    assert ray.is_initialized()
 
 
 def test_dead_worker_is_replaced_and_nothing_is_lost(ray_session, tiny_checkpoint, tmp_path):

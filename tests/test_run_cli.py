@@ -232,3 +232,55 @@ def test_the_cli_keeps_a_models_recorded_decoding_unless_asked():
     assert kept == recorded
     asked = run_module.sampler_from(compose("run", ["sampler.remasking=random", "sampler.temperature=1.0"]), model)
     assert (asked.remasking, asked.temperature, asked.threshold) == ("random", 1.0, 0.9)
+
+
+def test_a_cascade_from_the_command_line_passes_on_only_the_unverified_problems(full_run, tiny_ckpt, tmp_path,  # noqa: F811
+                                                                               monkeypatch):
+    from ar_fixtures import tiny_ar
+    from tasks.countdown import CountdownTask
+
+    # a scripted verifier: a candidate "verifies" when its text length is a multiple of 3
+    monkeypatch.setattr(CountdownTask, "verify", lambda self, problem, text: len(text) % 3 == 0)
+    tiny_ar(tmp_path / "ar")
+    out = tmp_path / "cascade"
+    cascade = ("progress=false", "stop_round=2", f"fallback.model={tmp_path / 'ar'}", "fallback.samples=3",
+               "fallback.round=1", "ar_backend=transformers")
+    assert run_module.main(_args(tiny_ckpt, out, *cascade)) == 0
+    full = _by_id(full_run / "results.jsonl")
+    stages = []
+    for r in _lines(out / "results.jsonl"):
+        first, second = r["stage_samples"]
+        texts = [c["text"] for c in r["candidates"]]
+        assert len(texts) == first + second
+        # stage 1 is verify-and-stop with the diffusion model: the full run's first candidates
+        assert texts[:first] == [c[0] for c in full[r["id"]]][:first]
+        solved_first = any(len(t) % 3 == 0 for t in texts[:first])
+        assert second == 0 if solved_first else (first == SAMPLES and 1 <= second <= 3)
+        if second:  # the AR stage stops at its first verified candidate, at most 3
+            lengths = [len(t) % 3 == 0 for t in texts[first:]]
+            assert lengths.index(True) == second - 1 if True in lengths else second == 3
+        stages.append(second > 0)
+    assert any(stages) and not all(stages)  # some problems reached the AR stage, some did not
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [s["model"] for s in metrics["stages"]] == [str(tiny_ckpt), str(tmp_path / "ar")]
+    assert [(s["samples"], s["round_size"]) for s in metrics["stages"]] == [(SAMPLES, 2), (3, 1)]
+    assert metrics["stages"][1]["reached"] == pytest.approx(sum(stages) / LIMIT)
+    assert metrics["samples"] == SAMPLES + 3 and metrics["problems"] == LIMIT
+    # resumed: nothing to redo; another fallback is another run (refused)
+    before = _lines(out / "results.jsonl")
+    assert run_module.main(_args(tiny_ckpt, out, *cascade)) == 0
+    assert _lines(out / "results.jsonl") == before
+    assert run_module.main(_args(tiny_ckpt, out, *cascade[:-2], "fallback.round=3", "ar_backend=transformers")) == 2
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    (["fallback.model=countdown-cd3-ar"], "stop_round"),  # a cascade stops on a verified candidate
+    (["fallback.model=countdown-cd3-ar", "stop_round=2", "stop_on=majority"], "stop_on=verified"),
+    (["fallback.model=countdown-cd3-ar", "stop_round=2", "fallback.samples=0"], "fallback.samples"),
+    (["fallback.model=countdown-cd3-ar", "stop_round=2", "fallback.round=-1"], "fallback.round"),
+])
+def test_bad_cascades_are_one_line_errors(overrides, needle, tiny_ckpt, tmp_path, capsys):  # noqa: F811
+    assert run_module.main(_args(tiny_ckpt, tmp_path, "progress=false", *overrides)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1 and needle in err, err
+    assert not (tmp_path / "results.jsonl").exists()

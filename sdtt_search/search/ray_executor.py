@@ -139,6 +139,45 @@ def run_on_ray(*, search_args: dict, problems: list, n: int, workers: int, ray_c
             ray_cluster.shutdown()
 
 
+def run_cascade_on_ray(*, stages: list[dict], problems: list, workers: int, ray_cfg: Any = None,
+                       on_result: Callable[[Any], None]) -> None:
+    """A cascade (``search.cascade``) on Ray: each stage is a verify-and-stop ``run_on_ray``
+    over the problems the stages before it left unverified. ``stages``: per stage
+    ``search_args`` (as ``run_on_ray``'s), ``samples`` and ``round_size``. A problem is
+    handed to ``on_result`` (merged over its stages) as soon as it is solved or has been
+    through the last stage; the cluster is started once for all stages."""
+    from .cascade import merge_stage, select, solved
+    from .stopping import StopRule
+
+    problems = list(problems)
+    if not problems:
+        return
+    owns_cluster = not ray.is_initialized()
+    ray_cluster.connect(_cfg(ray_cfg, "address", None), dashboard=bool(_cfg(ray_cfg, "dashboard", False)),
+                        num_cpus=_cfg(ray_cfg, "num_cpus", None))
+    merged: dict[str, Any] = {}
+    try:
+        for s, stage in enumerate(stages):
+            left = []
+
+            def take(result, s=s, last=s == len(stages) - 1, left=left):
+                merged[result.id] = merge_stage(merged.get(result.id), result, s, len(stages))
+                if last or solved(merged[result.id]):
+                    on_result(select(merged.pop(result.id)))
+                else:
+                    left.append(result.id)
+
+            run_on_ray(search_args=stage["search_args"], problems=problems, n=int(stage["samples"]), workers=workers,
+                       ray_cfg=ray_cfg, on_result=take, stop=StopRule(int(stage["round_size"])))
+            left_ids = set(left)
+            problems = [p for p in problems if p.id in left_ids]
+            if not problems:
+                break
+    finally:
+        if owns_cluster:
+            ray_cluster.shutdown()
+
+
 def _run(search_args: dict, problems: list, n: int, workers: int, max_retries: int,
          on_result: Callable[[Any], None], stop: Any = None) -> None:
     step = _problems_per_batch(int(search_args["batch_size"]), n if stop is None else min(stop.round_size, n))

@@ -79,6 +79,32 @@ def summarise_stopped(results: Sequence[ProblemResult], n: int, stop, has_verifi
     verified candidate) is correct, 0 where none verified; ``accuracy.majority``: the most
     frequent answer of the candidates drawn is correct; ``solved_share``: a candidate
     verified within n; ``samples_drawn``: per problem, mean and max (<= n)."""
+    return {"problems": len(results), "samples": n, "round_size": stop.round_size, "stop_on": stop.on,
+            "stop_confidence": stop.confidence, **_stopped_blocks(results, has_verifier, wall_s)}
+
+
+def summarise_cascade(results: Sequence[ProblemResult], stages: list[dict], *, wall_s: float) -> dict:
+    """metrics.json of a cascade (``search.cascade``; ``stages`` from ``Cascade.describe``):
+    the blocks of ``summarise_stopped`` over all stages' candidates, and per stage the share
+    of problems that reached it, the share it solved (a verified candidate of its own),
+    its mean samples per problem (over all problems) and its sampling seconds."""
+    count = max(len(results), 1)
+    per_stage = []
+    for s, stage in enumerate(stages):
+        solved = 0
+        for r in results:
+            lo = sum(r.stage_samples[:s])
+            solved += any(c.verified for c in r.candidates[lo : lo + r.stage_samples[s]])
+        per_stage.append({**stage, "reached": sum(r.stage_samples[s] > 0 for r in results) / count,
+                          "solved": solved / count,
+                          "samples_drawn_mean": sum(r.stage_samples[s] for r in results) / count,
+                          "sampling_s": sum(r.stage_seconds[s] for r in results)})
+    return {"problems": len(results), "samples": sum(s["samples"] for s in stages), "stop_on": "verified",
+            "stages": per_stage, **_stopped_blocks(results, True, wall_s)}
+
+
+def _stopped_blocks(results: Sequence[ProblemResult], has_verifier: bool, wall_s: float) -> dict:
+    """accuracy, solved_share, samples_drawn and throughput of a search that stopped early."""
     def pick_correct(r: ProblemResult) -> bool:
         verified = [c for c in r.candidates if c.verified]
         return bool(verified) and max(verified, key=lambda c: c.score).correct
@@ -89,11 +115,6 @@ def summarise_stopped(results: Sequence[ProblemResult], n: int, stop, has_verifi
     if has_verifier:
         accuracy["verified"] = sum(map(pick_correct, results)) / count
     return {
-        "problems": len(results),
-        "samples": n,
-        "round_size": stop.round_size,
-        "stop_on": stop.on,
-        "stop_confidence": stop.confidence,
         "wall_s": wall_s,
         "accuracy": accuracy,
         "solved_share": sum(any(c.verified for c in r.candidates) for r in results) / count,
@@ -110,7 +131,18 @@ def summarise_stopped(results: Sequence[ProblemResult], n: int, stop, has_verifi
 
 def format_summary(metrics: dict) -> str:
     """A markdown table: one row per k, columns pass / maj / verified / confidence (a
-    verify-and-stop run: its accuracy and the samples it drew)."""
+    verify-and-stop run or a cascade: its accuracy and the samples it drew)."""
+    if "stages" in metrics:
+        drawn, tp = metrics["samples_drawn"], metrics["throughput"]
+        lines = [f"cascade, stop on verified: verified accuracy {metrics['accuracy']['verified']:.3f} on "
+                 f"{metrics['problems']} problems, {drawn['mean']:.2f} samples drawn per problem (max {drawn['max']}), "
+                 f"{tp['seconds_per_problem'] * 1e3:.1f} ms per problem", "",
+                 "| stage | model | rounds of | at most | reached | solved | samples / problem | sampling s |",
+                 "|---|---|---|---|---|---|---|---|"]
+        for i, s in enumerate(metrics["stages"]):
+            lines.append(f"| {i + 1} | {s['model']} | {s['round_size']} | {s['samples']} | {s['reached']:.3f} | "
+                         f"{s['solved']:.3f} | {s['samples_drawn_mean']:.2f} | {s['sampling_s']:.1f} |")
+        return "\n".join(lines)
     if "round_size" in metrics:
         drawn, tp, on = metrics["samples_drawn"], metrics["throughput"], metrics.get("stop_on", "verified")
         rule = on if metrics.get("stop_confidence") is None else f"{on} at {metrics['stop_confidence']}"

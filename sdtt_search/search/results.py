@@ -38,6 +38,10 @@ class ProblemResult:
     tokens: int = 0  # generated tokens up to and including EOS, over all candidates
     positions: int = 0  # generated positions (gen_length per candidate)
     seconds: float = 0.0  # sampling time attributed to this problem
+    # a cascade (``search.cascade``): candidates and seconds per stage, in stage order
+    # (0 where an earlier stage verified); None for a single-model search
+    stage_samples: list[int] | None = None
+    stage_seconds: list[float] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,0 +1,145 @@
+"""Cascades: a cheap model first, a stronger one only where the cheap one found nothing.
+
+A ``Cascade`` is verify-and-stop best-of-N (``Search.until_verified``) run with each of
+its stages in turn: stage 1 draws rounds of candidates for every problem until one
+verifies or its sample cap is reached; the problems it leaves without a verified
+candidate go on to stage 2, and so on. Each stage is a ``Search`` of its own (model,
+sampler, batch size, seed), so a fast few-step diffusion student can answer most
+problems in a few samples and an autoregressive model take the hard remainder.
+
+A problem's result holds every candidate drawn for it, stage by stage, with
+``ProblemResult.stage_samples`` / ``stage_seconds`` saying how many and how long per
+stage. Because each stage stops at its first verified candidate, at most one stage
+holds verified candidates, and the verifier's pick is that stage's best-scored one.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+from .engine import Search, SearchResult
+from .results import ProblemResult
+from .select import SELECTORS
+from .stopping import StopRule
+
+
+def merge_stage(so_far: ProblemResult | None, result: ProblemResult, stage: int, stages: int) -> ProblemResult:
+    """``result`` (what stage ``stage`` of ``stages`` drew for a problem) appended to what the
+    earlier stages drew for it (``so_far``; None before the first); selections are left to
+    ``select``."""
+    if so_far is None:
+        so_far = ProblemResult(id=result.id, prompt=result.prompt, reference=result.reference, candidates=[],
+                               stage_samples=[0] * stages, stage_seconds=[0.0] * stages)
+    so_far.candidates += result.candidates
+    so_far.nfe += result.nfe
+    so_far.tokens += result.tokens
+    so_far.positions += result.positions
+    so_far.seconds += result.seconds
+    so_far.stage_samples[stage] = len(result.candidates)
+    so_far.stage_seconds[stage] = result.seconds
+    return so_far
+
+
+def solved(result: ProblemResult) -> bool:
+    """Whether a candidate verified (the cascade passes the problem on otherwise)."""
+    return any(c.verified for c in result.candidates)
+
+
+def select(result: ProblemResult, rewarded: bool = False) -> ProblemResult:
+    """The selections over every stage's candidates (``reward`` only when every stage had a reward model)."""
+    result.selected = {name: pick(result.candidates) for name, pick in SELECTORS.items()
+                       if name != "reward" or rewarded}
+    return result
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a cascade: draw rounds of ``round_size`` candidates per problem with
+    ``search`` until one verifies, at most ``samples`` per problem."""
+
+    search: Search
+    samples: int
+    round_size: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.samples, int) or isinstance(self.samples, bool) or self.samples < 1:
+            raise ValueError(f"a cascade stage's samples={self.samples!r} must be a positive integer")
+        StopRule(self.round_size)  # the round size's one-line error
+
+    @property
+    def name(self) -> str:
+        model = self.search.model
+        return str(getattr(model, "name", None) or type(model).__name__)
+
+
+class Cascade:
+    """Verify-and-stop best-of-N over stages of models (see the module).
+
+    Args:
+        stages: in the order they run; each stage sees only the problems every stage
+            before it left without a verified candidate.
+    """
+
+    def __init__(self, stages: Sequence[Stage]):
+        stages = list(stages)
+        if not stages:
+            raise ValueError("a cascade needs at least one stage")
+        task = stages[0].search.task
+        StopRule(1).check(task)  # a task without a verifier cannot say when to pass a problem on
+        for i, stage in enumerate(stages):
+            if stage.search.task.name != task.name:
+                raise ValueError(f"cascade stage {i + 1} searches task {stage.search.task.name!r}, stage 1 "
+                                 f"{task.name!r}; give every stage the same task")
+            for j in range(i):
+                earlier = stages[j].search
+                if earlier.model is stage.search.model and earlier.seed == stage.search.seed:
+                    raise ValueError(f"cascade stages {j + 1} and {i + 1} use the same model and seed, so the later "
+                                     "one would redraw the same candidates; give its Search another seed")
+        self.stages = stages
+        self.task = task
+
+    def run(self, problems: Sequence) -> list[ProblemResult]:
+        """One merged ``ProblemResult`` per problem, in order (see the module)."""
+        problems = list(problems)
+        merged: list[ProblemResult | None] = [None] * len(problems)
+        open_ = list(range(len(problems)))
+        for s, stage in enumerate(self.stages):
+            if not open_:
+                break
+            results = stage.search.until_verified([problems[p] for p in open_], stage.samples, stage.round_size)
+            for p, result in zip(open_, results):
+                merged[p] = merge_stage(merged[p], result, s, len(self.stages))
+            open_ = [p for p in open_ if not solved(merged[p])]
+        rewarded = all(stage.search.reward_fn is not None for stage in self.stages)
+        return [select(result, rewarded) for result in merged]
+
+    def problems_per_batch(self) -> int:
+        """Problems per chunk: as many as fill stage 1's batch with their first round."""
+        first = self.stages[0]
+        return first.search.problems_per_batch(min(first.round_size, first.samples))
+
+    def iter_results(self, problems: Sequence) -> Iterable[ProblemResult]:
+        """Stream merged results chunk by chunk (every stage runs on a chunk before the next)."""
+        problems = list(problems)
+        step = self.problems_per_batch()
+        for lo in range(0, len(problems), step):
+            yield from self.run(problems[lo : lo + step])
+
+    def best_of_n(self, problems: Sequence, *,
+                  on_result: Callable[[ProblemResult], None] | None = None) -> SearchResult:
+        """Run the cascade in-process and summarise it (``report.summarise_cascade``)."""
+        from .report import summarise_cascade
+
+        start = time.perf_counter()
+        results = []
+        for result in self.iter_results(problems):
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+        return SearchResult(problems=results, metrics=summarise_cascade(results, self.describe(),
+                                                                         wall_s=time.perf_counter() - start))
+
+    def describe(self) -> list[dict]:
+        """Each stage's model name, sample cap and round size (metrics.json's ``stages``)."""
+        return [{"model": s.name, "samples": s.samples, "round_size": s.round_size} for s in self.stages]
