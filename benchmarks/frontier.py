@@ -64,6 +64,9 @@ from sdtt_search.machine import describe
 from sdtt_search.search.engine import Search
 from sdtt_search.search.metrics import verified_at_k
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cascade_pricing import cascade_best, stop_options  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
@@ -434,6 +437,69 @@ def stop_points(runs: dict, latencies: dict, budgets: list[float]) -> list[dict]
     return points
 
 
+def cascade_points(runs: dict, latencies: dict, budgets: list[float], students: list[str],
+                   ars: list[str]) -> list[dict]:
+    """Per mean budget and student: the best cascade of that student then an AR engine
+    (``cascade_pricing``: the student in rounds of r1 until a sample verifies, at most k1;
+    then, where none did, the AR engine in rounds of r2, at most k2, or nothing) whose
+    expected cost per problem fits. ``latencies``: per model, seconds per round of r
+    samples ({1: s/sample in search} prices the search run)."""
+    def options(name: str, zero: bool):
+        per_problem = runs[name]["per_problem"]
+        return stop_options([sum(p["verified"]) for p in per_problem],
+                            [sum(v and c for v, c in zip(p["verified"], p["correct"])) for p in per_problem],
+                            len(per_problem[0]["verified"]), {int(r): t for r, t in latencies[name].items()}, zero=zero)
+
+    seconds = {a: options(a, True) for a in ars}
+    points = [{"budget_s": b, "accuracy": {}, "k": {}, "capped": {}, "mean_s": {}, "setting": {}, "per_problem": {}}
+              for b in budgets]
+    for s in students:
+        first = options(s, False)
+        best = [(None, None)] * len(budgets)
+        for a in ars:
+            for i, found in enumerate(cascade_best(first, seconds[a], budgets)):
+                if found and (best[i][0] is None or (found["accuracy"], -found["mean_s"])
+                              > (best[i][0]["accuracy"], -best[i][0]["mean_s"])):
+                    best[i] = (found, a)
+        for point, (found, a) in zip(points, best):
+            if found is None:
+                point["accuracy"][s], point["k"][s], point["mean_s"][s], point["setting"][s] = 0.0, 0, 0.0, None
+                point["per_problem"][s] = [0.0] * len(runs[s]["per_problem"])
+            else:
+                point["accuracy"][s], point["mean_s"][s] = found["accuracy"], found["mean_s"]
+                point["k"][s] = found["first"][1] + found["then"][1]
+                point["setting"][s] = [*found["first"], a if found["then"][1] else None, *found["then"]]
+                point["per_problem"][s] = found["per_problem"]
+            point["capped"][s] = False
+    return points
+
+
+def cascade_verdicts(report: dict, cascade_key: str, stop_key: str) -> list[dict]:
+    """Per budget: the best cascade (student then AR) against the best AR engine alone with
+    verify-and-stop at the same mean budget (``stop_key``'s points), as ``verdicts`` words it."""
+    models = report["models"]
+    ars = names_with(models, "ar")
+    problems = report.get("problems", 0)
+    half_problem = 0.5 / problems if problems else 1e-12
+    out = []
+    for point, alone in zip(report[cascade_key], report[stop_key]):
+        best = max(point["accuracy"], key=lambda m: point["accuracy"][m])
+        ar = max(ars, key=lambda m: alone["accuracy"][m])
+        s, a = point["accuracy"][best], alone["accuracy"][ar]
+        se = paired_se(point["per_problem"][best], per_problem_at_k(models[ar]["search"]["per_problem"], alone["k"][ar]))
+        if point["k"][best] == 0 and alone["k"][ar] == 0:
+            winner = "none"
+        elif abs(s - a) < max(half_problem, Z95 * se):
+            winner = "tie"
+        else:
+            winner = "student" if s > a else "ar"
+        out.append({"budget_s": point["budget_s"], "student": f"{best} -> AR", "ar": ar, "student_accuracy": s,
+                    "ar_accuracy": a, "student_k": point["k"][best], "ar_k": alone["k"][ar], "winner": winner,
+                    "margin_problems": (s - a) * problems, "margin_ci95_problems": Z95 * se * problems,
+                    "problems": problems, "label": "the cascade"})
+    return out
+
+
 def frontier_points(runs: dict, budgets: list[float]) -> list[dict]:
     points = []
     for budget in budgets:
@@ -535,11 +601,13 @@ def verdict_text(v: dict) -> str:
         diff = f"; {v['margin_problems']:+.1f}{pm}{of} problems" if pm else ""
         return f"tie ({v['student']} {_acc(v['student_accuracy'])}, {v['ar']} {_acc(v['ar_accuracy'])}{diff})"
     s, a = _acc(v["student_accuracy"]), _acc(v["ar_accuracy"])
+    label = v.get("label", "the student")
     if v["winner"] == "ar":
-        note = " (the student affords no sample)" if v["student_k"] == 0 else ""
+        note = f" ({label} affords no sample)" if v["student_k"] == 0 else ""
         return f"**AR wins** by {-v['margin_problems']:.1f}{pm}{of} problems: {v['ar']} {a} > {v['student']} {s}{note}"
     note = " (the AR twin affords no sample)" if v["ar_k"] == 0 else ""
-    return f"student wins by {v['margin_problems']:.1f}{pm}{of} problems: {v['student']} {s} > {v['ar']} {a}{note}"
+    return (f"{label.removeprefix('the ')} wins by {v['margin_problems']:.1f}{pm}{of} problems: {v['student']} {s} > "
+            f"{v['ar']} {a}{note}")
 
 
 def curve(per_problem: list[dict], n: int) -> list[float]:
@@ -623,11 +691,13 @@ def targets(report: dict) -> list[str]:
     return lines
 
 
-def _budget_line(vs: list[dict], regime: str) -> str:
-    """One target line: at how many budgets of a regime the student solves more, and where AR
-    does. Met when AR solves more nowhere and the student somewhere AR affords a sample too
-    (ties are left where the two cannot be told apart, e.g. both at 1.000 once the budget
-    buys enough samples; a win below one AR sample alone meets nothing)."""
+def _budget_line(vs: list[dict], regime: str, side: str = "best SDTT student + verifier", who: str = "the student",
+                 words: tuple[str, str] = ("met (AR solves more at none)", "NOT met")) -> str:
+    """One target line: at how many budgets of a regime the student (``side``, ``who``)
+    solves more, and where AR does. Met (``words``) when AR solves more nowhere and the
+    student somewhere AR affords a sample too (ties are left where the two cannot be told
+    apart, e.g. both at 1.000 once the budget buys enough samples; a win below one AR sample
+    alone meets nothing)."""
     ar = " / ".join(dict.fromkeys(v["ar"] for v in vs))  # every AR engine that led somewhere
     scored = [v for v in vs if v["winner"] != "none"]
     wins = [v for v in scored if v["winner"] == "student"]
@@ -635,11 +705,11 @@ def _budget_line(vs: list[dict], regime: str) -> str:
     ties = [v for v in scored if v["winner"] == "tie"]
     below = sum(v["ar_k"] == 0 for v in wins)
     met = len(wins) > below and not ar_wins
-    line = (f"- {regime}, best SDTT student + verifier vs {ar} + verifier: the student solves more "
+    line = (f"- {regime}, {side} vs {ar} + verifier: {who} solves more "
             f"at {len(wins)} of {len(scored)} budgets" + (f" ({below} below one AR sample)" if below else "")
-            + f": {'met (AR solves more at none)' if met else 'NOT met'}")
+            + f": {words[0] if met else words[1]}")
     if wins:
-        line += ". The student solves more at " + ", ".join(f"{v['budget_s']:.3g}s" for v in wins)
+        line += f". {who.capitalize()} solves more at " + ", ".join(f"{v['budget_s']:.3g}s" for v in wins)
     if ar_wins:
         line += (f". The AR baseline solves more at {len(ar_wins)} budgets: "
                  + ", ".join(f"{v['budget_s']:.3g}s" for v in ar_wins))
@@ -700,6 +770,8 @@ def markdown(report: dict) -> str:
             "Verify-and-stop in the search run (rounds of one sample per open problem, packed into the search "
             "batch, until one verifies, at most k; mean cost per problem = s/sample in search x the expected samples "
             "from the verified counts; rounds of 1 draw the fewest samples when every sample costs the same):"))
+        out += _cascade_markdown(report, "batch_cascade_frontier", "batch_cascade_verdicts", "batch_stop_frontier",
+                                 "in the search run")
     if report.get("latency"):
         out += _latency_markdown(report)
     if report.get("break_even"):
@@ -735,6 +807,8 @@ def _latency_markdown(report: dict) -> list[str]:
             "Verify-and-stop one problem at a time (rounds of r samples until one verifies, at most k; mean latency "
             "per problem = the timed latency of r samples x the expected rounds from the accuracy runs' verified "
             "counts; accuracy = verified@k; each model's best (r, k) within a mean budget; student vs AR as above):"))
+        out += _cascade_markdown(report, "cascade_frontier", "cascade_verdicts", "stop_frontier",
+                                 "one problem at a time")
     return out
 
 
@@ -746,10 +820,47 @@ def _stop_markdown(report: dict, key: str, verdict_key: str, caption: str) -> li
                       if p["k"][n] else "0.000 (-)"))
 
 
+def _cascade_markdown(report: dict, key: str, verdict_key: str, stop_key: str, regime: str) -> list[str]:
+    """A cascade table: per mean budget, each student's best cascade into an AR engine
+    (``cascade_points``) beside each AR engine alone with verify-and-stop, then one line
+    saying where the cascade solves more (not one of issue 6's targets: the AR model is part
+    of the cascade)."""
+    if not report.get(key):
+        return []
+    students = list(report[key][0]["accuracy"])
+    ars = names_with(report["models"], "ar")
+    column = {f"{s} -> AR": s for s in students} | {f"{a} alone": a for a in ars}
+    points = [{**p, "alone": alone} for p, alone in zip(report[key], report[stop_key])]
+
+    def cell(p: dict, name: str) -> str:
+        model = column[name]
+        if model in ars:
+            alone = p["alone"]
+            return (f"{_acc(alone['accuracy'][model])} (r={alone['round'][model]}, k={alone['k'][model]}, "
+                    f"{alone['mean_s'][model] * 1e3:.2g} ms)" if alone["k"][model] else "0.000 (-)")
+        setting = p["setting"][model]
+        if setting is None:
+            return "0.000 (-)"
+        r1, k1, ar, r2, k2 = setting
+        then = f"; {ar} r={r2}, k={k2}" if ar else ""
+        return f"{_acc(p['accuracy'][model])} (r={r1}, k={k1}{then}; {p['mean_s'][model] * 1e3:.2g} ms)"
+
+    caption = (f"Cascade, {regime}: each student in rounds of r until a sample verifies (at most k), then, only where "
+               "none did, an AR engine in rounds of its own (`sdtt_search.Cascade`, CLI `fallback.model=`); mean cost "
+               "per problem and accuracy exact from both accuracy runs (`benchmarks/cascade_pricing.py`), beside each AR "
+               "engine alone with verify-and-stop; cascade vs AR as above:")
+    out = _budget_table(list(column), points, report.get(verdict_key), "mean budget (s/problem)", caption, cell,
+                        "cascade vs AR alone")
+    line = _budget_line(report[verdict_key], f"Cascade, {regime} (not one of issue 6's targets: the AR twin is part "
+                        "of it)", "best cascade + verifier", "the cascade",
+                        ("never behind, ahead somewhere", "behind somewhere or never ahead"))
+    return out + ["", line]
+
+
 def _budget_table(names: list[str], points: list[dict], verdicts_: list[dict] | None, budget_label: str,
-                  caption: str, cell) -> list[str]:
+                  caption: str, cell, verdict_label: str = "student vs AR") -> list[str]:
     """One budget table: a row per point, ``cell(point, model)`` per model, the verdict last."""
-    out = ["", caption, "", f"| {budget_label} | " + " | ".join(names) + " |" + (" student vs AR |" if verdicts_ else ""),
+    out = ["", caption, "", f"| {budget_label} | " + " | ".join(names) + " |" + (f" {verdict_label} |" if verdicts_ else ""),
            "|---|" + "---|" * (len(names) + bool(verdicts_))]
     for i, point in enumerate(points):
         verdict = f" {verdict_text(verdicts_[i])} |" if verdicts_ else ""
@@ -800,6 +911,9 @@ def slim(report: dict) -> dict:
     """The report for frontier.json: per-problem (verified, correct) lists become counts
     (n, v, c_v per problem are all verified@k needs)."""
     out = json.loads(json.dumps(report))
+    for key in ("batch_cascade_frontier", "cascade_frontier"):  # per-problem accuracies: recomputed on --render
+        for point in out.get(key, []):
+            point.pop("per_problem", None)
     for d in out["models"].values():
         per_problem = d["search"].pop("per_problem")
         d["search"]["verified_counts"] = [sum(p["verified"]) for p in per_problem]
@@ -831,12 +945,20 @@ def analyse(report: dict, budgets: int) -> dict:
     break-even table and targets (so a saved run re-renders with ``--render``)."""
     runs = {n: d["search"] for n, d in report["models"].items()}
     grid = budget_grid(runs, report["samples"], budgets)
+    per_sample = {n: {1: r["seconds_per_sample"]} for n, r in runs.items()}
+    students, ars = names_with(report["models"], "student"), names_with(report["models"], "ar")
     report["frontier"] = frontier_points(runs, grid)
-    report["batch_stop_frontier"] = stop_points(runs, {n: {1: r["seconds_per_sample"]} for n, r in runs.items()}, grid)
+    report["batch_stop_frontier"] = stop_points(runs, per_sample, grid)
+    if students and ars:
+        report["batch_cascade_frontier"] = cascade_points(runs, per_sample, grid, students, ars)
+        report["batch_cascade_verdicts"] = cascade_verdicts(report, "batch_cascade_frontier", "batch_stop_frontier")
     if report.get("latency"):
         grid = latency_grid(report["latency"], budgets)
         report["latency_frontier"] = latency_points(runs, report["latency"], grid)
         report["stop_frontier"] = stop_points(runs, report["latency"], grid)
+        if students and ars:
+            report["cascade_frontier"] = cascade_points(runs, report["latency"], grid, students, ars)
+            report["cascade_verdicts"] = cascade_verdicts(report, "cascade_frontier", "stop_frontier")
     report["speedups"] = speedups(report)
     report["verdicts"] = verdicts(report)
     report["batch_stop_verdicts"] = verdicts(report, report["batch_stop_frontier"])

@@ -435,8 +435,16 @@ def test_frontier_smoke_run_writes_json_png_and_checks_targets(tmp_path, monkeyp
                 per_problem = frontier.unslim(saved)["models"][name]["search"]["per_problem"]
                 assert point["round"][name] == 1 and point["mean_s"][name] <= point["budget_s"] * (1 + 1e-9)
                 assert point["mean_s"][name] == pytest.approx(sps * frontier.stop_rounds(per_problem, 1, k))
+    # the cascade (student, then the AR twin where nothing verified): never below the student alone
+    for key, alone_key in (("batch_cascade_frontier", "batch_stop_frontier"), ("cascade_frontier", "stop_frontier")):
+        assert len(saved[key]) == len(saved[alone_key]) and "per_problem" not in saved[key][0]
+        for point, alone in zip(saved[key], saved[alone_key]):
+            assert point["accuracy"]["sudoku4-sdtt-2"] >= alone["accuracy"]["sudoku4-sdtt-2"] - 1e-12
+            assert point["mean_s"]["sudoku4-sdtt-2"] <= point["budget_s"] * (1 + 1e-9)
     text = frontier.markdown(report)
     assert "Speed-up over sudoku4-teacher" in text and "student vs AR" in text and report["machine"] in text
+    assert "Cascade, one problem at a time" in text and "| cascade vs AR alone |" in text
+    assert "sudoku4-sdtt-2 -> AR" in text and f"{ar} alone" in text
     assert "Latency regime, one problem at a time" in text and "| latency budget (s) |" in text
     assert "| search | 1 problem, k=1 | target |" in text  # k = 8 is not timed with N = 4
     # --render: the saved counts give back every table of the run, nothing measured again
@@ -480,3 +488,101 @@ def test_the_speed_bar_divides_by_the_sdtt_rounds_steps_when_fewer():
     assert frontier.bar_steps({"sdtt": {"teacher_steps": 12, "round": 1, "layout": "tail"}}, 4) == 4
     assert frontier.bar_steps({}, 12) == 12
     assert frontier.describe_model(frontier.load_spec("countdown-cd3-num-sdtt-8", "cpu", "auto"))["bar_steps"] == 8
+
+
+# ---------------------------------------------------------------------------- cascades
+pricing = _load("cascade_pricing")
+
+
+def _brute_cascade(first, then, r1, k1, r2, k2, seconds1, seconds2):
+    """(mean cost, accuracy) of the cascade over every order of both problems' samples:
+    stage 1 in rounds of r1 (at most k1) until a verified one, then stage 2 likewise; the
+    pick is uniform among the verified ones of the stage that found them."""
+    def stage(pattern, r, k, seconds):
+        runs = []
+        for order in itertools.permutations(range(len(pattern))):
+            cost, pick = 0.0, None
+            for lo in range(0, k, r):
+                cost += seconds
+                drawn = [pattern[i] for i in order[: lo + r]]
+                verified = [c for v, c in drawn if v]
+                if verified:
+                    pick = sum(verified) / len(verified)
+                    break
+            runs.append((cost, pick))
+        return runs
+
+    cost = acc = 0.0
+    one, two = stage(first, r1, k1, seconds1), stage(then, r2, k2, seconds2)
+    for c1, p1 in one:
+        for c2, p2 in two:
+            cost += c1 + (c2 if p1 is None else 0.0)
+            acc += p1 if p1 is not None else (p2 or 0.0)
+    return cost / len(one) / len(two), acc / len(one) / len(two)
+
+
+def test_cascade_pricing_matches_enumeration_over_both_models_sample_orders():
+    # per problem (verified, correct) of 4 samples; stage 1 fails on problem 3, stage 2 has a wrong verified one
+    first = [[(1, 1), (0, 0), (0, 0), (0, 0)], [(1, 1), (1, 0), (0, 0), (1, 1)], [(0, 0)] * 4]
+    then = [[(0, 0), (1, 1), (1, 1), (0, 0)], [(0, 0)] * 4, [(1, 0), (1, 1), (0, 0), (0, 0)]]
+
+    def options(patterns, latency, zero=False):
+        return pricing.stop_options([sum(v for v, _ in p) for p in patterns], [sum(v and c for v, c in p) for p in patterns],
+                                    4, latency, zero=zero)
+
+    one, two = options(first, {1: 0.010, 2: 0.013}), options(then, {1: 0.030, 4: 0.050}, zero=True)
+    assert one.settings == [(1, 1), (1, 2), (1, 3), (1, 4), (2, 2), (2, 4)]
+    assert two.settings == [(0, 0), (1, 1), (1, 2), (1, 3), (1, 4), (4, 4)]
+    mean_cost, mean_acc = pricing.cascade_table(one, two)
+    for i, (r1, k1) in enumerate(one.settings):
+        for j, (r2, k2) in enumerate(two.settings):
+            want = [_brute_cascade(f, t, r1, k1, r2 or 1, k2, {1: 0.010, 2: 0.013}[r1], {0: 0, 1: 0.030, 4: 0.050}[r2])
+                    for f, t in zip(first, then)]
+            assert mean_cost[i, j] == pytest.approx(sum(c for c, _ in want) / 3, abs=1e-12), (r1, k1, r2, k2)
+            assert mean_acc[i, j] == pytest.approx(sum(a for _, a in want) / 3, abs=1e-12), (r1, k1, r2, k2)
+
+
+def test_the_best_cascade_within_a_budget_is_the_most_accurate_then_the_cheapest():
+    # one problem, 2 samples: stage 1 verifies 1 of 2, stage 2 both
+    one = pricing.stop_options([1], [1], 2, {1: 1.0})
+    two = pricing.stop_options([2], [2], 2, {1: 10.0}, zero=True)
+    low, mid, high = pricing.cascade_best(one, two, [0.5, 1.5, 100.0])
+    assert low is None  # not even one stage-1 sample fits
+    # 1.5: stage 1 alone, rounds of 1 up to 2: cost 1 + 1/2 = 1.5, accuracy 1 (one of two verifies within 2)
+    assert mid["first"] == (1, 2) and mid["then"] == (0, 0) and mid["accuracy"] == pytest.approx(1.0)
+    assert mid["mean_s"] == pytest.approx(1.5) and mid["per_problem"] == pytest.approx([1.0])
+    # more budget buys nothing more accurate: the cheapest setting that reaches 1.0 again, not a dearer one
+    assert (high["first"], high["then"]) == ((1, 2), (0, 0)) and high["mean_s"] == pytest.approx(1.5)
+    # stage 1 capped at one sample: half the problems pass on to stage 2 (10 s), which always verifies
+    cost, acc = pricing.cascade_table(one, two)
+    assert cost[0, 1] == pytest.approx(1 + 0.5 * 10) and acc[0, 1] == pytest.approx(1.0)
+
+
+def test_cascade_verdicts_compare_with_the_ar_engine_alone_at_the_same_mean_budget():
+    # two kinds of problem, 10 of each (so that a quarter of the problems is outside the paired error)
+    per_problem = {
+        "s": [{"verified": [True, False], "correct": [True, False]}, {"verified": [False, False], "correct": [False, False]}],
+        "ar": [{"verified": [True, True], "correct": [True, True]}, {"verified": [True, False], "correct": [True, False]}],
+    }
+    runs = {n: {"per_problem": pp * 10} for n, pp in per_problem.items()}
+    latency = {"s": {1: 0.001}, "ar": {1: 0.010}}
+    budgets = [0.0005, 0.0015, 0.012, 0.05]
+    report = {"models": {"s": {"role": "student", "search": runs["s"]}, "ar": {"role": "ar", "search": runs["ar"]}},
+              "problems": 20}
+    report["cascade_frontier"] = frontier.cascade_points(runs, latency, budgets, ["s"], ["ar"])
+    report["stop_frontier"] = frontier.stop_points(runs, latency, budgets)
+    verdicts = frontier.cascade_verdicts(report, "cascade_frontier", "stop_frontier")
+    assert [v["winner"] for v in verdicts] == ["none", "student", "student", "tie"]
+    # 1.5 ms: the student alone (a second sample would make it (1.5 + 2) / 2 = 1.75 ms): 0.25; the twin affords none
+    assert verdicts[1]["student_accuracy"] == pytest.approx(0.25) and verdicts[1]["ar_k"] == 0
+    assert report["cascade_frontier"][1]["setting"]["s"] == [1, 1, None, 0, 0]
+    assert "cascade wins" in frontier.verdict_text(verdicts[1]) and "s -> AR" in frontier.verdict_text(verdicts[1])
+    # 12 ms: the student up to 2 samples (1.75 ms), then the twin up to 2 where it failed: only the second kind,
+    # (10 + 10 / 2) ms for half the problems; everything solved, against the twin alone's one sample (0.75)
+    point = report["cascade_frontier"][2]
+    assert point["setting"]["s"] == [1, 2, "ar", 1, 2] and point["accuracy"]["s"] == pytest.approx(1.0)
+    assert point["mean_s"]["s"] == pytest.approx(0.00175 + 0.5 * 0.015)
+    assert report["stop_frontier"][2]["accuracy"]["ar"] == pytest.approx(0.75)
+    assert verdicts[2]["margin_problems"] == pytest.approx(5.0)
+    line = frontier._budget_line(verdicts, "Cascade", "best cascade + verifier", "the cascade", ("never behind", "behind"))
+    assert "the cascade solves more at 2 of 3 budgets (1 below one AR sample): never behind." in line
