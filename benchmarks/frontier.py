@@ -853,7 +853,8 @@ def _cascade_markdown(report: dict, key: str, verdict_key: str, stop_key: str, r
                         "cascade vs AR alone")
     line = _budget_line(report[verdict_key], f"Cascade, {regime} (not one of issue 6's targets: the AR twin is part "
                         "of it)", "best cascade + verifier", "the cascade",
-                        ("never behind, ahead somewhere", "behind somewhere or never ahead"))
+                        ("never behind, and ahead where AR affords a sample too",
+                         "not ahead where AR affords a sample, or behind somewhere"))
     return out + ["", line]
 
 

@@ -29,3 +29,12 @@ def test_verify_and_stop_example(capsys):
     (full, stopped) = rows
     assert float(stopped[1]) == float(full[1])  # a prefix of the full run that holds a verified answer when it has one
     assert float(stopped[2]) < 8  # the 2-step student's samples mostly verify: it stops early
+
+
+def test_cascade_example():
+    student, ar, cascade = _module("cascade").main("sudoku4-sdtt-2", "sudoku4-ar", 1, 1, 4, 8, 12)
+    # the cascade's first stage is the student alone (same seeds): it solves at least as much, and passes on
+    # exactly the problems the student left unverified
+    assert cascade["accuracy"] >= student["accuracy"] and student["reached_ar"] == 0 == ar["reached_ar"]
+    assert 0 < cascade["reached_ar"] <= 1 - student["accuracy"] + 1e-9
+    assert cascade["samples"] >= student["samples"] and student["samples"] == 1
