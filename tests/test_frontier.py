@@ -586,3 +586,14 @@ def test_cascade_verdicts_compare_with_the_ar_engine_alone_at_the_same_mean_budg
     assert verdicts[2]["margin_problems"] == pytest.approx(5.0)
     line = frontier._budget_line(verdicts, "Cascade", "best cascade + verifier", "the cascade", ("never behind", "behind"))
     assert "the cascade solves more at 2 of 3 budgets (1 below one AR sample): never behind." in line
+
+
+def test_cascade_check_measures_both_searches_one_problem_at_a_time():
+    out = _load("cascade_check").main(["--student", "sudoku4-sdtt-2", "--ar", "sudoku4-ar:ar_backend=transformers",
+                                       "--first", "1", "1", "--then", "2", "4", "--alone", "2", "4", "--problems", "6",
+                                       "--warmup", "1"])
+    cascade, alone = out["cascade"], out["alone"]
+    assert cascade["mean_ms"] > 0 and alone["mean_ms"] > 0 and alone["reached_ar_stage"] == 0
+    # the student's one sample per problem, plus rounds of 2 of the twin for the problems it left
+    assert 1 <= cascade["samples_drawn"] <= 1 + 4 * cascade["reached_ar_stage"] + 1e-9
+    assert cascade["verified_accuracy"] >= 1 - cascade["reached_ar_stage"] - 1e-9
