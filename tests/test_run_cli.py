@@ -264,6 +264,7 @@ def test_a_cascade_from_the_command_line_passes_on_only_the_unverified_problems(
     metrics = json.loads((out / "metrics.json").read_text())
     assert [s["model"] for s in metrics["stages"]] == [str(tiny_ckpt), str(tmp_path / "ar")]
     assert [(s["samples"], s["round_size"]) for s in metrics["stages"]] == [(SAMPLES, 2), (3, 1)]
+    assert [s["backend"] for s in metrics["stages"]] == ["sdtt-search", "transformers"]
     assert metrics["stages"][1]["reached"] == pytest.approx(sum(stages) / LIMIT)
     assert metrics["samples"] == SAMPLES + 3 and metrics["problems"] == LIMIT
     # resumed: nothing to redo; another fallback is another run (refused)

@@ -141,5 +141,6 @@ class Cascade:
                                                                          wall_s=time.perf_counter() - start))
 
     def describe(self) -> list[dict]:
-        """Each stage's model name, sample cap and round size (metrics.json's ``stages``)."""
-        return [{"model": s.name, "samples": s.samples, "round_size": s.round_size} for s in self.stages]
+        """Each stage's model name, engine, sample cap and round size (metrics.json's ``stages``)."""
+        return [{"model": s.name, "backend": getattr(s.search.model, "backend_name", "sdtt-search"),
+                 "samples": s.samples, "round_size": s.round_size} for s in self.stages]
