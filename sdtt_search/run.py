@@ -53,9 +53,12 @@ def _check(cfg: DictConfig) -> None:
     fallback = cfg.get("fallback") or {}
     if fallback.get("model") is None:
         return
-    if stop is None or stop.on != "verified":
-        raise ValueError("fallback.model runs a cascade, which passes on the problems left without a verified "
-                         "candidate: set stop_round (and stop_on=verified)")
+    if stop is None:
+        raise ValueError("fallback.model runs a cascade, which passes on the problems the first model is not sure "
+                         "of: set stop_round (stop_on=verified, or stop_on=majority with stop_confidence)")
+    if stop.on == "majority" and stop.confidence is None:
+        raise ValueError("a cascade on the majority needs stop_confidence (e.g. 0.9): a problem goes on to "
+                         "fallback.model when its majority is not that sure")
     for key in ("samples", "round"):
         value = fallback.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -73,7 +76,8 @@ def stop_rule(cfg: DictConfig) -> StopRule | None:
 
 def fallback_stage(cfg: DictConfig) -> dict | None:
     """The cascade's second stage (``fallback.*``, nulls filled from ``samples`` and
-    ``stop_round``; its seed is ``seed + 1``), None without ``fallback.model``."""
+    ``stop_round``; the same ``stop_on`` / ``stop_confidence``; its seed is ``seed + 1``),
+    None without ``fallback.model``."""
     fallback = cfg.get("fallback") or {}
     if fallback.get("model") is None:
         return None
@@ -145,10 +149,10 @@ def run(cfg: DictConfig) -> dict:
     search = Search(model, task, sampler, batch_size=cfg.batch_size, seed=cfg.seed)
     cascade = None
     if fallback is not None:
-        cascade = Cascade([Stage(search, cfg.samples, stop.round_size),
+        cascade = Cascade([Stage(search, cfg.samples, stop.round_size, stop.on, stop.confidence),
                            Stage(Search(fallback_model, task, SamplerConfig.from_dict(fallback["sampler"]),
                                         batch_size=cfg.batch_size, seed=fallback["seed"]),
-                                 fallback["samples"], fallback["round_size"])])
+                                 fallback["samples"], fallback["round_size"], stop.on, stop.confidence)])
 
     bar = tqdm(total=len(problems), initial=len(problems) - len(todo), desc=f"{task.name} x{cfg.samples}",
                unit="problem", disable=not cfg.progress, dynamic_ncols=True)
@@ -178,9 +182,11 @@ def run(cfg: DictConfig) -> dict:
                            on_result=on_result, stop=stop)
             else:
                 second = {**search_args, "model": fallback["model"], "sampler": fallback["sampler"], "seed": fallback["seed"]}
-                run_cascade_on_ray(stages=[{"search_args": search_args, "samples": cfg.samples, "round_size": stop.round_size},
+                rule = {"on": stop.on, "confidence": stop.confidence}
+                run_cascade_on_ray(stages=[{"search_args": search_args, "samples": cfg.samples,
+                                            "round_size": stop.round_size, **rule},
                                            {"search_args": second, "samples": fallback["samples"],
-                                            "round_size": fallback["round_size"]}],
+                                            "round_size": fallback["round_size"], **rule}],
                                    problems=todo, workers=cfg.workers, ray_cfg=cfg.ray, on_result=on_result)
     bar.close()
     store.add_wall(time.perf_counter() - start)
@@ -193,7 +199,7 @@ def run(cfg: DictConfig) -> dict:
         "device": device,
         **(summarise(results, cfg.samples, has_verifier=task.has_verifier, wall_s=store.wall_s) if stop is None
            else summarise_stopped(results, cfg.samples, stop, task.has_verifier, wall_s=store.wall_s) if cascade is None
-           else summarise_cascade(results, cascade.describe(), wall_s=store.wall_s)),
+           else summarise_cascade(results, cascade.describe(), task.has_verifier, wall_s=store.wall_s)),
     }
     out = Path(cfg.output_dir)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -45,8 +45,8 @@ def test_a_later_stage_draws_only_for_the_problems_left_unverified():
     assert m["accuracy"]["verified"] == 1.0 and m["solved_share"] == 1.0
     assert m["samples_drawn"] == {"mean": 7 / 3, "max": 4, "total": 7}
     first, second = m["stages"]
-    assert (first["reached"], first["solved"], first["samples_drawn_mean"]) == (1.0, pytest.approx(2 / 3), pytest.approx(5 / 3))
-    assert (second["reached"], second["solved"], second["samples_drawn_mean"]) == (
+    assert (first["reached"], first["accepted"], first["samples_drawn_mean"]) == (1.0, pytest.approx(2 / 3), pytest.approx(5 / 3))
+    assert (second["reached"], second["accepted"], second["samples_drawn_mean"]) == (
         pytest.approx(1 / 3), pytest.approx(1 / 3), pytest.approx(2 / 3))
     assert "| 2 |" in format_summary(m) and "verified accuracy 1.000" in format_summary(m)
 
@@ -104,3 +104,42 @@ def test_one_stage_is_verify_and_stop():
     result = cascade.best_of_n(problems)
     assert [r.candidates for r in result.problems] == [r.candidates for r in alone.problems]
     assert result.metrics["accuracy"] == alone.metrics["accuracy"]
+
+
+class _PlainTask(_FakeTask):
+    """The fake task without a verifier (as GSM8K): only the answers' agreement can say when to pass on."""
+
+    name = "fake"
+    has_verifier = False
+
+    def verify(self, problem, text):
+        return None
+
+
+def test_a_majority_cascade_passes_on_the_problems_whose_answers_disagree_and_answers_from_the_last_stage():
+    script = {"X": [("x:4", [-1.0])] * 4,  # agrees: P(leader beats runner-up) = 7/8 after two samples
+              "Y": [("x:1", [-1.0]), ("x:2", [-1.0]), ("x:1", [-1.0]), ("x:3", [-1.0])]}  # never sure (<= 11/16)
+    ar_script = {"Y": [("x:5", [-1.0])] * 4}
+    problems = [_Problem("X", "px", "4"), _Problem("Y", "py", "5")]
+    student, ar, task = _Recording(script), _Recording(ar_script, seed=1), _PlainTask()
+    cascade = Cascade([Stage(Search(student, task, SAMPLER), 4, 1, "majority", 0.8),
+                       Stage(Search(ar, task, SAMPLER, seed=1), 4, 1, "majority", 0.8)])
+    result = cascade.best_of_n(problems)
+    x, y = result.problems
+    assert x.stage_samples == [2, 0] and y.stage_samples == [4, 2]
+    # Y's candidates tie 1:2 against 5:2 over both stages; its answer is the AR stage's settled "5"
+    assert x.selected["majority"] == "4" and y.selected["majority"] == "5"
+    m = result.metrics
+    assert m["accuracy"] == {"majority": 1.0} and "verified" not in m["accuracy"]
+    assert [(s["reached"], s["accepted"]) for s in m["stages"]] == [(1.0, 0.5), (0.5, 0.5)]
+    assert [s["on"] for s in m["stages"]] == ["majority", "majority"] and m["stages"][0]["confidence"] == 0.8
+    assert "majority accuracy 1.000" in format_summary(m) and "majority >= 0.8" in format_summary(m)
+
+
+def test_a_cascade_on_the_majority_needs_a_confidence_and_one_on_verified_a_verifier():
+    search = Search(_ScriptedModel({}), _PlainTask(), SAMPLER)
+    with pytest.raises(ValueError, match="confidence"):
+        Stage(search, 4, 1, "majority")
+    with pytest.raises(ValueError, match="no verifier"):
+        Cascade([Stage(search, 4, 1)])
+    Cascade([Stage(search, 4, 1, "majority", 0.9)])

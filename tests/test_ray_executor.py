@@ -222,7 +222,8 @@ def test_ray_verify_and_stop_matches_local(ray_session):
 
 
 def test_ray_cascade_matches_local(ray_session, tiny_checkpoint):
-    # stage 1: the tiny random model, whose expressions never verify; stage 2: a zoo student
+    # stage 1: the tiny random model, whose expressions never verify; stage 2: a zoo student that keeps a
+    # problem once its majority answer is sure (the rule travels to the workers)
     task = load_task("countdown", n=3)
     first_args = search_args(tiny_checkpoint, batch_size=8)
     student = load_model("countdown-cd3-num-sdtt-4")
@@ -232,11 +233,13 @@ def test_ray_cascade_matches_local(ray_session, tiny_checkpoint):
     local = Cascade([
         Stage(Search(load_model(tiny_checkpoint), task, SamplerConfig.from_dict(first_args["sampler"]), batch_size=8,
                      seed=first_args["seed"]), samples=2, round_size=1),
-        Stage(Search(student, task, student.default_sampler(), batch_size=8, seed=1), samples=8, round_size=4),
+        Stage(Search(student, task, student.default_sampler(), batch_size=8, seed=1), samples=8, round_size=4,
+              on="majority", confidence=0.8),
     ]).run(problems)
     remote = []
     run_cascade_on_ray(stages=[{"search_args": first_args, "samples": 2, "round_size": 1},
-                               {"search_args": second_args, "samples": 8, "round_size": 4}],
+                               {"search_args": second_args, "samples": 8, "round_size": 4, "on": "majority",
+                                "confidence": 0.8}],
                        problems=problems, workers=2, ray_cfg=RAY_CFG, on_result=remote.append)
     assert sorted(r.id for r in remote) == sorted(p.id for p in problems)
     assert _by_id(remote) == _by_id(local)

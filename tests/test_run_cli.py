@@ -276,7 +276,7 @@ def test_a_cascade_from_the_command_line_passes_on_only_the_unverified_problems(
 
 @pytest.mark.parametrize("overrides,needle", [
     (["fallback.model=countdown-cd3-ar"], "stop_round"),  # a cascade stops on a verified candidate
-    (["fallback.model=countdown-cd3-ar", "stop_round=2", "stop_on=majority"], "stop_on=verified"),
+    (["fallback.model=countdown-cd3-ar", "stop_round=2", "stop_on=majority"], "stop_confidence"),
     (["fallback.model=countdown-cd3-ar", "stop_round=2", "fallback.samples=0"], "fallback.samples"),
     (["fallback.model=countdown-cd3-ar", "stop_round=2", "fallback.round=-1"], "fallback.round"),
 ])
@@ -285,3 +285,34 @@ def test_bad_cascades_are_one_line_errors(overrides, needle, tiny_ckpt, tmp_path
     err = capsys.readouterr().err
     assert err.startswith("error:") and err.count("\n") == 1 and needle in err, err
     assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_a_majority_cascade_from_the_command_line_passes_on_the_unsure_problems(tiny_ckpt, tmp_path,  # noqa: F811
+                                                                               monkeypatch):
+    from ar_fixtures import tiny_ar
+    from tasks.countdown import CountdownTask
+
+    # scripted answers (the tiny random model rarely writes one): the text's length mod 3
+    monkeypatch.setattr(CountdownTask, "extract_answer", lambda self, text: str(len(text) % 3))
+
+    from sdtt_search.search.results import Candidate
+    from sdtt_search.search.stopping import StopRule
+
+    tiny_ar(tmp_path / "ar")
+    out = tmp_path / "cascade"
+    assert run_module.main(_args(tiny_ckpt, out, "progress=false", "stop_round=1", "stop_on=majority",
+                                 "stop_confidence=0.8", f"fallback.model={tmp_path / 'ar'}", "fallback.samples=3",
+                                 "ar_backend=transformers")) == 0
+    rule = StopRule(1, "majority", 0.8)
+    reached = []
+    for r in _lines(out / "results.jsonl"):
+        first, second = r["stage_samples"]
+        mine = [Candidate(**c) for c in r["candidates"][:first]]
+        sure = rule.done(mine, 0)
+        # the first model stops once sure (then nothing is passed on) or at its cap
+        assert (second == 0) == sure and (sure or first == SAMPLES)
+        reached.append(second > 0)
+    assert any(reached) and not all(reached)  # some problems were sure, some went on
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stages"][1]["reached"] == pytest.approx(sum(reached) / LIMIT)
+    assert [s["on"] for s in metrics["stages"]] == ["majority", "majority"] and "majority" in metrics["accuracy"]

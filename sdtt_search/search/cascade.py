@@ -1,16 +1,24 @@
-"""Cascades: a cheap model first, a stronger one only where the cheap one found nothing.
+"""Cascades: a cheap model first, a stronger one only where the cheap one is not sure.
 
-A ``Cascade`` is verify-and-stop best-of-N (``Search.until_verified``) run with each of
-its stages in turn: stage 1 draws rounds of candidates for every problem until one
-verifies or its sample cap is reached; the problems it leaves without a verified
-candidate go on to stage 2, and so on. Each stage is a ``Search`` of its own (model,
-sampler, batch size, seed), so a fast few-step diffusion student can answer most
-problems in a few samples and an autoregressive model take the hard remainder.
+A ``Cascade`` runs early-stopping best-of-N (``Search.until_stopped``) with each of its
+stages in turn. A stage *accepts* a problem when its rule holds on the candidates it drew:
+
+* ``on="verified"`` (tasks with a verifier: Countdown, Sudoku): a candidate verified;
+  the stage draws rounds until one does, at most its sample cap;
+* ``on="majority"`` with a ``confidence`` c (any task, e.g. GSM8K): the posterior
+  probability that its leading answer beats the runner-up reached c (the Beta rule of
+  ``stopping``); agreement among a model's samples as the signal that it knows the answer,
+  as model cascades built on answer consistency do.
+
+The problems a stage does not accept go on to the next stage, so a fast few-step
+diffusion student can answer most problems in a few samples and an autoregressive model
+take the hard remainder. Each stage is a ``Search`` of its own (model, sampler, batch
+size, seed).
 
 A problem's result holds every candidate drawn for it, stage by stage, with
 ``ProblemResult.stage_samples`` / ``stage_seconds`` saying how many and how long per
-stage. Because each stage stops at its first verified candidate, at most one stage
-holds verified candidates, and the verifier's pick is that stage's best-scored one.
+stage; its selections (the answer) are those of its answering stage: the one that
+accepted it, or the last one it reached.
 """
 from __future__ import annotations
 
@@ -19,7 +27,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 from .engine import Search, SearchResult
-from .results import ProblemResult
+from .results import Candidate, ProblemResult
 from .select import SELECTORS
 from .stopping import StopRule
 
@@ -41,14 +49,20 @@ def merge_stage(so_far: ProblemResult | None, result: ProblemResult, stage: int,
     return so_far
 
 
-def solved(result: ProblemResult) -> bool:
-    """Whether a candidate verified (the cascade passes the problem on otherwise)."""
-    return any(c.verified for c in result.candidates)
+def stage_candidates(result: ProblemResult, stage: int) -> list[Candidate]:
+    """The candidates stage ``stage`` drew for a merged problem result."""
+    lo = sum(result.stage_samples[:stage])
+    return result.candidates[lo : lo + result.stage_samples[stage]]
 
 
-def select(result: ProblemResult, rewarded: bool = False) -> ProblemResult:
-    """The selections over every stage's candidates (``reward`` only when every stage had a reward model)."""
-    result.selected = {name: pick(result.candidates) for name, pick in SELECTORS.items()
+def accepts(rule: StopRule, candidates: Sequence[Candidate]) -> bool:
+    """Whether a stage with ``rule`` keeps a problem it drew ``candidates`` for (see the module)."""
+    return len(candidates) > 0 and rule.done(candidates, 0)
+
+
+def select(result: ProblemResult, answering: Sequence[Candidate], rewarded: bool = False) -> ProblemResult:
+    """The selections over the answering stage's candidates (``reward`` only when every stage had a reward model)."""
+    result.selected = {name: pick(list(answering)) for name, pick in SELECTORS.items()
                        if name != "reward" or rewarded}
     return result
 
@@ -56,16 +70,26 @@ def select(result: ProblemResult, rewarded: bool = False) -> ProblemResult:
 @dataclass(frozen=True)
 class Stage:
     """One stage of a cascade: draw rounds of ``round_size`` candidates per problem with
-    ``search`` until one verifies, at most ``samples`` per problem."""
+    ``search`` until the rule holds (``on``, ``confidence``: see the module), at most
+    ``samples`` per problem."""
 
     search: Search
     samples: int
     round_size: int
+    on: str = "verified"
+    confidence: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.samples, int) or isinstance(self.samples, bool) or self.samples < 1:
             raise ValueError(f"a cascade stage's samples={self.samples!r} must be a positive integer")
-        StopRule(self.round_size)  # the round size's one-line error
+        self.rule  # the rule's one-line errors
+        if self.on == "majority" and self.confidence is None:
+            raise ValueError("a cascade stage on the majority needs a confidence (stop_confidence, e.g. 0.9): "
+                             "a settled exact majority at the sample cap says nothing about being sure")
+
+    @property
+    def rule(self) -> StopRule:
+        return StopRule(self.round_size, self.on, self.confidence)
 
     @property
     def name(self) -> str:
@@ -74,11 +98,11 @@ class Stage:
 
 
 class Cascade:
-    """Verify-and-stop best-of-N over stages of models (see the module).
+    """Early-stopping best-of-N over stages of models (see the module).
 
     Args:
-        stages: in the order they run; each stage sees only the problems every stage
-            before it left without a verified candidate.
+        stages: in the order they run; each stage sees only the problems no stage before
+            it accepted.
     """
 
     def __init__(self, stages: Sequence[Stage]):
@@ -86,11 +110,11 @@ class Cascade:
         if not stages:
             raise ValueError("a cascade needs at least one stage")
         task = stages[0].search.task
-        StopRule(1).check(task)  # a task without a verifier cannot say when to pass a problem on
         for i, stage in enumerate(stages):
             if stage.search.task.name != task.name:
                 raise ValueError(f"cascade stage {i + 1} searches task {stage.search.task.name!r}, stage 1 "
                                  f"{task.name!r}; give every stage the same task")
+            stage.rule.check(task)  # a task without a verifier cannot accept on one
             for j in range(i):
                 earlier = stages[j].search
                 if earlier.model is stage.search.model and earlier.seed == stage.search.seed:
@@ -103,16 +127,18 @@ class Cascade:
         """One merged ``ProblemResult`` per problem, in order (see the module)."""
         problems = list(problems)
         merged: list[ProblemResult | None] = [None] * len(problems)
+        answering: list[list[Candidate]] = [[] for _ in problems]
         open_ = list(range(len(problems)))
         for s, stage in enumerate(self.stages):
             if not open_:
                 break
-            results = stage.search.until_verified([problems[p] for p in open_], stage.samples, stage.round_size)
+            results = stage.search.until_stopped([problems[p] for p in open_], stage.samples, stage.rule)
             for p, result in zip(open_, results):
                 merged[p] = merge_stage(merged[p], result, s, len(self.stages))
-            open_ = [p for p in open_ if not solved(merged[p])]
+                answering[p] = result.candidates
+            open_ = [p for p, result in zip(open_, results) if not accepts(stage.rule, result.candidates)]
         rewarded = all(stage.search.reward_fn is not None for stage in self.stages)
-        return [select(result, rewarded) for result in merged]
+        return [select(result, cands, rewarded) for result, cands in zip(merged, answering)]
 
     def problems_per_batch(self) -> int:
         """Problems per chunk: as many as fill stage 1's batch with their first round."""
@@ -137,10 +163,11 @@ class Cascade:
             results.append(result)
             if on_result is not None:
                 on_result(result)
-        return SearchResult(problems=results, metrics=summarise_cascade(results, self.describe(),
-                                                                         wall_s=time.perf_counter() - start))
+        return SearchResult(problems=results, metrics=summarise_cascade(
+            results, self.describe(), self.task.has_verifier, wall_s=time.perf_counter() - start))
 
     def describe(self) -> list[dict]:
-        """Each stage's model name, engine, sample cap and round size (metrics.json's ``stages``)."""
+        """Each stage's model name, engine, sample cap, round size and rule (metrics.json's ``stages``)."""
         return [{"model": s.name, "backend": getattr(s.search.model, "backend_name", "sdtt-search"),
-                 "samples": s.samples, "round_size": s.round_size} for s in self.stages]
+                 "samples": s.samples, "round_size": s.round_size, "on": s.on, "confidence": s.confidence}
+                for s in self.stages]

@@ -141,12 +141,13 @@ def run_on_ray(*, search_args: dict, problems: list, n: int, workers: int, ray_c
 
 def run_cascade_on_ray(*, stages: list[dict], problems: list, workers: int, ray_cfg: Any = None,
                        on_result: Callable[[Any], None]) -> None:
-    """A cascade (``search.cascade``) on Ray: each stage is a verify-and-stop ``run_on_ray``
-    over the problems the stages before it left unverified. ``stages``: per stage
-    ``search_args`` (as ``run_on_ray``'s), ``samples`` and ``round_size``. A problem is
-    handed to ``on_result`` (merged over its stages) as soon as it is solved or has been
-    through the last stage; the cluster is started once for all stages."""
-    from .cascade import merge_stage, select, solved
+    """A cascade (``search.cascade``) on Ray: each stage is an early-stopping ``run_on_ray``
+    over the problems no stage before it accepted. ``stages``: per stage ``search_args`` (as
+    ``run_on_ray``'s), ``samples``, ``round_size`` and optionally ``on`` / ``confidence``
+    (``cascade.Stage``'s). A problem is handed to ``on_result`` (merged over its stages) as
+    soon as a stage accepts it or it has been through the last stage; the cluster is started
+    once for all stages."""
+    from .cascade import accepts, merge_stage, select
     from .stopping import StopRule
 
     problems = list(problems)
@@ -159,16 +160,17 @@ def run_cascade_on_ray(*, stages: list[dict], problems: list, workers: int, ray_
     try:
         for s, stage in enumerate(stages):
             left = []
+            rule = StopRule(int(stage["round_size"]), stage.get("on", "verified"), stage.get("confidence"))
 
-            def take(result, s=s, last=s == len(stages) - 1, left=left):
+            def take(result, s=s, last=s == len(stages) - 1, left=left, rule=rule):
                 merged[result.id] = merge_stage(merged.get(result.id), result, s, len(stages))
-                if last or solved(merged[result.id]):
-                    on_result(select(merged.pop(result.id)))
+                if last or accepts(rule, result.candidates):
+                    on_result(select(merged.pop(result.id), result.candidates))
                 else:
                     left.append(result.id)
 
             run_on_ray(search_args=stage["search_args"], problems=problems, n=int(stage["samples"]), workers=workers,
-                       ray_cfg=ray_cfg, on_result=take, stop=StopRule(int(stage["round_size"])))
+                       ray_cfg=ray_cfg, on_result=take, stop=rule)
             left_ids = set(left)
             problems = [p for p in problems if p.id in left_ids]
             if not problems:

@@ -83,24 +83,26 @@ def summarise_stopped(results: Sequence[ProblemResult], n: int, stop, has_verifi
             "stop_confidence": stop.confidence, **_stopped_blocks(results, has_verifier, wall_s)}
 
 
-def summarise_cascade(results: Sequence[ProblemResult], stages: list[dict], *, wall_s: float) -> dict:
+def summarise_cascade(results: Sequence[ProblemResult], stages: list[dict], has_verifier: bool, *,
+                      wall_s: float) -> dict:
     """metrics.json of a cascade (``search.cascade``; ``stages`` from ``Cascade.describe``):
-    the blocks of ``summarise_stopped`` over all stages' candidates, and per stage the share
-    of problems that reached it, the share it solved (a verified candidate of its own),
-    its mean samples per problem (over all problems) and its sampling seconds."""
+    the blocks of ``summarise_stopped`` (accuracy of each problem's answering stage's pick),
+    and per stage the share of problems that reached it, the share it accepted (its rule
+    held on its own candidates: a verified one, a confident majority), its mean samples per
+    problem (over all problems) and its sampling seconds."""
+    from .cascade import accepts, stage_candidates
+    from .stopping import StopRule
+
     count = max(len(results), 1)
     per_stage = []
     for s, stage in enumerate(stages):
-        solved = 0
-        for r in results:
-            lo = sum(r.stage_samples[:s])
-            solved += any(c.verified for c in r.candidates[lo : lo + r.stage_samples[s]])
+        rule = StopRule(stage["round_size"], stage.get("on", "verified"), stage.get("confidence"))
         per_stage.append({**stage, "reached": sum(r.stage_samples[s] > 0 for r in results) / count,
-                          "solved": solved / count,
+                          "accepted": sum(accepts(rule, stage_candidates(r, s)) for r in results) / count,
                           "samples_drawn_mean": sum(r.stage_samples[s] for r in results) / count,
                           "sampling_s": sum(r.stage_seconds[s] for r in results)})
-    return {"problems": len(results), "samples": sum(s["samples"] for s in stages), "stop_on": "verified",
-            "stages": per_stage, **_stopped_blocks(results, True, wall_s)}
+    return {"problems": len(results), "samples": sum(s["samples"] for s in stages), "stages": per_stage,
+            **_stopped_blocks(results, has_verifier, wall_s)}
 
 
 def _stopped_blocks(results: Sequence[ProblemResult], has_verifier: bool, wall_s: float) -> dict:
@@ -133,15 +135,16 @@ def format_summary(metrics: dict) -> str:
     """A markdown table: one row per k, columns pass / maj / verified / confidence (a
     verify-and-stop run or a cascade: its accuracy and the samples it drew)."""
     if "stages" in metrics:
-        drawn, tp = metrics["samples_drawn"], metrics["throughput"]
-        lines = [f"cascade, stop on verified: verified accuracy {metrics['accuracy']['verified']:.3f} on "
-                 f"{metrics['problems']} problems, {drawn['mean']:.2f} samples drawn per problem (max {drawn['max']}), "
-                 f"{tp['seconds_per_problem'] * 1e3:.1f} ms per problem", "",
-                 "| stage | model | rounds of | at most | reached | solved | samples / problem | sampling s |",
-                 "|---|---|---|---|---|---|---|---|"]
+        drawn, tp, acc = metrics["samples_drawn"], metrics["throughput"], metrics["accuracy"]
+        scores = ", ".join(f"{kind} accuracy {acc[kind]:.3f}" for kind in ("verified", "majority") if kind in acc)
+        lines = [f"cascade: {scores} on {metrics['problems']} problems, {drawn['mean']:.2f} samples drawn per problem "
+                 f"(max {drawn['max']}), {tp['seconds_per_problem'] * 1e3:.1f} ms per problem", "",
+                 "| stage | model | accepts on | rounds of | at most | reached | accepted | samples / problem | sampling s |",
+                 "|---|---|---|---|---|---|---|---|---|"]
         for i, s in enumerate(metrics["stages"]):
-            lines.append(f"| {i + 1} | {s['model']} | {s['round_size']} | {s['samples']} | {s['reached']:.3f} | "
-                         f"{s['solved']:.3f} | {s['samples_drawn_mean']:.2f} | {s['sampling_s']:.1f} |")
+            on = s.get("on", "verified") + (f" >= {s['confidence']}" if s.get("confidence") is not None else "")
+            lines.append(f"| {i + 1} | {s['model']} | {on} | {s['round_size']} | {s['samples']} | {s['reached']:.3f} | "
+                         f"{s['accepted']:.3f} | {s['samples_drawn_mean']:.2f} | {s['sampling_s']:.1f} |")
         return "\n".join(lines)
     if "round_size" in metrics:
         drawn, tp, on = metrics["samples_drawn"], metrics["throughput"], metrics.get("stop_on", "verified")
