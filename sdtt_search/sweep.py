@@ -1,12 +1,14 @@
-"""Sweep best-of-N search over models x steps x samples (x early-stopping rounds).
+"""Sweep best-of-N search over models x steps x samples (x early-stopping rounds x cascades).
 
     python -m sdtt_search.sweep models=[a,b] steps=[2,4] samples=[4,8] task=countdown limit=100
     python -m sdtt_search.sweep ... stop_rounds=[null,4]   # each point drawing all N and stopping early
+    python -m sdtt_search.sweep ... stop_rounds=[1] fallbacks=[null,countdown-cd3-ar]   # alone and cascaded
     python -m sdtt_search.sweep ... executor=ray ray.address=auto   # one Ray task per grid point
 
 Each grid point is an ``sdtt_search.run`` output directory under ``output_dir``
-(``<model>/steps<S>-n<N>``, ``-stop<R>`` with early stopping), so rerunning the sweep
-resumes every grid point.
+(``<model>/steps<S>-n<N>``, ``-stop<R>`` with early stopping, ``-then-<fallback>`` for a
+cascade), so rerunning the sweep resumes every grid point. A fallback (``sdtt_search.run
+fallback.model``) applies only to the points that stop early.
 Writes ``sweep.csv``, ``sweep.md`` (one row per grid point) and
 ``accuracy_vs_wallclock.png`` to ``output_dir``.
 """
@@ -23,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from .cli import cli_main, compose
 
 EXECUTORS = ("local", "ray")
-COLUMNS = ("model", "steps", "samples", "stop_round", "samples_drawn", "pass@1", "maj@N", "verified@N",
+COLUMNS = ("model", "steps", "samples", "stop_round", "fallback", "samples_drawn", "pass@1", "maj@N", "verified@N",
            "confidence@N", "pass@N", "wall_s", "samples_per_s")
 
 
@@ -58,15 +60,21 @@ def grid(cfg: DictConfig) -> list[dict]:
     for r in stops:
         if r is not None and (not isinstance(r, int) or isinstance(r, bool) or r < 1):
             raise ValueError(f"stop_rounds={r!r} must be a positive integer or null (draw all N)")
+    fallbacks = _as_list(cfg.get("fallbacks"), "fallbacks")
+    if any(f is not None for f in fallbacks) and all(r is None for r in stops):
+        raise ValueError("fallbacks cascade the points that stop early: give stop_rounds a round size too, "
+                         "e.g. stop_rounds=[1]")
     slugs: dict = {}
     for i, m in enumerate(models):
         slug = _slug(m)
         slugs[i] = slug if slug not in slugs.values() else f"{slug}-{i}"
     out = Path(cfg.output_dir)
     return [
-        {"model": m, "steps": s, "samples": n, "stop_round": r,
-         "output_dir": str(out / slugs[i] / f"steps{'default' if s is None else s}-n{n}{'' if r is None else f'-stop{r}'}")}
-        for (i, m), s, n, r in itertools.product(enumerate(models), steps, samples, stops)
+        {"model": m, "steps": s, "samples": n, "stop_round": r, "fallback": f,
+         "output_dir": str(out / slugs[i] / (f"steps{'default' if s is None else s}-n{n}"
+                                             f"{'' if r is None else f'-stop{r}'}{'' if f is None else f'-then-{_slug(f)}'}"))}
+        for (i, m), s, n, r, f in itertools.product(enumerate(models), steps, samples, stops, fallbacks)
+        if f is None or r is not None  # a cascade passes on what a stopping search was not sure of
     ]
 
 
@@ -83,6 +91,9 @@ def run_config(cfg: DictConfig, point: dict, *, in_ray: bool = False) -> DictCon
     run_cfg.stop_round = point.get("stop_round")
     run_cfg.stop_on = cfg.get("stop_on", "verified")
     run_cfg.stop_confidence = cfg.get("stop_confidence")
+    run_cfg.fallback.model = point.get("fallback")
+    run_cfg.fallback.samples = cfg.get("fallback_samples")
+    run_cfg.fallback.round = cfg.get("fallback_round")
     run_cfg.sampler.steps = point["steps"]
     for key, value in OmegaConf.to_container(cfg.sampler, resolve=True).items():
         if value is not None:
@@ -140,14 +151,17 @@ def _run_on_ray(cfg: DictConfig, configs: list[dict]) -> list[dict]:
 def row(point: dict, metrics: dict) -> dict:
     """One line of the sweep table (N = the grid point's samples). A point that stopped
     early has no per-k curves: its maj@N / verified@N are the picks from the samples it
-    drew (``report.summarise_stopped``), ``samples_drawn`` their mean per problem."""
+    drew (``report.summarise_stopped``), ``samples_drawn`` their mean per problem (over
+    every stage of a cascade, ``report.summarise_cascade``)."""
     acc, n = metrics.get("accuracy", {}), point["samples"]
-    stopped = "round_size" in metrics
+    stages = metrics.get("stages")
+    stopped = "round_size" in metrics or stages is not None
     return {
         "model": metrics.get("model", point["model"]),
         "steps": metrics.get("steps", point["steps"]),
         "samples": n,
-        "stop_round": metrics.get("round_size"),
+        "stop_round": stages[0]["round_size"] if stages else metrics.get("round_size"),
+        "fallback": stages[1]["model"] if stages else None,
         "samples_drawn": metrics["samples_drawn"]["mean"] if stopped else float(n),
         "pass@1": acc.get("pass@1"),
         "maj@N": acc.get("majority") if stopped else acc.get(f"maj@{n}"),
@@ -192,11 +206,12 @@ def plot_wallclock(rows: list[dict], path: Path, title: str = "") -> bool:
     fig, ax = plt.subplots(figsize=(6, 4))
     series: dict = {}
     for r in rows:
-        series.setdefault((str(r["model"]), r["steps"], r.get("stop_round")), []).append(r)
-    for (model, steps, stop), points in series.items():
+        series.setdefault((str(r["model"]), r["steps"], r.get("stop_round"), r.get("fallback")), []).append(r)
+    for (model, steps, stop, fallback), points in series.items():
         points.sort(key=lambda r: r["samples"])
         ax.plot([max(r["wall_s"], 1e-3) for r in points], [r[metric] for r in points], marker="o",
-                label=f"{_slug(model)} steps={steps}" + ("" if stop is None else f" stop={stop}"))
+                label=f"{_slug(model)} steps={steps}" + ("" if stop is None else f" stop={stop}")
+                + ("" if fallback is None else f" then {_slug(fallback)}"))
         for r in points:
             ax.annotate(f"N={r['samples']}", (max(r["wall_s"], 1e-3), r[metric]), fontsize=7,
                         textcoords="offset points", xytext=(3, 3))

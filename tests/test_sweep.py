@@ -33,7 +33,7 @@ def test_sweep_runs_every_grid_point_and_resumes(tiny_ckpt, tmp_path, monkeypatc
         assert (metrics["steps"], metrics["samples"], metrics["problems"]) == (int(r["steps"]), int(r["samples"]), 3)
         assert len((run_dir / "results.jsonl").read_text().splitlines()) == 3
     md = (tmp_path / "sweep.md").read_text().splitlines()
-    assert md[0].startswith("| model | steps | samples | stop_round | samples_drawn | pass@1 | maj@N") and len(md) == 2 + 4
+    assert md[0].startswith("| model | steps | samples | stop_round | fallback | samples_drawn | pass@1 | maj@N") and len(md) == 2 + 4
     assert (tmp_path / "accuracy_vs_wallclock.png").read_bytes()[:4] == b"\x89PNG"
     assert "| model | steps |" in capsys.readouterr().out
 
@@ -63,11 +63,26 @@ def test_a_sweep_compares_drawing_all_n_with_stopping_early(tmp_path):
     assert stopped["pass@1"] == "" and (tmp_path / "sudoku4-sdtt-2" / "stepsdefault-n8-stop2" / "metrics.json").exists()
 
 
+def test_a_sweep_compares_a_model_alone_with_its_cascade(tmp_path):
+    args = ["models=[sudoku4-sdtt-2]", "steps=[null]", "samples=[1]", "stop_rounds=[null,1]",
+            "fallbacks=[null,sudoku4-ar]", "fallback_samples=4", "fallback_round=2", "task=sudoku", "limit=12",
+            "executor=local", "device=cpu", "progress=false", "plot=false", f"output_dir={tmp_path}"]
+    assert sweep_module.main(args) == 0
+    with open(tmp_path / "sweep.csv") as f:
+        rows = list(csv.DictReader(f))
+    # drawing all N has no cascade: three points, not four
+    assert [(r["stop_round"], r["fallback"]) for r in rows] == [("", ""), ("1", ""), ("1", "sudoku4-ar")]
+    alone, cascade = rows[1], rows[2]
+    assert float(alone["samples_drawn"]) == 1 and float(cascade["samples_drawn"]) > 1  # some problems went on
+    assert float(cascade["verified@N"]) > float(alone["verified@N"])
+    assert (tmp_path / "sudoku4-sdtt-2" / "stepsdefault-n1-stop1-then-sudoku4-ar" / "metrics.json").exists()
+
+
 def test_grid_directories_are_distinct():
     cfg = compose("sweep", ["models=[/a/ckpt,/b/ckpt,null]", "steps=[null,8]", "samples=4", "output_dir=/out"])
     points = sweep_module.grid(cfg)
     assert len(points) == 6 and len({p["output_dir"] for p in points}) == 6
-    assert points[0] == {"model": "/a/ckpt", "steps": None, "samples": 4, "stop_round": None,
+    assert points[0] == {"model": "/a/ckpt", "steps": None, "samples": 4, "stop_round": None, "fallback": None,
                          "output_dir": "/out/ckpt/stepsdefault-n4"}
     assert points[2]["output_dir"] == "/out/ckpt-1/stepsdefault-n4"
     assert points[5]["output_dir"] == "/out/default/steps8-n4"
@@ -82,6 +97,7 @@ def test_grid_directories_are_distinct():
     ("task=nope", "countdown, gsm8k, sudoku"),
     ("stop_rounds=[0]", "stop_rounds=0"),
     ("stop_on=vibes", "stop_on"),
+    ("fallbacks=[countdown-cd3-ar]", "stop_rounds"),
 ])
 def test_bad_sweep_overrides_are_one_line_errors(override, needle, tiny_ckpt, tmp_path, capsys):  # noqa: F811
     assert sweep_module.main(_args(tiny_ckpt, tmp_path, override)) == 2
