@@ -897,6 +897,12 @@ def plot(report: dict, path: Path) -> None:
             capped = [p for p in pts if p["capped"][name]]
             ax.plot([p["budget_s"] for p in capped], [p["accuracy"][name] for p in capped], "x",
                     color=line.get_color(), markersize=6)
+        cascades = report.get({"batch_stop_frontier": "batch_cascade_frontier", "stop_frontier": "cascade_frontier"}
+                              .get(key, ""))
+        if cascades:  # the verify-and-stop panels: the best cascade (student, then AR) at each mean budget
+            pts = [(p["budget_s"], max(p["accuracy"].values())) for p in cascades if max(p["k"].values()) > 0]
+            ax.plot([b for b, _ in pts], [a for _, a in pts], ":", color="black", marker="s", markersize=3,
+                    label="best cascade: student, then AR")
         ax.set_xscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("verified accuracy")
