@@ -5,7 +5,8 @@
 (seed, problem id, candidate index), so results do not depend on how problems
 are packed into batches or spread over workers, and a search that stops early
 (``until_stopped`` with a ``stopping.StopRule``: a verified candidate, a settled
-majority) holds exactly the first candidates of the full one.
+majority) holds exactly the first candidates of the full one. ``cascade.Cascade`` chains
+such searches over several models, each seeing only what the ones before it did not accept.
 """
 from __future__ import annotations
 
