@@ -22,6 +22,7 @@ from frontier import load_spec  # noqa: E402
 
 from sdtt_search import Cascade, Search, Stage  # noqa: E402
 from sdtt_search.cli import task_from_config  # noqa: E402
+from sdtt_search.search.report import verified_pick_correct  # noqa: E402
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -43,8 +44,7 @@ def measure(args: argparse.Namespace) -> dict:
             start = time.perf_counter()
             (result,) = searches[name]([problem])
             seconds = time.perf_counter() - start
-            verified = [c for c in result.candidates if c.verified]
-            rows[name].append({"s": seconds, "solved": bool(verified) and max(verified, key=lambda c: c.score).correct,
+            rows[name].append({"s": seconds, "solved": verified_pick_correct(result),
                                "drawn": len(result.candidates),
                                "reached": bool(result.stage_samples and result.stage_samples[1])})
     out = {}

@@ -437,6 +437,12 @@ def stop_points(runs: dict, latencies: dict, budgets: list[float]) -> list[dict]
     return points
 
 
+def verified_counts(per_problem: list[dict]) -> tuple[list[int], list[int]]:
+    """Per problem: how many samples verified, and how many of those were correct."""
+    return ([sum(p["verified"]) for p in per_problem],
+            [sum(v and c for v, c in zip(p["verified"], p["correct"])) for p in per_problem])
+
+
 def cascade_points(runs: dict, latencies: dict, budgets: list[float], students: list[str],
                    ars: list[str]) -> list[dict]:
     """Per mean budget and student: the best cascade of that student then an AR engine
@@ -446,9 +452,9 @@ def cascade_points(runs: dict, latencies: dict, budgets: list[float], students: 
     samples ({1: s/sample in search} prices the search run)."""
     def options(name: str, zero: bool):
         per_problem = runs[name]["per_problem"]
-        return stop_options([sum(p["verified"]) for p in per_problem],
-                            [sum(v and c for v, c in zip(p["verified"], p["correct"])) for p in per_problem],
-                            len(per_problem[0]["verified"]), {int(r): t for r, t in latencies[name].items()}, zero=zero)
+        verified, verified_correct = verified_counts(per_problem)
+        return stop_options(verified, verified_correct, len(per_problem[0]["verified"]),
+                            {int(r): t for r, t in latencies[name].items()}, zero=zero)
 
     seconds = {a: options(a, True) for a in ars}
     points = [{"budget_s": b, "accuracy": {}, "k": {}, "capped": {}, "mean_s": {}, "setting": {}, "per_problem": {}}
@@ -480,23 +486,13 @@ def cascade_verdicts(report: dict, cascade_key: str, stop_key: str) -> list[dict
     models = report["models"]
     ars = names_with(models, "ar")
     problems = report.get("problems", 0)
-    half_problem = 0.5 / problems if problems else 1e-12
     out = []
     for point, alone in zip(report[cascade_key], report[stop_key]):
         best = max(point["accuracy"], key=lambda m: point["accuracy"][m])
         ar = max(ars, key=lambda m: alone["accuracy"][m])
-        s, a = point["accuracy"][best], alone["accuracy"][ar]
         se = paired_se(point["per_problem"][best], per_problem_at_k(models[ar]["search"]["per_problem"], alone["k"][ar]))
-        if point["k"][best] == 0 and alone["k"][ar] == 0:
-            winner = "none"
-        elif abs(s - a) < max(half_problem, Z95 * se):
-            winner = "tie"
-        else:
-            winner = "student" if s > a else "ar"
-        out.append({"budget_s": point["budget_s"], "student": f"{best} -> AR", "ar": ar, "student_accuracy": s,
-                    "ar_accuracy": a, "student_k": point["k"][best], "ar_k": alone["k"][ar], "winner": winner,
-                    "margin_problems": (s - a) * problems, "margin_ci95_problems": Z95 * se * problems,
-                    "problems": problems, "label": "the cascade"})
+        out.append(_verdict(point["budget_s"], f"{best} -> AR", point["accuracy"][best], point["k"][best], ar,
+                            alone["accuracy"][ar], alone["k"][ar], se, problems, label="the cascade"))
     return out
 
 
@@ -564,26 +560,32 @@ def verdicts(report: dict, points: list[dict] | None = None) -> list[dict]:
     if not ars or not students:
         return []
     problems = report.get("problems", 0)
-    half_problem = 0.5 / problems if problems else 1e-12
     out = []
     for point in report["frontier"] if points is None else points:
         best = max(students, key=lambda m: point["accuracy"][m])
         ar = max(ars, key=lambda m: point["accuracy"][m])  # the best AR engine at this budget
-        s, a = point["accuracy"][best], point["accuracy"][ar]
         runs = [models[m].get("search", {}).get("per_problem") for m in (best, ar)]
         se = (paired_se(per_problem_at_k(runs[0], point["k"][best]), per_problem_at_k(runs[1], point["k"][ar]))
               if all(runs) else 0.0)
-        if point["k"][best] == 0 and point["k"][ar] == 0:
-            winner = "none"  # neither affords a sample
-        elif abs(s - a) < max(half_problem, Z95 * se):
-            winner = "tie"
-        else:
-            winner = "student" if s > a else "ar"
-        out.append({"budget_s": point["budget_s"], "student": best, "ar": ar, "student_accuracy": s,
-                    "ar_accuracy": a, "student_k": point["k"][best], "ar_k": point["k"][ar], "winner": winner,
-                    "margin_problems": (s - a) * problems, "margin_ci95_problems": Z95 * se * problems,
-                    "problems": problems})
+        out.append(_verdict(point["budget_s"], best, point["accuracy"][best], point["k"][best], ar,
+                            point["accuracy"][ar], point["k"][ar], se, problems))
     return out
+
+
+def _verdict(budget: float, student: str, s: float, student_k: int, ar: str, a: float, ar_k: int, se: float,
+             problems: int, **extra) -> dict:
+    """One budget's verdict (``verdicts``): a win needs a margin beyond half a problem and
+    1.96 paired standard errors ``se``; none when neither side affords a sample."""
+    half_problem = 0.5 / problems if problems else 1e-12
+    if student_k == 0 and ar_k == 0:
+        winner = "none"  # neither affords a sample
+    elif abs(s - a) < max(half_problem, Z95 * se):
+        winner = "tie"
+    else:
+        winner = "student" if s > a else "ar"
+    return {"budget_s": budget, "student": student, "ar": ar, "student_accuracy": s, "ar_accuracy": a,
+            "student_k": student_k, "ar_k": ar_k, "winner": winner, "margin_problems": (s - a) * problems,
+            "margin_ci95_problems": Z95 * se * problems, "problems": problems, **extra}
 
 
 def _acc(x: float) -> str:
@@ -923,9 +925,7 @@ def slim(report: dict) -> dict:
             point.pop("per_problem", None)
     for d in out["models"].values():
         per_problem = d["search"].pop("per_problem")
-        d["search"]["verified_counts"] = [sum(p["verified"]) for p in per_problem]
-        d["search"]["verified_correct_counts"] = [sum(v and c for v, c in zip(p["verified"], p["correct"]))
-                                                  for p in per_problem]
+        d["search"]["verified_counts"], d["search"]["verified_correct_counts"] = verified_counts(per_problem)
         d["search"]["correct_counts"] = [sum(p["correct"]) for p in per_problem]
     return out
 

@@ -15,6 +15,7 @@ import sys
 import time
 
 from sdtt_search import Cascade, Search, Stage, load_model
+from sdtt_search.search.report import verified_pick_correct
 from tasks import load_task
 
 
@@ -25,8 +26,7 @@ def _one_at_a_time(name: str, solve, problems) -> dict:
     start = time.perf_counter()
     for problem in problems:
         (result,) = solve([problem])
-        verified = [c for c in result.candidates if c.verified]
-        solved += bool(verified) and max(verified, key=lambda c: c.score).correct
+        solved += verified_pick_correct(result)
         drawn += len(result.candidates)
         reached += bool(result.stage_samples and result.stage_samples[1])
     ms = (time.perf_counter() - start) / len(problems) * 1e3

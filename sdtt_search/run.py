@@ -23,6 +23,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from .checks import is_positive_int
 from .cli import cli_main, task_from_config
 from .diffusion import SamplerConfig, fit_blocks
 from .hf.options import load_options_from_config
@@ -61,7 +62,7 @@ def _check(cfg: DictConfig) -> None:
                          "fallback.model when its majority is not that sure")
     for key in ("samples", "round"):
         value = fallback.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        if value is not None and not is_positive_int(value):
             raise ValueError(f"fallback.{key}={value!r} must be a positive integer or null")
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from .checks import is_positive_int
 from .cli import cli_main, compose
 
 EXECUTORS = ("local", "ray")
@@ -51,14 +52,14 @@ def grid(cfg: DictConfig) -> list[dict]:
     steps = _as_list(cfg.steps, "steps")
     samples = _as_list(cfg.samples, "samples")
     for s in steps:
-        if s is not None and (not isinstance(s, int) or isinstance(s, bool) or s < 1):
+        if s is not None and not is_positive_int(s):
             raise ValueError(f"steps={s!r} must be a positive integer or null")
     for n in samples:
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        if not is_positive_int(n):
             raise ValueError(f"samples={n!r} must be a positive integer")
     stops = _as_list(cfg.get("stop_rounds"), "stop_rounds")
     for r in stops:
-        if r is not None and (not isinstance(r, int) or isinstance(r, bool) or r < 1):
+        if r is not None and not is_positive_int(r):
             raise ValueError(f"stop_rounds={r!r} must be a positive integer or null (draw all N)")
     fallbacks = _as_list(cfg.get("fallbacks"), "fallbacks")
     if any(f is not None for f in fallbacks) and all(r is None for r in stops):

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
+from ..checks import is_positive_int
 from .engine import Search, SearchResult
 from .results import Candidate, ProblemResult
 from .select import SELECTORS
@@ -80,7 +81,7 @@ class Stage:
     confidence: float | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.samples, int) or isinstance(self.samples, bool) or self.samples < 1:
+        if not is_positive_int(self.samples):
             raise ValueError(f"a cascade stage's samples={self.samples!r} must be a positive integer")
         self.rule  # the rule's one-line errors
         if self.on == "majority" and self.confidence is None:
@@ -132,11 +133,12 @@ class Cascade:
         for s, stage in enumerate(self.stages):
             if not open_:
                 break
-            results = stage.search.until_stopped([problems[p] for p in open_], stage.samples, stage.rule)
+            rule = stage.rule
+            results = stage.search.until_stopped([problems[p] for p in open_], stage.samples, rule)
             for p, result in zip(open_, results):
                 merged[p] = merge_stage(merged[p], result, s, len(self.stages))
                 answering[p] = result.candidates
-            open_ = [p for p, result in zip(open_, results) if not accepts(stage.rule, result.candidates)]
+            open_ = [p for p, result in zip(open_, results) if not accepts(rule, result.candidates)]
         rewarded = all(stage.search.reward_fn is not None for stage in self.stages)
         return [select(result, cands, rewarded) for result, cands in zip(merged, answering)]
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
+from contextlib import contextmanager
+from dataclasses import asdict
 from typing import Any, Callable, Sequence
 
 import ray
@@ -128,12 +130,19 @@ def run_on_ray(*, search_args: dict, problems: list, n: int, workers: int, ray_c
     problems = list(problems)
     if not problems:
         return
-    max_retries = int(_cfg(ray_cfg, "max_retries", 3))
+    with _cluster(ray_cfg):
+        _run(search_args, problems, n, workers, int(_cfg(ray_cfg, "max_retries", 3)), on_result, stop)
+
+
+@contextmanager
+def _cluster(ray_cfg: Any):
+    """Connect (``ray_cluster.connect``) unless Ray is already initialised; shut down on
+    leaving a cluster started here."""
     owns_cluster = not ray.is_initialized()
     ray_cluster.connect(_cfg(ray_cfg, "address", None), dashboard=bool(_cfg(ray_cfg, "dashboard", False)),
                         num_cpus=_cfg(ray_cfg, "num_cpus", None))
     try:
-        _run(search_args, problems, n, workers, max_retries, on_result, stop)
+        yield
     finally:
         if owns_cluster:
             ray_cluster.shutdown()
@@ -153,11 +162,8 @@ def run_cascade_on_ray(*, stages: list[dict], problems: list, workers: int, ray_
     problems = list(problems)
     if not problems:
         return
-    owns_cluster = not ray.is_initialized()
-    ray_cluster.connect(_cfg(ray_cfg, "address", None), dashboard=bool(_cfg(ray_cfg, "dashboard", False)),
-                        num_cpus=_cfg(ray_cfg, "num_cpus", None))
     merged: dict[str, Any] = {}
-    try:
+    with _cluster(ray_cfg):
         for s, stage in enumerate(stages):
             left = []
             rule = StopRule(int(stage["round_size"]), stage.get("on", "verified"), stage.get("confidence"))
@@ -175,15 +181,12 @@ def run_cascade_on_ray(*, stages: list[dict], problems: list, workers: int, ray_
             problems = [p for p in problems if p.id in left_ids]
             if not problems:
                 break
-    finally:
-        if owns_cluster:
-            ray_cluster.shutdown()
 
 
 def _run(search_args: dict, problems: list, n: int, workers: int, max_retries: int,
          on_result: Callable[[Any], None], stop: Any = None) -> None:
     step = _problems_per_batch(int(search_args["batch_size"]), n if stop is None else min(stop.round_size, n))
-    stop_fields = None if stop is None else {"round_size": stop.round_size, "on": stop.on, "confidence": stop.confidence}
+    stop_fields = None if stop is None else asdict(stop)
     chunks = [problems[lo : lo + step] for lo in range(0, len(problems), step)]
     options, device, capacity = _placement(search_args, workers)
     workers = min(workers, len(chunks))

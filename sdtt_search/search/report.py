@@ -105,17 +105,19 @@ def summarise_cascade(results: Sequence[ProblemResult], stages: list[dict], has_
             **_stopped_blocks(results, has_verifier, wall_s)}
 
 
+def verified_pick_correct(result: ProblemResult) -> bool:
+    """Whether the verifier's pick (the best-scored verified candidate) is correct; False when none verified."""
+    verified = [c for c in result.candidates if c.verified]
+    return bool(verified) and max(verified, key=lambda c: c.score).correct
+
+
 def _stopped_blocks(results: Sequence[ProblemResult], has_verifier: bool, wall_s: float) -> dict:
     """accuracy, solved_share, samples_drawn and throughput of a search that stopped early."""
-    def pick_correct(r: ProblemResult) -> bool:
-        verified = [c for c in r.candidates if c.verified]
-        return bool(verified) and max(verified, key=lambda c: c.score).correct
-
     drawn = [len(r.candidates) for r in results]
     count = max(len(results), 1)
     accuracy = {"majority": sum(_answer_truth(r).get(r.selected.get("majority"), False) for r in results) / count}
     if has_verifier:
-        accuracy["verified"] = sum(map(pick_correct, results)) / count
+        accuracy["verified"] = sum(map(verified_pick_correct, results)) / count
     return {
         "wall_s": wall_s,
         "accuracy": accuracy,

@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
+from ..checks import is_positive_int
 from .results import Candidate
 
 STOP_ON = ("verified", "majority")
@@ -50,7 +51,7 @@ class StopRule:
 
     def __post_init__(self) -> None:
         """One-line errors for a malformed rule (before any task or model is loaded)."""
-        if not isinstance(self.round_size, int) or isinstance(self.round_size, bool) or self.round_size < 1:
+        if not is_positive_int(self.round_size):
             raise ValueError(f"round_size (CLI: stop_round)={self.round_size!r} must be a positive integer")
         if self.on not in STOP_ON:
             raise ValueError(f"stop_on={self.on!r} is unknown; use one of {', '.join(STOP_ON)}")
