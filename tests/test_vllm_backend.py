@@ -69,3 +69,16 @@ def test_cli_reports_the_vllm_backend(ar_dir, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads((out / "metrics.json").read_text())["backend"] == "vllm"
+
+
+def test_vllm_greedy_head_is_the_greedy_decode_and_the_tail_is_sampled(vllm_model, ar_dir):
+    reference = load_ar_pretrained(ar_dir).model
+    tok = vllm_model.tokenizer
+    head = tok.decode(greedy_reference(reference, tok.encode("12+3="), 3, tok.eos_id))
+    config = SamplerConfig(method="autoregressive", temperature=1.0, gen_length=10, head_tokens=3, head_temperature=0.0)
+    out = vllm_model.generate(["12+3="] * 8, config, seeds=range(8))
+    assert all(text.startswith(head) for text in out.texts)
+    assert all(len(lps) <= 10 for lps in out.logprobs)
+    assert len(set(out.texts)) > 1  # the second pass samples the rest at temperature 1
+    plain = vllm_model.generate(["12+3="] * 8, SamplerConfig(method="autoregressive", gen_length=10), seeds=range(8))
+    assert not all(text.startswith(head) for text in plain.texts)

@@ -22,6 +22,10 @@ import torch
 
 from ..diffusion.rng import RowRNG, categorical
 
+# vLLM's second pass after a head (SamplerConfig.head_tokens) draws from seed + this,
+# so the tail's stream is not the head's replayed
+_TAIL_SEED = 0x7A11
+
 BACKENDS = ("auto", "vllm", "transformers")
 
 
@@ -64,24 +68,29 @@ class SeededTokenPicker:
 
     It returns scores that are 0 at the drawn token and -inf elsewhere, so greedy
     decoding emits exactly the draw; it records the draw's log-prob under the
-    temperature-scaled distribution.
+    temperature-scaled distribution. The first ``head_tokens`` steps draw at
+    ``head_temperature`` (``SamplerConfig.head_tokens``).
     """
 
-    def __init__(self, seeds: Sequence[int], prompt_width: int, temperature: float, top_p: float, device):
+    def __init__(self, seeds: Sequence[int], prompt_width: int, temperature: float, top_p: float, device,
+                 head_tokens: int = 0, head_temperature: float | None = None):
         self.rng = RowRNG(seeds, device=device)
         self.prompt_width = prompt_width
         self.temperature = temperature
         self.top_p = top_p
+        self.head_tokens = head_tokens
+        self.head_temperature = head_temperature
         self.logprobs: list[torch.Tensor] = []
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         step = input_ids.shape[1] - self.prompt_width
+        temperature = self.head_temperature if step < self.head_tokens else self.temperature
         logits = scores.float()
-        if self.temperature == 0:
+        if temperature == 0:
             token = logits.argmax(-1)
             logp = torch.log_softmax(logits, -1)
         else:
-            logp = torch.log_softmax(logits / self.temperature, -1)
+            logp = torch.log_softmax(logits / temperature, -1)
             probs = _filter_top_p(logp.exp(), self.top_p)
             pos = torch.full((len(self.rng), 1), step, dtype=torch.long, device=scores.device)
             token = categorical(probs, self.rng.uniform(pos, key=(0xA2, step))[:, 0])
@@ -130,7 +139,8 @@ class TransformersBackend:
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[Sequence[int]], *, seeds: Sequence[int], max_tokens: int,
-                 temperature: float, top_p: float) -> list[ARSample]:
+                 temperature: float, top_p: float, head_tokens: int = 0,
+                 head_temperature: float | None = None) -> list[ARSample]:
         from transformers import LogitsProcessorList
 
         device = next(self.model.parameters()).device
@@ -140,7 +150,7 @@ class TransformersBackend:
         for row, p in enumerate(prompts):
             ids[row, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
             mask[row, width - len(p):] = 1
-        picker = SeededTokenPicker(seeds, width, temperature, top_p, device)
+        picker = SeededTokenPicker(seeds, width, temperature, top_p, device, head_tokens, head_temperature)
         out = self.model.generate(
             input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_tokens, do_sample=False,
             num_beams=1, logits_processor=LogitsProcessorList([picker]), pad_token_id=self.pad_id,
@@ -166,7 +176,10 @@ class VLLMBackend:
 
     One request per candidate with its own seed (n=1): prefix caching makes the
     shared prompt cost one prefill, and a candidate's sample depends on its seed
-    only. Log-probs are vLLM's (of the raw, pre-temperature distribution).
+    only. Log-probs are vLLM's (of the raw, pre-temperature distribution). A head
+    temperature (``SamplerConfig.head_tokens``) runs two passes: the first
+    ``head_tokens`` tokens at ``head_temperature``, then the rest at ``temperature``
+    after them (prefix caching keeps the second prefill cheap).
     """
 
     name = "vllm"
@@ -189,7 +202,25 @@ class VLLMBackend:
         self.nfe = 0
 
     def generate(self, prompts: Sequence[Sequence[int]], *, seeds: Sequence[int], max_tokens: int,
-                 temperature: float, top_p: float) -> list[ARSample]:
+                 temperature: float, top_p: float, head_tokens: int = 0,
+                 head_temperature: float | None = None) -> list[ARSample]:
+        head = min(head_tokens, max_tokens)
+        if not head:
+            samples = self._pass(prompts, seeds, max_tokens, temperature, top_p)
+        else:
+            samples = self._pass(prompts, seeds, head, float(head_temperature), top_p)
+            rest = [i for i, s in enumerate(samples) if len(s.token_ids) == head and s.token_ids[-1] != self.eos_id]
+            if rest and max_tokens > head:
+                tails = self._pass([list(prompts[i]) + samples[i].token_ids for i in rest],
+                                   [int(seeds[i]) + _TAIL_SEED for i in rest], max_tokens - head, temperature, top_p)
+                for i, tail in zip(rest, tails):
+                    samples[i] = ARSample(token_ids=samples[i].token_ids + tail.token_ids,
+                                          logprobs=samples[i].logprobs + tail.logprobs)
+        self.nfe += max((len(s.token_ids) for s in samples), default=0)
+        return samples
+
+    def _pass(self, prompts: Sequence[Sequence[int]], seeds: Sequence[int], max_tokens: int, temperature: float,
+              top_p: float) -> list[ARSample]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
@@ -202,5 +233,4 @@ class VLLMBackend:
             token_ids = list(completion.token_ids)
             lps = [entry[t].logprob for t, entry in zip(token_ids, completion.logprobs or [])]
             samples.append(ARSample(token_ids=token_ids, logprobs=lps))
-        self.nfe += max((len(s.token_ids) for s in samples), default=0)
         return samples

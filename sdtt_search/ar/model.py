@@ -62,7 +62,8 @@ class ARModel:
         ids = [self.tokenizer.encode(p) for p in prompts]
         before = self.backend.nfe
         samples = self.backend.generate(ids, seeds=list(seeds), max_tokens=max_tokens,
-                                        temperature=float(sampler.temperature), top_p=float(sampler.top_p))
+                                        temperature=float(sampler.temperature), top_p=float(sampler.top_p),
+                                        head_tokens=sampler.head_tokens, head_temperature=sampler.head_temperature)
         texts = [self.tokenizer.decode(s.token_ids) for s in samples]
         generated = sum(len(s.token_ids) for s in samples) / max(len(samples), 1)
         return Completions(texts=texts, logprobs=[s.logprobs for s in samples], nfe=self.backend.nfe - before,

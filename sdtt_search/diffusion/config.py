@@ -39,6 +39,15 @@ class SamplerConfig:
             of the decoded prefix of a causal denoiser (exact: same tokens, fewer FLOPs).
         eps: smallest diffusion time of the ancestral grid linspace(1, eps, steps + 1).
         top_p: nucleus sampling mass for "autoregressive" (1.0 = off).
+        head_tokens: how many of the first generated tokens (positions, counted from
+            the start of the completion) are drawn at ``head_temperature`` instead of
+            ``temperature``; 0 = off. Search draws many candidates of one problem and
+            they branch at their first step: a hotter head spreads the candidates over
+            more first steps while the rest of each keeps the model's own temperature.
+            Every method applies it (diffusion by position, whatever the order the
+            columns are committed in; AR by step).
+        head_temperature: the temperature of those tokens (0 = greedy); required when
+            ``head_tokens`` > 0.
     """
 
     method: str = "ancestral"
@@ -51,6 +60,8 @@ class SamplerConfig:
     cache: bool = True
     eps: float = 1e-5
     top_p: float = 1.0
+    head_tokens: int = 0
+    head_temperature: float | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -75,6 +86,24 @@ class SamplerConfig:
             raise ValueError(f"sampler.eps={self.eps!r} must be in (0, 1)")
         if isinstance(self.top_p, bool) or not isinstance(self.top_p, (int, float)) or not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"sampler.top_p={self.top_p!r} must be in (0, 1]")
+        if isinstance(self.head_tokens, bool) or not isinstance(self.head_tokens, int) or self.head_tokens < 0:
+            raise ValueError(f"sampler.head_tokens={self.head_tokens!r} must be a non-negative integer (0 = off)")
+        if self.head_temperature is not None and (isinstance(self.head_temperature, bool)
+                                                  or not isinstance(self.head_temperature, (int, float))
+                                                  or self.head_temperature < 0):
+            raise ValueError(f"sampler.head_temperature={self.head_temperature!r} must be >= 0 (0 = greedy) or null")
+        if self.head_tokens and self.head_temperature is None:
+            raise ValueError(f"sampler.head_tokens={self.head_tokens} needs sampler.head_temperature (the temperature "
+                             "of those tokens)")
+        if self.head_temperature is not None and not self.head_tokens:
+            raise ValueError(f"sampler.head_temperature={self.head_temperature} does nothing with head_tokens=0; set "
+                             "sampler.head_tokens (how many first tokens it applies to)")
+
+    def temperature_at(self, position: int) -> float:
+        """The draw temperature of the generated token at ``position`` (0 = the first)."""
+        if self.head_tokens and position < self.head_tokens:
+            return float(self.head_temperature)
+        return float(self.temperature)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

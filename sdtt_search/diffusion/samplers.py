@@ -65,6 +65,28 @@ def _token_probs(logits: torch.Tensor, mask_id: int, temperature: float) -> torc
     return torch.softmax(logits / temperature, dim=-1)
 
 
+def _draw_probs(logits: torch.Tensor, mask_id: int, temperature: float, probs_t1: torch.Tensor,
+                head: tuple[torch.Tensor, float] | None = None) -> torch.Tensor:
+    """[N, V] draw distributions at ``temperature`` (``probs_t1``: the same logits at
+    temperature 1, reused when it applies); ``head`` = (in_head [N] bool, head
+    temperature) draws the rows in the head at that temperature instead."""
+    def at(t: float) -> torch.Tensor:
+        return probs_t1 if t == 1.0 else _token_probs(logits, mask_id, t)
+
+    if head is None or head[1] == temperature or not bool(head[0].any()):
+        return at(temperature)
+    in_head, head_t = head
+    return torch.where(in_head[:, None], at(head_t), at(temperature))
+
+
+def _head_of(cells: torch.Tensor, gen_start: int, head_tokens: int, head_temperature: float | None):
+    """For the cells [B, L] bool being drawn: (in the first ``head_tokens`` generated
+    columns [N] in row-major order, head temperature), or None when no head is set."""
+    if not head_tokens:
+        return None
+    return cells.nonzero()[:, 1] < gen_start + head_tokens, float(head_temperature)
+
+
 def _sigma_for(model, schedule: LogLinearSchedule, t: torch.Tensor) -> torch.Tensor | None:
     return schedule.sigma(t) if is_time_conditioned(model) else None
 
@@ -89,6 +111,8 @@ def ancestral_sample(
     cache: bool = True,
     eps: float = 1e-5,
     schedule: LogLinearSchedule = LogLinearSchedule(),
+    head_tokens: int = 0,
+    head_temperature: float | None = None,
 ) -> SampleOutput:
     """MDLM ancestral sampler (spec §A7) with a per-row no-change cache.
 
@@ -100,7 +124,8 @@ def ancestral_sample(
     The network does not see t unless the model is time-conditioned, so its output
     for a row is reused until that row changes (MDLM caches only when the whole
     batch is unchanged; per row is strictly more reuse with identical results).
-    Network calls <= steps + 1.
+    Network calls <= steps + 1. The first ``head_tokens`` generated columns are drawn
+    at ``head_temperature`` (``SamplerConfig.head_tokens``).
     """
     if takes_noise(model):
         raise ValueError("a noise-conditioned model (model.noise_input) decodes with sampler.method=confidence, "
@@ -145,7 +170,8 @@ def ancestral_sample(
             continue
         refresh(t)
         model_probs = _token_probs(logits[reveal], mask_id, 1.0)
-        probs = model_probs if temperature == 1.0 else _token_probs(logits[reveal], mask_id, temperature)
+        probs = _draw_probs(logits[reveal], mask_id, temperature, model_probs,
+                            _head_of(reveal, gen_start, head_tokens, head_temperature))
         drawn = categorical(probs, u_token[reveal])
         x[reveal] = drawn
         token_logprobs[reveal] = model_probs.gather(-1, drawn[:, None]).squeeze(-1).log()
@@ -193,6 +219,8 @@ def confidence_sample(
     remasking: str = "low_confidence",
     schedule: LogLinearSchedule = LogLinearSchedule(),
     prefix_cache: bool = False,
+    head_tokens: int = 0,
+    head_temperature: float | None = None,
 ) -> SampleOutput:
     """Confidence-based parallel decoding (LLaDA; Fast-dLLM with ``threshold``).
 
@@ -228,6 +256,9 @@ def confidence_sample(
     drawn (``sdtt_search.model.noise``). Such a student assumes draws at the
     temperature it was distilled for; at another one (or greedy, temperature 0) its
     later columns may expect a token the draw did not give.
+
+    The first ``head_tokens`` generated columns are drawn at ``head_temperature``
+    (``SamplerConfig.head_tokens``); their confidence stays the untempered one.
     """
     x = x.clone()
     batch, length = x.shape
@@ -281,11 +312,11 @@ def confidence_sample(
             row_forwards += cached.rows_run if cached is not None else batch
             cand_logits = block_logits[candidates[:, cols]]  # row-major, as candidates (all in cols)
             probs = _token_probs(cand_logits, mask_id, 1.0)
-            if temperature == 0:
+            head = _head_of(candidates, int(columns[0]), head_tokens, head_temperature)
+            if temperature == 0 and head is None:
                 tokens = probs.argmax(-1)
             else:  # at temperature 1 the draw's distribution is the confidence's (softmax(l / 1) = softmax(l))
-                tempered = probs if temperature == 1.0 else _token_probs(cand_logits, mask_id, temperature)
-                tokens = categorical(tempered, u_token[candidates])
+                tokens = categorical(_draw_probs(cand_logits, mask_id, temperature, probs, head), u_token[candidates])
             drawn_prob = probs.gather(-1, tokens[:, None]).squeeze(-1)
             if remasking == "low_confidence":
                 score = drawn_prob
@@ -457,10 +488,12 @@ def sample(
         return ancestral_sample(
             model, x, gen_mask, attention_mask, mask_id=mask_id, rng=rng, steps=config.steps,
             temperature=config.temperature, cache=config.cache, eps=config.eps,
+            head_tokens=config.head_tokens, head_temperature=config.head_temperature,
         )
     return confidence_sample(
         model, x, gen_mask, attention_mask, mask_id=mask_id, rng=rng, steps=config.steps,
         temperature=config.temperature, block_length=config.block_length,
         threshold=config.threshold, remasking=config.remasking,
         prefix_cache=config.cache and supports_prefix_cache(model),
+        head_tokens=config.head_tokens, head_temperature=config.head_temperature,
     )
