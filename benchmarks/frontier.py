@@ -54,6 +54,7 @@ from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
@@ -65,7 +66,7 @@ from sdtt_search.search.engine import Search
 from sdtt_search.search.metrics import verified_at_k
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cascade_pricing import cascade_best, stop_options  # noqa: E402
+from cascade_pricing import StopOptions, cascade_best, stop_options  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -449,7 +450,9 @@ def cascade_points(runs: dict, latencies: dict, budgets: list[float], students: 
     (``cascade_pricing``: the student in rounds of r1 until a sample verifies, at most k1;
     then, where none did, the AR engine in rounds of r2, at most k2, or nothing) whose
     expected cost per problem fits. ``latencies``: per model, seconds per round of r
-    samples ({1: s/sample in search} prices the search run)."""
+    samples ({1: s/sample in search} prices the search run). A model is never its own
+    second stage (its one run would be counted twice as independent samples); a first
+    stage with no other second prices verify-and-stop alone."""
     def options(name: str, zero: bool):
         per_problem = runs[name]["per_problem"]
         verified, verified_correct = verified_counts(per_problem)
@@ -462,8 +465,10 @@ def cascade_points(runs: dict, latencies: dict, budgets: list[float], students: 
     for s in students:
         first = options(s, False)
         best = [(None, None)] * len(budgets)
-        for a in ars:
-            for i, found in enumerate(cascade_best(first, seconds[a], budgets)):
+        others = [a for a in ars if a != s]
+        alone = StopOptions([(0, 0)], *(np.full((1, first.cost.shape[1]), x) for x in (0.0, 1.0, 0.0)))
+        for a in others or [None]:
+            for i, found in enumerate(cascade_best(first, seconds[a] if a else alone, budgets)):
                 if found and (best[i][0] is None or (found["accuracy"], -found["mean_s"])
                               > (best[i][0]["accuracy"], -best[i][0]["mean_s"])):
                     best[i] = (found, a)
@@ -494,6 +499,37 @@ def cascade_verdicts(report: dict, cascade_key: str, stop_key: str) -> list[dict
         out.append(_verdict(point["budget_s"], f"{best} -> AR", point["accuracy"][best], point["k"][best], ar,
                             alone["accuracy"][ar], alone["k"][ar], se, problems, label="the cascade"))
     return out
+
+
+def family_points(cascades: list[dict]) -> list[dict]:
+    """Per mean budget, the best of a family's cascades (``cascade_points`` with the
+    family's models as both stages: its first stages, alone or followed by another
+    member): {budget_s, model, accuracy, k, mean_s, setting, per_problem}."""
+    out = []
+    for point in cascades:
+        best = max(point["accuracy"], key=lambda m: (point["accuracy"][m], -point["mean_s"][m]))
+        out.append({"budget_s": point["budget_s"], "model": best,
+                    **{key: point[key][best] for key in ("accuracy", "k", "mean_s", "setting", "per_problem")}})
+    return out
+
+
+def family_verdicts(students: list[dict], ars: list[dict], problems: int) -> list[dict]:
+    """Per mean budget: the students' best cascade among themselves (``family_points``,
+    e.g. a student at temperature 1, then the same student with a hotter head) against the
+    AR engines' best among themselves, worded as ``verdicts``. No AR model is in the
+    student side, so this is issue 6's "student + verifier" against "AR + verifier", each
+    with every verify-and-stop setting and hand-off its own family offers."""
+    out = []
+    for s, a in zip(students, ars):
+        se = paired_se(s["per_problem"], a["per_problem"])
+        out.append(_verdict(s["budget_s"], _family_name(s), s["accuracy"], s["k"], _family_name(a), a["accuracy"],
+                            a["k"], se, problems))
+    return out
+
+
+def _family_name(point: dict) -> str:
+    setting = point["setting"]
+    return point["model"] + (f" -> {setting[2]}" if setting and setting[2] else "")
 
 
 def frontier_points(runs: dict, budgets: list[float]) -> list[dict]:
@@ -690,6 +726,10 @@ def targets(report: dict) -> list[str]:
         lines.append(_budget_line(report["latency_verdicts"], "equal latency, one problem at a time"))
     if report.get("stop_verdicts"):
         lines.append(_budget_line(report["stop_verdicts"], "equal mean latency, verify-and-stop one problem at a time"))
+    for key, regime in (("batch_family_verdicts", "in the search run"), ("family_verdicts", "one problem at a time")):
+        if report.get(key):
+            lines.append(_budget_line(report[key], f"equal mean cost, each family's best verify-and-stop cascade {regime}",
+                                      "best SDTT-student cascade + verifier"))
     return lines
 
 
@@ -774,6 +814,7 @@ def markdown(report: dict) -> str:
             "from the verified counts; rounds of 1 draw the fewest samples when every sample costs the same):"))
         out += _cascade_markdown(report, "batch_cascade_frontier", "batch_cascade_verdicts", "batch_stop_frontier",
                                  "in the search run")
+        out += _family_markdown(report, "batch_family", "in the search run")
     if report.get("latency"):
         out += _latency_markdown(report)
     if report.get("break_even"):
@@ -811,6 +852,7 @@ def _latency_markdown(report: dict) -> list[str]:
             "counts; accuracy = verified@k; each model's best (r, k) within a mean budget; student vs AR as above):"))
         out += _cascade_markdown(report, "cascade_frontier", "cascade_verdicts", "stop_frontier",
                                  "one problem at a time")
+        out += _family_markdown(report, "family", "one problem at a time")
     return out
 
 
@@ -860,6 +902,32 @@ def _cascade_markdown(report: dict, key: str, verdict_key: str, stop_key: str, r
     return out + ["", line]
 
 
+def _family_markdown(report: dict, key: str, regime: str) -> list[str]:
+    """Each family's best cascade among its own models per mean budget (``family_points``),
+    students against AR (one of issue 6's targets: no AR model is on the student side)."""
+    if not report.get(key + "_frontier"):
+        return []
+    sides = report[key + "_frontier"]
+    points = [{"budget_s": s["budget_s"], "student": s, "ar": a} for s, a in zip(sides["student"], sides["ar"])]
+
+    columns = {"SDTT students, best cascade": "student", "AR engines, best cascade": "ar"}
+
+    def cell(p: dict, column: str) -> str:
+        q = p[columns[column]]
+        if q["setting"] is None:
+            return "0.000 (-)"
+        r1, k1, then, r2, k2 = q["setting"]
+        rest = f"; then {then} r={r2}, k={k2}" if then else ""
+        return f"{_acc(q['accuracy'])} ({q['model']} r={r1}, k={k1}{rest}; {q['mean_s'] * 1e3:.2g} ms)"
+
+    caption = (f"Each family's best cascade among its own models, {regime}: a model in rounds of r until a sample "
+               "verifies (at most k), then, where none did, another model of the same family (e.g. the same student "
+               "with a hotter head, `sampler.head_tokens` / `head_temperature`) or nothing; priced exactly from the "
+               "accuracy runs (`benchmarks/cascade_pricing.py`); students vs AR as above:")
+    return _budget_table(list(columns), points, report.get(key + "_verdicts"), "mean budget (s/problem)", caption,
+                         cell, "students vs AR")
+
+
 def _budget_table(names: list[str], points: list[dict], verdicts_: list[dict] | None, budget_label: str,
                   caption: str, cell, verdict_label: str = "student vs AR") -> list[str]:
     """One budget table: a row per point, ``cell(point, model)`` per model, the verdict last."""
@@ -905,6 +973,13 @@ def plot(report: dict, path: Path) -> None:
             pts = [(p["budget_s"], max(p["accuracy"].values())) for p in cascades if max(p["k"].values()) > 0]
             ax.plot([b for b, _ in pts], [a for _, a in pts], ":", color="black", marker="s", markersize=3,
                     label="best cascade: student, then AR")
+        families = report.get({"batch_stop_frontier": "batch_family_frontier", "stop_frontier": "family_frontier"}
+                              .get(key, ""))
+        for side, style, label in (("student", "-.", "students' best cascade"), ("ar", (0, (1, 3)), "AR's best cascade")):
+            pts = [(p["budget_s"], p["accuracy"]) for p in (families or {}).get(side, []) if p["k"] > 0]
+            if pts:
+                ax.plot([b for b, _ in pts], [a for _, a in pts], linestyle=style, color="grey", marker="^",
+                        markersize=3, label=label)
         ax.set_xscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("verified accuracy")
@@ -923,6 +998,10 @@ def slim(report: dict) -> dict:
     for key in ("batch_cascade_frontier", "cascade_frontier"):  # per-problem accuracies: recomputed on --render
         for point in out.get(key, []):
             point.pop("per_problem", None)
+    for key in ("batch_family_frontier", "family_frontier"):
+        for side in out.get(key, {}).values():
+            for point in side:
+                point.pop("per_problem", None)
     for d in out["models"].values():
         per_problem = d["search"].pop("per_problem")
         d["search"]["verified_counts"], d["search"]["verified_correct_counts"] = verified_counts(per_problem)
@@ -956,9 +1035,12 @@ def analyse(report: dict, budgets: int) -> dict:
     students, ars = names_with(report["models"], "student"), names_with(report["models"], "ar")
     report["frontier"] = frontier_points(runs, grid)
     report["batch_stop_frontier"] = stop_points(runs, per_sample, grid)
+    families = students and ars and (len(students) > 1 or len(ars) > 1)  # else the same as verify-and-stop alone
     if students and ars:
         report["batch_cascade_frontier"] = cascade_points(runs, per_sample, grid, students, ars)
         report["batch_cascade_verdicts"] = cascade_verdicts(report, "batch_cascade_frontier", "batch_stop_frontier")
+    if families:
+        _families(report, "batch_family", runs, per_sample, grid, students, ars)
     if report.get("latency"):
         grid = latency_grid(report["latency"], budgets)
         report["latency_frontier"] = latency_points(runs, report["latency"], grid)
@@ -966,6 +1048,8 @@ def analyse(report: dict, budgets: int) -> dict:
         if students and ars:
             report["cascade_frontier"] = cascade_points(runs, report["latency"], grid, students, ars)
             report["cascade_verdicts"] = cascade_verdicts(report, "cascade_frontier", "stop_frontier")
+        if families:
+            _families(report, "family", runs, report["latency"], grid, students, ars)
     report["speedups"] = speedups(report)
     report["verdicts"] = verdicts(report)
     report["batch_stop_verdicts"] = verdicts(report, report["batch_stop_frontier"])
@@ -975,6 +1059,16 @@ def analyse(report: dict, budgets: int) -> dict:
     report["break_even"] = break_even_table(report)
     report["targets"] = targets(report)
     return report
+
+
+def _families(report: dict, key: str, runs: dict, latencies: dict, grid: list[float], students: list[str],
+              ars: list[str]) -> None:
+    """``report[key + "_frontier"]``: each family's best cascade among its own models per
+    mean budget; ``report[key + "_verdicts"]``: students against AR there."""
+    report[key + "_frontier"] = {side: family_points(cascade_points(runs, latencies, grid, names, names))
+                                 for side, names in (("student", students), ("ar", ars))}
+    report[key + "_verdicts"] = family_verdicts(report[key + "_frontier"]["student"], report[key + "_frontier"]["ar"],
+                                                report.get("problems", 0))
 
 
 def render(path: Path, append: bool) -> dict:

@@ -597,3 +597,29 @@ def test_cascade_check_measures_both_searches_one_problem_at_a_time():
     # the student's one sample per problem, plus rounds of 2 of the twin for the problems it left
     assert 1 <= cascade["samples_drawn"] <= 1 + 4 * cascade["reached_ar_stage"] + 1e-9
     assert cascade["verified_accuracy"] >= 1 - cascade["reached_ar_stage"] - 1e-9
+
+
+def test_family_cascades_hand_over_within_a_family_and_never_to_the_same_model():
+    # kind A (10 problems): s1 always verifies, s2 never; kind B (10): s1 never, s2 one sample of two;
+    # the AR engine verifies one sample of two on A and nothing on B; every sample costs 1 ms
+    kinds = {"s1": ([True, True], [False, False]), "s2": ([False, False], [True, False]),
+             "ar": ([True, False], [False, False])}
+    runs = {n: {"per_problem": [{"verified": a, "correct": a}] * 10 + [{"verified": b, "correct": b}] * 10}
+            for n, (a, b) in kinds.items()}
+    latency = {n: {1: 0.001} for n in runs}
+    budgets = [0.00125, 0.0015, 0.00175]
+    students = frontier.family_points(frontier.cascade_points(runs, latency, budgets, ["s1", "s2"], ["s1", "s2"]))
+    ars = frontier.family_points(frontier.cascade_points(runs, latency, budgets, ["ar"], ["ar"]))
+    # 1.5 ms: s1's one sample, then s2's one sample on the half it left: 0.5 + 0.5 x 0.5
+    assert students[1]["model"] == "s1" and students[1]["setting"] == [1, 1, "s2", 1, 1]
+    assert students[1]["accuracy"] == pytest.approx(0.75) and students[1]["mean_s"] == pytest.approx(0.0015)
+    # 1.75 ms: s2 up to two samples there ((1 + 0.5) ms on half the problems): everything
+    assert students[2]["setting"] == [1, 1, "s2", 1, 2] and students[2]["accuracy"] == pytest.approx(1.0)
+    # the AR engine has no other member: verify-and-stop alone (two samples cost (1.5 + 2) / 2 = 1.75 ms)
+    assert [a["setting"] for a in ars] == [[1, 1, None, 0, 0], [1, 1, None, 0, 0], [1, 2, None, 0, 0]]
+    assert all(p["setting"][2] != p["model"] for p in students)  # a model is never its own second stage
+    verdicts = frontier.family_verdicts(students, ars, 20)
+    # the AR engine: 0.25 from one sample, 0.5 from two
+    assert [v["winner"] for v in verdicts] == ["student"] * 3
+    assert [v["margin_problems"] for v in verdicts] == pytest.approx([5.0, 10.0, 10.0])
+    assert verdicts[2]["student"] == "s1 -> s2" and verdicts[0]["student"] == "s1"
