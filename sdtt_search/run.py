@@ -98,16 +98,22 @@ def _check_model_task(model, task, cfg: DictConfig) -> None:
               f"this run uses {asked}", file=sys.stderr)
 
 
-def sampler_from(cfg: DictConfig, model) -> SamplerConfig:
-    """The model's default sampler, overridden by every non-null ``sampler.*`` value.
+def sampler_from(cfg: DictConfig, model, key: str = "sampler") -> SamplerConfig:
+    """The model's default sampler, overridden by every non-null ``sampler.*`` value
+    (``key``: the config node of the overrides, e.g. ``fallback.sampler``).
 
     A block-wise model asked for fewer steps than it has blocks (``sampler.steps=4``
     without ``sampler.block_length``) decodes wider blocks, one step each, as its
     distilled students do (``fit_blocks``); an explicit block length is kept as given.
     """
     base = model.default_sampler().to_dict()
-    overrides = {k: v for k, v in OmegaConf.to_container(cfg.sampler, resolve=True).items() if v is not None}
-    sampler = SamplerConfig.from_dict({**base, **overrides})
+    node = OmegaConf.select(cfg, key)
+    overrides = {k: v for k, v in (OmegaConf.to_container(node, resolve=True) if node else {}).items() if v is not None}
+    try:
+        sampler = SamplerConfig.from_dict({**base, **overrides})
+    except ValueError as err:  # name the node the bad value came from (fallback.sampler.x, not sampler.x)
+        text = str(err)
+        raise ValueError(key + text.removeprefix("sampler") if text.startswith("sampler.") else text) from None
     gen_length = sampler.gen_length or getattr(model, "gen_length", 0)
     if "block_length" not in overrides and gen_length:
         sampler = fit_blocks(sampler, int(gen_length))
@@ -137,7 +143,7 @@ def run(cfg: DictConfig) -> dict:
     if fallback is not None:  # the cascade's second model, loaded (and checked) before anything runs
         fallback_model = load_model(fallback["model"], device=driver_device, **load_options)
         _check_model_task(fallback_model, task, cfg)
-        fallback["sampler"] = fallback_model.default_sampler().to_dict()
+        fallback["sampler"] = sampler_from(cfg, fallback_model, "fallback.sampler").to_dict()
     problems = task.problems(split=cfg.split, limit=cfg.limit)
     run_config = {
         "task": OmegaConf.to_container(cfg.task, resolve=True), "model": str(model_name), "samples": cfg.samples,

@@ -277,6 +277,27 @@ def test_a_cascade_from_the_command_line_passes_on_only_the_unverified_problems(
     assert run_module.main(_args(tiny_ckpt, out, *cascade[:-2], "fallback.round=3", "ar_backend=transformers")) == 2
 
 
+def test_a_cascade_of_one_student_into_itself_with_a_hotter_head(tiny_ckpt, tmp_path, monkeypatch):  # noqa: F811
+    from tasks.countdown import CountdownTask
+
+    # nothing verifies, so every problem reaches the second stage: the same model, its first 2 tokens greedy
+    monkeypatch.setattr(CountdownTask, "verify", lambda self, problem, text: False)
+    out = tmp_path / "self"
+    assert run_module.main(_args(tiny_ckpt, out, "progress=false", "stop_round=2", f"fallback.model={tiny_ckpt}",
+                                 "fallback.samples=4", "fallback.sampler.head_tokens=2",
+                                 "fallback.sampler.head_temperature=0")) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    first, second = metrics["stages"]
+    assert (first["sampler"]["head_tokens"], second["sampler"]["head_tokens"]) == (0, 2)
+    assert second["sampler"]["head_temperature"] == 0 and second["reached"] == 1.0
+    for r in _lines(out / "results.jsonl"):
+        n_first, n_second = r["stage_samples"]
+        heads = {c["text"][:1] for c in r["candidates"][n_first:]}
+        assert n_second == 4 and len(heads) == 1  # a greedy head: every second-stage candidate starts alike
+    assert run_module.main(_args(tiny_ckpt, tmp_path / "bad", "progress=false", "stop_round=2",
+                                 f"fallback.model={tiny_ckpt}", "fallback.sampler.head_tokens=2")) == 2
+
+
 @pytest.mark.parametrize("overrides,needle", [
     (["fallback.model=countdown-cd3-ar"], "stop_round"),  # a cascade stops on a verified candidate
     (["fallback.model=countdown-cd3-ar", "stop_round=2", "stop_on=majority"], "stop_confidence"),

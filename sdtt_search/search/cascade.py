@@ -169,7 +169,8 @@ class Cascade:
             results, self.describe(), self.task.has_verifier, wall_s=time.perf_counter() - start))
 
     def describe(self) -> list[dict]:
-        """Each stage's model name, engine, sample cap, round size and rule (metrics.json's ``stages``)."""
+        """Each stage's model name, engine, sampler, sample cap, round size and rule (metrics.json's ``stages``)."""
         return [{"model": s.name, "backend": getattr(s.search.model, "backend_name", "sdtt-search"),
-                 "samples": s.samples, "round_size": s.round_size, "on": s.on, "confidence": s.confidence}
+                 "sampler": s.search.sampler.to_dict(), "samples": s.samples, "round_size": s.round_size, "on": s.on,
+                 "confidence": s.confidence}
                 for s in self.stages]
