@@ -33,6 +33,12 @@ A model is a zoo name or a checkpoint directory, optionally with sampler overrid
     latency of r samples times the expected rounds, from each problem's verified count
     (samples are i.i.d., so the drawn ones in random order are a fair stopping sequence),
     and its accuracy is verified@K. A mean budget B buys each model's best (r, K).
+  * cascades (``cascade_pricing``, exact from the accuracy runs): each student then an AR
+    engine for the problems it left unverified (reported apart: the AR twin is part of
+    it), and each family's best cascade among its own models: a student then another
+    student (e.g. the same one with a hotter head, ``head_tokens=3,head_temperature=1.3``
+    in its spec), the AR engines among themselves, students against AR (one of the
+    targets: no AR model is on the student side).
 Then: student/teacher speed-ups side by side, issue 6's targets, per budget whether
 the best SDTT student + verifier or the best AR engine + verifier solves more (margins
 with 95 % paired intervals over the problems), and the break-even table: how many times

@@ -38,3 +38,12 @@ def test_cascade_example():
     assert cascade["accuracy"] >= student["accuracy"] and student["reached_ar"] == 0 == ar["reached_ar"]
     assert 0 < cascade["reached_ar"] <= 1 - student["accuracy"] + 1e-9
     assert cascade["samples"] >= student["samples"] and student["samples"] == 1
+
+
+def test_hot_head_example():
+    rows = _module("hot_head").main("countdown-cd3-num-sdtt-4", 3, 1.3, 8, 12)
+    plain, hot, cascade = rows["plain"], rows["hot head"], rows["cascade"]
+    assert 0 < hot["pass@1"] <= 1 and 0 < plain["pass@1"] <= 1
+    # the cascade's first stage draws the plain search's first candidates (same seeds), at most 4
+    assert cascade["verified"] >= plain["first4"] - 1e-9
+    assert 1 <= cascade["samples"] <= 4 + 8
