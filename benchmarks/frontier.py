@@ -1092,8 +1092,9 @@ def render(path: Path, append: bool) -> dict:
 
 
 # ---------------------------------------------------------------------------- main
-def measure(model, spec: str, args: argparse.Namespace, task, problems) -> dict:
-    """Forward share, FLOPs per token and the best-of-N run (accuracy) of one model."""
+def measure(model, spec: str, args: argparse.Namespace, task, problems, search: dict | None = None) -> dict:
+    """Forward share, FLOPs per token and the best-of-N run (accuracy) of one model
+    (``search``: a saved run's accuracy block, reused instead of searching again)."""
     info = describe_model(model)
     info["forward_share"] = forward_share(model, task, problems, args.share_batch)
     flop_model, info["flops_source"] = None, "counted"
@@ -1102,8 +1103,25 @@ def measure(model, spec: str, args: argparse.Namespace, task, problems) -> dict:
                                               "transformers twin")
         flop_model.default_sampler = model.default_sampler
     info["flops_per_token"] = flops_per_token(model, task, problems, args.flops_batch, flop_model)
-    info["search"] = search_run(model, task, problems, args.samples, args.search_batch)
+    info["search"] = search_run(model, task, problems, args.samples, args.search_batch) if search is None else search
     return info
+
+
+def saved_accuracy(path: Path | None, args: argparse.Namespace) -> dict:
+    """Per model spec, the accuracy block of a saved frontier.json (``--accuracy-from``):
+    the search runs are seeded, so the same spec on the same problems gives the same
+    candidates; only the timings need this machine."""
+    if path is None:
+        return {}
+    if not path.exists():
+        raise SystemExit(f"--accuracy-from {path}: no such file; pass a frontier.json written by this script")
+    saved = unslim(json.loads(path.read_text()))
+    mine = (args.problems, args.samples, args.split)
+    theirs = (saved["problems"], saved["samples"], saved.get("split", "test"))
+    if mine != theirs:
+        raise SystemExit(f"--accuracy-from {path} measured (problems, samples, split) = {theirs}, this run asks "
+                         f"{mine}; use the same --problems / --samples / --split")
+    return {name: d["search"] for name, d in saved["models"].items()}
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -1111,8 +1129,10 @@ def run(args: argparse.Namespace) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {"task": args.task, "machine": describe(), "when": time.strftime("%Y-%m-%d"), "problems": args.problems,
               "samples": args.samples, "batches": args.batches, "search_batch": args.search_batch,
-              "repeats": args.repeats, "command": "python benchmarks/frontier.py " + " ".join(args.argv), "models": {}}
+              "repeats": args.repeats, "command": "python benchmarks/frontier.py " + " ".join(args.argv), "models": {},
+              "split": args.split}
     started = time.perf_counter()
+    reused = saved_accuracy(args.accuracy_from, args)
     models, task, task_meta = {}, None, None
     for name in args.models:
         model = load_spec(name, args.device, args.ar_backend)
@@ -1126,11 +1146,12 @@ def run(args: argparse.Namespace) -> dict:
     problems = task.problems(args.split, limit=args.problems)
     for name, model in models.items():
         start = time.perf_counter()
-        info = measure(model, name, args, task, problems)
+        info = measure(model, name, args, task, problems, reused.get(name))
         report["models"][name] = info
         s = info["search"]
         print(f"{name}: pass@1 {s['pass@1']:.3f}, verified@{args.samples} {s['verified@N']:.3f} "
-              f"({time.perf_counter() - start:.0f} s)", flush=True)
+              f"({'from ' + str(args.accuracy_from) if name in reused else f'{time.perf_counter() - start:.0f} s'})",
+              flush=True)
     print("timing side by side ...", flush=True)
     timing = interleaved_timing(models, task, problems, args.batches, args.repeats, args.samples, args.search_batch)
     for name, t in timing.items():
@@ -1177,6 +1198,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ar-backend", default="auto", choices=["auto", "vllm", "transformers"])
     p.add_argument("--out", default="benchmarks/frontier")
     p.add_argument("--append-results", action="store_true", help="append the tables to benchmarks/RESULTS.md")
+    p.add_argument("--accuracy-from", type=Path, default=None,
+                   help="reuse the accuracy runs of a saved frontier.json for the models it holds (same problems, "
+                        "samples and split; seeded, so the same candidates) and measure only the timings")
     args = p.parse_args(argv)
     if args.render is None and (not args.task or not args.models):
         p.error("--task and --models are required (or --render a saved frontier.json)")

@@ -454,6 +454,19 @@ def test_frontier_smoke_run_writes_json_png_and_checks_targets(tmp_path, monkeyp
         assert again["k"] == point["k"] and again["accuracy"] == pytest.approx(point["accuracy"])
     appended = results.read_text()
     assert appended.startswith("# Measured results\n") and text in appended and "frontier.png" in appended
+    # --accuracy-from: the saved accuracy runs are reused (no search run), only the timings are new
+    monkeypatch.setattr(frontier, "search_run", lambda *a, **k: pytest.fail("searched again"))
+    again_args = ["--task", "sudoku", "--models", "sudoku4-sdtt-2", ar, "--problems", "3", "--samples", "4",
+                  "--batches", "1", "--repeats", "1", "--share-batch", "2", "--flops-batch", "2", "--search-batch", "8",
+                  "--latency-problems", "0", "--ar-backend", "transformers", "--out", str(tmp_path / "again"),
+                  "--accuracy-from", str(out / "frontier.json")]
+    again = frontier.run(frontier.parse(again_args))
+    for name in ("sudoku4-sdtt-2", ar):
+        mine, theirs = again["models"][name]["search"], report["models"][name]["search"]
+        assert mine["pass@1"] == theirs["pass@1"]
+        assert frontier.verified_counts(mine["per_problem"]) == frontier.verified_counts(theirs["per_problem"])
+    with pytest.raises(SystemExit, match="same --problems"):
+        frontier.run(frontier.parse([*again_args[:6], "2", *again_args[7:]]))  # 2 problems, not 3
 
 
 def test_models_of_different_tasks_are_refused(tmp_path):
@@ -623,3 +636,16 @@ def test_family_cascades_hand_over_within_a_family_and_never_to_the_same_model()
     assert [v["winner"] for v in verdicts] == ["student"] * 3
     assert [v["margin_problems"] for v in verdicts] == pytest.approx([5.0, 10.0, 10.0])
     assert verdicts[2]["student"] == "s1 -> s2" and verdicts[0]["student"] == "s1"
+
+
+def test_cascade_check_many_problems_at_a_time_with_a_student_second():
+    out = _load("cascade_check").main([
+        "--student", "countdown-cd3-num-sdtt-4", "--second", "countdown-cd3-num-sdtt-4:head_tokens=3,head_temperature=1.3",
+        "--ar", "countdown-cd3-ar:ar_backend=transformers", "--first", "1", "1", "--then", "1", "4", "--alone", "1", "4",
+        "--problems", "12", "--many", "--repeats", "1"])
+    cascade, alone = out["cascade"], out["alone"]
+    assert cascade["mean_ms"] > 0 and alone["mean_ms"] > 0 and alone["reached_ar_stage"] == 0
+    # one student sample per problem, then up to 4 of the hot-head student where it did not verify
+    assert 0 < cascade["reached_ar_stage"] < 1  # the 4-call student solves most CD3 problems in one sample, not all
+    assert 1 <= cascade["samples_drawn"] <= 1 + 4 * cascade["reached_ar_stage"] + 1e-9
+    assert cascade["verified_accuracy"] >= 1 - cascade["reached_ar_stage"] - 1e-9
