@@ -649,3 +649,17 @@ def test_cascade_check_many_problems_at_a_time_with_a_student_second():
     assert 0 < cascade["reached_ar_stage"] < 1  # the 4-call student solves most CD3 problems in one sample, not all
     assert 1 <= cascade["samples_drawn"] <= 1 + 4 * cascade["reached_ar_stage"] + 1e-9
     assert cascade["verified_accuracy"] >= 1 - cascade["reached_ar_stage"] - 1e-9
+
+
+def test_stop_check_runs_searches_and_cascades_as_executed():
+    check = _load("stop_check")
+    out = check.main(["--problems", "4", "--repeats", "1", "countdown-cd3-num-sdtt-4@2",
+                      "countdown-cd3-num-sdtt-4@1>countdown-cd3-num-sdtt-4:head_tokens=3,head_temperature=1.3@4/2"])
+    alone, cascade = out["countdown-cd3-num-sdtt-4@2"], out[list(out)[1]]
+    assert 1 <= alone["samples_drawn"] <= 2 and alone["reached_ar_stage"] == 0
+    assert 1 <= cascade["samples_drawn"] <= 1 + 4 * cascade["reached_ar_stage"] + 1e-9
+    assert cascade["verified_accuracy"] >= 1 - cascade["reached_ar_stage"] - 1e-9
+    assert check.parse_stage("countdown-cd3-ar:ar_backend=transformers@8/4") == ("countdown-cd3-ar:ar_backend=transformers", 8, 4)
+    for bad in ("countdown-cd3-ar", "countdown-cd3-ar@0", "countdown-cd3-ar@4/x"):
+        with pytest.raises(SystemExit, match="MODEL@K"):
+            check.parse_stage(bad)
