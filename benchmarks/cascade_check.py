@@ -46,7 +46,7 @@ def measure(args: argparse.Namespace) -> dict:
     alone = Search(ar, task, ar.default_sampler(), batch_size=64)
     searches = {"cascade": cascade.run, "alone": lambda ps: alone.until_verified(ps, ka, ra)}
     if args.many:
-        return _many(searches, problems, args.repeats)
+        return all_at_once(searches, problems, args.repeats)
     for problem in problems[: args.warmup]:
         for solve in searches.values():
             solve([problem])
@@ -69,7 +69,7 @@ def measure(args: argparse.Namespace) -> dict:
     return out
 
 
-def _many(searches: dict, problems: list, repeats: int) -> dict:
+def all_at_once(searches: dict, problems: list, repeats: int) -> dict:
     """Each search over all problems at once, ``repeats`` times after a warm-up on a few,
     alternating which goes first; the median wall time per problem."""
     for solve in searches.values():

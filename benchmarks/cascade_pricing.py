@@ -76,6 +76,12 @@ def stop_options(verified: list[int], verified_correct: list[int], n: int, laten
     return StopOptions(settings, np.array(cost), np.array(none), np.array(accuracy))
 
 
+def nothing(problems: int) -> StopOptions:
+    """Only the setting (0, 0) that draws nothing: a second stage that never runs, so that
+    a cascade over it prices its first stage alone."""
+    return StopOptions([(0, 0)], np.zeros((1, problems)), np.ones((1, problems)), np.zeros((1, problems)))
+
+
 def cascade_table(first: StopOptions, then: StopOptions) -> tuple[np.ndarray, np.ndarray]:
     """([S1, S2] mean cost per problem, [S1, S2] mean accuracy) of every setting pair."""
     problems = first.cost.shape[1]

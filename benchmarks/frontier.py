@@ -60,7 +60,6 @@ from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
@@ -72,7 +71,7 @@ from sdtt_search.search.engine import Search
 from sdtt_search.search.metrics import verified_at_k
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cascade_pricing import StopOptions, cascade_best, stop_options  # noqa: E402
+from cascade_pricing import cascade_best, nothing, stop_options  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -472,9 +471,9 @@ def cascade_points(runs: dict, latencies: dict, budgets: list[float], students: 
         first = options(s, False)
         best = [(None, None)] * len(budgets)
         others = [a for a in ars if a != s]
-        alone = StopOptions([(0, 0)], *(np.full((1, first.cost.shape[1]), x) for x in (0.0, 1.0, 0.0)))
         for a in others or [None]:
-            for i, found in enumerate(cascade_best(first, seconds[a] if a else alone, budgets)):
+            then = seconds[a] if a else nothing(first.cost.shape[1])
+            for i, found in enumerate(cascade_best(first, then, budgets)):
                 if found and (best[i][0] is None or (found["accuracy"], -found["mean_s"])
                               > (best[i][0]["accuracy"], -best[i][0]["mean_s"])):
                     best[i] = (found, a)

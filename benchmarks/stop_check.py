@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cascade_check import _many  # noqa: E402
+from cascade_check import all_at_once  # noqa: E402
 from frontier import load_spec  # noqa: E402
 
 from sdtt_search import Cascade, Search, Stage  # noqa: E402
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     solvers, task = build(args.searches, args.search_batch, args.device)
-    out = _many(solvers, task.problems(args.split, limit=args.problems), args.repeats)
+    out = all_at_once(solvers, task.problems(args.split, limit=args.problems), args.repeats)
     print("| search | verified accuracy | samples drawn | ms per problem |\n|---|---|---|---|")
     for name, row in out.items():
         print(f"| {name} | {row['verified_accuracy']:.3f} | {row['samples_drawn']:.2f} | {row['mean_ms']:.2f} |")
