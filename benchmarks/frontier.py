@@ -291,9 +291,8 @@ def flops_per_token(model, task, problems, batch: int, flop_model=None) -> float
 def search_run(model, task, problems, samples: int, batch: int) -> dict:
     """Best-of-N over the problems: pass@1 (with its standard error over problems), seconds
     per sample, per-problem (verified, correct) lists."""
-    start = time.perf_counter()
     result = Search(model, task, model.default_sampler(), batch_size=batch).best_of_n(problems, samples)
-    seconds = time.perf_counter() - start
+    seconds = result.metrics["wall_s"]  # generate + verify; the accuracy curves after it are not search time
     per_problem = [{"verified": [bool(c.verified) for c in r.candidates], "correct": [bool(c.correct) for c in r.candidates]}
                    for r in result.problems]
     rates = [sum(p["correct"]) / len(p["correct"]) for p in per_problem]
@@ -1123,6 +1122,17 @@ def saved_accuracy(path: Path | None, args: argparse.Namespace) -> dict:
     return {name: d["search"] for name, d in saved["models"].items()}
 
 
+def reused_search(reused: dict, spec: str) -> dict | None:
+    """The saved accuracy run of ``spec``, or of the same spec without ``window=``: a
+    window changes which columns a call runs, never a token (``SamplerConfig.window``,
+    tested), so a windowed student is timed on its unwindowed twin's candidates."""
+    if spec in reused:
+        return reused[spec]
+    name, _, overrides = spec.partition(":")
+    kept = [item for item in overrides.split(",") if item and not item.startswith("window=")]
+    return reused.get(name + (":" + ",".join(kept) if kept else "")) if overrides else None
+
+
 def run(args: argparse.Namespace) -> dict:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -1145,11 +1155,12 @@ def run(args: argparse.Namespace) -> dict:
     problems = task.problems(args.split, limit=args.problems)
     for name, model in models.items():
         start = time.perf_counter()
-        info = measure(model, name, args, task, problems, reused.get(name))
+        saved = reused_search(reused, name)
+        info = measure(model, name, args, task, problems, saved)
         report["models"][name] = info
         s = info["search"]
         print(f"{name}: pass@1 {s['pass@1']:.3f}, verified@{args.samples} {s['verified@N']:.3f} "
-              f"({'from ' + str(args.accuracy_from) if name in reused else f'{time.perf_counter() - start:.0f} s'})",
+              f"({'from ' + str(args.accuracy_from) if saved else f'{time.perf_counter() - start:.0f} s'})",
               flush=True)
     print("timing side by side ...", flush=True)
     timing = interleaved_timing(models, task, problems, args.batches, args.repeats, args.samples, args.search_batch)

@@ -469,6 +469,15 @@ def test_frontier_smoke_run_writes_json_png_and_checks_targets(tmp_path, monkeyp
         frontier.run(frontier.parse([*again_args[:6], "2", *again_args[7:]]))  # 2 problems, not 3
 
 
+def test_a_windowed_spec_reuses_its_unwindowed_twins_accuracy_run():
+    saved = {"s": {"pass@1": 0.5}, "s:steps=5": {"pass@1": 0.6}, "s:steps=5,head_tokens=3": {"pass@1": 0.7}}
+    assert frontier.reused_search(saved, "s:window=4") == saved["s"]
+    assert frontier.reused_search(saved, "s:steps=5,window=4") == saved["s:steps=5"]
+    assert frontier.reused_search(saved, "s:window=4,steps=5,head_tokens=3") == saved["s:steps=5,head_tokens=3"]
+    assert frontier.reused_search(saved, "s:steps=6,window=4") is None  # other steps: other tokens
+    assert frontier.reused_search(saved, "t") is None
+
+
 def test_models_of_different_tasks_are_refused(tmp_path):
     tiny_ar(tmp_path / "ar", task={"name": "countdown", "options": {"n": 3}}, gen_length=12)
     args = frontier.parse(["--task", "sudoku", "--models", "sudoku4-sdtt-2", str(tmp_path / "ar"), "--problems", "2",

@@ -48,6 +48,12 @@ class SamplerConfig:
             columns are committed in; AR by step).
         head_temperature: the temperature of those tokens (0 = greedy); required when
             ``head_tokens`` > 0.
+        window: "confidence" with ``remasking="prefix"``, a threshold and the prefix cache
+            of a causal denoiser: each call runs the columns up to ``window`` past the
+            leftmost masked one, and ``window`` more only for the rows whose run of sure
+            tokens reaches that far. The same tokens as running every masked column, from
+            fewer columns run, in more (smaller) calls: fewer FLOPs where compute binds
+            (a CPU, large batches), more latency where calls do. None = every column.
     """
 
     method: str = "ancestral"
@@ -62,6 +68,7 @@ class SamplerConfig:
     top_p: float = 1.0
     head_tokens: int = 0
     head_temperature: float | None = None
+    window: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -95,6 +102,12 @@ class SamplerConfig:
         if self.head_tokens and self.head_temperature is None:
             raise ValueError(f"sampler.head_tokens={self.head_tokens} needs sampler.head_temperature (the temperature "
                              "of those tokens)")
+        if self.window is not None:
+            if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1:
+                raise ValueError(f"sampler.window={self.window!r} must be a positive integer or null")
+            if self.method != "confidence" or self.remasking != "prefix" or self.threshold is None:
+                raise ValueError(f"sampler.window={self.window} applies to method=confidence with remasking=prefix "
+                                 "and a threshold; set those or sampler.window=null")
         if self.head_temperature is not None and not self.head_tokens:
             raise ValueError(f"sampler.head_temperature={self.head_temperature} does nothing with head_tokens=0; set "
                              "sampler.head_tokens (how many first tokens it applies to)")

@@ -14,6 +14,7 @@ The model is any callable ``model(x, attention_mask=..., sigma=...) -> logits [B
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -22,6 +23,9 @@ from .config import SamplerConfig
 from .rng import RowRNG, categorical, row_positions
 from .schedule import LogLinearSchedule
 from .subs import NEG_INF
+
+if TYPE_CHECKING:
+    from ..model.llama import KVCache
 
 
 @dataclass
@@ -221,6 +225,7 @@ def confidence_sample(
     prefix_cache: bool = False,
     head_tokens: int = 0,
     head_temperature: float | None = None,
+    window: int | None = None,
 ) -> SampleOutput:
     """Confidence-based parallel decoding (LLaDA; Fast-dLLM with ``threshold``).
 
@@ -259,7 +264,19 @@ def confidence_sample(
 
     The first ``head_tokens`` generated columns are drawn at ``head_temperature``
     (``SamplerConfig.head_tokens``); their confidence stays the untempered one.
+
+    ``window`` (``SamplerConfig.window``; ``remasking="prefix"`` with a threshold and the
+    prefix cache of a causal denoiser): a call runs the columns up to ``window`` past
+    the leftmost masked one, then ``window`` more for the rows whose run of sure tokens
+    reaches its end, until each row meets an unsure token or its last masked one. A
+    step commits no token past the first unsure one, and a causal column's logits do
+    not depend on the columns to its right, so the tokens are the ones the whole tail
+    gives, from fewer columns run (more, smaller calls). A block's last allowed step
+    runs its whole tail (it commits every token left).
     """
+    if window is not None and not (prefix_cache and remasking == "prefix" and threshold is not None):
+        raise ValueError(f"sampler.window={window} needs remasking=prefix, a threshold and the prefix cache "
+                         "(cache=true on a causal denoiser); or set sampler.window=null")
     x = x.clone()
     batch, length = x.shape
     if attention_mask is None:
@@ -300,8 +317,11 @@ def confidence_sample(
                 continue
             # a noise-conditioned model's columns are drawn at the uniforms it was shown
             u_token = noise_u if noise_u is not None else rng.uniform(positions, key=(b, step, 0))
+            # the budget of steps is shared by the blocks, each later block keeping one
+            last_step = threshold is not None and steps_used + 1 >= steps - (len(blocks) - b - 1)
+            call_window = None if last_step else window
             if cached is not None:
-                block_logits, ran = cached(x, cols)
+                block_logits, ran = cached(x, cols, window=call_window)
             else:
                 ran = True
                 t_rows = _masked_fraction(x, gen_mask, mask_id)
@@ -310,14 +330,39 @@ def confidence_sample(
             nfe += int(ran)
             steps_used += 1
             row_forwards += cached.rows_run if cached is not None else batch
-            cand_logits = block_logits[candidates[:, cols]]  # row-major, as candidates (all in cols)
-            probs = _token_probs(cand_logits, mask_id, 1.0)
-            head = _head_of(candidates, int(columns[0]), head_tokens, head_temperature)
-            if temperature == 0 and head is None:
-                tokens = probs.argmax(-1)
-            else:  # at temperature 1 the draw's distribution is the confidence's (softmax(l / 1) = softmax(l))
-                tokens = categorical(_draw_probs(cand_logits, mask_id, temperature, probs, head), u_token[candidates])
-            drawn_prob = probs.gather(-1, tokens[:, None]).squeeze(-1)
+            drawn_tokens = torch.full_like(x, mask_id)
+            drawn_probs = torch.zeros(batch, length, dtype=torch.float64, device=x.device)
+
+            def draw(cells: torch.Tensor) -> None:
+                """Draw the tokens of ``cells`` [B, L] (candidates whose logits are in hand)."""
+                cell_logits = block_logits[cells[:, cols]]  # row-major, as cells (all in cols)
+                probs = _token_probs(cell_logits, mask_id, 1.0)
+                head = _head_of(cells, int(columns[0]), head_tokens, head_temperature)
+                if temperature == 0 and head is None:
+                    tokens = probs.argmax(-1)
+                else:  # at temperature 1 the draw's distribution is the confidence's (softmax(l / 1) = softmax(l))
+                    tokens = categorical(_draw_probs(cell_logits, mask_id, temperature, probs, head), u_token[cells])
+                drawn_tokens[cells] = tokens
+                drawn_probs[cells] = probs.gather(-1, tokens[:, None]).squeeze(-1)
+
+            if call_window is None:
+                draw(candidates)
+            else:  # run more columns for the rows whose run of sure tokens reaches the last one run
+                covered = torch.zeros_like(candidates)
+                covered[:, : cached.covered + 1] = True
+                leftmost = candidates & (candidates.long().cumsum(-1) == 1)  # committed whatever its confidence
+                new = candidates & covered
+                while True:
+                    draw(new)
+                    unsure = candidates & covered & (drawn_probs < threshold) & ~leftmost
+                    need = ~unsure.any(-1) & (candidates & ~covered).any(-1)
+                    if not bool(need.any()):
+                        break
+                    new = cached.extend(x, cols, need, block_logits, call_window) & candidates
+                    covered |= new
+                    nfe += 1
+                    row_forwards += cached.rows_run
+            tokens, drawn_prob = drawn_tokens[candidates], drawn_probs[candidates]
             if remasking == "low_confidence":
                 score = drawn_prob
             elif remasking in ("left_to_right", "prefix"):
@@ -339,8 +384,6 @@ def confidence_sample(
             else:
                 sure = torch.zeros_like(candidates)
                 sure[candidates] = drawn_prob >= threshold  # always the drawn token's probability, whatever the order
-                # the budget of steps is shared by the blocks, each later block keeping one
-                last_step = steps_used >= steps - (len(blocks) - b - 1)
                 if remasking == "prefix":  # no unsure candidate to the left (the leftmost counts as sure)
                     sure = (candidates & ~(sure | (rank == 0))).long().cumsum(-1) == 0
                 commit = candidates & (sure | (rank == 0) | last_step)
@@ -374,6 +417,11 @@ class _PrefixCachedLogits:
     problem in best-of-N) run it once, its keys and values copied to each; and rows
     with no masked column left leave the cache and the later calls (``_DROP_SHARE``).
     ``rows_run`` counts the rows the network processed in the last call.
+
+    A ``window`` (causal models) runs a call only to the column ``window`` - 1 past f;
+    ``extend`` then runs the next ``window`` columns for the rows that need them (a
+    causal column's logits never depend on the columns to its right, so the logits it
+    gives are the full span's).
     """
 
     def __init__(self, model, attention_mask: torch.Tensor, columns: torch.Tensor, mask_id: int,
@@ -390,6 +438,9 @@ class _PrefixCachedLogits:
         self.pending: torch.Tensor | None = None  # [R, V] logits at column cache.length
         self.rows = torch.arange(attention_mask.shape[0], device=attention_mask.device)  # [R] rows in the cache
         self.rows_run = 0
+        self.covered = 0  # the last call's logits cover the block's columns <= covered (every cache row)
+        self._stop = 0  # the span a call without a window would run ends here
+        self._extension: tuple[KVCache, torch.Tensor] | None = None  # (cache of the rows extended, their cache rows)
 
     def _boundary_at_or_before(self, column: int) -> int:
         if not self.block or column <= self.gen_start:
@@ -436,10 +487,13 @@ class _PrefixCachedLogits:
             if self.pending is not None:
                 self.pending = self.pending[keep]
 
-    def __call__(self, x: torch.Tensor, cols: torch.Tensor) -> tuple[torch.Tensor, bool]:
-        """([B, len(cols), V] logits of the block's columns, filled on its masked ones, and
-        whether the network ran: a lone masked column right after the cache needs no call)."""
+    def __call__(self, x: torch.Tensor, cols: torch.Tensor, window: int | None = None) -> tuple[torch.Tensor, bool]:
+        """([B, len(cols), V] logits of the block's columns, filled on its masked ones up
+        to ``self.covered`` (all of them without ``window``; with it, the first ``window``
+        from the leftmost masked one), and whether the network ran: a lone masked column
+        right after the cache needs no call)."""
         self.rows_run = 0
+        self._extension = None
         if self.cache.length == 0 and self.rows.numel() > 1:
             self._prefill_shared_prompts(x)
         else:
@@ -447,7 +501,12 @@ class _PrefixCachedLogits:
         masked = cols[(x[:, cols] == self.mask_id).any(0)]
         f, m = int(masked[0]), int(masked[-1])
         start = self.cache.length
-        stop = min(self._end_of_block_holding(m - 1), x.shape[1])
+        stop = self._stop = min(self._end_of_block_holding(m - 1), x.shape[1])
+        if window is not None:
+            if self.block:
+                raise ValueError("sampler.window needs a causal denoiser without attention blocks")
+            stop = min(stop, f + window - 1)
+        self.covered = max(stop, start)
         span = self._span(x, self.rows, start, stop) if stop > start else None
         source = span if span is not None else self.pending
         logits = source.new_zeros(x.shape[0], cols.numel(), source.shape[-1])
@@ -464,6 +523,33 @@ class _PrefixCachedLogits:
             self.cache.extend(end - start)
             self.pending = span[:, end - 1 - start].clone()
         return logits, self.rows_run > 0
+
+    def extend(self, x: torch.Tensor, cols: torch.Tensor, need: torch.Tensor, logits: torch.Tensor,
+               window: int) -> torch.Tensor:
+        """Run the next ``window`` columns after ``self.covered`` for the batch rows
+        ``need`` [B] bool (rows in the cache that were in every extension of this call so
+        far) and write their logits into ``logits`` [B, len(cols), V]. Returns [B, L] bool:
+        the cells newly covered."""
+        index = need[self.rows].nonzero().squeeze(-1)  # cache rows
+        if self._extension is None:
+            cache = self.cache.select(index, self.covered)
+        else:
+            previous, before = self._extension
+            cache = previous.select(torch.searchsorted(before, index), self.covered)
+        start, stop = self.covered, min(self.covered + window, self._stop)
+        rows = self.rows[index]
+        kwargs = {} if self.noise is None else {"noise": self.noise[rows]}
+        self.rows_run = rows.numel()
+        span = self.model.forward_span(x[rows], self.attention_mask[rows], start, stop, cache, **kwargs)
+        cache.extend(stop - start)
+        self._extension = (cache, index)
+        self.covered = stop
+        new = torch.zeros_like(x, dtype=torch.bool)
+        new[rows, start + 1 : stop + 1] = True  # hidden i predicts column i + 1
+        at = cols - 1 - start
+        inside = (at >= 0) & (at < stop - start)
+        logits[rows[:, None], inside.nonzero().squeeze(-1)[None, :]] = span[:, at[inside]]
+        return new
 
 
 def sample(
@@ -495,5 +581,5 @@ def sample(
         temperature=config.temperature, block_length=config.block_length,
         threshold=config.threshold, remasking=config.remasking,
         prefix_cache=config.cache and supports_prefix_cache(model),
-        head_tokens=config.head_tokens, head_temperature=config.head_temperature,
+        head_tokens=config.head_tokens, head_temperature=config.head_temperature, window=config.window,
     )

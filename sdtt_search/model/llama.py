@@ -247,6 +247,17 @@ class KVCache:
                     new[:, : self.length] = old[index, : self.length]
         self._written = self.length
 
+    def select(self, index: torch.Tensor, length: int) -> "KVCache":
+        """A new cache of rows ``index`` [R] holding their first ``length`` written
+        columns (cached or written by the last forward): a span can then run for those
+        rows only, after columns the last forward wrote but this cache does not keep."""
+        if length > self._written:
+            raise ValueError(f"cannot select {length} columns: {self._written} are written")
+        out = KVCache(len(self.layers))
+        out.layers = [None if b is None else tuple(t[index] for t in b) for b in self.layers]
+        out.length = out._written = length
+        return out
+
 
 class LlamaBody(nn.Module):
     """Holds the ``model.*`` parameters (embeddings, layers, final norm)."""

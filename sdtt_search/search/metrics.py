@@ -11,10 +11,11 @@ problem (never "the first k"), computed exactly where a closed form exists:
 """
 from __future__ import annotations
 
-import random
 from collections import Counter
 from math import comb
 from typing import Hashable, Sequence
+
+import numpy as np
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -101,8 +102,21 @@ def majority_at_k(
         return vote_credit(answers, correct_answers)
     if k == 1:
         return sum(bool(correct_answers.get(a, False)) for a in answers if a is not None) / n
-    rng = random.Random(seed)
-    return sum(vote_credit(rng.sample(list(answers), k), correct_answers) for _ in range(subsets)) / subsets
+    # All subsets at once: the k smallest of n uniforms per row index a uniform k-subset.
+    classes = list(dict.fromkeys(a for a in answers if a is not None))
+    if not classes:
+        return 0.0
+    code = {a: i for i, a in enumerate(classes)}
+    codes = np.array([code[a] if a is not None else len(classes) for a in answers])  # None: its own class, no vote
+    picks = codes[np.argpartition(np.random.default_rng(seed).random((subsets, n)), k - 1, axis=1)[:, :k]]
+    counts = np.zeros((subsets, len(classes) + 1), dtype=np.int64)
+    np.add.at(counts, (np.arange(subsets)[:, None], picks), 1)
+    votes = counts[:, :-1]
+    top = votes.max(1, keepdims=True)
+    winners = (votes == top) & (top > 0)
+    right = np.array([bool(correct_answers.get(a, False)) for a in classes])
+    credit = (winners & right).sum(1) / np.maximum(winners.sum(1), 1)
+    return float(credit.mean())
 
 
 def ks_up_to(n: int) -> list[int]:
