@@ -50,6 +50,7 @@ are comparable.
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import json
 import math
@@ -211,15 +212,15 @@ def throughput(model, task, problems, batch: int, repeats: int) -> dict:
 
 
 def interleaved_timing(models: dict, task, problems, batches: list[int], repeats: int, samples: int,
-                       search_batch: int) -> dict:
+                       search_batch: int, search_calls: int = 2) -> dict:
     """Side-by-side timing, robust to a shared machine's drifting load: rounds in which
     every model (in a rotating order) runs every batch size once and one search slice
-    (``Search.generate_problems`` over enough problems for two calls of ``search_batch``
+    (``Search.generate_problems`` over enough problems for ``search_calls`` calls of ``search_batch``
     rows, generate + verify); round 0 is the warm-up, then the median of ``repeats``
     rounds. Returns per model: the throughput rows and the search seconds per sample."""
     names = list(models)
     raw = {n: {"times": {b: [] for b in batches}, "tokens": {b: [] for b in batches}, "search": []} for n in names}
-    chunk = problems[: max(1, 2 * search_batch // samples)]
+    chunk = problems[: max(1, search_calls * search_batch // samples)]
     for r in range(repeats + 1):
         for n in names[r % len(names):] + names[: r % len(names)]:
             model = models[n]
@@ -777,8 +778,8 @@ def markdown(report: dict) -> str:
            f"Machine: {report['machine']}. Command: `{report['command']}`", "",
            (f"{report['problems']} test problems x {report['samples']} samples per model (pass@1, verified@N), search "
             f"batch {report['search_batch']}. Timings side by side: {report['repeats']} rounds after a warm-up round, "
-            "each running every model in turn, medians; s/sample = a search slice's wall time (generate + verify) "
-            "/ its samples."), "",
+            "each running every model in turn, medians; s/sample = a search slice's wall time (generate + verify; "
+            f"{report.get('search_calls', 2)} calls) / its samples."), "",
            "| model | kind | steps | params | backend | pass@1 (± se) | verified@N | s/sample in search | forward share | GFLOPs/token |",
            "|---|---|---|---|---|---|---|---|---|---|"]
     for n in names:
@@ -1125,12 +1126,12 @@ def saved_accuracy(path: Path | None, args: argparse.Namespace) -> dict:
 def reused_search(reused: dict, spec: str) -> dict | None:
     """The saved accuracy run of ``spec``, or of the same spec without ``window=``: a
     window changes which columns a call runs, never a token (``SamplerConfig.window``,
-    tested), so a windowed student is timed on its unwindowed twin's candidates."""
-    if spec in reused:
-        return reused[spec]
+    tested), so a windowed student is timed on its unwindowed twin's candidates. A copy:
+    each model's timings are written into its own."""
     name, _, overrides = spec.partition(":")
     kept = [item for item in overrides.split(",") if item and not item.startswith("window=")]
-    return reused.get(name + (":" + ",".join(kept) if kept else "")) if overrides else None
+    found = reused.get(spec) or (reused.get(name + (":" + ",".join(kept) if kept else "")) if overrides else None)
+    return copy.deepcopy(found)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -1138,6 +1139,7 @@ def run(args: argparse.Namespace) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {"task": args.task, "machine": describe(), "when": time.strftime("%Y-%m-%d"), "problems": args.problems,
               "samples": args.samples, "batches": args.batches, "search_batch": args.search_batch,
+              "search_calls": args.search_calls,
               "repeats": args.repeats, "command": "python benchmarks/frontier.py " + " ".join(args.argv), "models": {},
               "split": args.split}
     started = time.perf_counter()
@@ -1163,7 +1165,8 @@ def run(args: argparse.Namespace) -> dict:
               f"({'from ' + str(args.accuracy_from) if saved else f'{time.perf_counter() - start:.0f} s'})",
               flush=True)
     print("timing side by side ...", flush=True)
-    timing = interleaved_timing(models, task, problems, args.batches, args.repeats, args.samples, args.search_batch)
+    timing = interleaved_timing(models, task, problems, args.batches, args.repeats, args.samples, args.search_batch,
+                                args.search_calls)
     for name, t in timing.items():
         report["models"][name]["throughput"] = t["throughput"]
         report["models"][name]["search"]["seconds_per_sample"] = t["seconds_per_sample"]
@@ -1198,6 +1201,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64, 256])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--search-batch", type=int, default=64, help="rows per generate call in the search run")
+    p.add_argument("--search-calls", type=int, default=8,
+                   help="generate calls of --search-batch rows per model in each timing round's search slice (more: "
+                        "steadier s/sample on a shared machine)")
     p.add_argument("--share-batch", type=int, default=64, help="batch of the forward-share measurement")
     p.add_argument("--flops-batch", type=int, default=8, help="batch of the FLOP count")
     p.add_argument("--budgets", type=int, default=12, help="points of the budget grids")

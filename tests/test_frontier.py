@@ -472,6 +472,7 @@ def test_frontier_smoke_run_writes_json_png_and_checks_targets(tmp_path, monkeyp
 def test_a_windowed_spec_reuses_its_unwindowed_twins_accuracy_run():
     saved = {"s": {"pass@1": 0.5}, "s:steps=5": {"pass@1": 0.6}, "s:steps=5,head_tokens=3": {"pass@1": 0.7}}
     assert frontier.reused_search(saved, "s:window=4") == saved["s"]
+    assert frontier.reused_search(saved, "s:window=4") is not saved["s"]  # its timings are its own
     assert frontier.reused_search(saved, "s:steps=5,window=4") == saved["s:steps=5"]
     assert frontier.reused_search(saved, "s:window=4,steps=5,head_tokens=3") == saved["s:steps=5,head_tokens=3"]
     assert frontier.reused_search(saved, "s:steps=6,window=4") is None  # other steps: other tokens

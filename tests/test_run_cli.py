@@ -118,6 +118,8 @@ def test_rerun_with_other_samples_is_one_line_error(full_run, tiny_ckpt, capsys)
     ("sampler.steps=0", "steps"),
     ("stop_round=0", "stop_round"),
     ("sampler.head_tokens=3", "head_temperature"),
+    ("sampler.window=2", "remasking=prefix"),  # the tiny student decodes ancestrally
+    ("sampler.window=0", "sampler.window"),
 ])
 def test_bad_overrides_are_one_line_errors(override, needle, tiny_ckpt, tmp_path, capsys):  # noqa: F811
     assert run_module.main(_args(tiny_ckpt, tmp_path / "out", "progress=false", override)) == 2
@@ -235,6 +237,8 @@ def test_the_cli_keeps_a_models_recorded_decoding_unless_asked():
     assert (asked.remasking, asked.temperature, asked.threshold) == ("random", 1.0, 0.9)
     headed = run_module.sampler_from(compose("run", ["sampler.head_tokens=3", "sampler.head_temperature=1.5"]), model)
     assert (headed.head_tokens, headed.head_temperature, headed.temperature) == (3, 1.5, 0.7)
+    windowed = run_module.sampler_from(compose("run", ["sampler.remasking=prefix", "sampler.window=2"]), model)
+    assert (windowed.window, windowed.remasking, windowed.threshold) == (2, "prefix", 0.9)
 
 
 def test_a_cascade_from_the_command_line_passes_on_only_the_unverified_problems(full_run, tiny_ckpt, tmp_path,  # noqa: F811

@@ -106,3 +106,15 @@ def test_a_window_needs_the_prefix_cache_of_a_causal_model():
     with pytest.raises(ValueError, match="without attention blocks"):
         confidence_sample(tiny_llama_denoiser(True, attention_block=2), batch.x, batch.gen_mask,
                           batch.attention_mask, prefix_cache=True, **kwargs)
+
+
+def test_sampler_speed_times_the_zoo_student_with_and_without_a_window():
+    from scripts import load_script
+
+    speed = load_script("benchmarks", "sampler_speed")
+    rows = [speed.measure("countdown-cd3-num-sdtt-4", 8, 1, window=w) for w in (None, 2)]
+    assert rows[0]["window"] is None and rows[1]["window"] == 2
+    assert rows[1]["nfe"] > rows[0]["nfe"]  # the window's extensions are calls too
+    assert "| countdown-cd3-num-sdtt-4 | 4 | on | 2 | 8 |" in speed.table(rows)
+    with pytest.raises(ValueError, match="sampler.window"):
+        speed.measure("countdown-cd3-num-teacher", 2, 1, window=2)  # low-confidence remasking, no threshold
