@@ -212,7 +212,7 @@ def throughput(model, task, problems, batch: int, repeats: int) -> dict:
 
 
 def interleaved_timing(models: dict, task, problems, batches: list[int], repeats: int, samples: int,
-                       search_batch: int, search_calls: int = 2) -> dict:
+                       search_batch: int, search_calls: int) -> dict:
     """Side-by-side timing, robust to a shared machine's drifting load: rounds in which
     every model (in a rotating order) runs every batch size once and one search slice
     (``Search.generate_problems`` over enough problems for ``search_calls`` calls of ``search_batch``
@@ -1129,9 +1129,8 @@ def reused_search(reused: dict, spec: str) -> dict | None:
     tested), so a windowed student is timed on its unwindowed twin's candidates. A copy:
     each model's timings are written into its own."""
     name, _, overrides = spec.partition(":")
-    kept = [item for item in overrides.split(",") if item and not item.startswith("window=")]
-    found = reused.get(spec) or (reused.get(name + (":" + ",".join(kept) if kept else "")) if overrides else None)
-    return copy.deepcopy(found)
+    kept = ",".join(item for item in overrides.split(",") if item and not item.startswith("window="))
+    return copy.deepcopy(reused.get(spec) or reused.get(f"{name}:{kept}" if kept else name))
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -452,13 +452,23 @@ class _PrefixCachedLogits:
             return column + 1
         return self.gen_start + ((column - self.gen_start) // self.block + 1) * self.block
 
-    def _span(self, x: torch.Tensor, rows: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        """Logits [len(rows), stop - start, V] of the span [start, stop) of ``rows``."""
+    def _span(self, x: torch.Tensor, rows: torch.Tensor, start: int, stop: int,
+              cache: KVCache | None = None) -> torch.Tensor:
+        """Logits [len(rows), stop - start, V] of the span [start, stop) of ``rows``, after
+        ``cache`` (default: the prefix cache)."""
         kwargs = {"gen_start": self.gen_start} if self.block else {}
         if self.noise is not None:
             kwargs["noise"] = self.noise[rows]
         self.rows_run += rows.numel()
-        return self.model.forward_span(x[rows], self.attention_mask[rows], start, stop, self.cache, **kwargs)
+        return self.model.forward_span(x[rows], self.attention_mask[rows], start, stop, self.cache if cache is None else cache, **kwargs)
+
+    @staticmethod
+    def _place(logits: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, start: int, span: torch.Tensor) -> None:
+        """Write ``span`` (hidden columns [start, start + width) of ``rows``) into ``logits``
+        [B, len(cols), V] at the block columns they predict (hidden i predicts column i + 1)."""
+        at = cols - 1 - start
+        inside = (at >= 0) & (at < span.shape[1])
+        logits[rows[:, None], inside.nonzero().squeeze(-1)[None, :]] = span[:, at[inside]]
 
     def _prefill_shared_prompts(self, x: torch.Tensor) -> None:
         """Run each distinct prompt (tokens and padding of columns [0, gen_start)) once and
@@ -510,10 +520,8 @@ class _PrefixCachedLogits:
         span = self._span(x, self.rows, start, stop) if stop > start else None
         source = span if span is not None else self.pending
         logits = source.new_zeros(x.shape[0], cols.numel(), source.shape[-1])
-        if span is not None:  # hidden i predicts column i + 1
-            row = cols - 1 - start
-            inside = (row >= 0) & (row < stop - start)
-            logits[self.rows[:, None], inside.nonzero().squeeze(-1)[None, :]] = span[:, row[inside]]
+        if span is not None:
+            self._place(logits, self.rows, cols, start, span)
         if self.pending is not None:
             at = (cols == start).nonzero().squeeze(-1)
             if at.numel():
@@ -538,17 +546,14 @@ class _PrefixCachedLogits:
             cache = previous.select(torch.searchsorted(before, index), self.covered)
         start, stop = self.covered, min(self.covered + window, self._stop)
         rows = self.rows[index]
-        kwargs = {} if self.noise is None else {"noise": self.noise[rows]}
-        self.rows_run = rows.numel()
-        span = self.model.forward_span(x[rows], self.attention_mask[rows], start, stop, cache, **kwargs)
+        self.rows_run = 0
+        span = self._span(x, rows, start, stop, cache)
         cache.extend(stop - start)
         self._extension = (cache, index)
         self.covered = stop
+        self._place(logits, rows, cols, start, span)
         new = torch.zeros_like(x, dtype=torch.bool)
         new[rows, start + 1 : stop + 1] = True  # hidden i predicts column i + 1
-        at = cols - 1 - start
-        inside = (at >= 0) & (at < stop - start)
-        logits[rows[:, None], inside.nonzero().squeeze(-1)[None, :]] = span[:, at[inside]]
         return new
 
 
