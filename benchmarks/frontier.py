@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import functools
 import json
 import math
@@ -93,6 +94,16 @@ def bar_steps(meta: dict, steps: int) -> int:
     if sdtt.get("teacher_steps") and sdtt.get("round") and sdtt.get("layout", "blocks") != "tail":
         return min(steps, int(sdtt["teacher_steps"]) // 2 ** int(sdtt["round"]))
     return steps
+
+
+def student_steps(d: dict) -> float:
+    """What the speed bar divides by for a model of ``report["models"]``: ``bar_steps``, or
+    the network calls a generate made when fewer (a threshold sampler whose step budget
+    never binds, e.g. ``steps=12`` on the 4-call student, is held to the calls it makes,
+    not to its budget). More calls than steps (windowed steps) leave ``bar_steps``."""
+    steps = d.get("bar_steps", d["steps"])
+    calls = d.get("calls_per_generate")
+    return min(steps, calls) if calls else steps
 
 
 def describe_model(model) -> dict:
@@ -248,11 +259,14 @@ def interleaved_timing(models: dict, task, problems, batches: list[int], repeats
     return out
 
 
-def forward_share(model, task, problems, batch: int) -> float | None:
-    """Fraction of one generate call's wall time spent inside the network forward."""
+def forward_share(model, task, problems, batch: int) -> tuple[float | None, int | None]:
+    """Fraction of one generate call's wall time spent inside the network forward, and
+    the sampler steps it took (``batch`` rows; (None, None) when the network is out of
+    reach): its network calls, counted without ``window`` (a windowed step is several
+    calls; the tokens are the same, ``SamplerConfig.window``)."""
     module = network_of(model)
     if module is None:
-        return None
+        return None, None
     sampler = model.default_sampler()
     prompts = prompts_for(task, problems, batch)
     model.generate(prompts, sampler, seeds=range(batch))
@@ -260,7 +274,12 @@ def forward_share(model, task, problems, batch: int) -> float | None:
         start = time.perf_counter()
         model.generate(prompts, sampler, seeds=range(batch, 2 * batch))
         total = time.perf_counter() - start
-    return box["seconds"] / total if total > 0 else None
+    steps = box["calls"]
+    if getattr(sampler, "window", None) is not None:
+        with forward_timer(module) as unwindowed:
+            model.generate(prompts, dataclasses.replace(sampler, window=None), seeds=range(batch, 2 * batch))
+        steps = unwindowed["calls"]
+    return (box["seconds"] / total if total > 0 else None), steps
 
 
 def _sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -576,7 +595,7 @@ def speedups(report: dict) -> list[dict]:
         latency, teacher_latency = report.get("latency", {}).get(name, {}), report.get("latency", {}).get(teachers[0], {})
         row["latency"] = {k: teacher_latency[k] / latency[k] for k in (1, 8) if k in latency and k in teacher_latency}
         if d["role"] == "student":
-            row["target_speedup"] = teacher["steps"] / d.get("bar_steps", d["steps"]) * 0.8
+            row["target_speedup"] = teacher["steps"] / student_steps(d) * 0.8
             ratios = {"search": row["search"], **{f"k={k}": r for k, r in row["latency"].items()}}
             row["met_in"] = [where for where, r in ratios.items() if r >= row["target_speedup"] and keep >= 0.95]
             row["met"] = "search" in row["met_in"]
@@ -766,6 +785,12 @@ def _budget_line(vs: list[dict], regime: str, side: str = "best SDTT student + v
 
 
 # ---------------------------------------------------------------------------- report
+def _steps(d: dict) -> str:
+    """The step budget, and the calls a generate made where fewer (a budget that never binds)."""
+    calls = d.get("calls_per_generate")
+    return f"{d['steps']} ({calls} calls)" if calls and calls < d["steps"] else f"{d['steps']}"
+
+
 def _share(d: dict) -> str:
     return "n/a" if d["forward_share"] is None else f"{d['forward_share']:.2f}"
 
@@ -784,7 +809,7 @@ def markdown(report: dict) -> str:
            "|---|---|---|---|---|---|---|---|---|---|"]
     for n in names:
         d = models[n]
-        out.append(f"| {n} | {d['kind']} | {d['steps']} | {d['parameters'] / 1e6:.2f}M | {d['backend']} | "
+        out.append(f"| {n} | {d['kind']} | {_steps(d)} | {d['parameters'] / 1e6:.2f}M | {d['backend']} | "
                    f"{d['search']['pass@1']:.3f} ± {d['search']['pass@1_se']:.3f} | {d['search']['verified@N']:.3f} | "
                    f"{d['search']['seconds_per_sample'] * 1e3:.2f} ms | {_share(d)} | {d['flops_per_token'] / 1e9:.4f}"
                    f"{'' if d['flops_source'] == 'counted' else ' (' + d['flops_source'] + ')'} |")
@@ -1095,7 +1120,7 @@ def measure(model, spec: str, args: argparse.Namespace, task, problems, search: 
     """Forward share, FLOPs per token and the best-of-N run (accuracy) of one model
     (``search``: a saved run's accuracy block, reused instead of searching again)."""
     info = describe_model(model)
-    info["forward_share"] = forward_share(model, task, problems, args.share_batch)
+    info["forward_share"], info["calls_per_generate"] = forward_share(model, task, problems, args.share_batch)
     flop_model, info["flops_source"] = None, "counted"
     if model.kind == "ar" and network_of(model) is None:  # vLLM: count the same network under transformers
         flop_model, info["flops_source"] = (load_spec(spec, args.device, "transformers", force_backend=True),

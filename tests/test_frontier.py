@@ -513,6 +513,36 @@ def test_the_speed_bar_divides_by_the_sdtt_rounds_steps_when_fewer():
     assert frontier.describe_model(frontier.load_spec("countdown-cd3-num-sdtt-8", "cpu", "auto"))["bar_steps"] == 8
 
 
+def test_a_step_budget_that_never_binds_is_held_to_the_calls_made():
+    """``steps=12`` on a threshold student that finishes in 5 calls is a 5-step student for
+    the bar (12 / 5 x 0.8 against a 12-step teacher, not 0.8); more calls than steps
+    (windowed) keep the budget; no count (vLLM) keeps it too."""
+    assert frontier.student_steps({"steps": 12, "bar_steps": 12, "calls_per_generate": 5}) == 5
+    assert frontier.student_steps({"steps": 4, "bar_steps": 4, "calls_per_generate": 7}) == 4
+    assert frontier.student_steps({"steps": 10, "bar_steps": 8, "calls_per_generate": None}) == 8
+    teacher = {"role": "teacher", "steps": 12, "throughput": [{"batch": 1, "samples_per_s": 1.0}],
+               "search": {"pass@1": 0.5, "seconds_per_sample": 1.0}}
+    student = {"role": "student", "steps": 12, "bar_steps": 12, "calls_per_generate": 5,
+               "throughput": [{"batch": 1, "samples_per_s": 2.0}], "search": {"pass@1": 0.5, "seconds_per_sample": 0.6}}
+    (row,) = frontier.speedups({"models": {"t": teacher, "s": student}})
+    assert row["target_speedup"] == pytest.approx(12 / 5 * 0.8) and not row["met"]
+    assert "12 (5 calls)" in frontier._steps(student) and frontier._steps(teacher) == "12"
+
+
+def test_the_steps_counted_for_a_windowed_sampler_are_its_unwindowed_calls():
+    """A windowed step runs several calls: the bar counts steps, as the same sampler without
+    the window takes them (same tokens), so a budget that never binds is not let off."""
+    spec = "countdown-cd3-num-sdtt-4:steps=12"
+    plain, windowed = (frontier.load_spec(s, "cpu", "auto") for s in (spec, spec + ",window=1"))
+    task = frontier.task_from_config(plain.meta["task"])
+    problems = task.problems("test", limit=8)
+    _, steps = frontier.forward_share(plain, task, problems, 8)
+    _, windowed_steps = frontier.forward_share(windowed, task, problems, 8)
+    with frontier.forward_timer(frontier.network_of(windowed)) as box:
+        windowed.generate(frontier.prompts_for(task, problems, 8), windowed.default_sampler(), seeds=range(8, 16))
+    assert 4 <= steps < 12 and windowed_steps == steps < box["calls"]
+
+
 # ---------------------------------------------------------------------------- cascades
 pricing = _load("cascade_pricing")
 
