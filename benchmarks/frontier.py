@@ -98,9 +98,9 @@ def bar_steps(meta: dict, steps: int) -> int:
 
 def student_steps(d: dict) -> float:
     """What the speed bar divides by for a model of ``report["models"]``: ``bar_steps``, or
-    the network calls a generate made when fewer (a threshold sampler whose step budget
-    never binds, e.g. ``steps=12`` on the 4-call student, is held to the calls it makes,
-    not to its budget). More calls than steps (windowed steps) leave ``bar_steps``."""
+    the sampler steps a generate took when fewer (``calls_per_generate``: its network calls
+    without the window, ``forward_share``); a threshold sampler whose step budget never
+    binds, e.g. ``steps=12`` on the 4-call student, is held to the steps it takes."""
     steps = d.get("bar_steps", d["steps"])
     calls = d.get("calls_per_generate")
     return min(steps, calls) if calls else steps
