@@ -38,7 +38,7 @@ def parse_stage(text: str) -> tuple[str, int, int]:
     return spec, int(k), int(r or 1)
 
 
-def build(searches: list[str], batch: int, device: str):
+def build(searches: list[str], batch: int, device: str, fill: bool = False):
     """The searches as callables problems -> results, and the task they share."""
     loaded, task, solvers = {}, None, {}
     for text in searches:
@@ -48,9 +48,9 @@ def build(searches: list[str], batch: int, device: str):
                 loaded[spec] = load_spec(spec, device, "transformers")
             model = loaded[spec]
             task = task or task_from_config(model.meta["task"])
-            stages.append(Stage(Search(model, task, model.default_sampler(), batch_size=batch, seed=i), k, r))
+            stages.append(Stage(Search(model, task, model.default_sampler(), batch_size=batch, seed=i), k, r, fill=fill))
         solvers[text] = (Cascade(stages).run if len(stages) > 1
-                         else lambda ps, s=stages[0]: s.search.until_verified(ps, s.samples, s.round_size))
+                         else lambda ps, s=stages[0]: s.search.until_stopped(ps, s.samples, s.rule))
     return solvers, task
 
 
@@ -62,8 +62,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--search-batch", type=int, default=64)
     p.add_argument("--split", default="test")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--fill", action="store_true",
+                   help="late rounds with few problems open draw more per problem, up to a search batch (StopRule.fill)")
     args = p.parse_args(argv)
-    solvers, task = build(args.searches, args.search_batch, args.device)
+    solvers, task = build(args.searches, args.search_batch, args.device, args.fill)
     out = all_at_once(solvers, task.problems(args.split, limit=args.problems), args.repeats)
     print("| search | verified accuracy | samples drawn | ms per problem |\n|---|---|---|---|")
     for name, row in out.items():

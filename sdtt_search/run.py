@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -67,12 +66,14 @@ def _check(cfg: DictConfig) -> None:
 
 
 def stop_rule(cfg: DictConfig) -> StopRule | None:
-    """The run's early-stopping rule (``stop_round``, ``stop_on``, ``stop_confidence``), None to draw all N."""
+    """The run's early-stopping rule (``stop_round``, ``stop_on``, ``stop_confidence``,
+    ``stop_fill``), None to draw all N."""
     if cfg.get("stop_round") is None:
         if cfg.get("stop_on", "verified") not in STOP_ON:
             raise ValueError(f"stop_on={cfg.stop_on!r} is unknown; use one of {', '.join(STOP_ON)}")
         return None
-    return StopRule(cfg.stop_round, cfg.get("stop_on", "verified"), cfg.get("stop_confidence"))
+    return StopRule(cfg.stop_round, cfg.get("stop_on", "verified"), cfg.get("stop_confidence"),
+                    cfg.get("stop_fill", False))
 
 
 def fallback_stage(cfg: DictConfig) -> dict | None:
@@ -147,7 +148,7 @@ def run(cfg: DictConfig) -> dict:
     problems = task.problems(split=cfg.split, limit=cfg.limit)
     run_config = {
         "task": OmegaConf.to_container(cfg.task, resolve=True), "model": str(model_name), "samples": cfg.samples,
-        "seed": cfg.seed, "split": cfg.split, "sampler": sampler.to_dict(), "stop": None if stop is None else asdict(stop),
+        "seed": cfg.seed, "split": cfg.split, "sampler": sampler.to_dict(), "stop": None if stop is None else stop.to_dict(),
         "fallback": fallback,
     }
     store = ResultStore(cfg.output_dir, run_config,
@@ -156,10 +157,10 @@ def run(cfg: DictConfig) -> dict:
     search = Search(model, task, sampler, batch_size=cfg.batch_size, seed=cfg.seed)
     cascade = None
     if fallback is not None:
-        cascade = Cascade([Stage(search, cfg.samples, stop.round_size, stop.on, stop.confidence),
+        cascade = Cascade([Stage(search, cfg.samples, stop.round_size, stop.on, stop.confidence, stop.fill),
                            Stage(Search(fallback_model, task, SamplerConfig.from_dict(fallback["sampler"]),
                                         batch_size=cfg.batch_size, seed=fallback["seed"]),
-                                 fallback["samples"], fallback["round_size"], stop.on, stop.confidence)])
+                                 fallback["samples"], fallback["round_size"], stop.on, stop.confidence, stop.fill)])
 
     bar = tqdm(total=len(problems), initial=len(problems) - len(todo), desc=f"{task.name} x{cfg.samples}",
                unit="problem", disable=not cfg.progress, dynamic_ncols=True)

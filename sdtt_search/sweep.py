@@ -92,6 +92,7 @@ def run_config(cfg: DictConfig, point: dict, *, in_ray: bool = False) -> DictCon
     run_cfg.stop_round = point.get("stop_round")
     run_cfg.stop_on = cfg.get("stop_on", "verified")
     run_cfg.stop_confidence = cfg.get("stop_confidence")
+    run_cfg.stop_fill = cfg.get("stop_fill", False)
     run_cfg.fallback.model = point.get("fallback")
     run_cfg.fallback.samples = cfg.get("fallback_samples")
     run_cfg.fallback.round = cfg.get("fallback_round")

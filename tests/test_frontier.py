@@ -699,6 +699,10 @@ def test_stop_check_runs_searches_and_cascades_as_executed():
     assert 1 <= alone["samples_drawn"] <= 2 and alone["reached_ar_stage"] == 0
     assert 1 <= cascade["samples_drawn"] <= 1 + 4 * cascade["reached_ar_stage"] + 1e-9
     assert cascade["verified_accuracy"] >= 1 - cascade["reached_ar_stage"] - 1e-9
+    filled = check.main(["--problems", "4", "--repeats", "1", "--fill", "countdown-cd3-num-sdtt-4@2"])
+    # 4 problems fill no batch of 64: the open ones get the rest of their samples in one round
+    assert filled["countdown-cd3-num-sdtt-4@2"]["verified_accuracy"] == alone["verified_accuracy"]
+    assert filled["countdown-cd3-num-sdtt-4@2"]["samples_drawn"] == 2
     assert check.parse_stage("countdown-cd3-ar:ar_backend=transformers@8/4") == ("countdown-cd3-ar:ar_backend=transformers", 8, 4)
     for bad in ("countdown-cd3-ar", "countdown-cd3-ar@0", "countdown-cd3-ar@4/x"):
         with pytest.raises(SystemExit, match="MODEL@K"):

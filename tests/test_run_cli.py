@@ -117,12 +117,13 @@ def test_rerun_with_other_samples_is_one_line_error(full_run, tiny_ckpt, capsys)
     ("limit=-3", "limit"),
     ("sampler.steps=0", "steps"),
     ("stop_round=0", "stop_round"),
+    ("stop_round=1 stop_fill=maybe", "stop_fill"),
     ("sampler.head_tokens=3", "head_temperature"),
     ("sampler.window=2", "remasking=prefix"),  # the tiny student decodes ancestrally
     ("sampler.window=0", "sampler.window"),
 ])
 def test_bad_overrides_are_one_line_errors(override, needle, tiny_ckpt, tmp_path, capsys):  # noqa: F811
-    assert run_module.main(_args(tiny_ckpt, tmp_path / "out", "progress=false", override)) == 2
+    assert run_module.main(_args(tiny_ckpt, tmp_path / "out", "progress=false", *override.split())) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and err.count("\n") == 1, err
     assert needle in err
@@ -155,6 +156,16 @@ def test_verify_and_stop_keeps_the_full_runs_first_candidates_and_resumes(full_r
     # resumed with stop_round: nothing to redo, same results
     assert run_module.main(_args(tiny_ckpt, out, "progress=false", "stop_round=1")) == 0
     assert _lines(out / "results.jsonl") == stopped
+
+
+def test_filled_rounds_from_the_command_line_keep_the_full_runs_first_candidates(full_run, tiny_ckpt, tmp_path):  # noqa: F811
+    out = tmp_path / "filled"
+    assert run_module.main(_args(tiny_ckpt, out, "progress=false", "stop_round=1", "stop_on=majority",
+                                 "stop_fill=true")) == 0
+    full = _by_id(full_run / "results.jsonl")
+    for r in _lines(out / "results.jsonl"):
+        assert [c["text"] for c in r["candidates"]] == [c[0] for c in full[r["id"]]][: len(r["candidates"])]
+    assert json.loads((out / "metrics.json").read_text())["stop_fill"] is True
 
 
 def test_stop_on_a_settled_majority_from_the_command_line(full_run, tiny_ckpt, tmp_path):  # noqa: F811

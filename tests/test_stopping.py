@@ -96,3 +96,38 @@ def test_bad_rules_are_refused_before_any_sampling():
     with pytest.raises(ValueError, match="round_size"):
         search.best_of_n([_Problem("A", "pa", "1")], n=1, round_size=0)
     assert model.calls == 0
+
+
+def test_a_filled_round_draws_more_per_open_problem_up_to_one_batch():
+    rule = StopRule(2, fill=True)
+    assert [rule.round_for(open_, 64) for open_ in (100, 64, 32, 20, 3, 1)] == [2, 2, 2, 3, 21, 64]
+    assert StopRule(2).round_for(1, 64) == 2  # without fill: always round_size
+    with pytest.raises(ValueError, match="stop_fill"):
+        StopRule(1, fill="yes")
+    assert StopRule(1).to_dict() == {"round_size": 1, "on": "verified", "confidence": None}  # saved runs resume
+    assert StopRule(1, fill=True).to_dict()["fill"] is True
+
+
+def test_filling_the_late_rounds_takes_fewer_calls_for_the_same_verdicts_and_draws():
+    """Ten problems, batch 8: eight verify at their first sample, one at its tenth, one never.
+    Filled rounds give the two stragglers 4 samples a round instead of 1: 5 calls instead of 13,
+    no call over 8 rows, each problem's candidates the full run's first ones, the same verdicts."""
+    n = 12
+    script = {f"P{p}": [("v:1", [-1.0])] + [("x:2", [-1.0])] * (n - 1) for p in range(8)}
+    script["P8"] = [("x:2", [-1.0])] * 9 + [("v:1", [-1.0])] + [("x:2", [-1.0])] * 2
+    script["P9"] = [("x:2", [-1.0])] * n
+    problems = [_Problem(pid, pid, "1") for pid in script]
+    full = Search(_ScriptedModel(script), _FakeTask(), SAMPLER, batch_size=8).generate_problems(problems, n)
+    runs = {}
+    for fill in (False, True):
+        model = _ScriptedModel(script)
+        rows = []
+        generate = model.generate
+        model.generate = lambda prompts, sampler, *, seeds: (rows.append(len(seeds)), generate(prompts, sampler, seeds=seeds))[1]
+        results = Search(model, _FakeTask(), SAMPLER, batch_size=8).until_verified(problems, n, 1, fill=fill)
+        runs[fill] = (len(rows), max(rows), [len(r.candidates) for r in results])
+        for r, everything in zip(results, full):
+            assert r.candidates == everything.candidates[: len(r.candidates)]
+        assert [any(c.verified for c in r.candidates) for r in results] == [True] * 9 + [False]
+    assert runs[False] == (13, 8, [1] * 8 + [10, 12])
+    assert runs[True] == (5, 8, [1] * 8 + [12, 12])  # P8 verified in the round that drew its 9th to 12th

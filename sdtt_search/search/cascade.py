@@ -79,6 +79,7 @@ class Stage:
     round_size: int
     on: str = "verified"
     confidence: float | None = None
+    fill: bool = False
 
     def __post_init__(self) -> None:
         if not is_positive_int(self.samples):
@@ -90,7 +91,7 @@ class Stage:
 
     @property
     def rule(self) -> StopRule:
-        return StopRule(self.round_size, self.on, self.confidence)
+        return StopRule(self.round_size, self.on, self.confidence, self.fill)
 
     @property
     def name(self) -> str:
@@ -172,5 +173,5 @@ class Cascade:
         """Each stage's model name, engine, sampler, sample cap, round size and rule (metrics.json's ``stages``)."""
         return [{"model": s.name, "backend": getattr(s.search.model, "backend_name", "sdtt-search"),
                  "sampler": s.search.sampler.to_dict(), "samples": s.samples, "round_size": s.round_size, "on": s.on,
-                 "confidence": s.confidence}
+                 "confidence": s.confidence, "fill": s.fill}
                 for s in self.stages]

@@ -92,9 +92,10 @@ class Search:
         drawn = self._draw(problems, [(p, i) for p in range(len(problems)) for i in range(n)])
         return self._results(problems, drawn, self._score_rows(problems, drawn))
 
-    def until_verified(self, problems: Sequence, max_samples: int, round_size: int) -> list[ProblemResult]:
-        """Verify-and-stop best-of-N: ``until_stopped`` with ``StopRule(round_size)``."""
-        return self.until_stopped(problems, max_samples, StopRule(round_size))
+    def until_verified(self, problems: Sequence, max_samples: int, round_size: int,
+                       fill: bool = False) -> list[ProblemResult]:
+        """Verify-and-stop best-of-N: ``until_stopped`` with ``StopRule(round_size, fill=fill)``."""
+        return self.until_stopped(problems, max_samples, StopRule(round_size, fill=fill))
 
     def until_stopped(self, problems: Sequence, max_samples: int, rule: StopRule) -> list[ProblemResult]:
         """Best-of-N that stops early: candidates in rounds of ``rule.round_size`` per
@@ -112,15 +113,14 @@ class Search:
             raise ValueError(f"samples={max_samples!r} must be a positive integer")
         drawn: dict[tuple[int, int], tuple] = {}
         scored: dict[tuple[int, int], Candidate] = {}
-        open_ = list(range(len(problems)))
-        for lo in range(0, max_samples, rule.round_size):
-            hi = min(lo + rule.round_size, max_samples)
+        open_, lo = list(range(len(problems))), 0
+        while open_ and lo < max_samples:
+            hi = min(lo + rule.round_for(len(open_), self.batch_size), max_samples)
             new = self._draw(problems, [(p, i) for p in open_ for i in range(lo, hi)])
             drawn |= new
             scored |= self._score_rows(problems, new)
             open_ = [p for p in open_ if not rule.done([scored[(p, i)] for i in range(hi)], max_samples - hi)]
-            if not open_:
-                break
+            lo = hi
         return self._results(problems, drawn, scored)
 
     def _draw(self, problems: Sequence, rows: list[tuple[int, int]]) -> dict[tuple[int, int], tuple]:
@@ -183,15 +183,16 @@ class Search:
 
     def best_of_n(self, problems: Sequence, n: int, *, on_result: Callable[[ProblemResult], None] | None = None,
                   round_size: int | None = None, stop_on: str = "verified",
-                  stop_confidence: float | None = None) -> SearchResult:
+                  stop_confidence: float | None = None, stop_fill: bool = False) -> SearchResult:
         """Run the search in-process and summarise it (``report.summarise``). With
         ``round_size``: at most ``n`` samples per problem, drawn in rounds of
         ``round_size`` until one verifies (``stop_on="verified"``) or the majority answer is
-        settled (``"majority"``, exactly or at ``stop_confidence``); see ``stopping`` and
-        ``report.summarise_stopped``."""
+        settled (``"majority"``, exactly or at ``stop_confidence``); ``stop_fill``: rounds
+        with few problems left open draw more per problem, up to a batch (``StopRule.fill``);
+        see ``stopping`` and ``report.summarise_stopped``."""
         from .report import summarise, summarise_stopped
 
-        stop = None if round_size is None else StopRule(round_size, stop_on, stop_confidence)
+        stop = None if round_size is None else StopRule(round_size, stop_on, stop_confidence, stop_fill)
         if stop is not None:
             stop.check(self.task)
         start = time.perf_counter()

@@ -80,7 +80,7 @@ def summarise_stopped(results: Sequence[ProblemResult], n: int, stop, has_verifi
     frequent answer of the candidates drawn is correct; ``solved_share``: a candidate
     verified within n; ``samples_drawn``: per problem, mean and max (<= n)."""
     return {"problems": len(results), "samples": n, "round_size": stop.round_size, "stop_on": stop.on,
-            "stop_confidence": stop.confidence, **_stopped_blocks(results, has_verifier, wall_s)}
+            "stop_confidence": stop.confidence, "stop_fill": stop.fill, **_stopped_blocks(results, has_verifier, wall_s)}
 
 
 def summarise_cascade(results: Sequence[ProblemResult], stages: list[dict], has_verifier: bool, *,
@@ -96,7 +96,7 @@ def summarise_cascade(results: Sequence[ProblemResult], stages: list[dict], has_
     count = max(len(results), 1)
     per_stage = []
     for s, stage in enumerate(stages):
-        rule = StopRule(stage["round_size"], stage.get("on", "verified"), stage.get("confidence"))
+        rule = StopRule(stage["round_size"], stage.get("on", "verified"), stage.get("confidence"), stage.get("fill", False))
         per_stage.append({**stage, "reached": sum(r.stage_samples[s] > 0 for r in results) / count,
                           "accepted": sum(accepts(rule, stage_candidates(r, s)) for r in results) / count,
                           "samples_drawn_mean": sum(r.stage_samples[s] for r in results) / count,

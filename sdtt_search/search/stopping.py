@@ -1,7 +1,11 @@
 """When a problem's best-of-N may stop drawing: rules over the candidates drawn so far.
 
 A search with a ``StopRule`` draws ``round_size`` candidates per open problem at a time
-and closes a problem once its rule holds (or N are drawn):
+and closes a problem once its rule holds (or N are drawn). With ``fill=True`` a round
+whose rows would not fill a generate batch draws more per open problem, up to a batch
+(``batch_size // open problems``, at most N in all): the late rounds, when few problems are
+left open, cost about one call sequence each whatever their rows, so filling them takes
+fewer rounds for a few more samples.
 
 * ``on="verified"``: a candidate verified (tasks with a verifier: Countdown, Sudoku).
 * ``on="majority"``: the majority answer is settled. Exact (``confidence=None``): the
@@ -48,6 +52,7 @@ class StopRule:
     round_size: int
     on: str = "verified"
     confidence: float | None = None
+    fill: bool = False
 
     def __post_init__(self) -> None:
         """One-line errors for a malformed rule (before any task or model is loaded)."""
@@ -57,6 +62,20 @@ class StopRule:
             raise ValueError(f"stop_on={self.on!r} is unknown; use one of {', '.join(STOP_ON)}")
         if self.confidence is not None and (self.on != "majority" or not 0.5 < float(self.confidence) < 1):
             raise ValueError(f"stop_confidence={self.confidence!r} must be in (0.5, 1) and goes with stop_on=majority")
+        if not isinstance(self.fill, bool):
+            raise ValueError(f"stop_fill={self.fill!r} must be true or false")
+
+    def round_for(self, open_problems: int, batch_size: int) -> int:
+        """Candidates per open problem in the next round: ``round_size``, or with ``fill`` as
+        many as fill one batch of ``batch_size`` rows when that is more."""
+        if not self.fill or open_problems <= 0:
+            return self.round_size
+        return max(self.round_size, batch_size // open_problems)
+
+    def to_dict(self) -> dict:
+        """The rule's fields (``fill`` only when set, so runs saved before it resume)."""
+        out = {"round_size": self.round_size, "on": self.on, "confidence": self.confidence}
+        return {**out, "fill": True} if self.fill else out
 
     def check(self, task) -> None:
         """A one-line error when ``task`` cannot run this rule (no verifier to stop on)."""
