@@ -166,8 +166,7 @@ def run_cascade_on_ray(*, stages: list[dict], problems: list, workers: int, ray_
     with _cluster(ray_cfg):
         for s, stage in enumerate(stages):
             left = []
-            rule = StopRule(int(stage["round_size"]), stage.get("on", "verified"), stage.get("confidence"),
-                            stage.get("fill", False))
+            rule = StopRule.from_dict(stage)
 
             def take(result, s=s, last=s == len(stages) - 1, left=left, rule=rule):
                 merged[result.id] = merge_stage(merged.get(result.id), result, s, len(stages))

@@ -96,7 +96,7 @@ def summarise_cascade(results: Sequence[ProblemResult], stages: list[dict], has_
     count = max(len(results), 1)
     per_stage = []
     for s, stage in enumerate(stages):
-        rule = StopRule(stage["round_size"], stage.get("on", "verified"), stage.get("confidence"), stage.get("fill", False))
+        rule = StopRule.from_dict(stage)
         per_stage.append({**stage, "reached": sum(r.stage_samples[s] > 0 for r in results) / count,
                           "accepted": sum(accepts(rule, stage_candidates(r, s)) for r in results) / count,
                           "samples_drawn_mean": sum(r.stage_samples[s] for r in results) / count,

@@ -77,6 +77,13 @@ class StopRule:
         out = {"round_size": self.round_size, "on": self.on, "confidence": self.confidence}
         return {**out, "fill": True} if self.fill else out
 
+    @classmethod
+    def from_dict(cls, fields: dict) -> "StopRule":
+        """The rule of ``to_dict``'s fields, or of a cascade stage's description (which
+        holds them beside its model and sampler); missing ones take their defaults."""
+        return cls(int(fields["round_size"]), fields.get("on", "verified"), fields.get("confidence"),
+                   fields.get("fill", False))
+
     def check(self, task) -> None:
         """A one-line error when ``task`` cannot run this rule (no verifier to stop on)."""
         if self.on == "verified" and not task.has_verifier:
