@@ -68,11 +68,13 @@ class DiffusionModel:
         sampler = SamplerConfig.from_dict({**recorded, "steps": int(self.meta.get("sampling_steps", 32))})
         return fit_blocks(sampler, self.gen_length) if self.gen_length else sampler
 
-    def generate(self, prompts: Sequence[str], sampler: SamplerConfig, *, seeds: Sequence[int]) -> Completions:
+    def generate(self, prompts: Sequence[str], sampler: SamplerConfig, *, seeds: Sequence[int],
+                 heads=None) -> Completions:
         gen_length = sampler.gen_length or self.gen_length
         if not gen_length:
             raise ValueError(f"model {self.name} has no gen_length in its meta; set sampler.gen_length")
-        out = generate(self.model, self.tokenizer, list(prompts), sampler, seeds=list(seeds), gen_length=gen_length)
+        out = generate(self.model, self.tokenizer, list(prompts), sampler, seeds=list(seeds), gen_length=gen_length,
+                       heads=heads)
         eos = self.tokenizer.eos_id
         logprobs = []
         for ids, lps in zip(out.tokens.tolist(), out.token_logprobs.tolist()):

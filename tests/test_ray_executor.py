@@ -205,12 +205,14 @@ def test_ray_matches_local(ray_session, tiny_checkpoint):
 
 def test_ray_verify_and_stop_matches_local(ray_session):
     # a real zoo student, most of whose Sudoku samples verify: problems stop after a round or two
+    # with stratified first tokens: the workers draw at the same points as the local search
     model = load_model("sudoku4-sdtt-2")
     task = {"name": "sudoku", "options": {"size": 4}}
-    args = {"model": "sudoku4-sdtt-2", "task": task, "sampler": model.default_sampler().to_dict(), "batch_size": 8,
+    sampler = SamplerConfig.from_dict({**model.default_sampler().to_dict(), "stratify": 2})
+    args = {"model": "sudoku4-sdtt-2", "task": task, "sampler": sampler.to_dict(), "batch_size": 8,
             "seed": 5, "device": "cpu"}
     problems = load_task("sudoku", size=4).problems(limit=10)
-    local = list(Search(model, load_task("sudoku", size=4), model.default_sampler(), batch_size=8, seed=5)
+    local = list(Search(model, load_task("sudoku", size=4), sampler, batch_size=8, seed=5)
                  .iter_results(problems, 8, stop=StopRule(2)))
     remote = []
     run_on_ray(search_args=args, problems=problems, n=8, workers=2, ray_cfg=RAY_CFG, on_result=remote.append,

@@ -121,6 +121,7 @@ def test_rerun_with_other_samples_is_one_line_error(full_run, tiny_ckpt, capsys)
     ("sampler.head_tokens=3", "head_temperature"),
     ("sampler.window=2", "remasking=prefix"),  # the tiny student decodes ancestrally
     ("sampler.window=0", "sampler.window"),
+    ("sampler.stratify=13", "sampler.stratify"),
 ])
 def test_bad_overrides_are_one_line_errors(override, needle, tiny_ckpt, tmp_path, capsys):  # noqa: F811
     assert run_module.main(_args(tiny_ckpt, tmp_path / "out", "progress=false", *override.split())) == 2
@@ -166,6 +167,19 @@ def test_filled_rounds_from_the_command_line_keep_the_full_runs_first_candidates
     for r in _lines(out / "results.jsonl"):
         assert [c["text"] for c in r["candidates"]] == [c[0] for c in full[r["id"]]][: len(r["candidates"])]
     assert json.loads((out / "metrics.json").read_text())["stop_fill"] is True
+
+
+def test_stratified_first_tokens_from_the_command_line(full_run, tiny_ckpt, tmp_path):  # noqa: F811
+    out, plain = tmp_path / "stratified", tmp_path / "plain"
+    for d, extra in [(out, ["sampler.stratify=2"]), (plain, [])]:
+        assert run_module.main(_args(tiny_ckpt, d, "progress=false", *extra)) == 0
+    assert json.loads((out / "metrics.json").read_text())["sampler"]["stratify"] == 2
+    assert "stratify" not in json.loads((plain / "metrics.json").read_text())["sampler"]
+    stratified, independent = _by_id(out / "results.jsonl"), _by_id(plain / "results.jsonl")
+    assert stratified.keys() == independent.keys() and stratified != independent
+    # a resumed run with the same option redoes nothing
+    assert run_module.main(_args(tiny_ckpt, out, "progress=false", "sampler.stratify=2")) == 0
+    assert _by_id(out / "results.jsonl") == stratified
 
 
 def test_stop_on_a_settled_majority_from_the_command_line(full_run, tiny_ckpt, tmp_path):  # noqa: F811

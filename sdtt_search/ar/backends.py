@@ -69,12 +69,16 @@ class SeededTokenPicker:
     It returns scores that are 0 at the drawn token and -inf elsewhere, so greedy
     decoding emits exactly the draw; it records the draw's log-prob under the
     temperature-scaled distribution. The first ``head_tokens`` steps draw at
-    ``head_temperature`` (``SamplerConfig.head_tokens``).
+    ``head_temperature`` (``SamplerConfig.head_tokens``). ``heads`` [B, H] float64: the
+    uniforms of the first H steps in place of the row's own (``SamplerConfig.stratify``).
     """
 
     def __init__(self, seeds: Sequence[int], prompt_width: int, temperature: float, top_p: float, device,
-                 head_tokens: int = 0, head_temperature: float | None = None):
+                 head_tokens: int = 0, head_temperature: float | None = None, heads: torch.Tensor | None = None):
         self.rng = RowRNG(seeds, device=device)
+        if heads is not None and heads.shape[0] != len(self.rng):
+            raise ValueError(f"got stratified uniforms for {heads.shape[0]} rows and {len(self.rng)} prompts")
+        self.heads = None if heads is None else heads.to(device=device, dtype=torch.float64)
         self.prompt_width = prompt_width
         self.temperature = temperature
         self.top_p = top_p
@@ -93,7 +97,11 @@ class SeededTokenPicker:
             logp = torch.log_softmax(logits / temperature, -1)
             probs = _filter_top_p(logp.exp(), self.top_p)
             pos = torch.full((len(self.rng), 1), step, dtype=torch.long, device=scores.device)
-            token = categorical(probs, self.rng.uniform(pos, key=(0xA2, step))[:, 0])
+            if self.heads is not None and step < self.heads.shape[1]:
+                u = self.heads[:, step].contiguous()  # searchsorted wants contiguous rows
+            else:
+                u = self.rng.uniform(pos, key=(0xA2, step))[:, 0]
+            token = categorical(probs, u)
         self.logprobs.append(logp.gather(-1, token[:, None])[:, 0])
         out = torch.full_like(scores, float("-inf"))
         return out.scatter(-1, token[:, None], 0.0)
@@ -140,7 +148,7 @@ class TransformersBackend:
     @torch.no_grad()
     def generate(self, prompts: Sequence[Sequence[int]], *, seeds: Sequence[int], max_tokens: int,
                  temperature: float, top_p: float, head_tokens: int = 0,
-                 head_temperature: float | None = None) -> list[ARSample]:
+                 head_temperature: float | None = None, heads: torch.Tensor | None = None) -> list[ARSample]:
         from transformers import LogitsProcessorList
 
         device = next(self.model.parameters()).device
@@ -150,7 +158,7 @@ class TransformersBackend:
         for row, p in enumerate(prompts):
             ids[row, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
             mask[row, width - len(p):] = 1
-        picker = SeededTokenPicker(seeds, width, temperature, top_p, device, head_tokens, head_temperature)
+        picker = SeededTokenPicker(seeds, width, temperature, top_p, device, head_tokens, head_temperature, heads)
         out = self.model.generate(
             input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_tokens, do_sample=False,
             num_beams=1, logits_processor=LogitsProcessorList([picker]), pad_token_id=self.pad_id,
@@ -203,7 +211,10 @@ class VLLMBackend:
 
     def generate(self, prompts: Sequence[Sequence[int]], *, seeds: Sequence[int], max_tokens: int,
                  temperature: float, top_p: float, head_tokens: int = 0,
-                 head_temperature: float | None = None) -> list[ARSample]:
+                 head_temperature: float | None = None, heads: torch.Tensor | None = None) -> list[ARSample]:
+        if heads is not None:
+            raise ValueError("sampler.stratify needs ar_backend=transformers: vLLM draws its tokens from its own "
+                             "random numbers (or set sampler.stratify=0)")
         head = min(head_tokens, max_tokens)
         if not head:
             samples = self._pass(prompts, seeds, max_tokens, temperature, top_p)

@@ -48,7 +48,7 @@ class ARModel:
         return SamplerConfig(method="autoregressive", steps=max(self.gen_length, 1), temperature=1.0,
                              gen_length=self.gen_length or None)
 
-    def generate(self, prompts: Sequence[str], sampler: SamplerConfig, *, seeds: Sequence[int]):
+    def generate(self, prompts: Sequence[str], sampler: SamplerConfig, *, seeds: Sequence[int], heads=None):
         from ..loading import Completions
 
         if sampler.method != "autoregressive":
@@ -63,7 +63,8 @@ class ARModel:
         before = self.backend.nfe
         samples = self.backend.generate(ids, seeds=list(seeds), max_tokens=max_tokens,
                                         temperature=float(sampler.temperature), top_p=float(sampler.top_p),
-                                        head_tokens=sampler.head_tokens, head_temperature=sampler.head_temperature)
+                                        head_tokens=sampler.head_tokens, head_temperature=sampler.head_temperature,
+                                        heads=heads)
         texts = [self.tokenizer.decode(s.token_ids) for s in samples]
         generated = sum(len(s.token_ids) for s in samples) / max(len(samples), 1)
         return Completions(texts=texts, logprobs=[s.logprobs for s in samples], nfe=self.backend.nfe - before,

@@ -54,6 +54,16 @@ class SamplerConfig:
             tokens reaches that far. The same tokens as running every masked column, from
             fewer columns run, in more (smaller) calls: fewer FLOPs where compute binds
             (a CPU, large batches), more latency where calls do. None = every column.
+        stratify: how many of the first generated tokens are drawn at stratified
+            uniforms shared out among a problem's candidates (candidate i takes point i
+            of a randomised Halton sequence, ``rng.stratified_uniforms``) instead of
+            independent ones; 0 = off. Each candidate alone keeps the model's
+            distribution (same pass@1 in expectation); together a problem's candidates
+            spread over the model's first choices in proportion to their probability,
+            with fewer repeats than independent draws (arithmetic sampling, Vilnis et
+            al. 2023, on the first tokens). ``Search`` passes the points; every
+            diffusion method and the ``transformers`` AR backend draw at them (vLLM
+            draws from its own random numbers: refused).
     """
 
     method: str = "ancestral"
@@ -69,6 +79,7 @@ class SamplerConfig:
     head_tokens: int = 0
     head_temperature: float | None = None
     window: int | None = None
+    stratify: int = 0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -108,6 +119,9 @@ class SamplerConfig:
             if self.method != "confidence" or self.remasking != "prefix" or self.threshold is None:
                 raise ValueError(f"sampler.window={self.window} applies to method=confidence with remasking=prefix "
                                  "and a threshold; set those or sampler.window=null")
+        if isinstance(self.stratify, bool) or not isinstance(self.stratify, int) or not 0 <= self.stratify <= 12:
+            raise ValueError(f"sampler.stratify={self.stratify!r} must be an integer from 0 (off) to 12 (stratified "
+                             "first tokens)")
         if self.head_temperature is not None and not self.head_tokens:
             raise ValueError(f"sampler.head_temperature={self.head_temperature} does nothing with head_tokens=0; set "
                              "sampler.head_tokens (how many first tokens it applies to)")
@@ -119,7 +133,12 @@ class SamplerConfig:
         return float(self.temperature)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as a plain dict; ``stratify`` only when set, so the saved
+        configs of runs made before it existed still match (and resume)."""
+        values = asdict(self)
+        if not values["stratify"]:
+            del values["stratify"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "SamplerConfig":

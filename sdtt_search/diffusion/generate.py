@@ -37,6 +37,7 @@ def generate(
     *,
     seeds: Sequence[int] | None = None,
     gen_length: int | None = None,
+    heads: torch.Tensor | None = None,
 ) -> Generation:
     """Sample one completion per prompt with a masked diffusion model.
 
@@ -46,6 +47,8 @@ def generate(
         prompts: prompt texts; repeat a prompt to draw several samples of it.
         seeds: one per prompt (default 0..B-1); a row's result depends only on its seed.
         gen_length: completion length (default ``config.gen_length``).
+        heads: [B, config.stratify] float64 stratified uniforms of the first generated
+            tokens (``SamplerConfig.stratify``; ``Search`` makes them), or None.
     """
     length = gen_length or config.gen_length
     if length is None:
@@ -56,7 +59,8 @@ def generate(
         [tokenizer.encode(p) for p in prompts], length,
         pad_id=tokenizer.pad_id, mask_id=tokenizer.mask_id, device=device,
     )
-    out = sample(model, batch.x, batch.gen_mask, batch.attention_mask, config, mask_id=tokenizer.mask_id, seeds=seeds)
+    out = sample(model, batch.x, batch.gen_mask, batch.attention_mask, config, mask_id=tokenizer.mask_id, seeds=seeds,
+                 heads=heads)
     tokens = batch.completions(out.tokens).cpu()
     texts = [tokenizer.decode(row.tolist()) for row in tokens]
     logprobs = batch.completions(out.token_logprobs).cpu()

@@ -89,3 +89,47 @@ def categorical(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     # idx is the first entry whose CDF exceeds u, so p[idx] > 0: entries without
     # mass are never chosen. The clamp only guards against u rounding to 1.
     return idx.clamp_(max=p.shape[-1] - 1)
+
+
+_PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37)
+_SHIFT_KEY = 0x5715
+
+
+def radical_inverse(index: torch.Tensor, base: int) -> torch.Tensor:
+    """Van der Corput radical inverse: the base-``base`` digits of ``index`` [N] (int,
+    >= 0) mirrored after the point, as float64 in [0, 1). Indices 0..b^m - 1 put one
+    point in each of the b^m equal cells of [0, 1), and so does any run of b^m
+    consecutive indices starting at a multiple of b^m."""
+    index = index.to(torch.int64).clone()
+    out = torch.zeros(index.shape, dtype=torch.float64, device=index.device)
+    scale = 1.0 / base
+    while bool((index > 0).any()):
+        out += (index % base).to(torch.float64) * scale
+        index //= base
+        scale /= base
+    return out
+
+
+def stratified_uniforms(group_seeds: Sequence[int], indices: Sequence[int], dims: int,
+                        device: torch.device | str = "cpu") -> torch.Tensor:
+    """Randomised Halton points: [B, dims] float64 uniforms, row r the point
+    ``indices[r]`` of its group's sequence (Owen, "Monte Carlo theory, methods and
+    examples", ch. 15-17: Halton points in bases 2, 3, 5, ..., each coordinate shifted
+    mod 1 by a uniform drawn from the group's seed, a Cranley-Patterson rotation).
+
+    Each row alone is an exact U(0, 1)^dims draw (the shift is uniform), so a sample
+    drawn from it by inverse CDF has the model's distribution; the rows of one group
+    together cover [0, 1)^dims evenly (the first 2^m points put one point in each
+    2^-m-wide cell of the first coordinate), so the candidates of one problem spread
+    over the model's first choices in proportion to their probability, with fewer
+    repeats than independent draws give.
+    """
+    if not 1 <= dims <= len(_PRIMES):
+        raise ValueError(f"stratified uniforms support 1 to {len(_PRIMES)} dimensions, got {dims}")
+    index = torch.as_tensor(list(indices), dtype=torch.int64, device=device)
+    if index.numel() and int(index.min()) < 0:
+        raise ValueError("stratified uniforms need candidate indices >= 0")
+    shift = RowRNG(group_seeds, device=device).uniform(
+        torch.arange(dims, device=device).expand(index.numel(), -1), key=(_SHIFT_KEY,))
+    points = torch.stack([radical_inverse(index, b) for b in _PRIMES[:dims]], dim=-1)
+    return torch.remainder(points + shift, 1.0)

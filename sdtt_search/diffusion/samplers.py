@@ -91,6 +91,17 @@ def _head_of(cells: torch.Tensor, gen_start: int, head_tokens: int, head_tempera
     return cells.nonzero()[:, 1] < gen_start + head_tokens, float(head_temperature)
 
 
+def _at_heads(u: torch.Tensor, columns: torch.Tensor, heads: torch.Tensor | None) -> torch.Tensor:
+    """Uniforms [B, L] with the first generated ``columns`` set to ``heads`` [B, H]
+    (``SamplerConfig.stratify``: a column draws at the same point whatever the step)."""
+    if heads is None:
+        return u
+    h = min(heads.shape[1], columns.numel())
+    u = u.clone()
+    u[:, columns[:h]] = heads[:, :h].to(device=u.device, dtype=u.dtype)
+    return u
+
+
 def _sigma_for(model, schedule: LogLinearSchedule, t: torch.Tensor) -> torch.Tensor | None:
     return schedule.sigma(t) if is_time_conditioned(model) else None
 
@@ -117,6 +128,7 @@ def ancestral_sample(
     schedule: LogLinearSchedule = LogLinearSchedule(),
     head_tokens: int = 0,
     head_temperature: float | None = None,
+    heads: torch.Tensor | None = None,
 ) -> SampleOutput:
     """MDLM ancestral sampler (spec §A7) with a per-row no-change cache.
 
@@ -130,6 +142,10 @@ def ancestral_sample(
     batch is unchanged; per row is strictly more reuse with identical results).
     Network calls <= steps + 1. The first ``head_tokens`` generated columns are drawn
     at ``head_temperature`` (``SamplerConfig.head_tokens``).
+
+    ``heads`` [B, H] (``SamplerConfig.stratify``): the token uniforms of the first H
+    generated columns, whatever the step that reveals them (a column is revealed once,
+    and whether it is comes from its own uniform, so each draw stays exact).
     """
     if takes_noise(model):
         raise ValueError("a noise-conditioned model (model.noise_input) decodes with sampler.method=confidence, "
@@ -140,6 +156,9 @@ def ancestral_sample(
         attention_mask = torch.ones_like(x, dtype=torch.bool)
     positions = row_positions(attention_mask)
     gen_start = first_generated_column(gen_mask)
+    columns = gen_mask.any(0).nonzero().squeeze(-1)
+    if heads is not None and heads.shape[0] != batch:
+        raise ValueError(f"got stratified uniforms for {heads.shape[0]} rows and a batch of {batch}")
     use_cache = cache and not is_time_conditioned(model)
     grid = torch.linspace(1.0, eps, steps + 1, dtype=torch.float64)
     logits: torch.Tensor | None = None
@@ -168,7 +187,7 @@ def ancestral_sample(
         if not masked.any():
             break
         u_reveal = rng.uniform(positions, key=(i, 0))
-        u_token = rng.uniform(positions, key=(i, 1))
+        u_token = _at_heads(rng.uniform(positions, key=(i, 1)), columns, heads)
         reveal = masked & (u_reveal < (t - s) / t)
         if not reveal.any():
             continue
@@ -226,6 +245,7 @@ def confidence_sample(
     head_tokens: int = 0,
     head_temperature: float | None = None,
     window: int | None = None,
+    heads: torch.Tensor | None = None,
 ) -> SampleOutput:
     """Confidence-based parallel decoding (LLaDA; Fast-dLLM with ``threshold``).
 
@@ -273,7 +293,13 @@ def confidence_sample(
     not depend on the columns to its right, so the tokens are the ones the whole tail
     gives, from fewer columns run (more, smaller calls). A block's last allowed step
     runs its whole tail (it commits every token left).
+
+    ``heads`` [B, H] float64 (``SamplerConfig.stratify``): the uniforms of the first H
+    generated columns, fixed for the whole decode (a noise-conditioned model is shown
+    them), in place of the row's own draws; the rest are the row's.
     """
+    if heads is not None and heads.shape[0] != x.shape[0]:
+        raise ValueError(f"got stratified uniforms for {heads.shape[0]} rows and a batch of {x.shape[0]}")
     if window is not None and not (prefix_cache and remasking == "prefix" and threshold is not None):
         raise ValueError(f"sampler.window={window} needs remasking=prefix, a threshold and the prefix cache "
                          "(cache=true on a causal denoiser); or set sampler.window=null")
@@ -294,7 +320,7 @@ def confidence_sample(
     token_logprobs = torch.zeros(batch, length, dtype=torch.float64, device=x.device)
     noise_u = noise = None
     if takes_noise(model):  # one uniform per column for the whole decode, shown to the model
-        noise_u = rng.uniform(positions, key=(_NOISE_KEY,))
+        noise_u = _at_heads(rng.uniform(positions, key=(_NOISE_KEY,)), columns, heads)
         noise = torch.where(gen_mask, noise_u, torch.full_like(noise_u, float("nan")))
     cached = _PrefixCachedLogits(model, attention_mask, columns, mask_id, noise=noise) if prefix_cache else None
     # remasking="left_to_right" ranks by position: a larger score for a smaller column
@@ -316,7 +342,8 @@ def confidence_sample(
                 step += 1
                 continue
             # a noise-conditioned model's columns are drawn at the uniforms it was shown
-            u_token = noise_u if noise_u is not None else rng.uniform(positions, key=(b, step, 0))
+            u_token = noise_u if noise_u is not None else _at_heads(rng.uniform(positions, key=(b, step, 0)), columns,
+                                                                      heads)
             # the budget of steps is shared by the blocks, each later block keeping one
             last_step = threshold is not None and steps_used + 1 >= steps - (len(blocks) - b - 1)
             call_window = None if last_step else window
@@ -566,8 +593,11 @@ def sample(
     *,
     mask_id: int,
     seeds: list[int] | torch.Tensor,
+    heads: torch.Tensor | None = None,
 ) -> SampleOutput:
-    """Run the sampler named by ``config.method`` with one seed per row."""
+    """Run the sampler named by ``config.method`` with one seed per row; ``heads``
+    [B, config.stratify] the rows' stratified uniforms (``Search`` makes them), None
+    for independent draws."""
     seeds = [int(s) for s in seeds]
     if len(seeds) != x.shape[0]:
         raise ValueError(f"got {len(seeds)} seeds for a batch of {x.shape[0]} rows; pass one seed per row")
@@ -579,7 +609,7 @@ def sample(
         return ancestral_sample(
             model, x, gen_mask, attention_mask, mask_id=mask_id, rng=rng, steps=config.steps,
             temperature=config.temperature, cache=config.cache, eps=config.eps,
-            head_tokens=config.head_tokens, head_temperature=config.head_temperature,
+            head_tokens=config.head_tokens, head_temperature=config.head_temperature, heads=heads,
         )
     return confidence_sample(
         model, x, gen_mask, attention_mask, mask_id=mask_id, rng=rng, steps=config.steps,
@@ -587,4 +617,5 @@ def sample(
         threshold=config.threshold, remasking=config.remasking,
         prefix_cache=config.cache and supports_prefix_cache(model),
         head_tokens=config.head_tokens, head_temperature=config.head_temperature, window=config.window,
+        heads=heads,
     )

@@ -50,7 +50,8 @@ class HFDiffusionModel(DiffusionModel):
         """The text the model is conditioned on for a task prompt (chat template, answer instruction)."""
         return self.prompt_format.render(prompt, self.tokenizer)
 
-    def generate(self, prompts: Sequence[str], sampler: SamplerConfig, *, seeds: Sequence[int]) -> Completions:
+    def generate(self, prompts: Sequence[str], sampler: SamplerConfig, *, seeds: Sequence[int],
+                 heads=None) -> Completions:
         """One completion per prompt; texts and log-probs stop at the first end-of-answer token.
 
         Prompts are formatted (``format_prompt``), left-padded and sampled together;
@@ -61,7 +62,8 @@ class HFDiffusionModel(DiffusionModel):
         gen_length = sampler.gen_length or self.gen_length
         tokenizer = self.tokenizer.for_chat() if self.prompt_format.chat else self.tokenizer
         texts = [self.format_prompt(p) for p in prompts]
-        out = generate(self.model, tokenizer, texts, sampler, seeds=list(seeds), gen_length=gen_length)
+        out = generate(self.model, tokenizer, texts, sampler, seeds=list(seeds), gen_length=gen_length,
+                       heads=heads)
         logprobs = []
         for ids, lps in zip(out.tokens.tolist(), out.token_logprobs.tolist()):
             row = []

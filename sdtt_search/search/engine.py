@@ -11,12 +11,14 @@ such searches over several models, each seeing only what the ones before it did 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
 from sdtt_search.diffusion import SamplerConfig
+from sdtt_search.diffusion.rng import stratified_uniforms
 
 from .results import Candidate, ProblemResult
 from .select import SELECTORS, RewardFn
@@ -27,6 +29,12 @@ def candidate_seed(seed: int, problem_id: str, index: int) -> int:
     """63-bit seed of candidate ``index`` of a problem (stable across runs and machines)."""
     digest = hashlib.blake2b(f"{seed}|{problem_id}|{index}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
+
+
+def problem_seed(seed: int, problem_id: str) -> int:
+    """63-bit seed shared by a problem's candidates (the shift of their stratified
+    uniforms, ``SamplerConfig.stratify``); index -1 is no candidate's."""
+    return candidate_seed(seed, problem_id, -1)
 
 
 @dataclass
@@ -48,6 +56,10 @@ class Search:
         batch_size: rows per network call; problems are packed when N is smaller.
         reward_fn: optional external reward model, (prompt, completion) -> float.
         seed: base seed of the per-candidate seeds.
+
+    With ``sampler.stratify`` = H, candidate i of a problem draws its first H tokens
+    at point i of a randomised Halton sequence shared by the problem's candidates
+    (``rng.stratified_uniforms``), passed to ``generate`` as ``heads``.
     """
 
     def __init__(
@@ -68,6 +80,9 @@ class Search:
         self.batch_size = batch_size
         self.reward_fn = reward_fn
         self.seed = seed
+        if self.sampler.stratify and "heads" not in inspect.signature(model.generate).parameters:
+            raise ValueError(f"sampler.stratify={self.sampler.stratify} needs a model whose generate takes heads= "
+                             f"(stratified uniforms); {type(model).__name__}.generate does not: set sampler.stratify=0")
 
     # ------------------------------------------------------------------ core
     def _score(self, problem, prompt: str, text: str, logprobs: list[float]) -> Candidate:
@@ -131,10 +146,14 @@ class Search:
         out_rows: dict[tuple[int, int], tuple] = {}
         for lo in range(0, len(rows), self.batch_size):
             chunk = rows[lo : lo + self.batch_size]
+            extra = {}
+            if self.sampler.stratify:
+                extra["heads"] = stratified_uniforms([problem_seed(self.seed, problems[p].id) for p, _ in chunk],
+                                                     [i for _, i in chunk], self.sampler.stratify)
             start = time.perf_counter()
             out = self.model.generate(
                 [prompts[p] for p, _ in chunk], self.sampler,
-                seeds=[candidate_seed(self.seed, problems[p].id, i) for p, i in chunk],
+                seeds=[candidate_seed(self.seed, problems[p].id, i) for p, i in chunk], **extra,
             )
             elapsed = time.perf_counter() - start
             for row, (p, i) in enumerate(chunk):  # the call's cost (network calls, time) split by rows
