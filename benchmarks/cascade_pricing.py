@@ -76,6 +76,34 @@ def stop_options(verified: list[int], verified_correct: list[int], n: int, laten
     return StopOptions(settings, np.array(cost), np.array(none), np.array(accuracy))
 
 
+def ordered_stop_options(verified: list[list[bool]], correct: list[list[bool]], latency: dict[int, float],
+                         zero: bool = False) -> StopOptions:
+    """``stop_options`` of candidates in the order a search draws them (stratified first
+    tokens, ``SamplerConfig.stratify``: candidate i is not exchangeable with candidate
+    j, so no averaging over orders): per problem, round j + 1 runs when the first j r
+    candidates hold no verified one, and the pick is uniform among the verified ones of
+    the rounds drawn."""
+    n = len(verified[0])
+    first = np.array([next((i for i, v in enumerate(row) if v), n) for row in verified])  # n: none verified
+    settings, cost, none, accuracy = [], [], [], []
+    if zero:
+        settings.append((0, 0))
+        cost.append(np.zeros(len(verified)))
+        none.append(np.ones(len(verified)))
+        accuracy.append(np.zeros(len(verified)))
+    for r in sorted(latency):
+        for k in range(r, n + 1, r):
+            rounds = np.minimum(first // r + 1, k // r)
+            drawn = rounds * r
+            settings.append((r, k))
+            cost.append(latency[r] * rounds)
+            none.append((first >= k).astype(float))
+            accuracy.append(np.array([
+                (sum(v and c for v, c in zip(vs[:m], cs[:m])) / max(sum(vs[:m]), 1)) if f < k else 0.0
+                for vs, cs, m, f in zip(verified, correct, drawn, first)]))
+    return StopOptions(settings, np.array(cost, dtype=float), np.array(none), np.array(accuracy))
+
+
 def nothing(problems: int) -> StopOptions:
     """Only the setting (0, 0) that draws nothing: a second stage that never runs, so that
     a cascade over it prices its first stage alone."""

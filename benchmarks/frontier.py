@@ -73,7 +73,7 @@ from sdtt_search.search.engine import Search
 from sdtt_search.search.metrics import verified_at_k
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cascade_pricing import cascade_best, nothing, stop_options  # noqa: E402
+from cascade_pricing import cascade_best, nothing, ordered_stop_options, stop_options  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -311,14 +311,16 @@ def flops_per_token(model, task, problems, batch: int, flop_model=None) -> float
 def search_run(model, task, problems, samples: int, batch: int) -> dict:
     """Best-of-N over the problems: pass@1 (with its standard error over problems), seconds
     per sample, per-problem (verified, correct) lists."""
-    result = Search(model, task, model.default_sampler(), batch_size=batch).best_of_n(problems, samples)
+    sampler = model.default_sampler()
+    result = Search(model, task, sampler, batch_size=batch).best_of_n(problems, samples)
     seconds = result.metrics["wall_s"]  # generate + verify; the accuracy curves after it are not search time
-    per_problem = [{"verified": [bool(c.verified) for c in r.candidates], "correct": [bool(c.correct) for c in r.candidates]}
-                   for r in result.problems]
-    rates = [sum(p["correct"]) / len(p["correct"]) for p in per_problem]
+    ordered = {"ordered": True} if sampler.stratify else {}  # candidate i is not exchangeable with j
+    per_problem = [{"verified": [bool(c.verified) for c in r.candidates], "correct": [bool(c.correct) for c in r.candidates],
+                    **ordered} for r in result.problems]
+    rates = [sum(p["correct"]) / len(p["correct"]) for p in per_problem]  # every candidate is a draw of the model
     se = statistics.stdev(rates) / math.sqrt(len(rates)) if len(rates) > 1 else 0.0
     return {"seconds": seconds, "wall_seconds_per_sample": seconds / (len(problems) * samples),
-            "pass@1": result.metrics["accuracy"]["pass@1"], "pass@1_se": se,
+            "pass@1": statistics.mean(rates), "pass@1_se": se,
             "verified@N": result.metrics["accuracy"].get(f"verified@{samples}") or 0.0, "per_problem": per_problem}
 
 
@@ -328,10 +330,18 @@ def affordable(budget: float, seconds_per_sample: float) -> int:
 
 
 def per_problem_at_k(per_problem: list[dict], k: int) -> list[float]:
-    """Each problem's verified@k (0 for k = 0; k > N uses N)."""
+    """Each problem's verified@k (0 for k = 0; k > N uses N): over its size-k subsets,
+    or over its first k candidates when they are ``ordered`` (stratified first tokens)."""
     if k < 1:
         return [0.0] * len(per_problem)
-    return [verified_at_k(p["verified"], p["correct"], min(k, len(p["verified"]))) for p in per_problem]
+    out = []
+    for p in per_problem:
+        m = min(k, len(p["verified"]))
+        if p.get("ordered"):
+            out.append(verified_at_k(p["verified"][:m], p["correct"][:m], m))
+        else:
+            out.append(verified_at_k(p["verified"], p["correct"], m))
+    return out
 
 
 def paired_se(a: list[float], b: list[float]) -> float:
@@ -435,6 +445,9 @@ def stop_rounds(per_problem: list[dict], r: int, k: int) -> float:
     capped at k samples (k a multiple of r): round j + 1 runs when the first j r samples
     hold no verified one."""
     n = len(per_problem[0]["verified"])
+    if per_problem[0].get("ordered"):  # candidates in drawing order: the rounds are known
+        first = [next((i for i, v in enumerate(p["verified"]) if v), n) for p in per_problem]
+        return sum(min(f // r + 1, k // r) for f in first) / len(per_problem)
     counts = Counter(sum(p["verified"]) for p in per_problem)
     return sum(c * sum(none_verified(v, n, j * r) for j in range(k // r)) for v, c in counts.items()) / len(per_problem)
 
@@ -479,6 +492,9 @@ def cascade_points(runs: dict, latencies: dict, budgets: list[float], students: 
     stage with no other second prices verify-and-stop alone."""
     def options(name: str, zero: bool):
         per_problem = runs[name]["per_problem"]
+        if per_problem[0].get("ordered"):
+            return ordered_stop_options([p["verified"] for p in per_problem], [p["correct"] for p in per_problem],
+                                        {int(r): t for r, t in latencies[name].items()}, zero=zero)
         verified, verified_correct = verified_counts(per_problem)
         return stop_options(verified, verified_correct, len(per_problem[0]["verified"]),
                             {int(r): t for r, t in latencies[name].items()}, zero=zero)
@@ -1036,6 +1052,9 @@ def slim(report: dict) -> dict:
         per_problem = d["search"].pop("per_problem")
         d["search"]["verified_counts"], d["search"]["verified_correct_counts"] = verified_counts(per_problem)
         d["search"]["correct_counts"] = [sum(p["correct"]) for p in per_problem]
+        if per_problem and per_problem[0].get("ordered"):  # the order matters: keep it, as 0/1 strings
+            d["search"]["ordered_verified"] = ["".join("01"[v] for v in p["verified"]) for p in per_problem]
+            d["search"]["ordered_correct"] = ["".join("01"[c] for c in p["correct"]) for p in per_problem]
     return out
 
 
@@ -1051,6 +1070,9 @@ def unslim(saved: dict) -> dict:
         s["per_problem"] = [{"verified": [True] * v + [False] * (n - v),
                              "correct": [True] * vc + [False] * (v - vc) + [True] * (c - vc) + [False] * (n - v - c + vc)}
                             for v, vc, c in counts]
+        if "ordered_verified" in s:  # stratified candidates: their drawing order
+            s["per_problem"] = [{"verified": [b == "1" for b in v], "correct": [b == "1" for b in c], "ordered": True}
+                                for v, c in zip(s.pop("ordered_verified"), s.pop("ordered_correct"))]
     if "latency" in report:
         report["latency"] = {m: {int(k): t for k, t in lat.items()} for m, lat in report["latency"].items()}
     return report

@@ -707,3 +707,25 @@ def test_stop_check_runs_searches_and_cascades_as_executed():
     for bad in ("countdown-cd3-ar", "countdown-cd3-ar@0", "countdown-cd3-ar@4/x"):
         with pytest.raises(SystemExit, match="MODEL@K"):
             check.parse_stage(bad)
+
+
+def test_stratified_candidates_are_scored_in_drawing_order():
+    # verified only at index 2: a search drawing the first k finds it from k = 3; a random
+    # pair of the 4 holds it with probability 1/2
+    rows = [{"verified": [False, False, True, False], "correct": [False, False, True, False]}]
+    ordered = [{**rows[0], "ordered": True}]
+    assert frontier.per_problem_at_k(rows, 2) == [pytest.approx(0.5)]
+    assert [frontier.per_problem_at_k(ordered, k)[0] for k in (1, 2, 3, 4, 9)] == [0.0, 0.0, 1.0, 1.0, 1.0]
+    # rounds of 1 stop after the 3rd; rounds of 2 after the 2nd round; capped at k
+    assert [frontier.stop_rounds(ordered, r, k) for r, k in [(1, 4), (2, 4), (1, 2), (4, 4)]] == [3, 2, 2, 1]
+    # the cascade pricing's per-problem options in drawing order
+    from cascade_pricing import ordered_stop_options
+
+    options = ordered_stop_options([rows[0]["verified"]], [rows[0]["correct"]], {1: 0.5, 2: 0.8})
+    table = dict(zip(options.settings, zip(options.cost[:, 0], options.none[:, 0], options.accuracy[:, 0])))
+    assert table[(1, 2)] == (1.0, 1.0, 0.0) and table[(1, 4)] == (1.5, 0.0, 1.0)
+    assert table[(2, 2)] == (0.8, 1.0, 0.0) and table[(2, 4)] == (1.6, 0.0, 1.0)
+    # slim keeps the order, unslim restores it
+    report = {"samples": 4, "models": {"m": {"search": {"per_problem": ordered}}}}
+    back = frontier.unslim(frontier.slim(report))["models"]["m"]["search"]["per_problem"]
+    assert back == ordered

@@ -230,3 +230,26 @@ def test_the_transformers_backend_stratifies_a_problems_first_tokens(tmp_path):
     counts = torch.tensor([firsts.count(a) for a in alphabet], dtype=torch.float64)
     assert ((counts - k * p).abs() < 1 + 4 * k * math.sqrt(0.25 / 2000)).all(), (counts, k * p)
     assert len(set(firsts)) >= len(set(t[:1] for t in plain.texts))
+
+
+def test_stratified_runs_report_each_problems_first_k_candidates():
+    from sdtt_search.search.report import accuracy_curves
+    from sdtt_search.search.results import Candidate, ProblemResult
+
+    def cand(ok, score, answer):
+        return Candidate(text=answer, answer=answer, correct=ok, verified=ok, score=score)
+
+    # correct only at indices 2 and 3: a first-k search finds it from k = 4, a random pair in 5 of 6
+    r = ProblemResult(id="a", prompt="p", reference="7",
+                      candidates=[cand(False, -0.1, "3"), cand(False, -0.2, "3"), cand(True, -0.5, "7"),
+                                  cand(True, -0.3, "7")])
+    subsets = accuracy_curves([r], 4, has_verifier=True)
+    first = accuracy_curves([r], 4, has_verifier=True, first_k=True)
+    assert subsets["verified@2"] == pytest.approx(5 / 6) and subsets["pass@1"] == pytest.approx(0.5)
+    assert (first["pass@1"], first["pass@2"], first["pass@4"]) == (0.0, 0.0, 1.0)
+    assert (first["verified@2"], first["maj@2"], first["verified@4"]) == (0.0, 0.0, 1.0)
+    assert first["maj@4"] == subsets["maj@4"] == 0.5  # k = n: the same candidates
+    assert list(first) == list(subsets)  # same keys, same order
+    problems = [_Problem(p) for p in "ab"]
+    metrics = Search(_HeadsModel(), _Task(), batch_size=8).best_of_n(problems, 4).metrics
+    assert metrics["accuracy_over"] == "first k candidates"

@@ -224,4 +224,5 @@ class Search:
         if stop is not None:
             return SearchResult(problems=results, metrics=summarise_stopped(results, n, stop, self.task.has_verifier,
                                                                             wall_s=wall))
-        return SearchResult(problems=results, metrics=summarise(results, n, has_verifier=self.task.has_verifier, wall_s=wall))
+        return SearchResult(problems=results, metrics=summarise(results, n, has_verifier=self.task.has_verifier, wall_s=wall,
+                                                                first_k=self.sampler.stratify > 0))

@@ -8,9 +8,16 @@ from .metrics import ks_up_to, majority_at_k, pass_at_k, top_score_at_k, verifie
 from .results import ProblemResult
 
 
-def accuracy_curves(results: Sequence[ProblemResult], n: int, *, has_verifier: bool) -> dict[str, float]:
+def accuracy_curves(results: Sequence[ProblemResult], n: int, *, has_verifier: bool,
+                    first_k: bool = False) -> dict[str, float]:
     """pass@k, maj@k, verified@k (if the task has a verifier) and confidence@k, for
-    k = 1, 2, 4, ..., n, each averaged over problems."""
+    k = 1, 2, 4, ..., n, each averaged over problems: over the size-k subsets of a
+    problem's n candidates, or with ``first_k`` over its first k candidates only (what
+    a k-candidate search draws when the candidates are not exchangeable: stratified
+    first tokens, ``SamplerConfig.stratify``, spread the first k over the model's
+    choices, and a random subset of them is not spread so)."""
+    if first_k:
+        return _first_k_curves(results, n, has_verifier=has_verifier)
     acc: dict[str, float] = {}
     if not results:
         return acc
@@ -36,6 +43,23 @@ def accuracy_curves(results: Sequence[ProblemResult], n: int, *, has_verifier: b
     return acc
 
 
+def _first_k_curves(results: Sequence[ProblemResult], n: int, *, has_verifier: bool) -> dict[str, float]:
+    """``accuracy_curves`` of each problem's first k candidates (k = its n there: exact)."""
+    from dataclasses import replace
+
+    acc: dict[str, float] = {}
+    for k in ks_up_to(n):
+        head = [replace(r, candidates=r.candidates[:k]) for r in results]
+        for name, value in accuracy_curves(head, k, has_verifier=has_verifier).items():
+            if name.endswith(f"@{k}") and not name.startswith("reward"):
+                acc[name] = value
+    order = [f"{kind}@{k}" for kind in ("pass", "maj", "verified", "confidence") for k in ks_up_to(n)]
+    out = {name: acc[name] for name in order if name in acc}
+    if results and all(c.reward is not None for r in results for c in r.candidates):
+        out[f"reward@{n}"] = accuracy_curves(results, n, has_verifier=has_verifier)[f"reward@{n}"]
+    return out
+
+
 def hash_seed(problem_id: str, k: int) -> int:
     """Deterministic seed for maj@k subsets of one problem (str hash is salted per process)."""
     return sum((i + 1) * ord(ch) for i, ch in enumerate(problem_id)) * 1009 + k
@@ -51,15 +75,19 @@ def _answer_truth(result: ProblemResult) -> dict:
     return truth
 
 
-def summarise(results: Sequence[ProblemResult], n: int, *, has_verifier: bool, wall_s: float) -> dict:
-    """The ``accuracy`` and ``throughput`` blocks of metrics.json."""
+def summarise(results: Sequence[ProblemResult], n: int, *, has_verifier: bool, wall_s: float,
+              first_k: bool = False) -> dict:
+    """The ``accuracy`` and ``throughput`` blocks of metrics.json (``first_k``: the
+    curves of each problem's first k candidates, ``accuracy_curves``; recorded as
+    ``accuracy_over``)."""
     samples = len(results) * n
     tokens = sum(r.tokens for r in results)
     return {
         "problems": len(results),
         "samples": n,
         "wall_s": wall_s,
-        "accuracy": accuracy_curves(results, n, has_verifier=has_verifier),
+        "accuracy_over": "first k candidates" if first_k else "size-k subsets",
+        "accuracy": accuracy_curves(results, n, has_verifier=has_verifier, first_k=first_k),
         "throughput": {
             "samples_per_s": samples / wall_s if wall_s > 0 else 0.0,
             "tokens_per_s": tokens / wall_s if wall_s > 0 else 0.0,
