@@ -40,6 +40,16 @@ def test_cascade_example():
     assert cascade["samples"] >= student["samples"] and student["samples"] == 1
 
 
+def test_stratified_example():
+    rows = _module("stratified").main("countdown-cd3-num-sdtt-4", 3, 8, 12)
+    plain, stratified = rows["independent"], rows["stratify=3"]
+    assert 0 < plain["pass@1"] <= 1 and 0 < stratified["pass@1"] <= 1
+    for row in (plain, stratified):
+        assert row["distinct@1"] == 1 and all(row[f"verified@{k}"] <= row[f"verified@{2 * k}"] for k in (1, 2, 4))
+    # eight candidates split the first choices' mass: more distinct first tokens than eight independent draws
+    assert stratified["distinct@8"] > plain["distinct@8"]
+
+
 def test_hot_head_example():
     rows = _module("hot_head").main("countdown-cd3-num-sdtt-4", 3, 1.3, 8, 12)
     plain, hot, cascade = rows["plain"], rows["hot head"], rows["cascade"]
