@@ -228,10 +228,18 @@ def interleaved_timing(models: dict, task, problems, batches: list[int], repeats
     every model (in a rotating order) runs every batch size once and one search slice
     (``Search.generate_problems`` over enough problems for ``search_calls`` calls of ``search_batch``
     rows, generate + verify); round 0 is the warm-up, then the median of ``repeats``
-    rounds. Returns per model: the throughput rows and the search seconds per sample."""
+    rounds. Returns per model: the throughput rows and the search seconds per sample.
+
+    Each round also times a verify-and-stop round: one candidate of each of
+    ``search_calls * search_batch`` problems (generate + verify), packed as a search packs
+    the open problems of a round of one sample. Its seconds per sample can differ from the
+    search slice's, whose calls hold many candidates of one prompt (a prefix cache runs a
+    shared prompt once)."""
     names = list(models)
-    raw = {n: {"times": {b: [] for b in batches}, "tokens": {b: [] for b in batches}, "search": []} for n in names}
+    raw = {n: {"times": {b: [] for b in batches}, "tokens": {b: [] for b in batches}, "search": [], "round": []}
+           for n in names}
     chunk = problems[: max(1, search_calls * search_batch // samples)]
+    distinct = problems[: search_calls * search_batch]
     for r in range(repeats + 1):
         for n in names[r % len(names):] + names[: r % len(names)]:
             model = models[n]
@@ -247,6 +255,10 @@ def interleaved_timing(models: dict, task, problems, batches: list[int], repeats
             Search(model, task, sampler, batch_size=search_batch, seed=1000 + r).generate_problems(chunk, samples)
             if r:
                 raw[n]["search"].append((time.perf_counter() - start) / (len(chunk) * samples))
+            start = time.perf_counter()
+            Search(model, task, sampler, batch_size=search_batch, seed=1000 + r).generate_problems(distinct, 1)
+            if r:
+                raw[n]["round"].append((time.perf_counter() - start) / len(distinct))
     out = {}
     for n in names:
         rows = []
@@ -255,7 +267,9 @@ def interleaved_timing(models: dict, task, problems, batches: list[int], repeats
             rows.append({"batch": b, "seconds": t, "samples_per_s": b / t,
                          "tokens_per_s": statistics.median(raw[n]["tokens"][b]) / t, "repeats": raw[n]["times"][b]})
         out[n] = {"throughput": rows, "seconds_per_sample": statistics.median(raw[n]["search"]),
-                  "seconds_per_sample_repeats": raw[n]["search"]}
+                  "seconds_per_sample_repeats": raw[n]["search"],
+                  "seconds_per_round_sample": statistics.median(raw[n]["round"]),
+                  "seconds_per_round_sample_repeats": raw[n]["round"]}
     return out
 
 
@@ -322,6 +336,17 @@ def search_run(model, task, problems, samples: int, batch: int) -> dict:
     return {"seconds": seconds, "wall_seconds_per_sample": seconds / (len(problems) * samples),
             "pass@1": statistics.mean(rates), "pass@1_se": se,
             "verified@N": result.metrics["accuracy"].get(f"verified@{samples}") or 0.0, "per_problem": per_problem}
+
+
+def _round_ms(search: dict) -> str:
+    value = search.get("seconds_per_round_sample")
+    return "-" if value is None else f"{value * 1e3:.2f} ms"
+
+
+def round_seconds(search: dict) -> float:
+    """Seconds per sample of a verify-and-stop round in the search run (one candidate of
+    each of many problems per call); runs saved before it was timed: the search slice's."""
+    return search.get("seconds_per_round_sample", search["seconds_per_sample"])
 
 
 def affordable(budget: float, seconds_per_sample: float) -> int:
@@ -487,7 +512,7 @@ def cascade_points(runs: dict, latencies: dict, budgets: list[float], students: 
     (``cascade_pricing``: the student in rounds of r1 until a sample verifies, at most k1;
     then, where none did, the AR engine in rounds of r2, at most k2, or nothing) whose
     expected cost per problem fits. ``latencies``: per model, seconds per round of r
-    samples ({1: s/sample in search} prices the search run). A model is never its own
+    samples ({1: s/sample of a round} prices the search run). A model is never its own
     second stage (its one run would be counted twice as independent samples); a first
     stage with no other second prices verify-and-stop alone."""
     def options(name: str, zero: bool):
@@ -820,14 +845,18 @@ def markdown(report: dict) -> str:
            (f"{report['problems']} test problems x {report['samples']} samples per model (pass@1, verified@N), search "
             f"batch {report['search_batch']}. Timings side by side: {report['repeats']} rounds after a warm-up round, "
             "each running every model in turn, medians; s/sample = a search slice's wall time (generate + verify; "
-            f"{report.get('search_calls', 2)} calls) / its samples."), "",
-           "| model | kind | steps | params | backend | pass@1 (± se) | verified@N | s/sample in search | forward share | GFLOPs/token |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+            f"{report.get('search_calls', 2)} calls) / its samples; a round's s/sample: the same for one candidate of "
+            "each of as many problems (what a verify-and-stop round of one sample per problem costs; no shared "
+            "prompts)."), "",
+           "| model | kind | steps | params | backend | pass@1 (± se) | verified@N | s/sample in search | a round's s/sample "
+           "| forward share | GFLOPs/token |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for n in names:
         d = models[n]
         out.append(f"| {n} | {d['kind']} | {_steps(d)} | {d['parameters'] / 1e6:.2f}M | {d['backend']} | "
                    f"{d['search']['pass@1']:.3f} ± {d['search']['pass@1_se']:.3f} | {d['search']['verified@N']:.3f} | "
-                   f"{d['search']['seconds_per_sample'] * 1e3:.2f} ms | {_share(d)} | {d['flops_per_token'] / 1e9:.4f}"
+                   f"{d['search']['seconds_per_sample'] * 1e3:.2f} ms | {_round_ms(d['search'])} | {_share(d)} | "
+                   f"{d['flops_per_token'] / 1e9:.4f}"
                    f"{'' if d['flops_source'] == 'counted' else ' (' + d['flops_source'] + ')'} |")
     out += ["", "Throughput, samples/s \\| generated tokens/s (median of repeats after a warm-up):", "",
             "| model | " + " | ".join(f"batch {b}" for b in batches) + " |", "|---|" + "---|" * len(batches)]
@@ -856,7 +885,7 @@ def markdown(report: dict) -> str:
     if report.get("batch_stop_frontier"):
         out += _stop_markdown(report, "batch_stop_frontier", "batch_stop_verdicts", (
             "Verify-and-stop in the search run (rounds of one sample per open problem, packed into the search "
-            "batch, until one verifies, at most k; mean cost per problem = s/sample in search x the expected samples "
+            "batch, until one verifies, at most k; mean cost per problem = a round's s/sample x the expected samples "
             "from the verified counts; rounds of 1 draw the fewest samples when every sample costs the same):"))
         out += _cascade_markdown(report, "batch_cascade_frontier", "batch_cascade_verdicts", "batch_stop_frontier",
                                  "in the search run")
@@ -1083,7 +1112,7 @@ def analyse(report: dict, budgets: int) -> dict:
     break-even table and targets (so a saved run re-renders with ``--render``)."""
     runs = {n: d["search"] for n, d in report["models"].items()}
     grid = budget_grid(runs, report["samples"], budgets)
-    per_sample = {n: {1: r["seconds_per_sample"]} for n, r in runs.items()}
+    per_sample = {n: {1: round_seconds(r)} for n, r in runs.items()}  # a round of one sample per open problem
     students, ars = names_with(report["models"], "student"), names_with(report["models"], "ar")
     report["frontier"] = frontier_points(runs, grid)
     report["batch_stop_frontier"] = stop_points(runs, per_sample, grid)
@@ -1217,6 +1246,8 @@ def run(args: argparse.Namespace) -> dict:
         report["models"][name]["throughput"] = t["throughput"]
         report["models"][name]["search"]["seconds_per_sample"] = t["seconds_per_sample"]
         report["models"][name]["search"]["seconds_per_sample_repeats"] = t["seconds_per_sample_repeats"]
+        report["models"][name]["search"]["seconds_per_round_sample"] = t["seconds_per_round_sample"]
+        report["models"][name]["search"]["seconds_per_round_sample_repeats"] = t["seconds_per_round_sample_repeats"]
     if args.latency_problems > 0:
         print("latency, one problem at a time ...", flush=True)
         report["latency_ks"] = latency_ks(args.samples)

@@ -399,6 +399,8 @@ def test_frontier_smoke_run_writes_json_png_and_checks_targets(tmp_path, monkeyp
         assert 0 < d["forward_share"] <= 1 and d["flops_per_token"] > 0
         assert len(d["search"]["verified_counts"]) == 3 and 0 <= d["search"]["pass@1"] <= 1
         assert len(d["search"]["seconds_per_sample_repeats"]) == 1 and d["search"]["seconds_per_sample"] > 0
+        assert len(d["search"]["seconds_per_round_sample_repeats"]) == 1 and d["search"]["seconds_per_round_sample"] > 0
+        assert frontier.round_seconds(d["search"]) == d["search"]["seconds_per_round_sample"]
     # The 2-step student does fewer FLOPs per token than the 16-step teacher.
     assert saved["models"]["sudoku4-sdtt-2"]["flops_per_token"] < saved["models"]["sudoku4-teacher"]["flops_per_token"] / 4
     assert any("sudoku4-sdtt-2 vs sudoku4-teacher" in line for line in report["targets"])
@@ -431,7 +433,7 @@ def test_frontier_smoke_run_writes_json_png_and_checks_targets(tmp_path, monkeyp
     for point in saved["batch_stop_frontier"]:
         for name, k in point["k"].items():
             if k:
-                sps = saved["models"][name]["search"]["seconds_per_sample"]
+                sps = saved["models"][name]["search"]["seconds_per_round_sample"]  # a round: distinct problems
                 per_problem = frontier.unslim(saved)["models"][name]["search"]["per_problem"]
                 assert point["round"][name] == 1 and point["mean_s"][name] <= point["budget_s"] * (1 + 1e-9)
                 assert point["mean_s"][name] == pytest.approx(sps * frontier.stop_rounds(per_problem, 1, k))
@@ -729,3 +731,8 @@ def test_stratified_candidates_are_scored_in_drawing_order():
     report = {"samples": 4, "models": {"m": {"search": {"per_problem": ordered}}}}
     back = frontier.unslim(frontier.slim(report))["models"]["m"]["search"]["per_problem"]
     assert back == ordered
+
+
+def test_saved_runs_without_a_rounds_timing_price_rounds_at_the_search_slice():
+    assert frontier.round_seconds({"seconds_per_sample": 0.002}) == 0.002
+    assert frontier.round_seconds({"seconds_per_sample": 0.002, "seconds_per_round_sample": 0.003}) == 0.003
