@@ -15,7 +15,7 @@ from llama_fixtures import MASK as LMASK
 from llama_fixtures import three_prompt_batch, tiny_llama_denoiser
 
 from sdtt_search import Search, load_model
-from sdtt_search.ar.backends import SeededTokenPicker, VLLMBackend
+from sdtt_search.ar.backends import SeededTokenPicker
 from sdtt_search.diffusion import SamplerConfig, build_batch, sample
 from sdtt_search.diffusion import samplers as samplers_module
 from sdtt_search.diffusion.rng import radical_inverse, stratified_uniforms
@@ -133,13 +133,6 @@ def test_the_token_picker_draws_its_first_steps_at_the_heads():
                        plain(torch.zeros(k, 4, dtype=torch.long), scores))
     with pytest.raises(ValueError, match="stratified uniforms for 15 rows"):
         SeededTokenPicker(range(16), prompt_width=3, temperature=1.0, top_p=1.0, device="cpu", heads=heads[:15])
-
-
-def test_vllm_is_refused_with_stratified_heads():
-    backend = object.__new__(VLLMBackend)  # the check comes before any vLLM call
-    with pytest.raises(ValueError, match="ar_backend=transformers"):
-        backend.generate([[1, 2]], seeds=[0], max_tokens=3, temperature=1.0, top_p=1.0,
-                         heads=torch.zeros(1, 1, dtype=torch.float64))
 
 
 class _HeadsModel:

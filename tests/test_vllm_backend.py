@@ -53,6 +53,35 @@ def test_vllm_candidates_depend_on_their_seed_only(vllm_model):
     assert len({*batch.texts}) >= 2  # different seeds, different samples
 
 
+def test_vllm_draws_stratified_first_tokens_as_the_transformers_backend_does(vllm_model, ar_dir):
+    from sdtt_search.diffusion.rng import stratified_uniforms
+
+    twin = load_model(ar_dir, ar_backend="transformers")
+    k = 16
+    heads = stratified_uniforms([4] * k, range(k), 2)
+    sampler = SamplerConfig(method="autoregressive", temperature=1.0, gen_length=8, stratify=2)
+    ours = vllm_model.generate(["12+3="] * k, sampler, seeds=range(k), heads=heads)
+    theirs = twin.generate(["12+3="] * k, sampler, seeds=range(k), heads=heads)
+    # the same model, the same uniforms, the same inverse-CDF draw: the same first two tokens (seen
+    # by their log-probs, at temperature 1 the same in both; a special token decodes to no text)
+    assert [t[:1] for t in ours.texts] == [t[:1] for t in theirs.texts]
+    for a, b in zip(ours.logprobs, theirs.logprobs):
+        assert a[:2] == pytest.approx(b[:2], abs=1e-4)
+    assert len({t[:1] for t in ours.texts}) > 1 and all(len(lps) >= 1 for lps in ours.logprobs)
+    # a greedy head needs no uniform: the greedy first tokens whatever the heads
+    greedy = SamplerConfig(method="autoregressive", temperature=1.0, gen_length=8, stratify=1, head_tokens=1,
+                           head_temperature=0.0)
+    assert len({t[:1] for t in vllm_model.generate(["12+3="] * 4, greedy, seeds=range(4), heads=heads[:4, :1]).texts}) == 1
+
+
+def test_a_stratified_search_runs_on_vllm(vllm_model):
+    task = load_task("countdown", n=3)
+    sampler = SamplerConfig.from_dict({**vllm_model.default_sampler().to_dict(), "stratify": 3})
+    result = Search(vllm_model, task, sampler, batch_size=8).best_of_n(task.problems(split="test", limit=2), 4)
+    assert all(len(r.candidates) == 4 for r in result.problems)
+    assert result.metrics["accuracy_over"] == "first k candidates"
+
+
 def test_search_runs_on_vllm(vllm_model):
     task = load_task("countdown", n=3)
     result = Search(vllm_model, task, batch_size=8).best_of_n(task.problems(split="test", limit=2), 4)

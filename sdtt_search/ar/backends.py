@@ -25,6 +25,7 @@ from ..diffusion.rng import RowRNG, categorical
 # vLLM's second pass after a head (SamplerConfig.head_tokens) draws from seed + this,
 # so the tail's stream is not the head's replayed
 _TAIL_SEED = 0x7A11
+_STRATIFIED_TAIL_SEED = 0x57A7
 
 BACKENDS = ("auto", "vllm", "transformers")
 
@@ -187,7 +188,10 @@ class VLLMBackend:
     only. Log-probs are vLLM's (of the raw, pre-temperature distribution). A head
     temperature (``SamplerConfig.head_tokens``) runs two passes: the first
     ``head_tokens`` tokens at ``head_temperature``, then the rest at ``temperature``
-    after them (prefix caching keeps the second prefill cheap).
+    after them (prefix caching keeps the second prefill cheap). Stratified first tokens
+    (``SamplerConfig.stratify``) are drawn here, one pass of one token each with the
+    whole next-token distribution returned, by inverse CDF over token ids at the row's
+    stratified uniform (as the ``transformers`` backend draws them), then the rest.
     """
 
     name = "vllm"
@@ -198,8 +202,10 @@ class VLLMBackend:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         from vllm import LLM
 
+        # max_logprobs=-1: stratified first tokens ask for the whole next-token distribution
         kwargs = dict(model=str(directory), skip_tokenizer_init=True, enforce_eager=True, enable_prefix_caching=True,
-                      dtype="bfloat16" if device.type == "cuda" else "float32", max_model_len=max_model_len, seed=0)
+                      dtype="bfloat16" if device.type == "cuda" else "float32", max_model_len=max_model_len, seed=0,
+                      max_logprobs=-1)
         if device.type != "cuda":
             # On CPU this fraction of the NUMA node's RAM is reserved for the KV cache; vLLM's
             # GPU default (0.9) fails whenever anything else holds memory.
@@ -213,8 +219,7 @@ class VLLMBackend:
                  temperature: float, top_p: float, head_tokens: int = 0,
                  head_temperature: float | None = None, heads: torch.Tensor | None = None) -> list[ARSample]:
         if heads is not None:
-            raise ValueError("sampler.stratify needs ar_backend=transformers: vLLM draws its tokens from its own "
-                             "random numbers (or set sampler.stratify=0)")
+            return self._stratified(prompts, seeds, max_tokens, temperature, top_p, head_tokens, head_temperature, heads)
         head = min(head_tokens, max_tokens)
         if not head:
             samples = self._pass(prompts, seeds, max_tokens, temperature, top_p)
@@ -228,6 +233,52 @@ class VLLMBackend:
                     samples[i] = ARSample(token_ids=samples[i].token_ids + tail.token_ids,
                                           logprobs=samples[i].logprobs + tail.logprobs)
         self.nfe += max((len(s.token_ids) for s in samples), default=0)
+        return samples
+
+    def _stratified(self, prompts: Sequence[Sequence[int]], seeds: Sequence[int], max_tokens: int, temperature: float,
+                    top_p: float, head_tokens: int, head_temperature: float | None,
+                    heads: torch.Tensor) -> list[ARSample]:
+        """The first ``heads.shape[1]`` tokens of each row drawn at its stratified
+        uniforms (one engine pass per token, the whole distribution returned), then the
+        rest by ``generate`` after them."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        if heads.shape[0] != len(prompts):
+            raise ValueError(f"got stratified uniforms for {heads.shape[0]} rows and {len(prompts)} prompts")
+        heads = heads.to(torch.float64)
+        drawn: list[list[int]] = [[] for _ in prompts]
+        logprobs: list[list[float]] = [[] for _ in prompts]
+        steps = min(heads.shape[1], max_tokens)
+        rows = list(range(len(prompts)))
+        whole = SamplingParams(n=1, temperature=0.0, max_tokens=1, logprobs=-1, detokenize=False)
+        for step in range(steps):
+            if not rows:
+                break
+            outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(prompts[i]) + drawn[i]) for i in rows],
+                                     [whole] * len(rows), use_tqdm=False)
+            self.nfe += 1
+            t = float(head_temperature) if step < head_tokens else temperature
+            for i, out in zip(rows, outs):
+                entry = out.outputs[0].logprobs[0]  # token id -> Logprob, the whole vocabulary (raw)
+                ids = sorted(entry)
+                raw = torch.tensor([entry[k].logprob for k in ids], dtype=torch.float64)
+                if t == 0:
+                    pick = int(raw.argmax())
+                else:  # the transformers backend's draw: tempered, nucleus-filtered, inverse CDF in id order
+                    pick = int(categorical(_filter_top_p(torch.softmax(raw / t, -1), top_p), heads[i, step : step + 1])[0])
+                drawn[i].append(ids[pick])
+                logprobs[i].append(float(raw[pick]))
+            rows = [i for i in rows if drawn[i][-1] != self.eos_id]
+        samples = [ARSample(token_ids=d, logprobs=lp) for d, lp in zip(drawn, logprobs)]
+        if rows and max_tokens > steps:
+            rest = max(head_tokens - steps, 0)
+            tails = self.generate([list(prompts[i]) + drawn[i] for i in rows],
+                                  seeds=[int(seeds[i]) + _STRATIFIED_TAIL_SEED for i in rows],
+                                  max_tokens=max_tokens - steps, temperature=temperature, top_p=top_p, head_tokens=rest,
+                                  head_temperature=head_temperature if rest else None)
+            for i, tail in zip(rows, tails):
+                samples[i] = ARSample(token_ids=drawn[i] + tail.token_ids, logprobs=logprobs[i] + tail.logprobs)
         return samples
 
     def _pass(self, prompts: Sequence[Sequence[int]], seeds: Sequence[int], max_tokens: int, temperature: float,

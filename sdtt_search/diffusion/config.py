@@ -62,8 +62,8 @@ class SamplerConfig:
             spread over the model's first choices in proportion to their probability,
             with fewer repeats than independent draws (arithmetic sampling, Vilnis et
             al. 2023, on the first tokens). ``Search`` passes the points; every
-            diffusion method and the ``transformers`` AR backend draw at them (vLLM
-            draws from its own random numbers: refused).
+            diffusion method and both AR backends draw at them (vLLM: one engine pass
+            per stratified token, the whole next-token distribution returned).
     """
 
     method: str = "ancestral"
