@@ -169,10 +169,12 @@ def test_filled_rounds_from_the_command_line_keep_the_full_runs_first_candidates
     assert json.loads((out / "metrics.json").read_text())["stop_fill"] is True
 
 
-def test_stratified_first_tokens_from_the_command_line(full_run, tiny_ckpt, tmp_path):  # noqa: F811
+def test_stratified_first_tokens_from_the_command_line(full_run, tiny_ckpt, tmp_path, capsys):  # noqa: F811
     out, plain = tmp_path / "stratified", tmp_path / "plain"
     for d, extra in [(out, ["sampler.stratify=2"]), (plain, [])]:
         assert run_module.main(_args(tiny_ckpt, d, "progress=false", *extra)) == 0
+        said_first_k = "first k candidates" in capsys.readouterr().out
+        assert said_first_k == bool(extra)  # the summary says which candidates @k counts
     assert json.loads((out / "metrics.json").read_text())["sampler"]["stratify"] == 2
     assert "stratify" not in json.loads((plain / "metrics.json").read_text())["sampler"]
     stratified, independent = _by_id(out / "results.jsonl"), _by_id(plain / "results.jsonl")

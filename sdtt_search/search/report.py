@@ -195,6 +195,8 @@ def format_summary(metrics: dict) -> str:
         f"{metrics.get('problems', 0)} problems x {n} samples in {metrics.get('wall_s', 0):.1f} s: "
         f"{tp.get('samples_per_s', 0):.1f} samples/s, {tp.get('tokens_per_s', 0):.0f} tokens/s, "
         f"{tp.get('forward_passes', 0)} forward passes"
+        + ("; @k over each problem's first k candidates (stratified first tokens)"
+           if metrics.get("accuracy_over") == "first k candidates" else "")
     )
     return "\n".join(lines)
 
