@@ -1182,21 +1182,22 @@ def measure(model, spec: str, args: argparse.Namespace, task, problems, search: 
     return info
 
 
-def saved_accuracy(path: Path | None, args: argparse.Namespace) -> dict:
-    """Per model spec, the accuracy block of a saved frontier.json (``--accuracy-from``):
-    the search runs are seeded, so the same spec on the same problems gives the same
-    candidates; only the timings need this machine."""
-    if path is None:
-        return {}
-    if not path.exists():
-        raise SystemExit(f"--accuracy-from {path}: no such file; pass a frontier.json written by this script")
-    saved = unslim(json.loads(path.read_text()))
-    mine = (args.problems, args.samples, args.split)
-    theirs = (saved["problems"], saved["samples"], saved.get("split", "test"))
-    if mine != theirs:
-        raise SystemExit(f"--accuracy-from {path} measured (problems, samples, split) = {theirs}, this run asks "
-                         f"{mine}; use the same --problems / --samples / --split")
-    return {name: d["search"] for name, d in saved["models"].items()}
+def saved_accuracy(paths: list[Path] | None, args: argparse.Namespace) -> dict:
+    """Per model spec, the accuracy block of saved frontier.json files (``--accuracy-from``;
+    a spec in several: the last file's): the search runs are seeded, so the same spec on
+    the same problems gives the same candidates; only the timings need this machine."""
+    out: dict = {}
+    for path in paths or []:
+        if not path.exists():
+            raise SystemExit(f"--accuracy-from {path}: no such file; pass a frontier.json written by this script")
+        saved = unslim(json.loads(path.read_text()))
+        mine = (args.problems, args.samples, args.split)
+        theirs = (saved["problems"], saved["samples"], saved.get("split", "test"))
+        if mine != theirs:
+            raise SystemExit(f"--accuracy-from {path} measured (problems, samples, split) = {theirs}, this run asks "
+                             f"{mine}; use the same --problems / --samples / --split")
+        out.update({name: d["search"] for name, d in saved["models"].items()})
+    return out
 
 
 def reused_search(reused: dict, spec: str) -> dict | None:
@@ -1237,7 +1238,7 @@ def run(args: argparse.Namespace) -> dict:
         report["models"][name] = info
         s = info["search"]
         print(f"{name}: pass@1 {s['pass@1']:.3f}, verified@{args.samples} {s['verified@N']:.3f} "
-              f"({'from ' + str(args.accuracy_from) if saved else f'{time.perf_counter() - start:.0f} s'})",
+              f"({'from ' + ' / '.join(map(str, args.accuracy_from)) if saved else f'{time.perf_counter() - start:.0f} s'})",
               flush=True)
     print("timing side by side ...", flush=True)
     timing = interleaved_timing(models, task, problems, args.batches, args.repeats, args.samples, args.search_batch,
@@ -1291,9 +1292,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ar-backend", default="auto", choices=["auto", "vllm", "transformers"])
     p.add_argument("--out", default="benchmarks/frontier")
     p.add_argument("--append-results", action="store_true", help="append the tables to benchmarks/RESULTS.md")
-    p.add_argument("--accuracy-from", type=Path, default=None,
-                   help="reuse the accuracy runs of a saved frontier.json for the models it holds (same problems, "
-                        "samples and split; seeded, so the same candidates) and measure only the timings")
+    p.add_argument("--accuracy-from", type=Path, nargs="+", default=None,
+                   help="reuse the accuracy runs of saved frontier.json files for the models they hold (same "
+                        "problems, samples and split; seeded, so the same candidates; a model in several: the last "
+                        "file's) and measure only the timings")
     args = p.parse_args(argv)
     if args.render is None and (not args.task or not args.models):
         p.error("--task and --models are required (or --render a saved frontier.json)")

@@ -736,3 +736,20 @@ def test_stratified_candidates_are_scored_in_drawing_order():
 def test_saved_runs_without_a_rounds_timing_price_rounds_at_the_search_slice():
     assert frontier.round_seconds({"seconds_per_sample": 0.002}) == 0.002
     assert frontier.round_seconds({"seconds_per_sample": 0.002, "seconds_per_round_sample": 0.003}) == 0.003
+
+
+def test_accuracy_runs_can_come_from_several_saved_frontiers(tmp_path):
+    import argparse
+
+    def saved(path, pass1):
+        search = {"pass@1": pass1, "verified_counts": [1], "verified_correct_counts": [1], "correct_counts": [1]}
+        models = {"a": {"search": dict(search)}, f"only{pass1}": {"search": dict(search)}}
+        path.write_text(json.dumps({"problems": 1, "samples": 2, "split": "test", "models": models}))
+        return path
+
+    args = argparse.Namespace(problems=1, samples=2, split="test")
+    got = frontier.saved_accuracy([saved(tmp_path / "1.json", 0.1), saved(tmp_path / "2.json", 0.2)], args)
+    assert set(got) == {"a", "only0.1", "only0.2"} and got["a"]["pass@1"] == 0.2  # the last file's
+    assert frontier.saved_accuracy(None, args) == {}
+    with pytest.raises(SystemExit, match="no such file"):
+        frontier.saved_accuracy([tmp_path / "missing.json"], args)
