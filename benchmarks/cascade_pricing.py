@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sdtt_search.search.metrics import verified_at_k
+
 
 @dataclass
 class StopOptions:
@@ -61,19 +63,14 @@ def stop_options(verified: list[int], verified_correct: list[int], n: int, laten
     table = none_table(n)
     v = np.asarray(verified)
     ratio = np.where(v > 0, np.asarray(verified_correct) / np.maximum(v, 1), 0.0)
-    settings, cost, none, accuracy = [], [], [], []
-    if zero:
-        settings.append((0, 0))
-        cost.append(np.zeros(len(v)))
-        none.append(np.ones(len(v)))
-        accuracy.append(np.zeros(len(v)))
-    for r in sorted(latency):
-        for k in range(r, n + 1, r):
-            settings.append((r, k))
-            cost.append(latency[r] * sum(table[v, j * r] for j in range(k // r)))
-            none.append(table[v, k])
-            accuracy.append((1 - table[v, k]) * ratio)
-    return StopOptions(settings, np.array(cost), np.array(none), np.array(accuracy))
+    return _options(len(v), zero, (((r, k), latency[r] * sum(table[v, j * r] for j in range(k // r)), table[v, k],
+                                    (1 - table[v, k]) * ratio)
+                                   for r in sorted(latency) for k in range(r, n + 1, r)))
+
+
+def first_verified(verified: list[list[bool]]) -> np.ndarray:
+    """[P] per problem the index of its first verified candidate in drawing order (n: none)."""
+    return np.array([next((i for i, v in enumerate(row) if v), len(row)) for row in verified])
 
 
 def ordered_stop_options(verified: list[list[bool]], correct: list[list[bool]], latency: dict[int, float],
@@ -84,30 +81,30 @@ def ordered_stop_options(verified: list[list[bool]], correct: list[list[bool]], 
     candidates hold no verified one, and the pick is uniform among the verified ones of
     the rounds drawn."""
     n = len(verified[0])
-    first = np.array([next((i for i, v in enumerate(row) if v), n) for row in verified])  # n: none verified
-    settings, cost, none, accuracy = [], [], [], []
-    if zero:
-        settings.append((0, 0))
-        cost.append(np.zeros(len(verified)))
-        none.append(np.ones(len(verified)))
-        accuracy.append(np.zeros(len(verified)))
-    for r in sorted(latency):
-        for k in range(r, n + 1, r):
-            rounds = np.minimum(first // r + 1, k // r)
-            drawn = rounds * r
-            settings.append((r, k))
-            cost.append(latency[r] * rounds)
-            none.append((first >= k).astype(float))
-            accuracy.append(np.array([
-                (sum(v and c for v, c in zip(vs[:m], cs[:m])) / max(sum(vs[:m]), 1)) if f < k else 0.0
-                for vs, cs, m, f in zip(verified, correct, drawn, first)]))
-    return StopOptions(settings, np.array(cost, dtype=float), np.array(none), np.array(accuracy))
+    first = first_verified(verified)
+
+    def setting(r: int, k: int):
+        rounds = np.minimum(first // r + 1, k // r)
+        drawn = rounds * r  # the verifier picks among the verified ones of the rounds drawn
+        accuracy = [verified_at_k(vs[:m], cs[:m], m) for vs, cs, m in zip(verified, correct, drawn)]
+        return (r, k), latency[r] * rounds, (first >= k).astype(float), np.array(accuracy)
+
+    return _options(len(verified), zero, (setting(r, k) for r in sorted(latency) for k in range(r, n + 1, r)))
+
+
+def _options(problems: int, zero: bool, rows) -> StopOptions:
+    """``StopOptions`` from rows (setting, cost [P], none [P], accuracy [P]), after the
+    setting (0, 0) that draws nothing when ``zero``."""
+    skip = [((0, 0), np.zeros(problems), np.ones(problems), np.zeros(problems))] if zero else []
+    settings, cost, none, accuracy = zip(*(skip + list(rows)))
+    return StopOptions(list(settings), np.array(cost, dtype=float), np.array(none, dtype=float),
+                       np.array(accuracy, dtype=float))
 
 
 def nothing(problems: int) -> StopOptions:
     """Only the setting (0, 0) that draws nothing: a second stage that never runs, so that
     a cascade over it prices its first stage alone."""
-    return StopOptions([(0, 0)], np.zeros((1, problems)), np.ones((1, problems)), np.zeros((1, problems)))
+    return _options(problems, True, [])
 
 
 def cascade_table(first: StopOptions, then: StopOptions) -> tuple[np.ndarray, np.ndarray]:

@@ -73,7 +73,7 @@ from sdtt_search.search.engine import Search
 from sdtt_search.search.metrics import verified_at_k
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cascade_pricing import cascade_best, nothing, ordered_stop_options, stop_options  # noqa: E402
+from cascade_pricing import cascade_best, first_verified, nothing, ordered_stop_options, stop_options  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -471,8 +471,8 @@ def stop_rounds(per_problem: list[dict], r: int, k: int) -> float:
     hold no verified one."""
     n = len(per_problem[0]["verified"])
     if per_problem[0].get("ordered"):  # candidates in drawing order: the rounds are known
-        first = [next((i for i, v in enumerate(p["verified"]) if v), n) for p in per_problem]
-        return sum(min(f // r + 1, k // r) for f in first) / len(per_problem)
+        first = first_verified([p["verified"] for p in per_problem])
+        return sum(min(int(f) // r + 1, k // r) for f in first) / len(per_problem)
     counts = Counter(sum(p["verified"]) for p in per_problem)
     return sum(c * sum(none_verified(v, n, j * r) for j in range(k // r)) for v, c in counts.items()) / len(per_problem)
 

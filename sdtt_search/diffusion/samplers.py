@@ -96,6 +96,8 @@ def _at_heads(u: torch.Tensor, columns: torch.Tensor, heads: torch.Tensor | None
     (``SamplerConfig.stratify``: a column draws at the same point whatever the step)."""
     if heads is None:
         return u
+    if heads.shape[0] != u.shape[0]:
+        raise ValueError(f"got stratified uniforms for {heads.shape[0]} rows and a batch of {u.shape[0]}")
     h = min(heads.shape[1], columns.numel())
     u = u.clone()
     u[:, columns[:h]] = heads[:, :h].to(device=u.device, dtype=u.dtype)
@@ -157,8 +159,6 @@ def ancestral_sample(
     positions = row_positions(attention_mask)
     gen_start = first_generated_column(gen_mask)
     columns = gen_mask.any(0).nonzero().squeeze(-1)
-    if heads is not None and heads.shape[0] != batch:
-        raise ValueError(f"got stratified uniforms for {heads.shape[0]} rows and a batch of {batch}")
     use_cache = cache and not is_time_conditioned(model)
     grid = torch.linspace(1.0, eps, steps + 1, dtype=torch.float64)
     logits: torch.Tensor | None = None
@@ -298,8 +298,6 @@ def confidence_sample(
     generated columns, fixed for the whole decode (a noise-conditioned model is shown
     them), in place of the row's own draws; the rest are the row's.
     """
-    if heads is not None and heads.shape[0] != x.shape[0]:
-        raise ValueError(f"got stratified uniforms for {heads.shape[0]} rows and a batch of {x.shape[0]}")
     if window is not None and not (prefix_cache and remasking == "prefix" and threshold is not None):
         raise ValueError(f"sampler.window={window} needs remasking=prefix, a threshold and the prefix cache "
                          "(cache=true on a causal denoiser); or set sampler.window=null")

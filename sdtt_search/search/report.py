@@ -16,26 +16,15 @@ def accuracy_curves(results: Sequence[ProblemResult], n: int, *, has_verifier: b
     a k-candidate search draws when the candidates are not exchangeable: stratified
     first tokens, ``SamplerConfig.stratify``, spread the first k over the model's
     choices, and a random subset of them is not spread so)."""
-    if first_k:
-        return _first_k_curves(results, n, has_verifier=has_verifier)
     acc: dict[str, float] = {}
     if not results:
         return acc
-    for k in ks_up_to(n):
-        acc[f"pass@{k}"] = mean(pass_at_k(n, sum(c.correct for c in r.candidates), k) for r in results)
-    for k in ks_up_to(n):
-        acc[f"maj@{k}"] = mean(
-            majority_at_k([c.answer for c in r.candidates], _answer_truth(r), k, seed=hash_seed(r.id, k)) for r in results
-        )
-    if has_verifier:
+    kinds = ["pass", "maj"] + (["verified"] if has_verifier else []) + ["confidence"]
+    for kind in kinds:
         for k in ks_up_to(n):
-            acc[f"verified@{k}"] = mean(
-                verified_at_k([bool(c.verified) for c in r.candidates], [c.correct for c in r.candidates], k) for r in results
-            )
-    for k in ks_up_to(n):
-        acc[f"confidence@{k}"] = mean(
-            top_score_at_k([c.score for c in r.candidates], [c.correct for c in r.candidates], k) for r in results
-        )
+            # first k: each problem's first k candidates, all of them scored (size k of k: exact)
+            rows = [(r, r.candidates[:k]) for r in results] if first_k else [(r, r.candidates) for r in results]
+            acc[f"{kind}@{k}"] = mean(_at_k(kind, r, candidates, k) for r, candidates in rows)
     if all(c.reward is not None for r in results for c in r.candidates):
         acc[f"reward@{n}"] = mean(
             top_score_at_k([c.reward for c in r.candidates], [c.correct for c in r.candidates], n) for r in results
@@ -43,21 +32,16 @@ def accuracy_curves(results: Sequence[ProblemResult], n: int, *, has_verifier: b
     return acc
 
 
-def _first_k_curves(results: Sequence[ProblemResult], n: int, *, has_verifier: bool) -> dict[str, float]:
-    """``accuracy_curves`` of each problem's first k candidates (k = its n there: exact)."""
-    from dataclasses import replace
-
-    acc: dict[str, float] = {}
-    for k in ks_up_to(n):
-        head = [replace(r, candidates=r.candidates[:k]) for r in results]
-        for name, value in accuracy_curves(head, k, has_verifier=has_verifier).items():
-            if name.endswith(f"@{k}") and not name.startswith("reward"):
-                acc[name] = value
-    order = [f"{kind}@{k}" for kind in ("pass", "maj", "verified", "confidence") for k in ks_up_to(n)]
-    out = {name: acc[name] for name in order if name in acc}
-    if results and all(c.reward is not None for r in results for c in r.candidates):
-        out[f"reward@{n}"] = accuracy_curves(results, n, has_verifier=has_verifier)[f"reward@{n}"]
-    return out
+def _at_k(kind: str, result: ProblemResult, candidates: list, k: int) -> float:
+    """One problem's ``kind``@k over the size-k subsets of ``candidates``."""
+    correct = [c.correct for c in candidates]
+    if kind == "pass":
+        return pass_at_k(len(candidates), sum(correct), k)
+    if kind == "maj":
+        return majority_at_k([c.answer for c in candidates], _answer_truth(candidates), k, seed=hash_seed(result.id, k))
+    if kind == "verified":
+        return verified_at_k([bool(c.verified) for c in candidates], correct, k)
+    return top_score_at_k([c.score for c in candidates], correct, k)
 
 
 def hash_seed(problem_id: str, k: int) -> int:
@@ -65,11 +49,11 @@ def hash_seed(problem_id: str, k: int) -> int:
     return sum((i + 1) * ord(ch) for i, ch in enumerate(problem_id)) * 1009 + k
 
 
-def _answer_truth(result: ProblemResult) -> dict:
+def _answer_truth(candidates: Sequence) -> dict:
     """answer -> correct, from the candidates that produced it (an answer key is
     correct iff the candidates giving it were judged correct)."""
     truth: dict = {}
-    for c in result.candidates:
+    for c in candidates:
         if c.answer is not None:
             truth[c.answer] = truth.get(c.answer, False) or c.correct
     return truth
@@ -143,7 +127,7 @@ def _stopped_blocks(results: Sequence[ProblemResult], has_verifier: bool, wall_s
     """accuracy, solved_share, samples_drawn and throughput of a search that stopped early."""
     drawn = [len(r.candidates) for r in results]
     count = max(len(results), 1)
-    accuracy = {"majority": sum(_answer_truth(r).get(r.selected.get("majority"), False) for r in results) / count}
+    accuracy = {"majority": sum(_answer_truth(r.candidates).get(r.selected.get("majority"), False) for r in results) / count}
     if has_verifier:
         accuracy["verified"] = sum(map(verified_pick_correct, results)) / count
     return {
