@@ -7,6 +7,7 @@ from typing import Any
 METHODS = ("ancestral", "confidence", "autoregressive")
 DIFFUSION_METHODS = ("ancestral", "confidence")
 REMASKING = ("low_confidence", "random", "left_to_right", "prefix")
+KV_CACHES = ("prefix", "dual")
 
 
 @dataclass
@@ -64,6 +65,13 @@ class SamplerConfig:
             al. 2023, on the first tokens). ``Search`` passes the points; every
             diffusion method and both AR backends draw at them (vLLM: one engine pass
             per stratified token, the whole next-token distribution returned).
+        kv_cache: "confidence" on a bidirectional denoiser: Fast-dLLM's approximate
+            key/value cache. "dual": a block's first step runs the whole sequence, its
+            later steps only the block, reusing the keys and values of the columns
+            before and after it; "prefix": the later steps run the block and every
+            column after it, reusing the prefix's. Fewer FLOPs per step, not the same
+            tokens (use it with ``block_length``: the cache is refreshed per block).
+            None = off. Causal denoisers have the exact prefix cache (``cache``).
     """
 
     method: str = "ancestral"
@@ -80,6 +88,7 @@ class SamplerConfig:
     head_temperature: float | None = None
     window: int | None = None
     stratify: int = 0
+    kv_cache: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -122,6 +131,13 @@ class SamplerConfig:
         if isinstance(self.stratify, bool) or not isinstance(self.stratify, int) or not 0 <= self.stratify <= 12:
             raise ValueError(f"sampler.stratify={self.stratify!r} must be an integer from 0 (off) to 12 (stratified "
                              "first tokens)")
+        if self.kv_cache is not None:
+            if self.kv_cache not in KV_CACHES:
+                raise ValueError(f"sampler.kv_cache={self.kv_cache!r} is unknown; use one of {', '.join(KV_CACHES)} "
+                                 "or null")
+            if self.method != "confidence":
+                raise ValueError(f"sampler.kv_cache={self.kv_cache} applies to method=confidence (block-wise "
+                                 "decoding); set sampler.method=confidence or sampler.kv_cache=null")
         if self.head_temperature is not None and not self.head_tokens:
             raise ValueError(f"sampler.head_temperature={self.head_temperature} does nothing with head_tokens=0; set "
                              "sampler.head_tokens (how many first tokens it applies to)")
@@ -133,11 +149,13 @@ class SamplerConfig:
         return float(self.temperature)
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields as a plain dict; ``stratify`` only when set, so the saved
-        configs of runs made before it existed still match (and resume)."""
+        """The fields as a plain dict; ``stratify`` and ``kv_cache`` only when set, so
+        the saved configs of runs made before they existed still match (and resume)."""
         values = asdict(self)
         if not values["stratify"]:
             del values["stratify"]
+        if values["kv_cache"] is None:
+            del values["kv_cache"]
         return values
 
     @classmethod

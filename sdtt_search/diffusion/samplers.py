@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .blocks import attention_block, denoise, first_generated_column, takes_noise
-from .config import SamplerConfig
+from .config import KV_CACHES, SamplerConfig
 from .rng import RowRNG, categorical, row_positions
 from .schedule import LogLinearSchedule
 from .subs import NEG_INF
@@ -246,6 +246,7 @@ def confidence_sample(
     head_temperature: float | None = None,
     window: int | None = None,
     heads: torch.Tensor | None = None,
+    kv_cache: str | None = None,
 ) -> SampleOutput:
     """Confidence-based parallel decoding (LLaDA; Fast-dLLM with ``threshold``).
 
@@ -297,7 +298,23 @@ def confidence_sample(
     ``heads`` [B, H] float64 (``SamplerConfig.stratify``): the uniforms of the first H
     generated columns, fixed for the whole decode (a noise-conditioned model is shown
     them), in place of the row's own draws; the rest are the row's.
+
+    ``kv_cache`` ("prefix" | "dual"; bidirectional denoisers with ``supports_replace_cache``):
+    Fast-dLLM's approximate caches. A block's first call runs the whole sequence and
+    keeps every column's keys and values; its later calls run only the block ("dual")
+    or the block and the columns after it ("prefix") against the kept keys and values
+    of the others (``sdtt_search.model.replace_cache``). Not the same tokens as without
+    it: the columns not run keep the keys and values of the block's first step.
     """
+    replace = None
+    if kv_cache is not None:
+        if kv_cache not in KV_CACHES:
+            raise ValueError(f"sampler.kv_cache={kv_cache!r} is unknown; use one of {', '.join(KV_CACHES)} or null")
+        if not supports_replace_cache(model):
+            raise ValueError(f"sampler.kv_cache={kv_cache} needs a bidirectional denoiser without time conditioning "
+                             "(our DiT or Llama denoisers, MDLM/SDTT weights); a causal one has the exact prefix cache "
+                             "(sampler.cache=true): set sampler.kv_cache=null")
+        replace = model.new_replace_cache()
     if window is not None and not (prefix_cache and remasking == "prefix" and threshold is not None):
         raise ValueError(f"sampler.window={window} needs remasking=prefix, a threshold and the prefix cache "
                          "(cache=true on a causal denoiser); or set sampler.window=null")
@@ -325,7 +342,10 @@ def confidence_sample(
     column_score = (length - torch.arange(length, device=x.device, dtype=torch.float64)).expand(batch, -1)
 
     steps_used = 0  # sampler steps so far (network calls, but for the ones a prefix cache skips)
+    if replace is not None and columns.numel() and int(columns[-1]) - int(columns[0]) + 1 != columns.numel():
+        raise ValueError("sampler.kv_cache needs one contiguous generated span (use build_batch)")
     for b, cols in enumerate(blocks):
+        refresh = True  # a replace cache is refilled by the block's first call
         in_block = torch.zeros(length, dtype=torch.bool, device=x.device)
         in_block[cols] = True
         block_steps = steps // len(blocks) + (1 if b < steps % len(blocks) else 0)
@@ -347,6 +367,16 @@ def confidence_sample(
             call_window = None if last_step else window
             if cached is not None:
                 block_logits, ran = cached(x, cols, window=call_window)
+            elif replace is not None:
+                ran = True
+                if refresh:
+                    replace.reset()
+                    block_logits = model.forward_replace(x, attention_mask, 0, length, replace)[:, cols]
+                    refresh = False
+                else:
+                    stop = int(cols[-1]) + 1 if kv_cache == "dual" else length
+                    block_logits = model.forward_replace(x, attention_mask, int(cols[0]), stop,
+                                                         replace)[:, : cols.numel()]
             else:
                 ran = True
                 t_rows = _masked_fraction(x, gen_mask, mask_id)
@@ -416,6 +446,12 @@ def confidence_sample(
             token_logprobs = torch.where(commit, proposal_logprob, token_logprobs)
             step += 1
     return SampleOutput(tokens=x, nfe=nfe, row_forwards=row_forwards, token_logprobs=token_logprobs)
+
+
+def supports_replace_cache(model) -> bool:
+    """Whether ``model`` takes Fast-dLLM's approximate caches (``forward_replace``;
+    bidirectional DiT and Llama denoisers without time conditioning)."""
+    return bool(getattr(model, "supports_replace_cache", False))
 
 
 def supports_prefix_cache(model) -> bool:
@@ -615,5 +651,5 @@ def sample(
         threshold=config.threshold, remasking=config.remasking,
         prefix_cache=config.cache and supports_prefix_cache(model),
         head_tokens=config.head_tokens, head_temperature=config.head_temperature, window=config.window,
-        heads=heads,
+        heads=heads, kv_cache=config.kv_cache,
     )

@@ -140,3 +140,19 @@ class DenoiserAdapter(nn.Module):
         context = torch.autocast(device, dtype=self.autocast_dtype) if use_autocast else nullcontext()
         with context:
             return self.denoiser(input_ids, attention_mask=attention_mask, sigma=sigma).float()
+
+    @property
+    def supports_replace_cache(self) -> bool:
+        """Whether the wrapped denoiser takes Fast-dLLM's approximate caches (``sampler.kv_cache``)."""
+        return bool(getattr(self.denoiser, "supports_replace_cache", False))
+
+    def new_replace_cache(self):
+        return self.denoiser.new_replace_cache()
+
+    def forward_replace(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, start: int, stop: int,
+                        cache) -> torch.Tensor:
+        """The wrapped denoiser's ``forward_replace`` under the same autocast as ``forward``."""
+        device = input_ids.device.type
+        use_autocast = self.autocast_dtype is not None and self.autocast_dtype != torch.float32 and device == "cuda"
+        with torch.autocast(device, dtype=self.autocast_dtype) if use_autocast else nullcontext():
+            return self.denoiser.forward_replace(input_ids, attention_mask, start, stop, cache).float()

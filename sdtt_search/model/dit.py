@@ -16,6 +16,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .attention import attention, padding_layout, select_backend
 from .config import ModelConfig
+from .replace_cache import ReplaceKVCache, span_attention_mask
 from .rotary import apply_rotary, rotary_tables
 
 
@@ -99,6 +100,22 @@ class DDiTBlock(nn.Module):
         x = x + gate1[:, None] * self.dropout(self.attn_out(a.reshape(batch, length, h)))
         x = x + gate2[:, None] * self.dropout(self.mlp(modulate(self.norm2(x), shift2, scale2)))
         return x
+
+    def forward_replace(self, x: torch.Tensor, c: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor], store,
+                        allowed: torch.Tensor | None) -> torch.Tensor:
+        """The block on a span x [B, Q, h] whose keys and values ``store(k, v)`` writes
+        into a cache of the whole sequence, returning every column's [B, L, H, D];
+        ``allowed`` [B, 1, 1, L] (None: all keys) -> [B, Q, h]."""
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(c).chunk(6, dim=-1)
+        batch, length, h = x.shape
+        qkv = self.attn_qkv(modulate(self.norm1(x), shift1, scale1)).view(batch, length, 3, self.n_heads, h // self.n_heads)
+        q, k, v = qkv.unbind(dim=2)
+        cos, sin = rotary
+        keys, values = store(apply_rotary(k, cos, sin), v)
+        a = F.scaled_dot_product_attention(apply_rotary(q, cos, sin).transpose(1, 2), keys.transpose(1, 2),
+                                           values.transpose(1, 2), attn_mask=allowed).transpose(1, 2)
+        x = x + gate1[:, None] * self.attn_out(a.reshape(batch, length, h))
+        return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
 
 
 class FinalLayer(nn.Module):
@@ -191,6 +208,35 @@ class Denoiser(nn.Module):
                 x = checkpoint(block, x, c, rotary, key_padding_mask, self.config.causal, backend, use_reentrant=False)
             else:
                 x = block(x, c, rotary, key_padding_mask, self.config.causal, backend)
+        return self.output_layer(x, c).float()
+
+    @property
+    def supports_replace_cache(self) -> bool:
+        """Fast-dLLM's approximate caches (``forward_replace``) apply to a bidirectional
+        DiT whose conditioning does not change between steps (no time conditioning)."""
+        return not self.config.causal and not self.config.time_conditioning
+
+    def new_replace_cache(self) -> ReplaceKVCache:
+        return ReplaceKVCache(len(self.blocks))
+
+    @torch.no_grad()
+    def forward_replace(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, start: int, stop: int,
+                        cache: ReplaceKVCache) -> torch.Tensor:
+        """Logits [B, stop - start, V] of columns [start, stop), attending to the keys and
+        values of the other columns held in ``cache`` (``sdtt_search.model.replace_cache``);
+        an empty cache is filled by a whole-sequence call (start 0, stop L), which equals
+        ``forward``. The span's keys and values replace theirs in the cache."""
+        if not self.supports_replace_cache:
+            raise ValueError("forward_replace needs a bidirectional DiT without time conditioning")
+        if cache.empty and (start, stop) != (0, input_ids.shape[1]):
+            raise ValueError("an empty replace cache is filled by a forward of the whole sequence first")
+        positions, key_padding_mask = padding_layout(input_ids, attention_mask)
+        c = F.silu(self.sigma_map(torch.zeros(input_ids.shape[0], device=input_ids.device)))
+        rotary = rotary_tables(positions[:, start:stop], self.config.head_dim)
+        allowed = span_attention_mask(key_padding_mask)
+        x = self.vocab_embed(input_ids[:, start:stop])
+        for i, block in enumerate(self.blocks):
+            x = block.forward_replace(x, c, rotary, lambda k, v, i=i: cache.put(i, k, v, start), allowed)
         return self.output_layer(x, c).float()
 
     # Checkpoint helpers (the format lives in sdtt_search.checkpoint).

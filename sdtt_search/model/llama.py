@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .attention import attention, block_causal_mask, padding_layout, select_backend
+from .replace_cache import ReplaceKVCache, span_attention_mask
 from .rotary import apply_rotary, rotary_tables
 
 
@@ -157,11 +158,11 @@ class SelfAttention(nn.Module):
         a = attention(q, k, v, key_padding_mask=key_padding_mask, causal=causal, backend=backend, allowed=allowed)
         return self.o_proj(a.reshape(x.shape))
 
-    def forward_cached(self, x: torch.Tensor, rotary, store, allowed: torch.Tensor) -> torch.Tensor:
-        """x [B, Q, h] of Q new columns after C cached ones -> output [B, Q, h].
-        ``store(k, v)`` keeps the new columns' (k, v) [B, Q, H, D] and returns every
-        key and value [B, C + Q, H, D]; ``allowed``: [B, 1, Q, C + Q] bool, which keys
-        each new query sees."""
+    def forward_cached(self, x: torch.Tensor, rotary, store, allowed: torch.Tensor | None) -> torch.Tensor:
+        """x [B, Q, h] of Q new columns -> output [B, Q, h]. ``store(k, v)`` keeps the
+        new columns' (k, v) [B, Q, H, D] and returns every key and value [B, K, H, D]
+        (the cached ones with them); ``allowed``: [B, 1, Q or 1, K] bool, which keys each
+        new query sees (None: all)."""
         q, k, v = self._qkv(x, rotary)
         keys, values = store(k, v)
         a = F.scaled_dot_product_attention(q.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2),
@@ -324,6 +325,29 @@ class LlamaBody(nn.Module):
         capacity = input_ids.shape[1]
         for i, layer in enumerate(self.layers):
             x = layer.forward_cached(x, rotary, lambda k, v, i=i: cache.store(i, k, v, capacity), allowed[:, None])
+        return self.norm(x)
+
+    def forward_replace(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, start: int, stop: int,
+                        cache: ReplaceKVCache) -> torch.Tensor:
+        """Bidirectional forward of columns [start, stop) against the keys and values
+        of every other column held in ``cache`` (Fast-dLLM's approximate cache); an
+        empty cache needs the whole sequence (start 0, stop L) and is filled by it.
+
+        Args:
+            input_ids, attention_mask: [B, L] the whole batch (positions and key padding
+                are read from it).
+        Returns:
+            final-norm hidden states [B, stop - start, h]; the span's keys and values
+            replace theirs in ``cache``.
+        """
+        if cache.empty and (start, stop) != (0, input_ids.shape[1]):
+            raise ValueError("an empty replace cache is filled by a forward of the whole sequence first")
+        positions, key_padding_mask = padding_layout(input_ids, attention_mask)
+        rotary = rotary_tables(positions[:, start:stop], self.config.head_dim, base=self.config.rope_theta)
+        allowed = span_attention_mask(key_padding_mask)
+        x = self.embed_tokens(input_ids[:, start:stop])
+        for i, layer in enumerate(self.layers):
+            x = layer.forward_cached(x, rotary, lambda k, v, i=i: cache.put(i, k, v, start), allowed)
         return self.norm(x)
 
 

@@ -18,7 +18,9 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
+from .attention import padding_layout
 from .llama import CausalLM, CausalLMConfig, KVCache, LlamaBody
+from .replace_cache import ReplaceKVCache
 from .noise import NoiseEmbedding
 
 
@@ -125,6 +127,35 @@ class LlamaDenoiser(nn.Module):
         hidden = self.model.forward_cached(input_ids, attention_mask, start, stop, cache, block=self._block(gen_start),
                                            input_offset=offset)
         return self.lm_head(hidden).float()
+
+    @property
+    def supports_replace_cache(self) -> bool:
+        """Bidirectional attention: Fast-dLLM's approximate caches apply
+        (``forward_replace``); causal models have the exact prefix cache instead."""
+        return not self.config.causal
+
+    def new_replace_cache(self) -> ReplaceKVCache:
+        return ReplaceKVCache(len(self.model.layers))
+
+    @torch.no_grad()
+    def forward_replace(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, start: int, stop: int,
+                        cache: ReplaceKVCache) -> torch.Tensor:
+        """Logits [B, stop - start, V] of columns [start, stop) with the keys and values
+        of the other columns read from ``cache`` (``sdtt_search.model.replace_cache``;
+        an empty cache is filled by a whole-sequence call, start 0 and stop L, which
+        equals ``forward``). Column j is predicted from hidden j - 1 (the shift), so the
+        call runs hidden columns [start - 1, stop): every column of the span is run, its
+        keys and values replaced."""
+        if not self.supports_replace_cache:
+            raise ValueError("forward_replace is for bidirectional denoisers; a causal one has the exact prefix "
+                             "cache (forward_span)")
+        first = max(start - 1, 0)
+        hidden = self.model.forward_replace(input_ids, attention_mask, first, stop, cache)
+        logits = self.lm_head(hidden).float()  # hidden columns [first, stop)
+        positions = padding_layout(input_ids, attention_mask)[0][:, start:stop]
+        cols = torch.arange(start, stop, device=input_ids.device)
+        source = torch.where(positions == 0, cols, cols - 1) - first  # a row's first real token reads itself
+        return logits.gather(1, source[..., None].expand(-1, -1, logits.shape[-1]))
 
     def save_pretrained(self, directory, tokenizer, meta: dict | None = None, card: str | None = None):
         """Write a checkpoint directory (``sdtt_search.checkpoint.save_pretrained``); returns its Path."""
