@@ -67,7 +67,7 @@ def test_options_reach_load_model(monkeypatch, llada_dir, gsm8k_file, tmp_path):
     assert run_module.main(_run_args(llada_dir, gsm8k_file, tmp_path / "spy", "trust_remote_code=true",
                                      "hf.chat=false", "hf.system_prompt=Be brief.")) == 0
     assert seen["trust_remote_code"] is True and seen["family"] is None and seen["dtype"] is None
-    assert seen["hf_options"] == {"chat": False, "answer_format": "hash", "system_prompt": "Be brief."}
+    assert seen["hf_options"] == {"chat": False, "answer_format": "hash", "system_prompt": "Be brief.", "native": None}
 
 
 def test_ray_worker_loads_its_replica_with_the_load_options(llada_dir, gsm8k_file):  # noqa: F811

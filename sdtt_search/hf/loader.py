@@ -7,6 +7,7 @@ from ..machine import resolve_device
 from .adapters import AdapterConfig, DenoiserAdapter, RemoteAdapter
 from .defaults import default_sampler
 from .family import MASK_IDS, REMOTE_FAMILIES, detect_family, needs_remote_code
+from .llada import load_llada, native_reason
 from .model import HFDiffusionModel
 from .precision import choose_dtype, count_parameters
 from .prompting import PromptFormat
@@ -31,6 +32,7 @@ def load_hf_model(
     system_prompt: str | None = None,
     mask_id: int | None = None,
     tokenizer: str | None = None,
+    native: bool | None = None,
 ) -> HFDiffusionModel:
     """Load a Hugging Face masked-diffusion model ready for ``Search``.
 
@@ -47,12 +49,17 @@ def load_hf_model(
         system_prompt: optional system turn for chat prompts.
         mask_id: override the MASK id (default: config ``mask_token_id``, else the family's).
         tokenizer: tokenizer name or directory (default: the model's own; MDLM / SDTT: gpt2).
+        native: LLaDA only: build the network here (``sdtt_search.hf.llada``: no remote
+            code, left padding, Fast-dLLM's caches). None (default): whenever its
+            config.json is one this module builds; False: the repository's own code.
     """
     source = parse_source(spec)
     config = read_config(source)
     family = detect_family(config, hint=source.location, family=family)
-    if family in REMOTE_FAMILIES and needs_remote_code(config) and not trust_remote_code:
-        raise ValueError(f"{spec} runs modelling code from its repository; if you trust it, pass "
+    use_native = _use_native(family, config, native, spec)
+    if family in REMOTE_FAMILIES and not use_native and needs_remote_code(config) and not trust_remote_code:
+        why = f" (it cannot be built natively: {native_reason(config)})" if family == "llada" and native is None else ""
+        raise ValueError(f"{spec} runs modelling code from its repository{why}; if you trust it, pass "
                          "trust_remote_code=true (CLI) / trust_remote_code=True (API)")
     describe_only = str(device) == "meta"
     device = torch.device("meta") if describe_only else resolve_device(device)
@@ -65,12 +72,17 @@ def load_hf_model(
         "family": family, "source": source.location, "revision": source.revision, "dtype": str(run_dtype).removeprefix("torch."),
         "parameters": n_params, "gen_length": sampler.gen_length, "sampling_steps": sampler.steps,
     }
+    if family in REMOTE_FAMILIES:
+        meta["network"] = "native" if use_native else "remote code"
     if describe_only:
         fmt = PromptFormat(chat=bool(chat), answer_format=answer_format, system_prompt=system_prompt)
         meta.update(chat=chat, answer_format=answer_format)  # chat None: decided by the tokenizer when loaded
         return HFDiffusionModel(None, None, meta, spec, family=family, prompt_format=fmt)
 
-    if family in REMOTE_FAMILIES:
+    if use_native:
+        tok = _remote_tokenizer(source, config, family, tokenizer, trust_remote_code, mask_id)
+        adapter = load_llada(source, config, mask_id=tok.mask_id, dtype=run_dtype)
+    elif family in REMOTE_FAMILIES:
         tok = _remote_tokenizer(source, config, family, tokenizer, trust_remote_code, mask_id)
         adapter = _remote_adapter(source, config, family, tok, trust_remote_code, run_dtype)
     else:
@@ -92,6 +104,21 @@ def load_hf_model(
     fmt = PromptFormat(chat=use_chat, answer_format=answer_format, system_prompt=system_prompt)
     meta.update(chat=use_chat, answer_format=answer_format, mask_id=tok.mask_id)
     return HFDiffusionModel(adapter, tok, meta, spec, family=family, prompt_format=fmt)
+
+
+def _use_native(family: str, config: dict, native: bool | None, spec: str) -> bool:
+    """Whether to build the network here (``sdtt_search.hf.llada``) instead of running its repository's code."""
+    if native is not None and not isinstance(native, bool):
+        raise ValueError(f"native={native!r} must be true, false or null")
+    if family != "llada":
+        if native:
+            raise ValueError(f"{spec}: native=true builds LLaDA networks only, this is family {family}; drop native")
+        return False
+    reason = native_reason(config)
+    if native and reason:
+        raise ValueError(f"{spec}: native=true but {reason}; load it with its own code (native=false "
+                         "trust_remote_code=true)")
+    return native is not False and reason is None
 
 
 def _auto_tokenizer(location: str, revision: str | None, trust_remote_code: bool, spec: str):

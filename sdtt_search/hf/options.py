@@ -7,6 +7,7 @@
       chat: null               # chat template (null: when the tokenizer has one)
       answer_format: auto      # hash | boxed | null; auto: hash for gsm8k, else none
       system_prompt: null
+      native: null             # LLaDA: build the network here (null: when config.json allows; false: remote code)
 """
 from __future__ import annotations
 
@@ -36,10 +37,14 @@ def load_options_from_config(cfg: Any, task_name: str) -> dict:
     chat = _get(hf, "chat", None)
     if chat is not None and not isinstance(chat, bool):
         raise ValueError(f"hf.chat={chat!r} must be true, false or null")
+    native = _get(hf, "native", None)
+    if native is not None and not isinstance(native, bool):
+        raise ValueError(f"hf.native={native!r} must be true, false or null")
     family, dtype = _get(cfg, "family"), _get(cfg, "dtype")
     return {
         "trust_remote_code": trust,
         "family": None if family is None else str(family),
         "dtype": None if dtype is None else str(dtype),
-        "hf_options": {"chat": chat, "answer_format": answer_format, "system_prompt": _get(hf, "system_prompt")},
+        "hf_options": {"chat": chat, "answer_format": answer_format, "system_prompt": _get(hf, "system_prompt"),
+                       "native": native},
     }

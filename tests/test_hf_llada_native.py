@@ -1,0 +1,157 @@
+"""LLaDA's network built here (``sdtt_search.hf.llada``): the released code's logits,
+hub key names and shards, no remote code, left padding, Fast-dLLM's caches, errors."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from test_hf_fixtures import save_tokenizer, single_thread  # noqa: F401 - pytest fixture
+
+from sdtt_search import SamplerConfig, Search, load_model
+from sdtt_search.diffusion import build_batch
+from sdtt_search.hf.llada import LLaDANetwork, native_reason
+
+#: LLaDA-8B's configuration fields, at toy sizes (grouped KV heads, padded embedding)
+TOY = dict(d_model=32, n_heads=4, n_kv_heads=2, n_layers=2, mlp_hidden_size=48, vocab_size=60, embedding_size=64,
+           rope=True, rope_theta=500000.0, block_type="llama", activation_type="silu", layer_norm_type="rms",
+           rms_norm_eps=1e-5, include_bias=False, include_qkv_bias=False, weight_tying=False, max_sequence_length=64,
+           mask_token_id=59, alibi=False, flash_attention=False, attention_dropout=0.0, residual_dropout=0.0,
+           embedding_dropout=0.0, input_emb_norm=False, scale_logits=False)
+
+
+def _weights(config: dict, seed: int = 0, std: float = 0.3) -> dict[str, torch.Tensor]:
+    """Random weights under the hub's key names, drawn in sorted key order."""
+    with torch.device("meta"):
+        shapes = LLaDANetwork(config, config["mask_token_id"]).state_dict()
+    g = torch.Generator().manual_seed(seed)
+    return {k: torch.randn(v.shape, generator=g) * std for k, v in sorted(shapes.items())}
+
+
+def test_logits_match_the_released_modelling_code():
+    """Golden values from the Fast-dLLM repository's modeling_llada.py (LLaDAModelLM), run
+    once on these weights and ids (transformers 5.24 needed use_cache=False passed to its
+    config and forward); this module gave the same logits to the last bit."""
+    network = LLaDANetwork(TOY, 59)
+    network.load_state_dict(_weights(TOY))
+    ids = torch.tensor([[25, 59, 24, 8, 43, 13, 11, 41, 59, 12], [8, 9, 16, 23, 13, 0, 42, 21, 2, 16]])
+    with torch.no_grad():
+        logits = network(ids)
+    assert logits.shape == (2, 10, 64) and logits.dtype == torch.float32
+    assert torch.allclose(logits[0, 0, :6], torch.tensor([-0.23273, 0.26857, -0.07184, -0.18195, 0.62935, 0.11331]),
+                          atol=2e-5)
+    assert torch.allclose(logits[1, 9, 50:56], torch.tensor([0.98182, 1.42345, 0.699, 0.11101, 0.6294, -0.86776]),
+                          atol=2e-5)
+    assert logits.sum().item() == pytest.approx(-10.2955, abs=2e-3)
+    assert logits.abs().sum().item() == pytest.approx(482.4683, abs=2e-3)
+
+
+@pytest.fixture(scope="module")
+def llada_checkpoint(tmp_path_factory):
+    """A LLaDA-format directory as on the hub: config.json (with the auto_map of its own
+    code, which is never run), two safetensors shards and their index, a tokenizer."""
+    from safetensors.torch import save_file
+
+    directory = tmp_path_factory.mktemp("hf") / "tiny-llada-native"
+    directory.mkdir()
+    tok = save_tokenizer(directory)
+    config = {**TOY, "vocab_size": 112, "embedding_size": 112, "mask_token_id": tok.mask_token_id,
+              "model_type": "llada", "architectures": ["LLaDAModelLM"],
+              "auto_map": {"AutoConfig": "configuration_llada.LLaDAConfig", "AutoModel": "modeling_llada.LLaDAModelLM"}}
+    (directory / "config.json").write_text(json.dumps(config))
+    state = _weights(config, seed=1, std=0.5)
+    keys = sorted(state)
+    shards = {"model-00001-of-00002.safetensors": keys[: len(keys) // 2],
+              "model-00002-of-00002.safetensors": keys[len(keys) // 2:]}
+    for name, names in shards.items():
+        save_file({k: state[k] for k in names}, str(directory / name))
+    index = {"metadata": {}, "weight_map": {k: name for name, names in shards.items() for k in names}}
+    (directory / "model.safetensors.index.json").write_text(json.dumps(index))
+    return directory
+
+
+def test_a_llada_checkpoint_loads_natively_without_remote_code(llada_checkpoint):
+    model = load_model(f"hf:{llada_checkpoint}")  # no trust_remote_code: nothing from the repository runs
+    assert model.family == "llada" and model.meta["network"] == "native"
+    assert isinstance(model.model, LLaDANetwork) and model.model.config.mask_id == model.tokenizer.mask_id
+    reference = LLaDANetwork(json.loads((llada_checkpoint / "config.json").read_text()), model.tokenizer.mask_id)
+    reference.load_state_dict(_weights(json.loads((llada_checkpoint / "config.json").read_text()), seed=1, std=0.5))
+    ids = torch.randint(5, 100, (2, 9), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(model.model(ids), reference(ids))  # both shards were read, under the hub's key names
+
+
+def test_padded_rows_get_the_logits_they_get_alone(llada_checkpoint):
+    model = load_model(f"hf:{llada_checkpoint}")
+    tok = model.tokenizer
+    prompts = ["Question: What is 2+2?\nAnswer:", "Q: hi", "Question: Tom has 3 apples.\nAnswer:"]
+    batch = build_batch([tok.encode(p) for p in prompts], 6, pad_id=tok.pad_id, mask_id=tok.mask_id)
+    with torch.no_grad():
+        together = model.model(batch.x, attention_mask=batch.attention_mask)
+        for row in range(len(prompts)):
+            real = batch.attention_mask[row]
+            alone = model.model(batch.x[row : row + 1, real])
+            assert torch.allclose(together[row, real], alone[0], atol=1e-5)
+
+
+def test_search_with_fast_dllms_dual_cache(llada_checkpoint):
+    model = load_model(f"hf:{llada_checkpoint}", hf_options={"chat": False})
+    from tasks import load_task
+
+    task = load_task("countdown", n=3)
+    problems = task.problems("test", limit=2)
+    runs = {}
+    for kv_cache in (None, "dual"):
+        sampler = SamplerConfig(method="confidence", steps=8, gen_length=8, block_length=4, temperature=1.0,
+                                kv_cache=kv_cache)
+        result = Search(model, task, sampler, batch_size=4).best_of_n(problems, n=2)
+        runs[kv_cache] = [[c.text for c in r.candidates] for r in result.problems]
+        assert all(len(c) == 2 for c in runs[kv_cache])
+    # two layers: the dual cache is an approximation, and the two decodes differ somewhere
+    assert runs[None] != runs["dual"]
+
+
+def test_what_cannot_be_built_natively_is_named():
+    assert native_reason(TOY) is None
+    assert "block_type" in native_reason({**TOY, "block_type": "sequential"})
+    assert "rope" in native_reason({**TOY, "rope": False})
+    assert "LLaDA shape" in native_reason({"model_type": "llada"})
+    with pytest.raises(ValueError, match="block_type"):
+        LLaDANetwork({**TOY, "block_type": "sequential"}, 59)
+
+
+def test_loading_errors_are_one_line(llada_checkpoint, tmp_path):
+    import shutil
+
+    sequential = tmp_path / "sequential"
+    shutil.copytree(llada_checkpoint, sequential)
+    config = json.loads((sequential / "config.json").read_text())
+    (sequential / "config.json").write_text(json.dumps({**config, "block_type": "sequential"}))
+    with pytest.raises(ValueError) as err:  # not buildable here, and remote code not allowed
+        load_model(f"hf:{sequential}")
+    assert "cannot be built natively: block_type" in str(err.value) and "trust_remote_code" in str(err.value)
+    with pytest.raises(ValueError, match="native=true but block_type"):
+        load_model(f"hf:{sequential}", hf_options={"native": True})
+
+    wrong = tmp_path / "wrong"
+    shutil.copytree(llada_checkpoint, wrong)
+    (wrong / "config.json").write_text(json.dumps({**config, "mlp_hidden_size": 40}))
+    with pytest.raises(ValueError) as err:
+        load_model(f"hf:{wrong}")
+    assert "\n" not in str(err.value) and "mis-shaped" in str(err.value) and "ff_proj" in str(err.value)
+
+    (wrong / "model-00002-of-00002.safetensors").unlink()
+    (wrong / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="model-00002-of-00002.safetensors is missing"):
+        load_model(f"hf:{wrong}")
+
+
+def test_the_native_option_from_the_command_line():
+    from omegaconf import OmegaConf
+
+    from sdtt_search.hf import load_options_from_config
+
+    cfg = OmegaConf.create({"hf": {"native": False}})
+    assert load_options_from_config(cfg, "gsm8k")["hf_options"]["native"] is False
+    with pytest.raises(ValueError, match="hf.native"):
+        load_options_from_config(OmegaConf.create({"hf": {"native": "maybe"}}), "gsm8k")
