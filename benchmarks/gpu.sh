@@ -3,7 +3,7 @@
 # 2.11 in `python3`, but no ray, vllm, hydra or xformers, and no internet). Run from anywhere:
 #   bash benchmarks/gpu.sh            # results in $OUT (default ./gpu-out): gpu.md, gpu.json, gpu.log, pytest-gpu.log,
 #                                     # frontier.log, frontier/frontier.json + .png (7 files: a device call brings back 8)
-# What it does (about 7 minutes, at most ~11; FRONTIER=0 saves 3):
+# What it does (about 8.5 minutes, at most ~13; FRONTIER=0 saves 3, KV=0 1.5):
 #   1. prints the card and torch's CUDA build;
 #   2. checks which Python packages the project needs are missing, and installs only those
 #      from wheels carried in ./wheels/ (git-ignored; at most ~64 MiB in all) without an
@@ -18,7 +18,9 @@
 #      then training steps/s per model size and backend (to size GPU training runs);
 #   5. benchmarks/frontier.py on the card for the CD3 number-level models and the AR twin
 #      (transformers backend), unless FRONTIER=0;
-#   6. python -m pytest -q -m gpu (xformers vs SDPA kernels, pretrain + SDTT rounds on CUDA
+#   6. benchmarks/kv_cache.py speed at a 1.3B LLaDA shape: Fast-dLLM's prefix and dual caches
+#      against none (bf16, batch 1-32), unless KV=0;
+#   7. python -m pytest -q -m gpu (xformers vs SDPA kernels, pretrain + SDTT rounds on CUDA
 #      with xformers, an SDTT update under bf16 lowering the divergence).
 #
 # The wheels (git-ignored ./wheels/, about 4 MB; made on a machine with PyPI access):
@@ -109,6 +111,15 @@ if [ "${FRONTIER:-1}" = 1 ]; then
     --batches 1 8 64 256 --device cuda --ar-backend transformers --out "$OUT/frontier" > "$OUT/frontier.log" 2>&1
   echo "frontier exit code $? (tables in $OUT/frontier.log, $OUT/frontier/frontier.json)"
   grep -A6 "^Targets" "$OUT/frontier.log" | tail -5
+fi
+
+if [ "${KV:-1}" = 1 ]; then
+  # Fast-dLLM's caches (sampler.kv_cache) on the native LLaDA network at a 1.3B LLaDA shape, bf16,
+  # random weights (speed does not depend on them), LLaDA's GSM8K decoding scaled: prompt 128,
+  # 256 generated in blocks of 32, 256 steps; KV=0 skips it (about 1.5 min); the table goes to gpu.log
+  echo "== Fast-dLLM caches on the card (benchmarks/kv_cache.py speed)"
+  timeout 150 "$PY" benchmarks/kv_cache.py speed --shape llada-1b --device cuda --batch 1 8 32 --steps 256 --repeats 2 \
+    || echo "kv_cache speed failed or timed out (exit $?)"
 fi
 
 echo "== gpu-marked tests"

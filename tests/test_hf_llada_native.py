@@ -155,3 +155,23 @@ def test_the_native_option_from_the_command_line():
     assert load_options_from_config(cfg, "gsm8k")["hf_options"]["native"] is False
     with pytest.raises(ValueError, match="hf.native"):
         load_options_from_config(OmegaConf.create({"hf": {"native": "maybe"}}), "gsm8k")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_cuda_in_bf16_the_dual_cache_decodes_and_a_whole_call_is_the_forward():
+    network = LLaDANetwork(TOY, 59)
+    network.load_state_dict(_weights(TOY))
+    network = network.to("cuda", torch.bfloat16).eval()
+    from sdtt_search.diffusion import sample
+
+    batch = build_batch([[5, 6, 7, 8], [9, 10]], 16, pad_id=0, mask_id=59, device="cuda")
+    with torch.no_grad():
+        cache = network.new_replace_cache()
+        whole = network.forward_replace(batch.x, batch.attention_mask, 0, batch.x.shape[1], cache)
+        full = network(batch.x, attention_mask=batch.attention_mask)
+    real = batch.attention_mask
+    assert torch.allclose(whole[real], full[real], atol=1e-2)
+    config = SamplerConfig(method="confidence", steps=16, gen_length=16, block_length=4, kv_cache="dual")
+    out = sample(network, batch.x, batch.gen_mask, batch.attention_mask, config, mask_id=59, seeds=[0, 1])
+    assert not (out.tokens[batch.gen_mask] == 59).any() and torch.equal(out.tokens[~batch.gen_mask], batch.x[~batch.gen_mask])

@@ -203,3 +203,22 @@ def test_a_deep_dual_cache_equals_fast_dllms_definition_written_out():
         exact = model(x_new, attention_mask=real)[:, 7:12]
     assert torch.allclose(span, expected, atol=1e-5)
     assert not torch.allclose(span, exact, atol=1e-3)  # and it is an approximation
+
+
+@pytest.mark.parametrize("kv_cache", ["prefix", "dual"])
+def test_a_cached_row_decodes_as_it_does_alone(kv_cache):
+    """Rows of different prompt lengths in one batch give the tokens each gives alone
+    (Fast-dLLM's released cache was reported to break or change results with batch
+    size: its issues #7, #39)."""
+    from llama_fixtures import PAD
+
+    from sdtt_search.diffusion.batching import build_batch
+
+    model, batch = _model("llama", layers=2), three_prompt_batch(gen_length=12)
+    together = _decode(model, batch, kv_cache, steps=12, block=4)
+    for row in range(3):
+        prompt = batch.x[row][batch.attention_mask[row] & ~batch.gen_mask[row]].tolist()
+        alone = build_batch([prompt], 12, pad_id=PAD, mask_id=MASK)
+        out = confidence_sample(model, alone.x, alone.gen_mask, alone.attention_mask, mask_id=MASK,
+                                rng=RowRNG([11 + row]), steps=12, temperature=1.0, block_length=4, kv_cache=kv_cache)
+        assert out.tokens[0, -12:].tolist() == together.tokens[row, -12:].tolist()
