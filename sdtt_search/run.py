@@ -205,6 +205,7 @@ def run(cfg: DictConfig) -> dict:
         "backend": getattr(model, "backend_name", "sdtt-search"),
         "sampler": sampler.to_dict(), "executor": cfg.executor, "workers": cfg.workers if cfg.executor == "ray" else 1,
         "device": device,
+        **({"network": model.meta["network"]} if "network" in (getattr(model, "meta", None) or {}) else {}),
         **(summarise(results, cfg.samples, has_verifier=task.has_verifier, wall_s=store.wall_s,
                      first_k=sampler.stratify > 0) if stop is None
            else summarise_stopped(results, cfg.samples, stop, task.has_verifier, wall_s=store.wall_s) if cascade is None

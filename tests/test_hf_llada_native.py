@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from test_hf_fixtures import save_tokenizer, single_thread  # noqa: F401 - pytest fixture
+from test_hf_fixtures import gsm8k_file, save_tokenizer, single_thread  # noqa: F401 - pytest fixtures
 
 from sdtt_search import SamplerConfig, Search, load_model
 from sdtt_search.diffusion import build_batch
@@ -175,3 +175,20 @@ def test_on_cuda_in_bf16_the_dual_cache_decodes_and_a_whole_call_is_the_forward(
     config = SamplerConfig(method="confidence", steps=16, gen_length=16, block_length=4, kv_cache="dual")
     out = sample(network, batch.x, batch.gen_mask, batch.attention_mask, config, mask_id=59, seeds=[0, 1])
     assert not (out.tokens[batch.gen_mask] == 59).any() and torch.equal(out.tokens[~batch.gen_mask], batch.x[~batch.gen_mask])
+
+
+def test_the_command_line_runs_llada_natively_with_the_dual_cache(llada_checkpoint, gsm8k_file, tmp_path, capsys):  # noqa: F811
+    from sdtt_search import run as run_module
+
+    def args(out, *extra):
+        return ["task=gsm8k", f"task.path={gsm8k_file}", f"model=hf:{llada_checkpoint}", "samples=2", "limit=2",
+                "sampler.steps=4", "sampler.gen_length=8", "sampler.block_length=4", "sampler.kv_cache=dual",
+                "device=cpu", "batch_size=4", f"output_dir={out}", "plot=false", "progress=false", *extra]
+
+    assert run_module.main(args(tmp_path / "run")) == 0  # no trust_remote_code needed
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["network"] == "native" and metrics["sampler"]["kv_cache"] == "dual"
+    capsys.readouterr()
+    assert run_module.main(args(tmp_path / "remote", "hf.native=false")) == 2  # the repository's code: opt in first
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "trust_remote_code=true" in err
