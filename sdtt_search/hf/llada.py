@@ -20,8 +20,6 @@ Fast-dLLM's approximate caches (``sampler.kv_cache``).
 """
 from __future__ import annotations
 
-import json
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,7 +28,6 @@ from ..model.attention import padding_layout
 from ..model.replace_cache import ReplaceKVCache, span_attention_mask
 from ..model.rotary import apply_rotary, rotary_tables
 from .adapters import AdapterConfig
-from .source import HFSource
 
 #: config values this module builds (others are named by ``native_reason``)
 _REQUIRED = {"block_type": "llama", "layer_norm_type": "rms", "activation_type": "silu"}
@@ -187,48 +184,3 @@ class LLaDANetwork(nn.Module):
         if cache.empty and (start, stop) != (0, input_ids.shape[1]):
             raise ValueError("an empty replace cache is filled by a forward of the whole sequence first")
         return self._run(input_ids, attention_mask, start, stop, cache)
-
-
-def weight_files(source: HFSource) -> list:
-    """The checkpoint's safetensors files: the shards of ``model.safetensors.index.json``,
-    else ``model.safetensors``; pickled weights only are a one-line error."""
-    index = source.file("model.safetensors.index.json", required=False)
-    if index is not None:
-        try:
-            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
-        except (OSError, ValueError, KeyError, AttributeError) as err:
-            raise ValueError(f"{source.spec}: model.safetensors.index.json has no readable weight_map "
-                             f"({type(err).__name__})") from None
-        return [source.file(name) for name in shards]
-    single = source.file("model.safetensors", required=False)
-    if single is None:
-        raise ValueError(f"{source.spec} has no model.safetensors(.index.json); LLaDA weights are read from "
-                         "safetensors only")
-    return [single]
-
-
-def load_llada(source: HFSource, config: dict, *, mask_id: int, dtype: torch.dtype) -> LLaDANetwork:
-    """The native ``LLaDANetwork`` of a LLaDA checkpoint in ``dtype`` on CPU (eval mode);
-    missing, unexpected or mis-shaped keys are one ``ValueError`` line."""
-    from safetensors.torch import load_file
-
-    with torch.device("meta"):
-        network = LLaDANetwork(config, mask_id)
-    expected = network.state_dict()
-    state: dict[str, torch.Tensor] = {}
-    for path in weight_files(source):
-        try:
-            state.update(load_file(str(path)))
-        except Exception as err:  # noqa: BLE001 - any unreadable file
-            raise ValueError(f"{source.spec}: {path.name} is not a readable safetensors file "
-                             f"({type(err).__name__})") from None
-    missing = [k for k in expected if k not in state]
-    unexpected = sorted(k for k in state if k not in expected)
-    shapes = [f"{k} {tuple(state[k].shape)} (wants {tuple(v.shape)})" for k, v in expected.items()
-              if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    if missing or unexpected or shapes:
-        some = lambda keys: ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "") or "none"  # noqa: E731
-        raise ValueError(f"{source.spec}: the weights do not fit LLaDA's config.json: missing {some(missing)}; "
-                         f"unexpected {some(unexpected)}; mis-shaped {some(shapes)}")
-    network.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True, assign=True)
-    return network.eval()

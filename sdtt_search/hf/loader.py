@@ -7,7 +7,7 @@ from ..machine import resolve_device
 from .adapters import AdapterConfig, DenoiserAdapter, RemoteAdapter
 from .defaults import default_sampler
 from .family import MASK_IDS, REMOTE_FAMILIES, detect_family, needs_remote_code
-from .llada import load_llada, native_reason
+from .native import NATIVE, load_native, native_reason
 from .model import HFDiffusionModel
 from .precision import choose_dtype, count_parameters
 from .prompting import PromptFormat
@@ -49,16 +49,16 @@ def load_hf_model(
         system_prompt: optional system turn for chat prompts.
         mask_id: override the MASK id (default: config ``mask_token_id``, else the family's).
         tokenizer: tokenizer name or directory (default: the model's own; MDLM / SDTT: gpt2).
-        native: LLaDA only: build the network here (``sdtt_search.hf.llada``: no remote
-            code, left padding, Fast-dLLM's caches). None (default): whenever its
-            config.json is one this module builds; False: the repository's own code.
+        native: LLaDA and Dream: build the network here (``sdtt_search.hf.llada`` /
+            ``.dream``: no remote code, left padding, Fast-dLLM's caches). None (default):
+            whenever its config.json is one those modules build; False: the repository's code.
     """
     source = parse_source(spec)
     config = read_config(source)
     family = detect_family(config, hint=source.location, family=family)
     use_native = _use_native(family, config, native, spec)
     if family in REMOTE_FAMILIES and not use_native and needs_remote_code(config) and not trust_remote_code:
-        why = f" (it cannot be built natively: {native_reason(config)})" if family == "llada" and native is None else ""
+        why = f" (it cannot be built natively: {native_reason(family, config)})" if native is None else ""
         raise ValueError(f"{spec} runs modelling code from its repository{why}; if you trust it, pass "
                          "trust_remote_code=true (CLI) / trust_remote_code=True (API)")
     describe_only = str(device) == "meta"
@@ -81,7 +81,7 @@ def load_hf_model(
 
     if use_native:
         tok = _remote_tokenizer(source, config, family, tokenizer, trust_remote_code, mask_id)
-        adapter = load_llada(source, config, mask_id=tok.mask_id, dtype=run_dtype)
+        adapter = load_native(family, source, config, mask_id=tok.mask_id, dtype=run_dtype)
     elif family in REMOTE_FAMILIES:
         tok = _remote_tokenizer(source, config, family, tokenizer, trust_remote_code, mask_id)
         adapter = _remote_adapter(source, config, family, tok, trust_remote_code, run_dtype)
@@ -110,11 +110,12 @@ def _use_native(family: str, config: dict, native: bool | None, spec: str) -> bo
     """Whether to build the network here (``sdtt_search.hf.llada``) instead of running its repository's code."""
     if native is not None and not isinstance(native, bool):
         raise ValueError(f"native={native!r} must be true, false or null")
-    if family != "llada":
+    if family not in NATIVE:
         if native:
-            raise ValueError(f"{spec}: native=true builds LLaDA networks only, this is family {family}; drop native")
+            raise ValueError(f"{spec}: native=true builds {' and '.join(NATIVE)} networks only, this is family "
+                             f"{family}; drop native")
         return False
-    reason = native_reason(config)
+    reason = native_reason(family, config)
     if native and reason:
         raise ValueError(f"{spec}: native=true but {reason}; load it with its own code (native=false "
                          "trust_remote_code=true)")
@@ -127,7 +128,9 @@ def _auto_tokenizer(location: str, revision: str | None, trust_remote_code: bool
     try:
         return AutoTokenizer.from_pretrained(location, revision=revision, trust_remote_code=trust_remote_code)
     except Exception as err:  # noqa: BLE001 - one line whatever went wrong
-        raise ValueError(f"{spec}: could not load the tokenizer from {location} ({_first_line(err)})") from None
+        hint = "" if trust_remote_code else ("; a tokenizer written as repository code (Dream's) needs "
+                                             "trust_remote_code=true, or pass tokenizer=<a compatible one>")
+        raise ValueError(f"{spec}: could not load the tokenizer from {location} ({_first_line(err)}){hint}") from None
 
 
 def _remote_tokenizer(source: HFSource, config: dict, family: str, name: str | None, trust: bool,

@@ -1,5 +1,6 @@
-"""LLaDA's network built here (``sdtt_search.hf.llada``): the released code's logits,
-hub key names and shards, no remote code, left padding, Fast-dLLM's caches, errors."""
+"""LLaDA's and Dream's networks built here (``sdtt_search.hf.llada`` / ``.dream``): the
+released code's logits, hub key names and shards, no remote code, left padding,
+Fast-dLLM's caches, errors."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,9 @@ from test_hf_fixtures import gsm8k_file, save_tokenizer, single_thread  # noqa: 
 
 from sdtt_search import SamplerConfig, Search, load_model
 from sdtt_search.diffusion import build_batch
+from sdtt_search.diffusion.rng import RowRNG
+from sdtt_search.diffusion.samplers import confidence_sample
+from sdtt_search.hf.dream import DreamNetwork
 from sdtt_search.hf.llada import LLaDANetwork, native_reason
 
 #: LLaDA-8B's configuration fields, at toy sizes (grouped KV heads, padded embedding)
@@ -18,12 +22,17 @@ TOY = dict(d_model=32, n_heads=4, n_kv_heads=2, n_layers=2, mlp_hidden_size=48, 
            rms_norm_eps=1e-5, include_bias=False, include_qkv_bias=False, weight_tying=False, max_sequence_length=64,
            mask_token_id=59, alibi=False, flash_attention=False, attention_dropout=0.0, residual_dropout=0.0,
            embedding_dropout=0.0, input_emb_norm=False, scale_logits=False)
+#: Dream-v0's (Qwen2) configuration fields, at toy sizes
+DREAM_TOY = dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, hidden_act="silu", max_position_embeddings=64, rms_norm_eps=1e-6,
+                 tie_word_embeddings=False, rope_theta=1000000.0, rope_scaling=None, use_sliding_window=False,
+                 attention_dropout=0.0, mask_token_id=63, pad_token_id=0)
 
 
-def _weights(config: dict, seed: int = 0, std: float = 0.3) -> dict[str, torch.Tensor]:
+def _weights(config: dict, seed: int = 0, std: float = 0.3, network=LLaDANetwork) -> dict[str, torch.Tensor]:
     """Random weights under the hub's key names, drawn in sorted key order."""
     with torch.device("meta"):
-        shapes = LLaDANetwork(config, config["mask_token_id"]).state_dict()
+        shapes = network(config, config["mask_token_id"]).state_dict()
     g = torch.Generator().manual_seed(seed)
     return {k: torch.randn(v.shape, generator=g) * std for k, v in sorted(shapes.items())}
 
@@ -44,6 +53,44 @@ def test_logits_match_the_released_modelling_code():
                           atol=2e-5)
     assert logits.sum().item() == pytest.approx(-10.2955, abs=2e-3)
     assert logits.abs().sum().item() == pytest.approx(482.4683, abs=2e-3)
+
+
+def test_dream_logits_match_the_released_modelling_code():
+    """Golden values from the Fast-dLLM repository's modeling_dream.py (DreamModel, SDPA),
+    its logits shifted by one as Dream's generation code reads them; run once on these
+    weights and ids. Under transformers 5.24 that code needed two fixes to run at all
+    (the "default" rotary initialiser is gone, tied keys must be a dict); this module gave
+    the same logits to the last bit, with and without grouped and tied heads."""
+    network = DreamNetwork(DREAM_TOY, 63)
+    network.load_state_dict(_weights(DREAM_TOY, network=DreamNetwork))
+    ids = torch.tensor([[37, 43, 12, 8, 63, 9, 11, 5, 15, 0], [16, 1, 12, 7, 45, 60, 6, 25, 50, 20]])
+    with torch.no_grad():
+        logits = network(ids)
+    assert torch.allclose(logits[0, 0, :6], torch.tensor([0.13454, -0.12254, 0.23175, -0.53831, -0.01862, 0.36591]),
+                          atol=2e-5)
+    assert torch.allclose(logits[1, 9, 50:56], torch.tensor([1.00127, 0.17881, 0.24259, -0.05861, -0.45308, 0.36975]),
+                          atol=2e-5)
+    assert logits.sum().item() == pytest.approx(50.4134, abs=2e-3)
+    assert logits.abs().sum().item() == pytest.approx(498.3514, abs=2e-3)
+
+
+@pytest.mark.parametrize("kind", ["llada", "dream"])
+@pytest.mark.parametrize("kv_cache", ["prefix", "dual"])
+def test_one_layer_native_networks_decode_the_same_tokens_with_a_cache(kind, kv_cache):
+    """One layer: a column's keys depend on its own token only, so the caches are exact
+    (this pins the span and, for Dream, the shift of ``forward_replace``)."""
+    if kind == "llada":
+        config, cls, mask = {**TOY, "n_layers": 1}, LLaDANetwork, 59
+    else:
+        config, cls, mask = {**DREAM_TOY, "num_hidden_layers": 1}, DreamNetwork, 63
+    network = cls(config, mask)
+    network.load_state_dict(_weights(config, network=cls, std=0.5))
+    batch = build_batch([[5, 6, 7], [9, 10, 11, 12, 13], [20]], 12, pad_id=0, mask_id=mask)
+    outs = [confidence_sample(network, batch.x, batch.gen_mask, batch.attention_mask, mask_id=mask,
+                              rng=RowRNG([1, 2, 3]), steps=12, temperature=1.0, block_length=4, kv_cache=c)
+            for c in (None, kv_cache)]
+    assert torch.equal(outs[0].tokens, outs[1].tokens)
+    assert len({tuple(r) for r in outs[1].tokens[:, -12:].tolist()}) == 3
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +239,39 @@ def test_the_command_line_runs_llada_natively_with_the_dual_cache(llada_checkpoi
     assert run_module.main(args(tmp_path / "remote", "hf.native=false")) == 2  # the repository's code: opt in first
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "trust_remote_code=true" in err
+
+
+@pytest.fixture(scope="module")
+def dream_checkpoint(tmp_path_factory):
+    """A Dream-format directory: config.json (model_type Dream, auto_map never run), one
+    model.safetensors, a tokenizer."""
+    from safetensors.torch import save_file
+
+    directory = tmp_path_factory.mktemp("hf") / "tiny-dream-native"
+    directory.mkdir()
+    tok = save_tokenizer(directory)
+    config = {**DREAM_TOY, "vocab_size": 112, "mask_token_id": tok.mask_token_id, "model_type": "Dream",
+              "architectures": ["DreamModel"],
+              "auto_map": {"AutoConfig": "configuration_dream.DreamConfig", "AutoModel": "modeling_dream.DreamModel"}}
+    (directory / "config.json").write_text(json.dumps(config))
+    save_file(_weights(config, seed=2, std=0.5, network=DreamNetwork), str(directory / "model.safetensors"))
+    return directory
+
+
+def test_a_dream_checkpoint_loads_natively_and_searches_with_the_dual_cache(dream_checkpoint):
+    model = load_model(f"hf:{dream_checkpoint}", hf_options={"chat": False})
+    assert model.family == "dream" and model.meta["network"] == "native" and model.model.config.shift_logits
+    tok = model.tokenizer
+    prompts = ["Question: What is 2+2?\nAnswer:", "Q: hi"]
+    batch = build_batch([tok.encode(p) for p in prompts], 6, pad_id=tok.pad_id, mask_id=tok.mask_id)
+    with torch.no_grad():
+        together = model.model(batch.x, attention_mask=batch.attention_mask)
+        for row in range(2):
+            real = batch.attention_mask[row]
+            assert torch.allclose(together[row, real], model.model(batch.x[row : row + 1, real])[0], atol=1e-5)
+    from tasks import load_task
+
+    task = load_task("countdown", n=3)
+    sampler = SamplerConfig(method="confidence", steps=8, gen_length=8, block_length=4, kv_cache="dual")
+    result = Search(model, task, sampler, batch_size=4).best_of_n(task.problems("test", limit=2), n=2)
+    assert all(len(r.candidates) == 2 for r in result.problems)
