@@ -95,10 +95,23 @@ def check_lora_state(params: dict[str, nn.Parameter], state: dict[str, torch.Ten
                          f"mis-shaped {shapes[:3]}; was the adapter trained on this base with this lora.r?")
 
 
+def _aligned(params: dict[str, nn.Parameter], state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` under ``params``' names: an adapter trained on a family's remote-code network
+    (names under ``network.``, ``RemoteAdapter``) fits the same weights built natively
+    (``sdtt_search.hf.native``: the hub's names at the top) and back."""
+    if set(state) == set(params):
+        return state
+    for moved in ({k.removeprefix("network."): v for k, v in state.items()}, {"network." + k: v for k, v in state.items()}):
+        if set(moved) == set(params):
+            return moved
+    return state
+
+
 @torch.no_grad()
 def load_lora_state(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Copy adapter weights into ``module``; any missing/unexpected/mis-shaped name is a one-line error."""
     params = adapter_parameters(module)
+    state = _aligned(params, state)
     check_lora_state(params, state)
     for n, p in params.items():
         p.copy_(state[n].to(p.device, p.dtype))

@@ -275,3 +275,46 @@ def test_a_dream_checkpoint_loads_natively_and_searches_with_the_dual_cache(drea
     sampler = SamplerConfig(method="confidence", steps=8, gen_length=8, block_length=4, kv_cache="dual")
     result = Search(model, task, sampler, batch_size=4).best_of_n(task.problems("test", limit=2), n=2)
     assert all(len(r.candidates) == 2 for r in result.problems)
+
+
+def test_fast_dllms_full_setting_from_the_default_sampler(llada_checkpoint, dream_checkpoint):
+    llada = load_model(f"hf:{llada_checkpoint}").default_sampler(threshold=0.9, kv_cache="dual")
+    assert (llada.method, llada.threshold, llada.kv_cache, llada.block_length, llada.steps) == (
+        "confidence", 0.9, "dual", 32, 256)
+    dream = load_model(f"hf:{dream_checkpoint}").default_sampler(kv_cache="prefix")
+    assert dream.threshold is None and dream.kv_cache == "prefix" and dream.block_length == 32  # Dream: one block before
+    plain = load_model(f"hf:{dream_checkpoint}").default_sampler()
+    assert plain.kv_cache is None and plain.block_length is None
+
+
+def test_an_adapter_trained_on_the_remote_network_loads_onto_the_native_one():
+    """LoRA names under a RemoteAdapter start with ``network.``; the native network holds
+    the same Linear layers at the top, so a saved adapter moves across (and back)."""
+    from sdtt_search.lora import LoRASpec, adapter_parameters, attach_lora, load_lora_state
+
+    native = attach_lora(LLaDANetwork(TOY, 59), LoRASpec(r=2, alpha=4, target_modules=["q_proj", "v_proj"]))
+    params = adapter_parameters(native)
+    g = torch.Generator().manual_seed(0)
+    remote_state = {"network." + n: torch.randn(p.shape, generator=g) for n, p in params.items()}
+    load_lora_state(native, remote_state)
+    for n, p in params.items():
+        assert torch.equal(p.detach(), remote_state["network." + n])
+    with pytest.raises(ValueError, match="do not fit"):  # anything else is still a one-line error
+        load_lora_state(native, {"other." + n: v for n, v in remote_state.items()})
+
+
+def test_a_native_llada_teacher_distils_with_a_lora_student(llada_checkpoint, tmp_path):
+    """SDTT rounds train adapters through the native network (gradients flow; no remote
+    code anywhere), and a round's checkpoint loads and samples at its steps."""
+    from distill_fixtures import sdtt_config
+
+    from distill import sdtt
+
+    out = tmp_path / "lora"
+    rows = sdtt.run(sdtt_config(out, f"hf:{llada_checkpoint}", "task.name=countdown", "+task.options.n=3",
+                                "gen_length=16", "lora.r=2", "lora.target_modules=[q_proj,v_proj]",
+                                "hf.options.chat=false"))
+    assert [r["student_steps"] for r in rows] == [4, 2]
+    model = load_model(out / "round-2-steps-2")
+    assert model.meta["network"] == "native" and model.default_sampler().steps == 2
+    assert model.generate(["12 34 56"], model.default_sampler(), seeds=[0]).texts

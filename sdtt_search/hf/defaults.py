@@ -49,7 +49,15 @@ def default_sampler(family: str, *, revision: str | None = None, gen_length: int
     raise ValueError(f"family={family!r} is unknown; use llada, dream, mdlm or sdtt")
 
 
-def fast_dllm(sampler: SamplerConfig, threshold: float = FAST_DLLM_THRESHOLD) -> SamplerConfig:
+def fast_dllm(sampler: SamplerConfig, threshold: float | None = FAST_DLLM_THRESHOLD,
+              kv_cache: str | None = None) -> SamplerConfig:
     """``sampler`` with Fast-dLLM's confidence-threshold parallel decoding (every token with
-    confidence >= ``threshold`` is committed, at least one per step)."""
-    return dataclasses.replace(sampler, method="confidence", threshold=threshold)
+    confidence >= ``threshold`` is committed, at least one per step; None keeps the fixed
+    number per step) and, with ``kv_cache`` ("dual" | "prefix"), its block-wise cache, in
+    blocks of 32 (Fast-dLLM's cache block) where the sampler had one block."""
+    changes: dict = {"method": "confidence", "threshold": threshold}
+    if kv_cache is not None:
+        changes["kv_cache"] = kv_cache
+        if not sampler.block_length:
+            changes["block_length"] = LLADA_BLOCK
+    return dataclasses.replace(sampler, **changes)

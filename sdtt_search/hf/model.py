@@ -39,12 +39,15 @@ class HFDiffusionModel(DiffusionModel):
             return torch.device("meta")
         return next(self.model.parameters()).device
 
-    def default_sampler(self, *, threshold: float | None = None) -> SamplerConfig:
-        """The authors' sampler for this family; ``threshold`` (e.g. 0.9) adds Fast-dLLM threshold decoding."""
+    def default_sampler(self, *, threshold: float | None = None, kv_cache: str | None = None) -> SamplerConfig:
+        """The authors' sampler for this family; ``threshold`` (e.g. 0.9) adds Fast-dLLM threshold
+        decoding, ``kv_cache`` ("dual" | "prefix") its block-wise cache (``fast_dllm``)."""
         sampler = default_sampler(self.family, revision=self.meta.get("revision"), gen_length=self.gen_length or 256)
         if self.meta.get("distilled_steps"):  # a LoRA SDTT student samples at the steps it was distilled for
             sampler = dataclasses.replace(sampler, steps=int(self.meta["distilled_steps"]))
-        return fast_dllm(sampler, threshold) if threshold is not None else sampler
+        if threshold is None and kv_cache is None:
+            return sampler
+        return fast_dllm(sampler, threshold, kv_cache)
 
     def format_prompt(self, prompt: str) -> str:
         """The text the model is conditioned on for a task prompt (chat template, answer instruction)."""
