@@ -105,7 +105,7 @@ def accuracy(args) -> list[dict]:
     rows, reference = [], None
     for kv_cache in CACHES:
         sampler = SamplerConfig.from_dict({**model.default_sampler().to_dict(), "method": "confidence",
-                                           "remasking": "low_confidence", "threshold": None, "steps": args.steps,
+                                           "remasking": "low_confidence", "threshold": args.threshold, "steps": args.steps,
                                            "block_length": args.block, "kv_cache": kv_cache})
         search = Search(model, task, sampler, batch_size=64)
         search.best_of_n(problems[:8], n=1)  # warm-up
@@ -125,8 +125,9 @@ def accuracy(args) -> list[dict]:
 
 
 def accuracy_table(args, rows: list[dict]) -> str:
+    threshold = f", threshold {args.threshold} (Fast-dLLM)" if args.threshold is not None else ""
     lines = [f"`{args.model}`, confidence decoding (low-confidence remasking) in blocks of {args.block}, "
-             f"{args.steps} steps, {args.problems} test problems x {args.samples}, same seeds for every row. "
+             f"{args.steps} steps{threshold}, {args.problems} test problems x {args.samples}, same seeds for every row. "
              f"Machine: {describe()}.", "",
              f"| kv_cache | pass@1 | verified@{args.samples} | characters equal to the uncached decode | ms per sample |",
              "|---|---|---|---|---|"]
@@ -153,6 +154,7 @@ def main() -> None:
     a.add_argument("--samples", type=int, default=4)
     a.add_argument("--steps", type=int, default=16)
     a.add_argument("--block", type=int, default=4)
+    a.add_argument("--threshold", type=float, default=None, help="Fast-dLLM's confidence threshold (default: none)")
     for p in (s, a):
         p.add_argument("--append", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = parser.parse_args()

@@ -57,3 +57,12 @@ def test_hot_head_example():
     # the cascade's first stage draws the plain search's first candidates (same seeds), at most 4
     assert cascade["verified"] >= plain["first4"] - 1e-9
     assert 1 <= cascade["samples"] <= 4 + 8
+
+
+def test_fast_dllm_example():
+    rows = _module("fast_dllm").main("sudoku4-teacher", 2, 6)
+    assert list(rows) == ["blocks", "blocks + dual cache", "threshold 0.9", "threshold 0.9 + dual cache (Fast-dLLM)"]
+    assert all(0 <= r["pass@1"] <= 1 and 0 <= r["verified"] <= 1 for r in rows.values())
+    # the cache changes what a call costs, not how many calls the steps take
+    assert rows["blocks + dual cache"]["calls"] == rows["blocks"]["calls"]
+    assert rows["threshold 0.9"]["calls"] < rows["blocks"]["calls"]  # several tokens per step
