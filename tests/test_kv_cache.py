@@ -111,12 +111,13 @@ def test_deeper_caches_keep_the_prompt_fill_every_mask_and_differ_from_the_exact
 ])
 def test_each_step_runs_the_whole_sequence_at_a_blocks_start_then_the_block(kv_cache, expected, monkeypatch):
     model, batch = _model("llama"), three_prompt_batch()  # 16 columns, generated ones 7..15, blocks of 3
-    spans = []
+    spans, kept = [], []
     forward_replace = type(model).forward_replace
 
-    def recording(self, input_ids, attention_mask, start, stop, cache):
+    def recording(self, input_ids, attention_mask, start, stop, cache, keep=None):
         spans.append((start, stop))
-        return forward_replace(self, input_ids, attention_mask, start, stop, cache)
+        kept.append(keep)
+        return forward_replace(self, input_ids, attention_mask, start, stop, cache, keep)
 
     monkeypatch.setattr(type(model), "forward_replace", recording)
     steps = 6 if kv_cache is None else 9
@@ -128,6 +129,7 @@ def test_each_step_runs_the_whole_sequence_at_a_blocks_start_then_the_block(kv_c
     else:
         out = _decode(model, batch, kv_cache, steps=steps, block=3)
         assert spans == expected and out.nfe == len(expected)
+        assert kept == [(7, 10)] * 3 + [(10, 13)] * 3 + [(13, 16)] * 3  # the head runs on the block alone
 
 
 def test_bad_uses_are_one_line_errors():
@@ -222,3 +224,31 @@ def test_a_cached_row_decodes_as_it_does_alone(kv_cache):
         out = confidence_sample(model, alone.x, alone.gen_mask, alone.attention_mask, mask_id=MASK,
                                 rng=RowRNG([11 + row]), steps=12, temperature=1.0, block_length=4, kv_cache=kv_cache)
         assert out.tokens[0, -12:].tolist() == together.tokens[row, -12:].tolist()
+
+
+@pytest.mark.parametrize("kind", ["dit", "llama", "llada", "dream"])
+def test_kept_columns_are_the_span_logits_they_select(kind):
+    """``keep`` only narrows what the head runs on (shifted models included)."""
+    if kind in ("dit", "llama"):
+        model = _model(kind)
+    else:
+        from test_hf_native import DREAM_TOY, TOY, _weights
+
+        from sdtt_search.hf.dream import DreamNetwork
+        from sdtt_search.hf.llada import LLaDANetwork
+
+        cls, config = (LLaDANetwork, {**TOY, "vocab_size": V, "embedding_size": V}) if kind == "llada" else (
+            DreamNetwork, {**DREAM_TOY, "vocab_size": V})
+        model = cls(config, MASK)
+        model.load_state_dict(_weights({**config, "mask_token_id": MASK}, network=cls))
+    batch = three_prompt_batch()
+    x, real = _filled(batch), batch.attention_mask
+    with torch.no_grad():
+        cache = model.new_replace_cache()
+        whole = model.forward_replace(x, real, 0, x.shape[1], cache)
+        assert torch.allclose(model.forward_replace(x, real, 0, x.shape[1], cache, keep=(7, 10)), whole[:, 7:10],
+                              atol=1e-6)
+        span = model.forward_replace(x, real, 7, 16, cache)
+        assert torch.allclose(model.forward_replace(x, real, 7, 16, cache, keep=(10, 13)), span[:, 3:6], atol=1e-6)
+        with pytest.raises(ValueError, match="inside the span"):
+            model.forward_replace(x, real, 7, 16, cache, keep=(5, 9))

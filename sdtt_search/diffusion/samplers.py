@@ -369,14 +369,14 @@ def confidence_sample(
                 block_logits, ran = cached(x, cols, window=call_window)
             elif replace is not None:
                 ran = True
+                block = (int(cols[0]), int(cols[-1]) + 1)  # only the block's logits are read
                 if refresh:
                     replace.reset()
-                    block_logits = model.forward_replace(x, attention_mask, 0, length, replace)[:, cols]
+                    block_logits = model.forward_replace(x, attention_mask, 0, length, replace, keep=block)
                     refresh = False
                 else:
-                    stop = int(cols[-1]) + 1 if kv_cache == "dual" else length
-                    block_logits = model.forward_replace(x, attention_mask, int(cols[0]), stop,
-                                                         replace)[:, : cols.numel()]
+                    stop = block[1] if kv_cache == "dual" else length
+                    block_logits = model.forward_replace(x, attention_mask, block[0], stop, replace, keep=block)
             else:
                 ran = True
                 t_rows = _masked_fraction(x, gen_mask, mask_id)

@@ -150,9 +150,9 @@ class DenoiserAdapter(nn.Module):
         return self.denoiser.new_replace_cache()
 
     def forward_replace(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, start: int, stop: int,
-                        cache) -> torch.Tensor:
+                        cache, keep: tuple[int, int] | None = None) -> torch.Tensor:
         """The wrapped denoiser's ``forward_replace`` under the same autocast as ``forward``."""
         device = input_ids.device.type
         use_autocast = self.autocast_dtype is not None and self.autocast_dtype != torch.float32 and device == "cuda"
         with torch.autocast(device, dtype=self.autocast_dtype) if use_autocast else nullcontext():
-            return self.denoiser.forward_replace(input_ids, attention_mask, start, stop, cache).float()
+            return self.denoiser.forward_replace(input_ids, attention_mask, start, stop, cache, keep).float()

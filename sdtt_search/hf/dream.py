@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model.attention import padding_layout
-from ..model.replace_cache import ReplaceKVCache, span_attention_mask
+from ..model.replace_cache import ReplaceKVCache, kept_columns, shifted_rows, span_attention_mask
 from ..model.rotary import apply_rotary, rotary_tables
 from .adapters import AdapterConfig
 
@@ -128,18 +128,22 @@ class DreamNetwork(nn.Module):
         self.config = AdapterConfig(family="dream", mask_id=int(mask_id), vocab_size=vocab, shift_logits=True)
 
     def _hidden(self, input_ids, attention_mask, start: int, stop: int, cache: ReplaceKVCache | None):
+        """Final-norm hidden states [B, stop - start, h] of columns [start, stop), and the positions [B, L]."""
         positions, key_padding_mask = padding_layout(input_ids, attention_mask)
         rotary = rotary_tables(positions[:, start:stop], self.head_dim, base=self.rope_theta)
         mask = span_attention_mask(key_padding_mask)
         x = self.model.embed_tokens(input_ids[:, start:stop])
         for i, layer in enumerate(self.model.layers):
             x = layer(x, rotary, mask, None if cache is None else (lambda k, v, i=i: cache.put(i, k, v, start)))
-        x = self.model.norm(x)
-        return (F.linear(x, self.model.embed_tokens.weight) if self.tied else self.lm_head(x)).float(), positions
+        return self.model.norm(x), positions
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
+        return (F.linear(x, self.model.embed_tokens.weight) if self.tied else self.lm_head(x)).float()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 sigma: torch.Tensor | None = None) -> torch.Tensor:
-        logits, positions = self._hidden(input_ids, attention_mask, 0, input_ids.shape[1], None)
+        hidden, positions = self._hidden(input_ids, attention_mask, 0, input_ids.shape[1], None)
+        logits = self._head(hidden)
         shifted = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
         return torch.where((positions == 0)[..., None], logits, shifted)
 
@@ -150,14 +154,15 @@ class DreamNetwork(nn.Module):
 
     @torch.no_grad()
     def forward_replace(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, start: int, stop: int,
-                        cache: ReplaceKVCache) -> torch.Tensor:
-        """Shifted logits [B, stop - start, V] of columns [start, stop): runs positions
-        [start - 1, stop) against the other columns' keys and values in ``cache`` (an
-        empty one is filled by a whole-sequence call, which equals ``forward``)."""
+                        cache: ReplaceKVCache, keep: tuple[int, int] | None = None) -> torch.Tensor:
+        """Shifted logits [B, stop - start, V] of columns [start, stop) (or of ``keep`` =
+        (lo, hi) inside them): runs positions [start - 1, stop) against the other columns'
+        keys and values in ``cache`` (an empty one is filled by a whole-sequence call,
+        which equals ``forward``)."""
         if cache.empty and (start, stop) != (0, input_ids.shape[1]):
             raise ValueError("an empty replace cache is filled by a forward of the whole sequence first")
-        first = max(start - 1, 0) if not cache.empty else 0
-        logits, positions = self._hidden(input_ids, attention_mask, first, stop, cache)
-        cols = torch.arange(start, stop, device=input_ids.device)
-        source = torch.where(positions[:, start:stop] == 0, cols, cols - 1) - first
-        return logits.gather(1, source[..., None].expand(-1, -1, logits.shape[-1]))
+        lo, hi = kept_columns(start, stop, keep)
+        first = max(start - 1, 0)
+        hidden, positions = self._hidden(input_ids, attention_mask, first, stop, cache)
+        rows = shifted_rows(positions, lo, hi, first)
+        return self._head(hidden.gather(1, rows[..., None].expand(-1, -1, hidden.shape[-1])))

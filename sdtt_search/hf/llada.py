@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model.attention import padding_layout
-from ..model.replace_cache import ReplaceKVCache, span_attention_mask
+from ..model.replace_cache import ReplaceKVCache, kept_columns, span_attention_mask
 from ..model.rotary import apply_rotary, rotary_tables
 from .adapters import AdapterConfig
 
@@ -156,7 +156,8 @@ class LLaDANetwork(nn.Module):
             logits = logits / self.llada_config["d_model"] ** 0.5
         return logits.float()
 
-    def _run(self, input_ids, attention_mask, start: int, stop: int, cache: ReplaceKVCache | None) -> torch.Tensor:
+    def _run(self, input_ids, attention_mask, start: int, stop: int, cache: ReplaceKVCache | None,
+             keep: tuple[int, int] | None = None) -> torch.Tensor:
         positions, key_padding_mask = padding_layout(input_ids, attention_mask)
         rotary = rotary_tables(positions[:, start:stop], self.head_dim, base=self.rope_theta)
         mask = span_attention_mask(key_padding_mask)
@@ -164,7 +165,8 @@ class LLaDANetwork(nn.Module):
         for i, block in enumerate(self.model.transformer.blocks):
             store = None if cache is None else (lambda k, v, i=i: cache.put(i, k, v, start))
             x = block(x, rotary, mask, store)
-        return self._logits(x)
+        lo, hi = kept_columns(start, stop, keep)
+        return self._logits(x[:, lo - start : hi - start])
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 sigma: torch.Tensor | None = None) -> torch.Tensor:
@@ -177,10 +179,11 @@ class LLaDANetwork(nn.Module):
 
     @torch.no_grad()
     def forward_replace(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, start: int, stop: int,
-                        cache: ReplaceKVCache) -> torch.Tensor:
-        """Logits [B, stop - start, V] of columns [start, stop) against the other columns'
-        keys and values in ``cache`` (an empty one is filled by a whole-sequence call,
-        which equals ``forward``); see ``sdtt_search.model.replace_cache``."""
+                        cache: ReplaceKVCache, keep: tuple[int, int] | None = None) -> torch.Tensor:
+        """Logits [B, stop - start, V] of columns [start, stop) (or [B, hi - lo, V] of
+        ``keep`` = (lo, hi) inside them) against the other columns' keys and values in
+        ``cache`` (an empty one is filled by a whole-sequence call, which equals
+        ``forward``); see ``sdtt_search.model.replace_cache``."""
         if cache.empty and (start, stop) != (0, input_ids.shape[1]):
             raise ValueError("an empty replace cache is filled by a forward of the whole sequence first")
-        return self._run(input_ids, attention_mask, start, stop, cache)
+        return self._run(input_ids, attention_mask, start, stop, cache, keep)

@@ -16,7 +16,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .attention import attention, padding_layout, select_backend
 from .config import ModelConfig
-from .replace_cache import ReplaceKVCache, span_attention_mask
+from .replace_cache import ReplaceKVCache, kept_columns, span_attention_mask
 from .rotary import apply_rotary, rotary_tables
 
 
@@ -221,11 +221,12 @@ class Denoiser(nn.Module):
 
     @torch.no_grad()
     def forward_replace(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, start: int, stop: int,
-                        cache: ReplaceKVCache) -> torch.Tensor:
+                        cache: ReplaceKVCache, keep: tuple[int, int] | None = None) -> torch.Tensor:
         """Logits [B, stop - start, V] of columns [start, stop), attending to the keys and
         values of the other columns held in ``cache`` (``sdtt_search.model.replace_cache``);
         an empty cache is filled by a whole-sequence call (start 0, stop L), which equals
-        ``forward``. The span's keys and values replace theirs in the cache."""
+        ``forward``. The span's keys and values replace theirs in the cache. ``keep`` =
+        (lo, hi): return only those columns' logits (the output layer runs on them alone)."""
         if not self.supports_replace_cache:
             raise ValueError("forward_replace needs a bidirectional DiT without time conditioning")
         if cache.empty and (start, stop) != (0, input_ids.shape[1]):
@@ -237,7 +238,8 @@ class Denoiser(nn.Module):
         x = self.vocab_embed(input_ids[:, start:stop])
         for i, block in enumerate(self.blocks):
             x = block.forward_replace(x, c, rotary, lambda k, v, i=i: cache.put(i, k, v, start), allowed)
-        return self.output_layer(x, c).float()
+        lo, hi = kept_columns(start, stop, keep)
+        return self.output_layer(x[:, lo - start : hi - start], c).float()
 
     # Checkpoint helpers (the format lives in sdtt_search.checkpoint).
     def save_pretrained(self, directory, tokenizer, meta: dict | None = None, card: str | None = None):

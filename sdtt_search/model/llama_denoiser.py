@@ -20,7 +20,7 @@ from torch import nn
 from .config import ModelConfig
 from .attention import padding_layout
 from .llama import CausalLM, CausalLMConfig, KVCache, LlamaBody
-from .replace_cache import ReplaceKVCache
+from .replace_cache import ReplaceKVCache, kept_columns, shifted_rows
 from .noise import NoiseEmbedding
 
 
@@ -139,23 +139,22 @@ class LlamaDenoiser(nn.Module):
 
     @torch.no_grad()
     def forward_replace(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, start: int, stop: int,
-                        cache: ReplaceKVCache) -> torch.Tensor:
+                        cache: ReplaceKVCache, keep: tuple[int, int] | None = None) -> torch.Tensor:
         """Logits [B, stop - start, V] of columns [start, stop) with the keys and values
         of the other columns read from ``cache`` (``sdtt_search.model.replace_cache``;
         an empty cache is filled by a whole-sequence call, start 0 and stop L, which
         equals ``forward``). Column j is predicted from hidden j - 1 (the shift), so the
         call runs hidden columns [start - 1, stop): every column of the span is run, its
-        keys and values replaced."""
+        keys and values replaced. ``keep`` = (lo, hi): return only those columns' logits
+        [B, hi - lo, V] (the head runs on them alone)."""
         if not self.supports_replace_cache:
             raise ValueError("forward_replace is for bidirectional denoisers; a causal one has the exact prefix "
                              "cache (forward_span)")
+        lo, hi = kept_columns(start, stop, keep)
         first = max(start - 1, 0)
-        hidden = self.model.forward_replace(input_ids, attention_mask, first, stop, cache)
-        logits = self.lm_head(hidden).float()  # hidden columns [first, stop)
-        positions = padding_layout(input_ids, attention_mask)[0][:, start:stop]
-        cols = torch.arange(start, stop, device=input_ids.device)
-        source = torch.where(positions == 0, cols, cols - 1) - first  # a row's first real token reads itself
-        return logits.gather(1, source[..., None].expand(-1, -1, logits.shape[-1]))
+        hidden = self.model.forward_replace(input_ids, attention_mask, first, stop, cache)  # columns [first, stop)
+        rows = shifted_rows(padding_layout(input_ids, attention_mask)[0], lo, hi, first)
+        return self.lm_head(hidden.gather(1, rows[..., None].expand(-1, -1, hidden.shape[-1]))).float()
 
     def save_pretrained(self, directory, tokenizer, meta: dict | None = None, card: str | None = None):
         """Write a checkpoint directory (``sdtt_search.checkpoint.save_pretrained``); returns its Path."""

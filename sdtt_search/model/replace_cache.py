@@ -11,8 +11,9 @@ new columns' keys and values replace theirs in the cache.
 
 ``ReplaceKVCache`` holds those keys and values; models that support it
 (``supports_replace_cache``) implement ``forward_replace(input_ids, attention_mask,
-start, stop, cache)`` -> logits of columns [start, stop), running the full sequence
-when the cache is empty.
+start, stop, cache, keep=None)`` -> logits of columns [start, stop) (or only of the
+columns ``keep`` = (lo, hi) inside them: the head, whose output is batch x columns x V,
+runs on those alone), running the full sequence when the cache is empty.
 """
 from __future__ import annotations
 
@@ -53,6 +54,23 @@ class ReplaceKVCache:
         keys[:, start:start + k.shape[1]] = k
         values[:, start:start + v.shape[1]] = v
         return keys, values
+
+
+def kept_columns(start: int, stop: int, keep: tuple[int, int] | None) -> tuple[int, int]:
+    """The columns [lo, hi) whose logits a span call [start, stop) returns (default: all)."""
+    if keep is None:
+        return start, stop
+    lo, hi = int(keep[0]), int(keep[1])
+    if not start <= lo < hi <= stop:
+        raise ValueError(f"keep=({lo}, {hi}) must lie inside the span [{start}, {stop})")
+    return lo, hi
+
+
+def shifted_rows(positions: torch.Tensor, lo: int, hi: int, first: int) -> torch.Tensor:
+    """[B, hi - lo] indices into hidden states run from column ``first``: a shifted model
+    predicts column j from hidden j - 1, and a row's first real token (position 0) from itself."""
+    cols = torch.arange(lo, hi, device=positions.device)
+    return torch.where(positions[:, lo:hi] == 0, cols, cols - 1) - first
 
 
 def span_attention_mask(key_padding_mask: torch.Tensor | None) -> torch.Tensor | None:
