@@ -252,3 +252,28 @@ def test_kept_columns_are_the_span_logits_they_select(kind):
         assert torch.allclose(model.forward_replace(x, real, 7, 16, cache, keep=(10, 13)), span[:, 3:6], atol=1e-6)
         with pytest.raises(ValueError, match="inside the span"):
             model.forward_replace(x, real, 7, 16, cache, keep=(5, 9))
+
+
+def test_the_benchmark_runs_both_parts_on_tiny_settings(monkeypatch, capsys):
+    """benchmarks/kv_cache.py: a speed table per batch and cache, an accuracy table whose
+    uncached row agrees with itself, a one-line refusal of a GPU run without a GPU."""
+    import sys
+
+    from scripts import load_script
+
+    bench = load_script("benchmarks", "kv_cache")
+    monkeypatch.setattr(sys, "argv", ["kv_cache.py", "speed", "--batch", "1", "2", "--prompt", "8", "--gen", "8",
+                                      "--block", "4", "--steps", "8", "--repeats", "1"])
+    bench.main()
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "batch" not in line]
+    assert [r.split(" | ")[1] for r in rows] == ["none", "prefix", "dual"] * 2
+    assert all(r.endswith("x |") for r in rows) and rows[0].endswith("| 1.00x |")
+    monkeypatch.setattr(sys, "argv", ["kv_cache.py", "accuracy", "sudoku4-sdtt-4", "--problems", "4", "--samples", "2",
+                                      "--steps", "8", "--block", "9"])
+    bench.main()
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "kv_cache" not in line]
+    assert [r.split(" | ")[0] for r in rows] == ["| none", "| prefix", "| dual"] and "| 1.000 |" in rows[0]
+    if not torch.cuda.is_available():
+        monkeypatch.setattr(sys, "argv", ["kv_cache.py", "speed", "--device", "cuda"])
+        with pytest.raises(SystemExit, match="no CUDA GPU"):
+            bench.main()
