@@ -132,12 +132,13 @@ def _sync(module) -> None:
 @contextmanager
 def forward_timer(module: torch.nn.Module | None):
     """Accumulate the seconds spent inside ``module.forward`` (and ``forward_span``, the
-    prefix-cached forward of causal denoisers) into the yielded dict."""
+    prefix-cached forward of causal denoisers, and ``forward_replace``, the approximate
+    caches' forward of bidirectional ones) into the yielded dict."""
     box = {"seconds": 0.0, "calls": 0}
     if module is None:
         yield box
         return
-    names = [n for n in ("forward", "forward_span") if hasattr(module, n)]
+    names = [n for n in ("forward", "forward_span", "forward_replace") if hasattr(module, n)]
     saved = {n: (getattr(module, n), n in module.__dict__) for n in names}
 
     def timed(original):

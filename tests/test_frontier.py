@@ -363,6 +363,21 @@ def test_forward_timer_counts_the_prefix_cached_forward_of_causal_denoisers():
     assert "forward_span" not in model.__dict__ and "forward" not in model.__dict__
 
 
+def test_forward_timer_counts_the_approximate_caches_forward():
+    from sdtt_search.diffusion import SamplerConfig, generate
+    from sdtt_search.model import ModelConfig, build_denoiser
+    from sdtt_search.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.char_level("0123456789+-*/=,")
+    model = build_denoiser(ModelConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, n_layers=1, n_heads=1,
+                                       cond_dim=16, mask_id=tokenizer.mask_id)).eval()
+    with frontier.forward_timer(model) as box:  # blocks of 2, 2 steps each: 3 whole-sequence and 3 block calls
+        generate(model, tokenizer, ["1+2", "3*4"], SamplerConfig(method="confidence", steps=6, block_length=2,
+                                                                 kv_cache="dual"), gen_length=6)
+    assert box["calls"] == 6 and box["seconds"] > 0
+    assert "forward_replace" not in model.__dict__
+
+
 def test_model_spec_overrides_the_default_sampler():
     model = frontier.load_spec("sudoku4-teacher:method=confidence,steps=5,temperature=0.5", "cpu", "auto")
     sampler = model.default_sampler()
