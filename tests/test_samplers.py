@@ -273,3 +273,30 @@ def test_threshold_steps_cap_the_calls_and_the_last_step_commits_the_rest():
     with pytest.raises(ValueError, match="fewer than"):
         confidence_sample(model, batch.x, batch.gen_mask, batch.attention_mask, mask_id=MASK, rng=RowRNG([0]),
                           steps=2, block_length=2, threshold=0.9)
+
+
+@pytest.mark.parametrize("remasking,first", [("low_confidence", 0), ("margin", 1), ("entropy", 2)])
+def test_dreams_orders_pick_which_column_is_committed_first(remasking, first):
+    """Three columns: A the most probable top token (0.5) but a close second (0.45) and a
+    spread tail; B a clear margin (0.4 over 0.15); C two near-equal tokens and nothing else
+    (lowest entropy). One token per step, greedy: each order commits its own column first."""
+    from fakes import TableModel
+
+    from sdtt_search.diffusion.batching import build_batch
+    from sdtt_search.diffusion.rng import RowRNG
+    from sdtt_search.diffusion.samplers import confidence_sample
+
+    V, MASK = 8, 7
+    rows = {0: [0.5, 0.45, 0.0125, 0.0125, 0.0125, 0.0125, 0.0], 1: [0.4, 0.15, 0.15, 0.15, 0.15, 0.0, 0.0],
+            2: [0.49, 0.48, 0.03, 0.0, 0.0, 0.0, 0.0]}
+    batch = build_batch([[2, 3]], 3, pad_id=0, mask_id=MASK)
+    table = torch.zeros(batch.x.shape[1], V)
+    for j, probs in rows.items():
+        table[2 + j, :7] = torch.tensor(probs).clamp(min=1e-9).log()
+    table[:, MASK] = -1e4
+    model = TableModel(table)
+    out = confidence_sample(model, batch.x, batch.gen_mask, batch.attention_mask, mask_id=MASK, rng=RowRNG([0]),
+                            steps=3, temperature=0.0, remasking=remasking)
+    second_input = model.calls[1][0, 2:]  # what the second step saw: only the first committed column is filled
+    assert [int(t) != MASK for t in second_input] == [j == first for j in range(3)]
+    assert not (out.tokens == MASK).any()

@@ -6,7 +6,7 @@ from typing import Any
 
 METHODS = ("ancestral", "confidence", "autoregressive")
 DIFFUSION_METHODS = ("ancestral", "confidence")
-REMASKING = ("low_confidence", "random", "left_to_right", "prefix")
+REMASKING = ("low_confidence", "random", "left_to_right", "prefix", "margin", "entropy")
 KV_CACHES = ("prefix", "dual")
 
 
@@ -34,7 +34,10 @@ class SamplerConfig:
             masked token plus every other token whose confidence is >= tau), or "prefix"
             (left to right; with ``threshold`` only the unbroken run of tokens >= tau
             that follows the leftmost masked one: a causal model's column cannot see a
-            token committed to its right, so nothing is committed past an unsure one).
+            token committed to its right, so nothing is committed past an unsure one), or
+            Dream's orders: "margin" (top-1 minus top-2 probability, ``topk_margin``) and
+            "entropy" (the lowest entropy first), of the distribution each token is drawn
+            from; the threshold still compares the confidence.
         cache: ancestral: reuse the network output for rows that did not change
             (ignored for time-conditioned models); confidence: keep the keys and values
             of the decoded prefix of a causal denoiser (exact: same tokens, fewer FLOPs).

@@ -104,6 +104,16 @@ def _at_heads(u: torch.Tensor, columns: torch.Tensor, heads: torch.Tensor | None
     return u
 
 
+def _order_score(probs: torch.Tensor, remasking: str) -> torch.Tensor:
+    """[N] how sure each distribution of ``probs`` [N, V] is, for Dream's decoding orders:
+    "margin" the top-1 minus the top-2 probability, "entropy" the negative entropy
+    (sum p log p; larger = surer)."""
+    if remasking == "margin":
+        top = probs.topk(2, dim=-1).values
+        return top[:, 0] - top[:, 1]
+    return (probs * torch.log(probs.clamp(min=1e-300))).sum(-1)
+
+
 def _sigma_for(model, schedule: LogLinearSchedule, t: torch.Tensor) -> torch.Tensor | None:
     return schedule.sigma(t) if is_time_conditioned(model) else None
 
@@ -264,7 +274,9 @@ def confidence_sample(
       never binds: Fast-dLLM's uncapped decoding). A step is a network call unless the
       prefix cache already holds its logits (then ``nfe`` < steps; same tokens).
 
-    ``remasking="random"`` ranks by a uniform draw instead of the confidence,
+    ``remasking="margin"`` / ``"entropy"`` rank by Dream's orders (``topk_margin``: top-1
+    minus top-2 probability; ``entropy``: negative entropy) of the distribution drawn from,
+    ``remasking="random"`` by a uniform draw instead of the confidence,
     ``"left_to_right"`` by position (leftmost first); the threshold always compares the
     confidence. ``"prefix"`` ranks by position too, and a threshold step commits only
     the run of sure tokens right after the leftmost masked one (contiguous). Committed
@@ -387,17 +399,22 @@ def confidence_sample(
             row_forwards += cached.rows_run if cached is not None else batch
             drawn_tokens = torch.full_like(x, mask_id)
             drawn_probs = torch.zeros(batch, length, dtype=torch.float64, device=x.device)
+            drawn_order = drawn_probs.clone() if remasking in ("margin", "entropy") else None
 
             def draw(cells: torch.Tensor) -> None:
                 """Draw the tokens of ``cells`` [B, L] (candidates whose logits are in hand)."""
                 cell_logits = block_logits[cells[:, cols]]  # row-major, as cells (all in cols)
                 probs = _token_probs(cell_logits, mask_id, 1.0)
                 head = _head_of(cells, int(columns[0]), head_tokens, head_temperature)
+                draw_probs = None
                 if temperature == 0 and head is None:
                     tokens = probs.argmax(-1)
                 else:  # at temperature 1 the draw's distribution is the confidence's (softmax(l / 1) = softmax(l))
-                    tokens = categorical(_draw_probs(cell_logits, mask_id, temperature, probs, head), u_token[cells])
+                    draw_probs = _draw_probs(cell_logits, mask_id, temperature, probs, head)
+                    tokens = categorical(draw_probs, u_token[cells])
                 drawn_tokens[cells] = tokens
+                if drawn_order is not None:  # Dream's orders, from the distribution drawn from (untempered if greedy)
+                    drawn_order[cells] = _order_score(probs if temperature == 0 else draw_probs, remasking)
                 drawn_probs[cells] = probs.gather(-1, tokens[:, None]).squeeze(-1)
 
             if call_window is None:
@@ -420,11 +437,13 @@ def confidence_sample(
             tokens, drawn_prob = drawn_tokens[candidates], drawn_probs[candidates]
             if remasking == "low_confidence":
                 score = drawn_prob
+            elif drawn_order is not None:
+                score = drawn_order[candidates]
             elif remasking in ("left_to_right", "prefix"):
                 score = column_score[candidates]
             else:
                 score = rng.uniform(positions, key=(b, step, 1))[candidates]  # remasking="random"
-            conf = torch.full((batch, length), -1.0, dtype=torch.float64, device=x.device)
+            conf = torch.full((batch, length), float("-inf"), dtype=torch.float64, device=x.device)  # scores may be < 0
             conf[candidates] = score
             proposal = torch.full_like(x, mask_id)
             proposal[candidates] = tokens

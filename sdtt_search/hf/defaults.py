@@ -7,7 +7,7 @@
 * Dream: confidence decoding over the whole answer (one block), steps =
   max_new_tokens, temperature 0 (Dream's GSM8K eval script). Dream's
   ``maskgit_plus`` is top-1 confidence, i.e. ``remasking="low_confidence"``;
-  its entropy / margin orders are not implemented.
+  its ``entropy`` / ``topk_margin`` orders are ``remasking="entropy"`` / ``"margin"``.
 * MDLM: ancestral sampling with 1000 steps (MDLM README); SDTT students: the
   ancestral sampler at their distilled step count, 1024 / 2^round (revision
   ``..._step_{round * 10000}``), 16 if the round is unknown.
