@@ -318,3 +318,23 @@ def test_a_native_llada_teacher_distils_with_a_lora_student(llada_checkpoint, tm
     model = load_model(out / "round-2-steps-2")
     assert model.meta["network"] == "native" and model.default_sampler().steps == 2
     assert model.generate(["12 34 56"], model.default_sampler(), seeds=[0]).texts
+
+
+def test_mdlm_hub_weights_take_the_approximate_caches_through_their_adapter(tmp_path):
+    from test_hf_fixtures import make_mdlm_checkpoint
+
+    path, _ = make_mdlm_checkpoint(tmp_path / "mdlm")
+    model = load_model(f"hf:{path}")
+    adapter = model.model
+    assert adapter.supports_replace_cache
+    tok = model.tokenizer
+    batch = build_batch([tok.encode("12 34"), tok.encode("5")], 8, pad_id=tok.pad_id, mask_id=tok.mask_id)
+    with torch.no_grad():
+        cache = adapter.new_replace_cache()
+        whole = adapter.forward_replace(batch.x, batch.attention_mask, 0, batch.x.shape[1], cache)
+        full = adapter(batch.x, attention_mask=batch.attention_mask)
+    real = batch.attention_mask
+    assert torch.allclose(whole[real], full[real], atol=1e-5)
+    sampler = SamplerConfig(method="confidence", steps=8, gen_length=8, block_length=4, kv_cache="dual")
+    out = model.generate(["12 34", "5"], sampler, seeds=[0, 1])
+    assert len(out.texts) == 2 and out.nfe == 8
