@@ -103,10 +103,10 @@ def accuracy(args) -> list[dict]:
     task = task_from_config(model.meta["task"])
     problems = task.problems("test", limit=args.problems)
     rows, reference = [], None
-    for kv_cache in CACHES:
+    for kv_cache, refresh in [(c, None) for c in CACHES] + [("dual", r) for r in args.refresh]:
         sampler = SamplerConfig.from_dict({**model.default_sampler().to_dict(), "method": "confidence",
                                            "remasking": "low_confidence", "threshold": args.threshold, "steps": args.steps,
-                                           "block_length": args.block, "kv_cache": kv_cache})
+                                           "block_length": args.block, "kv_cache": kv_cache, "kv_refresh": refresh})
         search = Search(model, task, sampler, batch_size=64)
         search.best_of_n(problems[:8], n=1)  # warm-up
         start = time.perf_counter()
@@ -118,7 +118,8 @@ def accuracy(args) -> list[dict]:
         same = sum(sum(a == b for a, b in zip(x, y)) for x, y in zip(texts, reference))
         total = sum(max(len(x), len(y)) for x, y in zip(texts, reference))
         acc = result.metrics["accuracy"]
-        rows.append({"kv_cache": kv_cache or "none", "pass@1": acc["pass@1"],
+        rows.append({"kv_cache": (kv_cache or "none") + (f", refresh every {refresh}" if refresh else ""),
+                     "pass@1": acc["pass@1"],
                      "verified": acc.get(f"verified@{args.samples}"), "same": same / max(total, 1),
                      "ms": 1000 * seconds / (len(problems) * args.samples)})
     return rows
@@ -155,6 +156,7 @@ def main() -> None:
     a.add_argument("--steps", type=int, default=16)
     a.add_argument("--block", type=int, default=4)
     a.add_argument("--threshold", type=float, default=None, help="Fast-dLLM's confidence threshold (default: none)")
+    a.add_argument("--refresh", type=int, nargs="*", default=[], help="extra dual-cache rows refreshed every r steps")
     for p in (s, a):
         p.add_argument("--append", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = parser.parse_args()

@@ -72,10 +72,10 @@ def test_a_span_after_a_change_attends_to_the_stale_keys_of_the_other_columns(ba
         assert torch.allclose(span, full, atol=1e-5) == exact, (backbone, layers)
 
 
-def _decode(model, batch, kv_cache, *, steps=8, block=3, threshold=None, temperature=1.0):
+def _decode(model, batch, kv_cache, *, steps=8, block=3, threshold=None, temperature=1.0, kv_refresh=None):
     return confidence_sample(model, batch.x, batch.gen_mask, batch.attention_mask, mask_id=MASK,
                              rng=RowRNG([11, 12, 13]), steps=steps, temperature=temperature, block_length=block,
-                             threshold=threshold, kv_cache=kv_cache)
+                             threshold=threshold, kv_cache=kv_cache, kv_refresh=kv_refresh)
 
 
 @pytest.mark.parametrize("backbone", ["dit", "llama"])
@@ -269,11 +269,43 @@ def test_the_benchmark_runs_both_parts_on_tiny_settings(monkeypatch, capsys):
     assert [r.split(" | ")[1] for r in rows] == ["none", "prefix", "dual"] * 2
     assert all(r.endswith("x |") for r in rows) and rows[0].endswith("| 1.00x |")
     monkeypatch.setattr(sys, "argv", ["kv_cache.py", "accuracy", "sudoku4-sdtt-4", "--problems", "4", "--samples", "2",
-                                      "--steps", "8", "--block", "9"])
+                                      "--steps", "8", "--block", "9", "--refresh", "1"])
     bench.main()
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "kv_cache" not in line]
-    assert [r.split(" | ")[0] for r in rows] == ["| none", "| prefix", "| dual"] and "| 1.000 |" in rows[0]
+    assert [r.split(" | ")[0] for r in rows] == ["| none", "| prefix", "| dual", "| dual, refresh every 1"]
+    assert "| 1.000 |" in rows[0] and "| 1.000 |" in rows[3]  # refreshing every step: the uncached characters
     if not torch.cuda.is_available():
         monkeypatch.setattr(sys, "argv", ["kv_cache.py", "speed", "--device", "cuda"])
         with pytest.raises(SystemExit, match="no CUDA GPU"):
             bench.main()
+
+
+@pytest.mark.parametrize("kv_cache", ["prefix", "dual"])
+def test_refreshing_every_step_gives_the_uncached_tokens_and_every_second_alternates(kv_cache, monkeypatch):
+    model, batch = _model("llama", layers=2), three_prompt_batch(gen_length=12)
+    plain = _decode(model, batch, None, steps=12, block=4)
+    assert torch.equal(_decode(model, batch, kv_cache, steps=12, block=4, kv_refresh=1).tokens, plain.tokens)
+    assert not torch.equal(_decode(model, batch, kv_cache, steps=12, block=4).tokens, plain.tokens)
+    spans = []
+    forward_replace = type(model).forward_replace
+
+    def recording(self, input_ids, attention_mask, start, stop, cache, keep=None):
+        spans.append((start, stop))
+        return forward_replace(self, input_ids, attention_mask, start, stop, cache, keep)
+
+    monkeypatch.setattr(type(model), "forward_replace", recording)
+    _decode(model, three_prompt_batch(), kv_cache, steps=9, block=3, kv_refresh=2)  # 16 columns, blocks 7-9, 10-12, 13-15
+    end = {"dual": lambda b: b + 3, "prefix": lambda b: 16}[kv_cache]
+    assert spans == [s for b in (7, 10, 13) for s in ((0, 16), (b, end(b)), (0, 16))]
+
+
+def test_bad_refresh_settings_are_one_line_errors():
+    with pytest.raises(ValueError, match="sampler.kv_refresh"):
+        SamplerConfig(method="confidence", kv_refresh=2)  # no cache to refresh
+    with pytest.raises(ValueError, match="positive integer"):
+        SamplerConfig(method="confidence", kv_cache="dual", kv_refresh=0)
+    with pytest.raises(ValueError, match="kv_refresh"):
+        _decode(_model("dit"), three_prompt_batch(), None, kv_refresh=2)
+    assert "kv_refresh" not in SamplerConfig(method="confidence", kv_cache="dual").to_dict()
+    config = SamplerConfig(method="confidence", kv_cache="dual", kv_refresh=3)
+    assert SamplerConfig.from_dict(config.to_dict()) == config

@@ -75,6 +75,10 @@ class SamplerConfig:
             column after it, reusing the prefix's. Fewer FLOPs per step, not the same
             tokens (use it with ``block_length``: the cache is refreshed per block).
             None = off. Causal denoisers have the exact prefix cache (``cache``).
+        kv_refresh: with ``kv_cache``, run the whole sequence again (refilling the cache)
+            every ``kv_refresh`` steps of a block, not only at its first (None: Fast-dLLM's
+            once per block; 1: every step, i.e. no saving and the uncached tokens).
+            Between the two, fewer steps read stale keys for more calls of full length.
     """
 
     method: str = "ancestral"
@@ -92,6 +96,7 @@ class SamplerConfig:
     window: int | None = None
     stratify: int = 0
     kv_cache: str | None = None
+    kv_refresh: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -141,6 +146,12 @@ class SamplerConfig:
             if self.method != "confidence":
                 raise ValueError(f"sampler.kv_cache={self.kv_cache} applies to method=confidence (block-wise "
                                  "decoding); set sampler.method=confidence or sampler.kv_cache=null")
+        if self.kv_refresh is not None:
+            if isinstance(self.kv_refresh, bool) or not isinstance(self.kv_refresh, int) or self.kv_refresh < 1:
+                raise ValueError(f"sampler.kv_refresh={self.kv_refresh!r} must be a positive integer or null")
+            if self.kv_cache is None:
+                raise ValueError(f"sampler.kv_refresh={self.kv_refresh} refreshes the approximate cache; set "
+                                 "sampler.kv_cache=dual|prefix or sampler.kv_refresh=null")
         if self.head_temperature is not None and not self.head_tokens:
             raise ValueError(f"sampler.head_temperature={self.head_temperature} does nothing with head_tokens=0; set "
                              "sampler.head_tokens (how many first tokens it applies to)")
@@ -152,13 +163,14 @@ class SamplerConfig:
         return float(self.temperature)
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields as a plain dict; ``stratify`` and ``kv_cache`` only when set, so
-        the saved configs of runs made before they existed still match (and resume)."""
+        """The fields as a plain dict; ``stratify``, ``kv_cache`` and ``kv_refresh`` only
+        when set, so the saved configs of runs made before they existed still match (and resume)."""
         values = asdict(self)
         if not values["stratify"]:
             del values["stratify"]
-        if values["kv_cache"] is None:
-            del values["kv_cache"]
+        for key in ("kv_cache", "kv_refresh"):
+            if values[key] is None:
+                del values[key]
         return values
 
     @classmethod

@@ -257,6 +257,7 @@ def confidence_sample(
     window: int | None = None,
     heads: torch.Tensor | None = None,
     kv_cache: str | None = None,
+    kv_refresh: int | None = None,
 ) -> SampleOutput:
     """Confidence-based parallel decoding (LLaDA; Fast-dLLM with ``threshold``).
 
@@ -317,6 +318,8 @@ def confidence_sample(
     or the block and the columns after it ("prefix") against the kept keys and values
     of the others (``sdtt_search.model.replace_cache``). Not the same tokens as without
     it: the columns not run keep the keys and values of the block's first step.
+    ``kv_refresh`` = r runs the whole sequence again every r-th call of a block (r = 1:
+    every call, the uncached tokens).
     """
     replace = None
     if kv_cache is not None:
@@ -327,6 +330,8 @@ def confidence_sample(
                              "(our DiT or Llama denoisers, MDLM/SDTT weights); a causal one has the exact prefix cache "
                              "(sampler.cache=true): set sampler.kv_cache=null")
         replace = model.new_replace_cache()
+    if kv_refresh is not None and (kv_cache is None or kv_refresh < 1):
+        raise ValueError(f"sampler.kv_refresh={kv_refresh} needs sampler.kv_cache and a positive count of calls")
     if window is not None and not (prefix_cache and remasking == "prefix" and threshold is not None):
         raise ValueError(f"sampler.window={window} needs remasking=prefix, a threshold and the prefix cache "
                          "(cache=true on a causal denoiser); or set sampler.window=null")
@@ -357,7 +362,7 @@ def confidence_sample(
     if replace is not None and columns.numel() and int(columns[-1]) - int(columns[0]) + 1 != columns.numel():
         raise ValueError("sampler.kv_cache needs one contiguous generated span (use build_batch)")
     for b, cols in enumerate(blocks):
-        refresh = True  # a replace cache is refilled by the block's first call
+        block_calls = 0  # a replace cache is refilled by the block's first call (and every kv_refresh-th)
         in_block = torch.zeros(length, dtype=torch.bool, device=x.device)
         in_block[cols] = True
         block_steps = steps // len(blocks) + (1 if b < steps % len(blocks) else 0)
@@ -382,13 +387,13 @@ def confidence_sample(
             elif replace is not None:
                 ran = True
                 block = (int(cols[0]), int(cols[-1]) + 1)  # only the block's logits are read
-                if refresh:
+                if block_calls % (kv_refresh or steps + 1) == 0:
                     replace.reset()
                     block_logits = model.forward_replace(x, attention_mask, 0, length, replace, keep=block)
-                    refresh = False
                 else:
                     stop = block[1] if kv_cache == "dual" else length
                     block_logits = model.forward_replace(x, attention_mask, block[0], stop, replace, keep=block)
+                block_calls += 1
             else:
                 ran = True
                 t_rows = _masked_fraction(x, gen_mask, mask_id)
@@ -670,5 +675,5 @@ def sample(
         threshold=config.threshold, remasking=config.remasking,
         prefix_cache=config.cache and supports_prefix_cache(model),
         head_tokens=config.head_tokens, head_temperature=config.head_temperature, window=config.window,
-        heads=heads, kv_cache=config.kv_cache,
+        heads=heads, kv_cache=config.kv_cache, kv_refresh=config.kv_refresh,
     )
