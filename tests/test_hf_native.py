@@ -204,6 +204,14 @@ def test_the_native_option_from_the_command_line():
         load_options_from_config(OmegaConf.create({"hf": {"native": "maybe"}}), "gsm8k")
 
 
+def _whole_call_and_forward(network, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a whole-sequence ``forward_replace`` into an empty cache, the plain forward) of ``batch``."""
+    with torch.no_grad():
+        cache = network.new_replace_cache()
+        whole = network.forward_replace(batch.x, batch.attention_mask, 0, batch.x.shape[1], cache)
+        return whole, network(batch.x, attention_mask=batch.attention_mask)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_cuda_in_bf16_the_dual_cache_decodes_and_a_whole_call_is_the_forward():
@@ -213,10 +221,7 @@ def test_on_cuda_in_bf16_the_dual_cache_decodes_and_a_whole_call_is_the_forward(
     from sdtt_search.diffusion import sample
 
     batch = build_batch([[5, 6, 7, 8], [9, 10]], 16, pad_id=0, mask_id=59, device="cuda")
-    with torch.no_grad():
-        cache = network.new_replace_cache()
-        whole = network.forward_replace(batch.x, batch.attention_mask, 0, batch.x.shape[1], cache)
-        full = network(batch.x, attention_mask=batch.attention_mask)
+    whole, full = _whole_call_and_forward(network, batch)
     real = batch.attention_mask
     assert torch.allclose(whole[real], full[real], atol=1e-2)
     config = SamplerConfig(method="confidence", steps=16, gen_length=16, block_length=4, kv_cache="dual")
@@ -329,10 +334,7 @@ def test_mdlm_hub_weights_take_the_approximate_caches_through_their_adapter(tmp_
     assert adapter.supports_replace_cache
     tok = model.tokenizer
     batch = build_batch([tok.encode("12 34"), tok.encode("5")], 8, pad_id=tok.pad_id, mask_id=tok.mask_id)
-    with torch.no_grad():
-        cache = adapter.new_replace_cache()
-        whole = adapter.forward_replace(batch.x, batch.attention_mask, 0, batch.x.shape[1], cache)
-        full = adapter(batch.x, attention_mask=batch.attention_mask)
+    whole, full = _whole_call_and_forward(adapter, batch)
     real = batch.attention_mask
     assert torch.allclose(whole[real], full[real], atol=1e-5)
     sampler = SamplerConfig(method="confidence", steps=8, gen_length=8, block_length=4, kv_cache="dual")

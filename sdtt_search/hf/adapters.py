@@ -135,11 +135,13 @@ class DenoiserAdapter(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 sigma: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids [B, L], attention_mask [B, L] bool, sigma [B] -> float32 logits [B, L, V]."""
-        device = input_ids.device.type
-        use_autocast = self.autocast_dtype is not None and self.autocast_dtype != torch.float32 and device == "cuda"
-        context = torch.autocast(device, dtype=self.autocast_dtype) if use_autocast else nullcontext()
-        with context:
+        with self._autocast(input_ids.device.type):
             return self.denoiser(input_ids, attention_mask=attention_mask, sigma=sigma).float()
+
+    def _autocast(self, device: str):
+        """bf16 (``autocast_dtype``) autocast on CUDA, nothing elsewhere."""
+        use = self.autocast_dtype is not None and self.autocast_dtype != torch.float32 and device == "cuda"
+        return torch.autocast(device, dtype=self.autocast_dtype) if use else nullcontext()
 
     @property
     def supports_replace_cache(self) -> bool:
@@ -152,7 +154,5 @@ class DenoiserAdapter(nn.Module):
     def forward_replace(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, start: int, stop: int,
                         cache, keep: tuple[int, int] | None = None) -> torch.Tensor:
         """The wrapped denoiser's ``forward_replace`` under the same autocast as ``forward``."""
-        device = input_ids.device.type
-        use_autocast = self.autocast_dtype is not None and self.autocast_dtype != torch.float32 and device == "cuda"
-        with torch.autocast(device, dtype=self.autocast_dtype) if use_autocast else nullcontext():
+        with self._autocast(input_ids.device.type):
             return self.denoiser.forward_replace(input_ids, attention_mask, start, stop, cache, keep).float()

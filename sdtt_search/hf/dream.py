@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..model.attention import padding_layout
+from ..model.attention import grouped_attention, padding_layout
+from ..model.llama import RMSNorm
 from ..model.replace_cache import ReplaceKVCache, kept_columns, shifted_rows, span_attention_mask
 from ..model.rotary import apply_rotary, rotary_tables
 from .adapters import AdapterConfig
@@ -46,17 +47,6 @@ def _kv_heads(config: dict) -> int:
     return int(config.get("num_key_value_heads") or config["num_attention_heads"])
 
 
-class _RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        return self.weight * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
-
-
 class _Attention(nn.Module):
     def __init__(self, config: dict):
         super().__init__()
@@ -75,10 +65,7 @@ class _Attention(nn.Module):
         v = self.v_proj(x).view(b, n, self.kv_heads, self.head_dim)
         if store is not None:
             k, v = store(k, v)
-        if self.kv_heads != self.heads:
-            k, v = (t.repeat_interleave(self.heads // self.kv_heads, dim=2) for t in (k, v))
-        a = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
-        return self.o_proj(a.transpose(1, 2).reshape(b, n, self.heads * self.head_dim))
+        return self.o_proj(grouped_attention(q, k, v, mask).reshape(b, n, self.heads * self.head_dim))
 
 
 class _MLP(nn.Module):
@@ -96,7 +83,7 @@ class _Layer(nn.Module):
     def __init__(self, config: dict):
         super().__init__()
         eps = float(config.get("rms_norm_eps", 1e-6))
-        self.input_layernorm, self.post_attention_layernorm = _RMSNorm(config["hidden_size"], eps), _RMSNorm(config["hidden_size"], eps)
+        self.input_layernorm, self.post_attention_layernorm = RMSNorm(config["hidden_size"], eps), RMSNorm(config["hidden_size"], eps)
         self.self_attn, self.mlp = _Attention(config), _MLP(config)
 
     def forward(self, x, rotary, mask, store=None):
@@ -121,7 +108,7 @@ class DreamNetwork(nn.Module):
         self.model = nn.Module()
         self.model.embed_tokens = nn.Embedding(vocab, h)
         self.model.layers = nn.ModuleList(_Layer(dream_config) for _ in range(dream_config["num_hidden_layers"]))
-        self.model.norm = _RMSNorm(h, float(dream_config.get("rms_norm_eps", 1e-6)))
+        self.model.norm = RMSNorm(h, float(dream_config.get("rms_norm_eps", 1e-6)))
         if not self.tied:
             self.lm_head = nn.Linear(h, vocab, bias=False)
         self.head_dim = self.model.layers[0].self_attn.head_dim

@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..model.attention import padding_layout
+from ..model.attention import grouped_attention, padding_layout
+from ..model.llama import RMSNorm
 from ..model.replace_cache import ReplaceKVCache, kept_columns, span_attention_mask
 from ..model.rotary import apply_rotary, rotary_tables
 from .adapters import AdapterConfig
@@ -56,19 +57,19 @@ def _kv_heads(config: dict) -> int:
     return int(config.get("n_kv_heads") or config["n_heads"])
 
 
-class _RMSNorm(nn.Module):
-    """weight * x / rms(x) (+ bias), normalised in fp32 and cast back (LLaDA's RMSLayerNorm)."""
+class _RMSNorm(RMSNorm):
+    """Llama's RMSNorm plus LLaDA's optional bias (its RMSLayerNorm); the bias rule of
+    config.json (``bias_for_layer_norm``, else ``include_bias``) decides."""
 
-    def __init__(self, dim: int, eps: float, bias: bool):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
+    def __init__(self, config: dict):
+        super().__init__(config["d_model"], float(config.get("rms_norm_eps", 1e-5)))
+        bias = config.get("bias_for_layer_norm")
+        bias = bool(config.get("include_bias")) if bias is None else bool(bias)
+        self.bias = nn.Parameter(torch.zeros(config["d_model"])) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        x = (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
-        return self.weight * x + self.bias if self.bias is not None else self.weight * x
+        x = super().forward(x)
+        return x + self.bias if self.bias is not None else x
 
 
 class _Block(nn.Module):
@@ -77,11 +78,8 @@ class _Block(nn.Module):
         d, heads, kv = config["d_model"], config["n_heads"], _kv_heads(config)
         head_dim, hidden = d // heads, int(config.get("mlp_hidden_size") or config.get("mlp_ratio", 4) * d)
         bias, qkv_bias = bool(config.get("include_bias")), bool(config.get("include_bias") or config.get("include_qkv_bias"))
-        norm_bias = config.get("bias_for_layer_norm")
-        norm_bias = bias if norm_bias is None else bool(norm_bias)
-        eps = float(config.get("rms_norm_eps", 1e-5))
         self.heads, self.kv_heads, self.head_dim = heads, kv, head_dim
-        self.attn_norm, self.ff_norm = _RMSNorm(d, eps, norm_bias), _RMSNorm(d, eps, norm_bias)
+        self.attn_norm, self.ff_norm = _RMSNorm(config), _RMSNorm(config)
         self.q_proj = nn.Linear(d, d, bias=qkv_bias)
         self.k_proj = nn.Linear(d, kv * head_dim, bias=qkv_bias)
         self.v_proj = nn.Linear(d, kv * head_dim, bias=qkv_bias)
@@ -102,10 +100,7 @@ class _Block(nn.Module):
         v = self.v_proj(n).view(b, q_len, self.kv_heads, self.head_dim)
         if store is not None:
             k, v = store(k, v)
-        if self.kv_heads != self.heads:  # grouped keys and values serve heads // kv_heads queries each
-            k, v = (t.repeat_interleave(self.heads // self.kv_heads, dim=2) for t in (k, v))
-        a = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
-        x = x + self.attn_out(a.transpose(1, 2).reshape(b, q_len, d))
+        x = x + self.attn_out(grouped_attention(q, k, v, mask).reshape(b, q_len, d))
         m = self.ff_norm(x)
         return x + self.ff_out(F.silu(self.ff_proj(m)) * self.up_proj(m))
 
@@ -132,17 +127,11 @@ class LLaDANetwork(nn.Module):
         self.head_dim = d // llada_config["n_heads"]
         self.model = nn.Module()
         parts = {"wte": nn.Embedding(vocab, d), "blocks": nn.ModuleList(_Block(llada_config) for _ in range(llada_config["n_layers"])),
-                 "ln_f": self._final_norm(llada_config)}
+                 "ln_f": _RMSNorm(llada_config)}
         if not self.tied:
             parts["ff_out"] = nn.Linear(d, vocab, bias=bool(llada_config.get("include_bias")))
         self.model.transformer = nn.ModuleDict(parts)
         self.config = AdapterConfig(family="llada", mask_id=int(mask_id), vocab_size=vocab)
-
-    @staticmethod
-    def _final_norm(config: dict) -> _RMSNorm:
-        norm_bias = config.get("bias_for_layer_norm")
-        return _RMSNorm(config["d_model"], float(config.get("rms_norm_eps", 1e-5)),
-                        bool(config.get("include_bias")) if norm_bias is None else bool(norm_bias))
 
     def _embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         x = self.model.transformer.wte(input_ids)

@@ -70,6 +70,16 @@ def select_backend(requested: str, device: torch.device | str) -> str:
     return backend
 
 
+def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """SDPA of q [B, Q, H, D] over keys and values [B, K, Hkv, D] (grouped heads: each
+    serves H // Hkv queries) with a boolean ``mask`` broadcastable to [B, H, Q, K] (True =
+    may attend; None: all) -> [B, Q, H, D]."""
+    if k.shape[2] != q.shape[2]:
+        k, v = (t.repeat_interleave(q.shape[2] // k.shape[2], dim=2) for t in (k, v))
+    return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                          attn_mask=mask).transpose(1, 2)
+
+
 def padding_layout(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Positions [B, L] counted from each row's first real token, and the key padding
     mask ([B, L] bool, True = real) or None when nothing is padded.
