@@ -30,7 +30,8 @@ from .loading import load_model
 from .machine import resolve_device
 from .search.engine import Search
 from .search.cascade import Cascade, Stage
-from .search.report import format_summary, plot_accuracy, summarise, summarise_cascade, summarise_stopped
+from .search.report import (format_summary, plot_accuracy, score_means, summarise, summarise_cascade,
+                            summarise_stopped)
 from .search.stopping import STOP_ON, StopRule
 from .search.store import ResultStore
 from .zoo import default_model_for
@@ -211,6 +212,9 @@ def run(cfg: DictConfig) -> dict:
            else summarise_stopped(results, cfg.samples, stop, task.has_verifier, wall_s=store.wall_s) if cascade is None
            else summarise_cascade(results, cascade.describe(), task.has_verifier, wall_s=store.wall_s)),
     }
+    scores = score_means(task, problems, results)
+    if scores:  # GSM8K: lm-eval's strict / flexible; Sudoku: matches_reference, cell_accuracy
+        metrics["scores"] = scores
     out = Path(cfg.output_dir)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if cfg.plot and stop is None:  # a stopped run has no per-k curves to plot

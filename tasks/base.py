@@ -76,6 +76,12 @@ class Task(abc.ABC):
         """Gold-free check of ``text``; ``None`` where the task has none."""
         return None
 
+    def score(self, problem: Problem, text: str) -> dict[str, float]:
+        """Named readings of one output beside ``is_correct`` (GSM8K: lm-eval's
+        ``strict`` and ``flexible``; Sudoku: ``matches_reference``, ``cell_accuracy``),
+        averaged over candidates in metrics.json's ``scores``; none by default."""
+        return {}
+
     # -- helpers ------------------------------------------------------------
     def _check_split(self, split: str) -> None:
         if split not in self.splits:

@@ -6,22 +6,24 @@ Data: ``path=`` (a directory with ``train.jsonl``/``test.jsonl``, or one with a
 layout), else Hugging Face ``datasets.load_dataset("openai/gsm8k", "main")``
 when ``datasets`` is installed, else a one-line :class:`TaskError`.
 
-Answer extraction follows lm-evaluation-harness, and both of its metrics are
-reported by :meth:`GSM8KTask.score`:
+Three readings of a model's output, all cut first at lm-eval's stop sequences
+(``Question:``, ``</s>``, ``<|im_end|>``), all bounded (output over
+:data:`MAX_TEXT_CHARS` characters is scored wrong), reported by
+:meth:`GSM8KTask.score`:
 
-* strict-match: the first ``#### N`` (regex ``#### (\\-?[0-9\\.\\,]+)``);
-* flexible-extract: the last number in the text
-  (regex ``(-?[$0-9.,]{2,})|(-?[0-9]+)``);
+* ``strict`` and ``flexible``: lm-evaluation-harness 0.4's ``strict-match`` and
+  ``flexible-extract`` decisions, exactly (:mod:`tasks.gsm8k_lm_eval`): ``#### 18.0``
+  is wrong for 18 there, as in every published lm-eval GSM8K number;
+* ``numeric`` (:meth:`GSM8KTask.is_correct`, the ``correct`` of every candidate):
+  dash characters used as minus (U+2212 and the other dashes) read as ``-``; then
+  the first ``#### N`` decides if there is one; else the last ``\\boxed{...}``
+  decides if there is one (a plain number, or an expression math-verify finds equal
+  to the gold: ``\\boxed{\\frac{36}{2}}`` is 18, ``\\boxed{1 + 2125}`` is not 2125, and
+  a box is never read past); else the last number of the text. Numbers are compared
+  by value (``18.0`` == ``018`` == ``18``, ``$1,000`` == ``1000``).
 
-then normalised by :func:`tasks.numbers.normalize_number` (commas, ``$`` and
-trailing periods removed, ``5.0`` == ``5``, ``-0`` == ``0``).
-
-:meth:`GSM8KTask.extract_answer` (the voting key) is strict-match if present,
-else the last ``\\boxed{}`` holding a plain number, else flexible-extract.
-:meth:`GSM8KTask.is_correct` is true when that key equals the reference, or
-when the last ``\\boxed{}`` is equivalent to it according to math-verify (for
-answers such as ``\\frac{36}{2}``). There is no gold-free verifier
-(:meth:`GSM8KTask.verify` returns None).
+:meth:`GSM8KTask.extract_answer` (the voting key) is the ``numeric`` reading's
+number. There is no gold-free verifier (:meth:`GSM8KTask.verify` returns None).
 """
 
 from __future__ import annotations
@@ -35,52 +37,66 @@ from typing import Any, Iterator
 from .base import Problem, Task
 from .errors import TaskError
 from .jsonl import read_jsonl
-from .mathverify import boxed_equals, last_boxed
+from .gsm8k_lm_eval import MAX_TEXT_CHARS as LM_EVAL_MAX_CHARS
+from .gsm8k_lm_eval import cut_at_stop, lm_eval_decisions
+from .mathverify import boxed_equals, boxed_value, has_boxed, last_boxed
 from .numbers import normalize_number
 
-#: longer model outputs are not read at all (no genuine answer is this long)
-MAX_TEXT_CHARS = 32_768
+#: longer model outputs are not read at all, and scored wrong (no genuine answer is this long)
+MAX_TEXT_CHARS = LM_EVAL_MAX_CHARS
 HF_NAME, HF_CONFIG = "openai/gsm8k", "main"
 
-STRICT_RE = re.compile(r"#### (\-?[0-9\.\,]+)", re.ASCII)
-FLEXIBLE_RE = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)", re.ASCII)
+_HASH_RE = re.compile(r"#### (\-?[0-9\.\,]+)", re.ASCII)
+_NUMBER_RE = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)", re.ASCII)
 _CALC_RE = re.compile(r"<<[^<>]*>>")
+#: characters a model may write for a minus sign: U+2010-2015 (hyphens, figure dash,
+#: en and em dash, bar), U+2212 (minus sign), U+FE58, U+FE63, U+FF0D (small and fullwidth forms)
+_DASHES = str.maketrans({ch: "-" for ch in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"})
 
 
-def extract_strict(text: str) -> str | None:
-    """lm-eval strict-match: the first ``#### N``, normalised; None if absent."""
-    try:
-        if not isinstance(text, str) or len(text) > MAX_TEXT_CHARS:
-            return None
-        m = STRICT_RE.search(text)
-        return normalize_number(m.group(1)) if m else None
-    except Exception:  # pragma: no cover
-        return None
+def normalise_minus(text: str) -> str:
+    """Every dash character used as a minus sign written as ASCII ``-``."""
+    return text.translate(_DASHES)
 
 
-def extract_flexible(text: str) -> str | None:
-    """lm-eval flexible-extract: the last number in the text, normalised."""
-    try:
-        if not isinstance(text, str) or len(text) > MAX_TEXT_CHARS:
-            return None
-        last = None
-        for m in FLEXIBLE_RE.finditer(text):
-            last = m
-        if last is None:
-            return None
-        return normalize_number(last.group(1) or last.group(2))
-    except Exception:  # pragma: no cover
-        return None
+def hash_number(text: str) -> str | None:
+    """The first ``#### N``'s number, normalised (``#### 18.0`` -> ``"18"``); None if absent."""
+    m = _HASH_RE.search(text)
+    return normalize_number(m.group(1)) if m else None
 
 
-def extract_boxed_number(text: str) -> str | None:
-    """The last ``\\boxed{}`` content if it is a plain number (``\\$``, ``\\%``,
-    ``\\!``, ``\\,`` and spaces ignored), normalised; else None."""
-    content = last_boxed(text)
-    if content is None:
-        return None
-    simple = re.sub(r"\\[$%!,; ]|\\text\{[^{}]*\}|[ %]", "", content)
-    return normalize_number(simple)
+def last_number(text: str) -> str | None:
+    """The last number of the text, normalised; None if it has none."""
+    last = None
+    for last in _NUMBER_RE.finditer(text):
+        pass
+    return None if last is None else normalize_number(last.group(1) or last.group(2))
+
+
+def boxed_number(content: str) -> str | None:
+    """A ``\\boxed{}`` content's value as a normalised number: a plain number (``\\$``,
+    ``\\%``, ``\\!``, ``\\,``, ``\\text{...}`` and spaces ignored), else a number
+    math-verify parses it to (``\\frac{36}{2}`` -> ``"18"``); else None."""
+    plain = normalize_number(re.sub(r"\\[$%!,; ]|\\text\{[^{}]*\}|[ %]", "", content))
+    return plain if plain is not None else boxed_value(content)
+
+
+def numeric_reading(text: object) -> tuple[str | None, str | None]:
+    """``(number, box)``: the ``numeric`` reading of a model output (module docstring).
+
+    ``box`` is the content of the box that decided (None when no box decided, or the
+    box could not be read: unbalanced, too long, too deep); ``number`` its value or
+    the ``#### N`` / last number, normalised, None when there is none."""
+    if not isinstance(text, str) or len(text) > MAX_TEXT_CHARS:
+        return None, None
+    text = normalise_minus(cut_at_stop(text))
+    number = hash_number(text)
+    if number is not None:
+        return number, None
+    if has_boxed(text):  # a box decides: never read past it
+        content = last_boxed(text)
+        return (None, None) if content is None else (boxed_number(content), content)
+    return last_number(text), None
 
 
 def reference_from_answer(answer: str) -> str:
@@ -250,39 +266,28 @@ class GSM8KTask(Task):
         return self._answer_text(problem)
 
     # -- reading model output -----------------------------------------------
-    def extract_strict(self, text: str) -> str | None:
-        return extract_strict(text)
-
-    def extract_flexible(self, text: str) -> str | None:
-        return extract_flexible(text)
-
     def extract_answer(self, text: str) -> str | None:
-        """Strict ``#### N`` first, else a numeric last ``\\boxed{}``, else the last number."""
-        for fn in (extract_strict, extract_boxed_number, extract_flexible):
-            ans = fn(text)
-            if ans is not None:
-                return ans
-        return None
+        """The ``numeric`` reading's number (module docstring): the voting key."""
+        try:
+            return numeric_reading(text)[0]
+        except Exception:  # pragma: no cover - defensive
+            return None
 
     def score(self, problem: Problem, text: str) -> dict[str, bool]:
-        """lm-eval's two metrics: ``{"strict": ..., "flexible": ...}``."""
-        ref = normalize_number(problem.reference)
-        return {
-            "strict": ref is not None and extract_strict(text) == ref,
-            "flexible": ref is not None and extract_flexible(text) == ref,
-        }
+        """``{"strict", "flexible", "numeric"}``: lm-eval's ``strict-match`` and
+        ``flexible-extract`` decisions (exactly) and this package's ``numeric`` reading."""
+        gold = str(problem.meta.get("answer", problem.reference))
+        return {**lm_eval_decisions(text, gold), "numeric": self.is_correct(problem, text)}
 
     def is_correct(self, problem: Problem, text: str) -> bool:
-        """The answer key equals the reference, or the last ``\\boxed{}`` is
-        equivalent to it (math-verify)."""
+        """The ``numeric`` reading: its number equals the reference, or the box that
+        decided is equal to it according to math-verify."""
         try:
-            ref = normalize_number(problem.reference)
+            ref = normalize_number(normalise_minus(problem.reference))
             if ref is None:
                 return False
-            if self.extract_answer(text) == ref:
-                return True
-            content = last_boxed(text)
-            return content is not None and boxed_equals(content, ref)
+            number, box = numeric_reading(text)
+            return number == ref or (box is not None and boxed_equals(normalise_minus(box), ref))
         except Exception:  # pragma: no cover
             return False
 

@@ -65,6 +65,11 @@ def last_boxed(text: str) -> str | None:
         return None
 
 
+def has_boxed(text: str) -> bool:
+    """Whether ``text`` (at most :data:`MAX_TEXT_CHARS` long) holds a ``\\boxed{`` or ``\\fbox{``."""
+    return isinstance(text, str) and len(text) <= MAX_TEXT_CHARS and _BOXED_RE.search(text) is not None
+
+
 def is_safe_latex(content: str) -> bool:
     """Whether boxed ``content`` is small and harmless enough for math-verify."""
     if not isinstance(content, str) or not content.strip() or len(content) > MAX_BOXED_CHARS:
@@ -99,3 +104,31 @@ def boxed_equals(content: str, gold: str) -> bool:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         return False
+
+
+def boxed_value(content: str) -> str | None:
+    """The number math-verify reads a safe boxed ``content`` as (``\\frac{36}{2}`` ->
+    ``"18"``, ``\\frac{1}{3}`` -> ``"1/3"``, ``3.50`` -> ``"3.5"``), None when it reads
+    no single number (``1 + 2125`` stays an unevaluated sum) or anything goes wrong."""
+    try:
+        if not is_safe_latex(content):
+            return None
+        from math_verify import parse  # lazy: pulls in sympy
+        from sympy import Float, Integer, Rational
+
+        timeout = 2 if threading.current_thread() is threading.main_thread() else None
+        parsed = parse("\\boxed{" + content + "}", parsing_timeout=timeout)
+        value = parsed[0] if parsed else None
+        if isinstance(value, Integer):
+            return str(int(value))
+        if isinstance(value, Rational):
+            return f"{value.p}/{value.q}"
+        if isinstance(value, Float):
+            from .numbers import normalize_number
+
+            return normalize_number(str(value))
+        return None
+    except BaseException as exc:  # math-verify may raise its own TimeoutException
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        return None

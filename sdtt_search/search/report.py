@@ -117,6 +117,22 @@ def summarise_cascade(results: Sequence[ProblemResult], stages: list[dict], has_
             **_stopped_blocks(results, has_verifier, wall_s)}
 
 
+def score_means(task, problems: Sequence, results: Sequence[ProblemResult]) -> dict[str, float]:
+    """metrics.json's ``scores``: each of ``task.score``'s readings (GSM8K: lm-eval's
+    ``strict`` / ``flexible`` and ``numeric``; Sudoku: ``matches_reference``,
+    ``cell_accuracy``) averaged over each problem's candidates, then over problems:
+    the expected score of one sampled candidate; {} for a task without readings."""
+    by_id = {p.id: p for p in problems}
+    per_problem = []
+    for result in results:
+        rows = [task.score(by_id[result.id], c.text) for c in result.candidates]
+        if rows and rows[0]:
+            per_problem.append({key: mean(float(row[key]) for row in rows) for key in rows[0]})
+    if not per_problem:
+        return {}
+    return {key: mean(row[key] for row in per_problem) for key in per_problem[0]}
+
+
 def verified_pick_correct(result: ProblemResult) -> bool:
     """Whether the verifier's pick (the best-scored verified candidate) is correct; False when none verified."""
     verified = [c for c in result.candidates if c.verified]
@@ -174,6 +190,9 @@ def format_summary(metrics: dict) -> str:
     for k in ks_up_to(n):
         lines.append(f"| {k} | " + " | ".join(f"{acc[f'{kind}@{k}']:.3f}" for kind in kinds) + " |")
     tp = metrics.get("throughput", {})
+    if metrics.get("scores"):
+        lines += ["", "one candidate's expected score: "
+                  + ", ".join(f"{key} {value:.3f}" for key, value in metrics["scores"].items())]
     lines.append("")
     lines.append(
         f"{metrics.get('problems', 0)} problems x {n} samples in {metrics.get('wall_s', 0):.1f} s: "
