@@ -13,6 +13,8 @@ Model output is untrusted: every reader is bounded and never raises, and no
 model text reaches ``eval``/``exec``/``sympify``. This package never imports torch.
 """
 
+from pathlib import Path
+
 from .base import Problem, Task
 from .countdown import CountdownTask
 from .errors import TaskError
@@ -20,9 +22,16 @@ from .gsm8k import GSM8KTask
 from .registry import available_tasks, load_task, task_aliases
 from .sudoku import SudokuTask
 
+#: the public test files shipped in ``tasks/data`` (see its README for source and licence)
+PUBLIC_TEST_SETS = {
+    "countdown-cd3": str(Path(__file__).parent / "data" / "d1" / "countdown_cd3_test.jsonl"),
+    "sudoku-4x4": str(Path(__file__).parent / "data" / "d1" / "4x4_test_sudoku.csv"),
+}
+
 __all__ = [
     "CountdownTask",
     "GSM8KTask",
+    "PUBLIC_TEST_SETS",
     "Problem",
     "SudokuTask",
     "Task",

@@ -1,11 +1,24 @@
 """Countdown (CD3 / CD4 / CD5): combine n numbers with + - * / to reach a target.
 
-Format (as in the public test sets), one JSON object per line::
+Two public file formats load as they are, one JSON object per line; which one a
+file holds is read from its first record, and every line must then follow it (an empty
+``output`` is a problem without a reference solution):
+
+* operands and target in ``input``, a solution in ``output`` (the format of the
+  diffusion-versus-AR planning papers, and the one this module writes)::
 
     {"input": "15,44,79,50", "output": "44-15=29,79-29=50"}
 
-The last number of ``input`` is the target, the others are the operands. A
-solution is a comma-separated list of ``a op b=c`` equations. It is valid when
+* operands in ``input``, the target alone in ``output`` (the 256-problem CD3 test
+  set of the LLaDA reinforcement-learning papers, d1 and its successors)::
+
+    {"input": "30,100,93", "output": "23"}
+
+The operand count must equal the task's ``n``; anything else is a one-line
+``file:line`` error. A problem is stored as ``prompt = "a,b,c,target"`` whatever
+the format; without a reference solution its ``reference`` is ``""``.
+
+A solution is a comma-separated list of ``a op b=c`` equations. It is valid when
 (the stricter "Dream" checker):
 
 * every equation parses (see :mod:`tasks.safe_arith`) and its arithmetic is exact,
@@ -298,12 +311,29 @@ class CountdownTask(Task):
         )
 
     def _load_file(self, split: str, file: Path) -> list[Problem]:
-        out = []
+        """Problems of a file in either public format (module docstring)."""
+        out: list[Problem] = []
+        target_only: bool | None = None  # the file's format, read from its first record
         for lineno, rec in read_jsonl(file, required=("input", "output")):
-            inp = rec["input"].strip()
-            if parse_input(inp) is None:
-                raise TaskError(f"{file}:{lineno}: malformed countdown input {inp[:40]!r}")
-            out.append(self._make(split, len(out), inp, rec["output"].strip()))
+            inp, sol = rec["input"].strip(), rec["output"].strip()
+            where = f"{file}:{lineno}"
+            bare = sol.isascii() and sol.isdigit() and len(sol) <= MAX_DIGITS
+            if target_only is None:
+                target_only = bare
+            elif bare != target_only:
+                want = "a bare target" if target_only else "a solution 'a+b=c,...'"
+                raise TaskError(f"{where}: output {sol[:40]!r} is not {want} as on the file's first line; "
+                                "one file holds one format")
+            parsed = parse_input(f"{inp},{sol}" if target_only else inp)
+            if parsed is None:
+                raise TaskError(f"{where}: malformed countdown input {inp[:40]!r}: want comma-separated integers")
+            numbers, target = parsed
+            if len(numbers) != self.n:
+                raise TaskError(f"{where}: {len(numbers)} operands, but this task has n={self.n}; "
+                                f"load it with n={len(numbers)} (CLI: task.options.n={len(numbers)})")
+            if not target_only and sol and not check_solution(numbers, target, sol):
+                raise TaskError(f"{where}: output {sol[:40]!r} is not a valid solution of {inp[:40]!r}")
+            out.append(self._make(split, len(out), format_input(numbers, target), "" if target_only else sol))
         return out
 
     def _split_keys(self, split: str) -> set[tuple]:

@@ -5,10 +5,17 @@ A grid is a digit string read row by row: 16 characters for 4x4, 81 for 9x9,
 
 * :meth:`SudokuTask.extract_answer`: the first run of exactly ``size**2`` ASCII
   digits after removing whitespace (so a grid printed over several lines works).
-* :meth:`SudokuTask.verify` (gold-free): a complete valid grid that agrees with
-  every given of the puzzle.
-* :meth:`SudokuTask.is_correct`: equals the reference solution (for the
-  unique-solution puzzles generated here this is the same as ``verify``).
+* :meth:`SudokuTask.verify` and :meth:`SudokuTask.is_correct` (the same, gold-free):
+  a complete valid grid that keeps every given of the puzzle. Any valid completion
+  counts: a quarter of the public 4x4 test set has several solutions.
+* :meth:`SudokuTask.score` adds ``matches_reference`` (the grid equals the listed
+  solution) and ``cell_accuracy``, the share of blank cells equal to the listed
+  solution (the cell accuracy the LLaDA reinforcement-learning papers report, d1
+  and its successors).
+
+Files: jsonl ``{"input": puzzle, "output": solution}``, or CSV with the header
+``quizzes,solutions`` (Kaggle's 9x9 sets) or ``Puzzle,Solution`` (the public 4x4
+test set of those papers: 500 puzzles, 8 givens, ``0`` for a blank).
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ DEFAULT_SPLIT_SIZE = {4: 1000, 9: 200}
 MAX_TEXT_CHARS = 10_000
 _RUN_RE = {size: re.compile(r"(?<![0-9])[0-9]{%d}(?![0-9])" % (size * size), re.ASCII) for size in (4, 9)}
 _WS_RE = re.compile(r"[ \t\r\n\f\v]+")
+#: accepted CSV headers (lower-cased): Kaggle's 9x9 sets, the public 4x4 test set
+CSV_HEADERS = (["quizzes", "solutions"], ["puzzle", "solution"])
 
 
 # ---------------------------------------------------------------------------
@@ -182,8 +191,9 @@ class SudokuTask(Task):
         test_size, validation_size: sizes of the generated fixed splits
             (default 1000 for 4x4, 200 for 9x9).
         path: a jsonl file of ``{"input": puzzle, "output": solution}`` or a CSV
-            with columns ``quizzes,solutions`` (``.`` is read as a blank), served
-            for every split; or a directory of ``{split}.jsonl`` / ``{split}.csv``.
+            with columns ``quizzes,solutions`` or ``Puzzle,Solution`` (``.`` is
+            read as a blank), served for every split; or a directory of
+            ``{split}.jsonl`` / ``{split}.csv``.
     """
 
     name = "sudoku"
@@ -247,8 +257,9 @@ class SudokuTask(Task):
                 with file.open(newline="", encoding="utf-8") as fh:
                     reader = csv.reader(fh)
                     header = next(reader, None)
-                    if header is None or [h.strip() for h in header[:2]] != ["quizzes", "solutions"]:
-                        raise TaskError(f"{file}:1: malformed csv: expected header 'quizzes,solutions'")
+                    if header is None or [h.strip().lower() for h in header[:2]] not in CSV_HEADERS:
+                        raise TaskError(f"{file}:1: malformed csv: expected the header 'quizzes,solutions' "
+                                        "or 'Puzzle,Solution'")
                     for row in reader:
                         if not row:
                             continue
@@ -348,5 +359,18 @@ class SudokuTask(Task):
         return grid is not None and is_valid_solution(grid, self.size) and agrees_with(problem.prompt, grid)
 
     def is_correct(self, problem: Problem, text: str) -> bool:
+        """Any valid completion of the puzzle (the same as :meth:`verify`)."""
+        return self.verify(problem, text)
+
+    def score(self, problem: Problem, text: str) -> dict[str, float]:
+        """``correct`` (any valid completion), ``matches_reference`` (the listed
+        solution) and ``cell_accuracy`` (share of blank cells equal to the listed
+        solution; an output without a grid scores 0)."""
         grid = self.extract_answer(text)
-        return grid is not None and grid == problem.reference
+        blanks = [i for i, ch in enumerate(problem.prompt) if ch == "0"]
+        cells = 0.0
+        if grid is not None and blanks and len(problem.reference) == len(grid):
+            cells = sum(grid[i] == problem.reference[i] for i in blanks) / len(blanks)
+        return {"correct": float(self.verify(problem, text)),
+                "matches_reference": float(grid is not None and grid == problem.reference),
+                "cell_accuracy": cells}

@@ -158,3 +158,47 @@ def test_parse_equations_bounds():
     assert parse_equations("1+1=2," * 33) is None
     assert parse_equations("1" * 18 + "+1=2") is not None
     assert parse_equations("1" * 19 + "+1=2") is None
+
+
+def test_public_target_only_file_loads_as_it_is():
+    """The public CD3 test set: operands in input, the target alone in output."""
+    from tasks import PUBLIC_TEST_SETS
+
+    task = load_task("countdown", n=3, path=PUBLIC_TEST_SETS["countdown-cd3"])
+    problems = task.problems("test")
+    assert len(problems) == 256
+    first = problems[0]  # {"input": "30,100,93", "output": "23"}
+    assert first.prompt == "30,100,93,23" and first.meta["numbers"] == (30, 100, 93) and first.meta["target"] == 23
+    assert first.reference == ""  # no reference solution, and it still verifies
+    solution = task.solve(first)
+    assert solution and task.verify(first, solution) and task.is_correct(first, solution)
+    assert not task.is_correct(first, "100-93=7,30-7=23x")
+    assert all(task.solve(p) is not None for p in problems[:40])
+    targets = [p.meta["target"] for p in problems]
+    assert min(targets) < 10 and max(p for q in problems for p in q.meta["numbers"]) == 100
+
+
+@pytest.mark.parametrize("lines,message", [
+    (['{"input": "30,100,93", "output": "23"}'], r"bad\.jsonl:1: 3 operands, but this task has n=4; load it with n=3"),
+    (['{"input": "1,2,3,4,10", "output": "1+2=3,3*3=9,9+4=13"}'], r"bad\.jsonl:1: .*valid solution"),
+    (['{"input": "30,100,93,7", "output": "23"}', '{"input": "1,2,3,4,10", "output": "1+2=3,3*3=9,9+1=10"}'],
+     r"bad\.jsonl:2: .*not a bare target.*one format"),
+    (['{"input": "1,2,3,4,10", "output": "1+2=3,3*3=9,9+1=10,1+1=2"}', '{"input": "1,2,3", "output": "6"}'],
+     r"bad\.jsonl:1: .*valid solution"),
+    (['{"input": "a,b,c", "output": "6"}'], r"bad\.jsonl:1: malformed countdown input"),
+    (['{"input": "1,2", "output": "3"}'], r"bad\.jsonl:1: 2 operands, but this task has n=4"),
+])
+def test_malformed_files_fail_in_one_line_naming_file_and_line(tmp_path, lines, message):
+    f = tmp_path / "bad.jsonl"
+    f.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=message) as err:
+        load_task("countdown", n=4, path=f).problems("test")
+    assert "\n" not in str(err.value)
+
+
+def test_both_formats_give_the_same_problem(tmp_path):
+    solution_file, target_file = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    solution_file.write_text(json.dumps(EXAMPLE) + "\n")
+    target_file.write_text(json.dumps({"input": "15,44,79", "output": "50"}) + "\n")
+    (a,), (b,) = (load_task("cd3", path=f).problems("test") for f in (solution_file, target_file))
+    assert (a.prompt, a.meta) == (b.prompt, b.meta) and a.reference == EXAMPLE["output"] and b.reference == ""

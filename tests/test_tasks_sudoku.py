@@ -105,3 +105,54 @@ def test_4x4_training_stream_starts_although_held_out_splits_use_every_grid():
     held = {p.prompt for split in ("test", "validation") for p in task.problems(split)}
     pairs = list(itertools.islice(task.train_examples(0), 200))
     assert len(pairs) == 200 and not any(p in held for p, _ in pairs)
+
+
+def test_public_4x4_csv_loads_and_any_valid_completion_is_correct():
+    """The public 4x4 test set (header Puzzle,Solution; 124 of 500 puzzles have several
+    solutions): a valid completion other than the listed one is correct, and the score
+    says whether it matches the listed one and its cell accuracy."""
+    from tasks import PUBLIC_TEST_SETS
+
+    task = load_task("sudoku", size=4, path=PUBLIC_TEST_SETS["sudoku-4x4"])
+    problems = task.problems("test")
+    assert len(problems) == 500 and all(p.meta["givens"] == 8 for p in problems)
+    several = [p for p in problems if count_solutions(p.prompt, 4, 2) == 2]
+    assert len(several) == 124
+    p = several[0]
+    other = next(g for g in _all_solutions(p.prompt) if g != p.reference)
+    assert task.is_correct(p, other) and task.verify(p, other)
+    score = task.score(p, other)
+    blanks = [i for i, ch in enumerate(p.prompt) if ch == "0"]
+    assert score["correct"] == 1.0 and score["matches_reference"] == 0.0
+    assert score["cell_accuracy"] == sum(other[i] == p.reference[i] for i in blanks) / len(blanks) < 1.0
+    assert task.score(p, p.reference) == {"correct": 1.0, "matches_reference": 1.0, "cell_accuracy": 1.0}
+    wrong = p.reference[:-1] + ("1" if p.reference[-1] != "1" else "2")
+    assert not task.is_correct(p, wrong) and task.score(p, "no grid") == {
+        "correct": 0.0, "matches_reference": 0.0, "cell_accuracy": 0.0}
+
+
+def _all_solutions(puzzle: str) -> list[str]:
+    """Every valid completion of a 4x4 puzzle, by brute force over the 288 grids' digits."""
+    import itertools
+
+    blanks = [i for i, ch in enumerate(puzzle) if ch == "0"]
+    out = []
+    for digits in itertools.product("1234", repeat=len(blanks)):
+        grid = list(puzzle)
+        for i, d in zip(blanks, digits):
+            grid[i] = d
+        grid = "".join(grid)
+        if is_valid_solution(grid, 4):
+            out.append(grid)
+    return out
+
+
+def test_csv_headers(tmp_path):
+    rows = "3102200002100320,3142243142131324\n"
+    for header in ("Puzzle,Solution", "quizzes,solutions", "puzzle,solution"):
+        f = tmp_path / "s.csv"
+        f.write_text(header + "\n" + rows)
+        assert load_task("sudoku", size=4, path=f).problems("test")[0].reference == "3142243142131324"
+    f.write_text("grid,answer\n" + rows)
+    with pytest.raises(ValueError, match=r"s\.csv:1: malformed csv: expected the header"):
+        load_task("sudoku", size=4, path=f).problems("test")
