@@ -174,4 +174,20 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu") -
     state = owned_fp32(state)
     model.load_state_dict(state, strict=True, assign=True)
     model = model.to(device).eval()
-    return Pretrained(model=model, tokenizer=tokenizer, meta=dict(config.get("meta") or {}), path=directory)
+    return Pretrained(model=model, tokenizer=tokenizer, meta=_meta(config, directory), path=directory)
+
+
+def _meta(config: dict, directory: Path) -> dict:
+    """The checkpoint's ``meta``, checked where the search reads it (one-line errors naming the file)."""
+    meta = config.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{directory / CONFIG}: \"meta\" must be a mapping, got {type(meta).__name__}")
+    task = meta.get("task")
+    if task is not None and not (isinstance(task, dict) and isinstance(task.get("options", {}), (dict, type(None)))):
+        raise CheckpointError(f"{directory / CONFIG}: \"meta.task\" must be a mapping like "
+                              f"{{\"name\": \"countdown\", \"options\": {{\"n\": 3}}}}, got {task!r:.60}")
+    steps = meta.get("sampling_steps")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise CheckpointError(f"{directory / CONFIG}: \"meta.sampling_steps\" must be a positive integer, "
+                              f"got {steps!r}")
+    return dict(meta)

@@ -58,6 +58,11 @@ class DiffusionModel:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def context_length(self) -> int:
+        """Longest prompt + completion the network was built for (tokens)."""
+        return int(self.model.config.max_length)
+
     def default_sampler(self) -> SamplerConfig:
         """The checkpoint's decoding (meta "sampler": method, block length, ...; ancestral
         when absent) at the step count it was trained or distilled for (meta "sampling_steps")."""

@@ -28,7 +28,7 @@ from .diffusion import SamplerConfig, fit_blocks
 from .hf.options import load_options_from_config
 from .loading import load_model
 from .machine import resolve_device
-from .search.engine import Search
+from .search.engine import Search, check_samples
 from .search.cascade import Cascade, Stage
 from .search.report import (format_summary, plot_accuracy, score_means, summarise, summarise_cascade,
                             summarise_stopped)
@@ -40,10 +40,11 @@ EXECUTORS = ("local", "ray")
 
 
 def _check(cfg: DictConfig) -> None:
-    if not isinstance(cfg.samples, int) or cfg.samples < 1:
-        raise ValueError(f"samples={cfg.samples!r} must be a positive integer")
-    if cfg.limit is not None and (not isinstance(cfg.limit, int) or cfg.limit < 0):
-        raise ValueError(f"limit={cfg.limit!r} must be a non-negative integer or null")
+    check_samples(cfg.samples)
+    if cfg.limit is not None and (not is_positive_int(cfg.limit)):
+        raise ValueError(f"limit={cfg.limit!r} must be a positive integer, or null for every problem")
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
+        raise ValueError(f"seed={cfg.seed!r} must be an integer")
     if cfg.executor not in EXECUTORS:
         raise ValueError(f"executor={cfg.executor!r} is unknown; use one of {', '.join(EXECUTORS)}")
     if not isinstance(cfg.workers, int) or cfg.workers < 1:
@@ -91,6 +92,9 @@ def fallback_stage(cfg: DictConfig) -> dict | None:
 def _check_model_task(model, task, cfg: DictConfig) -> None:
     """A model trained for another task is an error; other task options only warn."""
     trained = model.meta.get("task") or {}
+    if not isinstance(trained, dict) or not isinstance(trained.get("options", {}), (dict, type(None))):
+        raise ValueError(f"model {model.name}: its meta.task must be a mapping like "
+                         f"{{'name': 'countdown', 'options': {{'n': 3}}}}, got {trained!r:.80}; fix its config.json")
     if trained.get("name") and trained["name"] != task.name:
         raise ValueError(f"model {model.name} was trained for task {trained['name']!r}, not {task.name!r}; "
                          f"pass a {task.name} model with model=")
@@ -165,7 +169,11 @@ def run(cfg: DictConfig) -> dict:
 
     bar = tqdm(total=len(problems), initial=len(problems) - len(todo), desc=f"{task.name} x{cfg.samples}",
                unit="problem", disable=not cfg.progress, dynamic_ncols=True)
+    if store.resumed:
+        print(f"resuming {cfg.output_dir}: {len(problems) - len(todo)} of {len(problems)} problems already done",
+              file=sys.stderr)
     start = time.perf_counter()
+    store.start_clock()
     done_samples = 0
 
     def on_result(result) -> None:
@@ -198,7 +206,7 @@ def run(cfg: DictConfig) -> dict:
                                             "round_size": fallback["round_size"], **rule}],
                                    problems=todo, workers=cfg.workers, ray_cfg=cfg.ray, on_result=on_result)
     bar.close()
-    store.add_wall(time.perf_counter() - start)
+    store.stop_clock()
 
     results = store.ordered([p.id for p in problems])
     metrics = {

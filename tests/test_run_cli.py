@@ -6,6 +6,7 @@ import json
 import pytest
 
 from sdtt_search import run as run_module
+from sdtt_search.cli import compose
 from sdtt_search.search.engine import Search
 from search_fixtures import tiny_ckpt  # noqa: F401 - pytest fixture
 
@@ -122,6 +123,12 @@ def test_rerun_with_other_samples_is_one_line_error(full_run, tiny_ckpt, capsys)
     ("sampler.window=2", "remasking=prefix"),  # the tiny student decodes ancestrally
     ("sampler.window=0", "sampler.window"),
     ("sampler.stratify=13", "sampler.stratify"),
+    ("seed=abc", "seed='abc' must be an integer"),
+    ("sampler.temperature=nan", "sampler.temperature=nan must be a finite number"),
+    ("sampler.temperature=inf", "sampler.temperature=inf must be a finite number"),
+    ("sampler.head_tokens=2 sampler.head_temperature=inf", "sampler.head_temperature=inf"),
+    ("limit=0", "limit=0 must be a positive integer"),
+    ("samples=100000000000", "samples=100000000000 is over 100000 per problem"),
 ])
 def test_bad_overrides_are_one_line_errors(override, needle, tiny_ckpt, tmp_path, capsys):  # noqa: F811
     assert run_module.main(_args(tiny_ckpt, tmp_path / "out", "progress=false", *override.split())) == 2
@@ -371,3 +378,122 @@ def test_a_majority_cascade_from_the_command_line_passes_on_the_unsure_problems(
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["stages"][1]["reached"] == pytest.approx(sum(reached) / LIMIT)
     assert [s["on"] for s in metrics["stages"]] == ["majority", "majority"] and "majority" in metrics["accuracy"]
+
+
+def test_output_dir_that_is_a_file_or_unwritable_is_a_one_line_error(tiny_ckpt, tmp_path, capsys):  # noqa: F811
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    assert run_module.main(_args(tiny_ckpt, afile, "progress=false")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"output_dir={afile} is a file" in err and afile.read_text() == "keep me"
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if (locked / "probe").parent.stat().st_mode & 0o200 or __import__("os").geteuid() == 0:
+            target = afile / "sub"  # root may write anywhere: a path under a file cannot be made by anyone
+        else:
+            target = locked / "out"
+        assert run_module.main(_args(tiny_ckpt, target, "progress=false")) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"output_dir={target}" in err
+    finally:
+        locked.chmod(0o700)
+
+
+def test_broken_checkpoint_meta_is_a_one_line_error_naming_the_file(tiny_ckpt, tmp_path, capsys):  # noqa: F811
+    import shutil
+
+    for meta_change, needle in ((lambda c: c.update(meta=5), '"meta" must be a mapping'),
+                                (lambda c: c["meta"].update(task="countdown"), '"meta.task" must be a mapping'),
+                                (lambda c: c["meta"].update(sampling_steps=-1), '"meta.sampling_steps"')):
+        ckpt = tmp_path / "ckpt"
+        shutil.rmtree(ckpt, ignore_errors=True)
+        shutil.copytree(tiny_ckpt, ckpt)
+        config = json.loads((ckpt / "config.json").read_text())
+        meta_change(config)
+        (ckpt / "config.json").write_text(json.dumps(config))
+        assert run_module.main(_args(ckpt, tmp_path / "out", "progress=false")) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and err.count("\n") == 1 and needle in err and str(ckpt / "config.json") in err
+
+
+def test_a_prompt_longer_than_the_context_is_refused_unread(tiny_ckpt, tmp_path, capsys):  # noqa: F811
+    big = tmp_path / "big.jsonl"
+    big.write_text(json.dumps({"input": "1" * 17 + ",2,3,4,10", "output": ""}) + "\n")
+    huge = tmp_path / "huge.jsonl"
+    huge.write_text(json.dumps({"input": ",".join(["12"] * 3) + ",10", "output": ""}) + "\n")
+    from sdtt_search.search.engine import check_prompt
+
+    class Model:
+        name, context_length = "m", 128
+
+        class tokenizer:  # noqa: N801 - stands in for a tokenizer object
+            calls = 0
+
+            @classmethod
+            def encode(cls, text):
+                cls.calls += 1
+                return list(text)
+
+    with pytest.raises(ValueError, match=r"problem p1: its prompt has 50000000 characters, far more than the 116 "):
+        check_prompt(Model, "p1", "x" * 50_000_000, 12)
+    assert Model.tokenizer.calls == 0  # refused before tokenizing
+    with pytest.raises(ValueError, match=r"problem p2: its prompt has 117 tokens, more than the 116 model m has"):
+        check_prompt(Model, "p2", "x" * 117, 12)
+    check_prompt(Model, "p3", "x" * 116, 12)
+
+
+def test_nan_scores_are_written_as_json_null_with_a_warning(tiny_ckpt, tmp_path, monkeypatch, capsys):  # noqa: F811
+    original = Search._score
+
+    def nan_score(self, *args):
+        candidate = original(self, *args)
+        candidate.score = float("nan")
+        return candidate
+
+    monkeypatch.setattr(Search, "_score", nan_score)
+    assert run_module.main(_args(tiny_ckpt, tmp_path, "progress=false", "limit=2")) == 0
+    assert "not finite numbers" in capsys.readouterr().err
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    records = [json.loads(line, parse_constant=lambda c: pytest.fail(f"results.jsonl holds {c}")) for line in lines]
+    assert all(c["score"] is None for r in records for c in r["candidates"])
+    json.loads((tmp_path / "metrics.json").read_text(), parse_constant=lambda c: pytest.fail(f"metrics.json holds {c}"))
+
+
+def test_throughput_after_a_kill_counts_the_time_of_the_killed_run(tiny_ckpt, tmp_path, monkeypatch):  # noqa: F811
+    """The sampling time is saved with every results line, so a run killed after some
+    problems and resumed reports the time both runs spent (not the resumed part's alone)."""
+    import time
+
+    original = Search.generate_problems
+
+    def slow(self, problems, n):
+        time.sleep(0.3)
+        return original(self, problems, n)
+
+    monkeypatch.setattr(Search, "generate_problems", slow)
+    out = tmp_path / "run"
+
+    class Killed(Exception):
+        pass
+
+    from sdtt_search.search.store import ResultStore
+
+    add = ResultStore.add
+
+    def add_then_die(self, result):
+        add(self, result)
+        if len(self.results) == 4:
+            raise Killed  # killed right after the 4th line: its time must already be on disk
+
+    monkeypatch.setattr(ResultStore, "add", add_then_die)
+    with pytest.raises(Killed):
+        run_module.run(compose("run", _args(tiny_ckpt, out, "progress=false")))
+    first = json.loads((out / "run_state.json").read_text())["wall_s"]
+    assert first >= 2 * 0.3  # two batches of two problems
+    monkeypatch.setattr(ResultStore, "add", add)
+    assert run_module.main(_args(tiny_ckpt, out, "progress=false")) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["wall_s"] >= first + 0.3 and metrics["wall_s"] < first + 30
+    assert metrics["throughput"]["samples_per_s"] <= LIMIT * SAMPLES / (3 * 0.3)

@@ -23,12 +23,15 @@ class ARModel:
 
     kind = "ar"
 
-    def __init__(self, backend, tokenizer, meta: dict, name: str, num_parameters: int | None = None):
+    def __init__(self, backend, tokenizer, meta: dict, name: str, num_parameters: int | None = None,
+                 context_length: int | None = None):
         self.backend = backend
         self.tokenizer = tokenizer
         self.meta = dict(meta)
         self.name = name
         self.num_parameters = num_parameters
+        #: longest prompt + completion the network was built for (tokens); None: unknown
+        self.context_length = context_length
 
     @property
     def backend_name(self) -> str:
@@ -88,11 +91,11 @@ def load_ar_model(directory: str | Path, *, name: str, device: torch.device, bac
     sidecar = read_sidecar(directory)
     tokenizer = load_ar_tokenizer(directory)
     chosen = resolve_backend(backend)
+    max_len = int((sidecar.get("model") or {}).get("max_length", 2048))
     if chosen == "vllm":
-        max_len = int((sidecar.get("model") or {}).get("max_length", 2048))
         engine = VLLMBackend(directory, eos_id=tokenizer.eos_id, device=device, max_model_len=max_len, **engine_kwargs)
     else:
         engine = TransformersBackend.from_directory(directory, pad_id=tokenizer.pad_id, eos_id=tokenizer.eos_id,
                                                     device=device)
     return ARModel(engine, tokenizer, dict(sidecar.get("meta") or {}), name=name,
-                   num_parameters=_count_parameters(directory))
+                   num_parameters=_count_parameters(directory), context_length=max_len)

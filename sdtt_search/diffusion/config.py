@@ -1,6 +1,8 @@
 """User-facing sampler settings (kept as plain as vLLM's ``SamplingParams``)."""
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -107,8 +109,9 @@ class SamplerConfig:
             raise ValueError(f"sampler.method={self.method!r} is unknown; use one of {', '.join(METHODS)}")
         if not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"sampler.steps={self.steps!r} must be a positive integer")
-        if self.temperature < 0:
-            raise ValueError(f"sampler.temperature={self.temperature!r} must be >= 0 (0 = greedy)")
+        if (isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float))
+                or not math.isfinite(self.temperature) or self.temperature < 0):
+            raise ValueError(f"sampler.temperature={self.temperature!r} must be a finite number >= 0 (0 = greedy)")
         if self.gen_length is not None and self.gen_length < 1:
             raise ValueError(f"sampler.gen_length={self.gen_length!r} must be a positive integer or null")
         if self.block_length is not None and self.block_length < 1:
@@ -125,8 +128,10 @@ class SamplerConfig:
             raise ValueError(f"sampler.head_tokens={self.head_tokens!r} must be a non-negative integer (0 = off)")
         if self.head_temperature is not None and (isinstance(self.head_temperature, bool)
                                                   or not isinstance(self.head_temperature, (int, float))
+                                                  or not math.isfinite(self.head_temperature)
                                                   or self.head_temperature < 0):
-            raise ValueError(f"sampler.head_temperature={self.head_temperature!r} must be >= 0 (0 = greedy) or null")
+            raise ValueError(f"sampler.head_temperature={self.head_temperature!r} must be a finite number >= 0 "
+                             "(0 = greedy) or null")
         if self.head_tokens and self.head_temperature is None:
             raise ValueError(f"sampler.head_tokens={self.head_tokens} needs sampler.head_temperature (the temperature "
                              "of those tokens)")

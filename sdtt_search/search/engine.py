@@ -25,6 +25,42 @@ from .select import SELECTORS, RewardFn
 from .stopping import StopRule
 
 
+#: most candidates one problem may ask for: a problem's candidates are held in memory
+#: (about a kilobyte each) and written as one results line
+MAX_SAMPLES = 100_000
+#: characters per token no tokenizer exceeds in practice: a longer prompt is refused unread
+MAX_CHARS_PER_TOKEN = 64
+
+
+def check_samples(n: int) -> None:
+    """A one-line error for a sample count that is not a count or would not fit in memory."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"samples={n!r} must be a positive integer")
+    if n > MAX_SAMPLES:
+        raise ValueError(f"samples={n} is over {MAX_SAMPLES} per problem: a problem's candidates are held in memory "
+                         "and written as one line; run several searches with different seeds instead")
+
+
+def check_prompt(model, problem_id: str, prompt: str, gen_length: int) -> None:
+    """A one-line error when a prompt cannot fit the model's context (``model.context_length``
+    tokens, if the model says), checked on characters before any tokenizing."""
+    context = getattr(model, "context_length", None)
+    if not context:
+        return
+    room = int(context) - int(gen_length or 0)
+    if len(prompt) > MAX_CHARS_PER_TOKEN * max(room, 1):
+        raise ValueError(f"problem {problem_id}: its prompt has {len(prompt)} characters, far more than the "
+                         f"{room} tokens model {getattr(model, 'name', '')} has for a prompt ({context} context - "
+                         f"{gen_length} generated)")
+    encode = getattr(getattr(model, "tokenizer", None), "encode", None)
+    if callable(encode):
+        tokens = len(encode(prompt))
+        if tokens > room:
+            raise ValueError(f"problem {problem_id}: its prompt has {tokens} tokens, more than the {room} model "
+                             f"{getattr(model, 'name', '')} has for a prompt ({context} context - {gen_length} "
+                             "generated); shorten the prompt (fewer shots) or use a model with a longer context")
+
+
 def candidate_seed(seed: int, problem_id: str, index: int) -> int:
     """63-bit seed of candidate ``index`` of a problem (stable across runs and machines)."""
     digest = hashlib.blake2b(f"{seed}|{problem_id}|{index}".encode(), digest_size=8).digest()
@@ -102,8 +138,7 @@ class Search:
 
         Returns one ``ProblemResult`` per problem, in order.
         """
-        if n < 1:
-            raise ValueError(f"samples={n} must be a positive integer")
+        check_samples(n)
         drawn = self._draw(problems, [(p, i) for p in range(len(problems)) for i in range(n)])
         return self._results(problems, drawn, self._score_rows(problems, drawn))
 
@@ -124,8 +159,7 @@ class Search:
         (``ProblemResult.candidates`` holds as many as were drawn).
         """
         rule.check(self.task)
-        if not isinstance(max_samples, int) or max_samples < 1:
-            raise ValueError(f"samples={max_samples!r} must be a positive integer")
+        check_samples(max_samples)
         drawn: dict[tuple[int, int], tuple] = {}
         scored: dict[tuple[int, int], Candidate] = {}
         open_, lo = list(range(len(problems))), 0
@@ -143,6 +177,9 @@ class Search:
         rows per call: {(p, i): (text, logprobs, positions, nfe share, seconds share)}
         (each call's network calls and time are shared out over its rows)."""
         prompts = [self.task.format_prompt(p) for p in problems]
+        gen_length = self.sampler.gen_length or getattr(self.model, "gen_length", 0)
+        for p in sorted({p for p, _ in rows}):
+            check_prompt(self.model, problems[p].id, prompts[p], gen_length)
         out_rows: dict[tuple[int, int], tuple] = {}
         for lo in range(0, len(rows), self.batch_size):
             chunk = rows[lo : lo + self.batch_size]
@@ -187,8 +224,7 @@ class Search:
 
     def problems_per_batch(self, n: int) -> int:
         """How many problems share one batch of ``batch_size`` rows."""
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"samples={n!r} must be a positive integer")
+        check_samples(n)
         return max(1, self.batch_size // n)
 
     def iter_results(self, problems: Sequence, n: int, *, stop: StopRule | None = None) -> Iterable[ProblemResult]:

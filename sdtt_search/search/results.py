@@ -1,6 +1,7 @@
 """What a search produces: candidates per problem and the selections made."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -44,10 +45,17 @@ class ProblemResult:
     stage_seconds: list[float] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """A JSON-safe dict: a score that is not a finite number is written as null."""
+        data = asdict(self)
+        for c in data["candidates"]:
+            for key in ("score", "reward"):
+                if isinstance(c[key], float) and not math.isfinite(c[key]):
+                    c[key] = None
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ProblemResult":
         data = dict(data)
-        data["candidates"] = [Candidate(**c) for c in data["candidates"]]
+        data["candidates"] = [Candidate(**{**c, "score": float("-inf") if c.get("score") is None else c["score"]})
+                              for c in data["candidates"]]
         return cls(**data)

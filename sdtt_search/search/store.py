@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import json
+import math
+import os
+import sys
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -17,18 +21,31 @@ class ResultStore:
 
     A rerun with the same ``output_dir`` skips the problems already there. A line
     cut short by a kill is dropped (and rewritten on resume), so nothing is lost
-    and no problem is counted twice.
+    and no problem is counted twice. The sampling time spent is saved with every
+    line (``run_state.json``), so a run killed and resumed reports true throughput.
     """
 
     def __init__(self, output_dir: str | Path, config: dict, resume_keys: Iterable[str]):
         self.dir = Path(output_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        if self.dir.exists() and not self.dir.is_dir():
+            raise ValueError(f"output_dir={self.dir} is a file, not a directory; pass a directory")
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            probe = self.dir / ".write_test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as err:
+            raise ValueError(f"output_dir={self.dir} cannot be written ({err.strerror or err}); "
+                             "pass a writable directory") from None
         self.path = self.dir / RESULTS
         self.config = config
         self._check_config(list(resume_keys))
         self.results: dict[str, ProblemResult] = {}
         self._load()
-        self.wall_s = self._read_state().get("wall_s", 0.0)
+        self.wall_s = float(self._read_state().get("wall_s", 0.0))
+        self._clock: tuple[float, float] | None = None  # (perf_counter at start, wall_s then)
+        self.resumed = len(self.results)  # problems already done when this run started
+        self._nan_warned = False
 
     def _check_config(self, keys: list[str]) -> None:
         path = self.dir / RUN_CONFIG
@@ -61,22 +78,55 @@ class ResultStore:
 
     def _read_state(self) -> dict:
         path = self.dir / RUN_STATE
-        return json.loads(path.read_text()) if path.exists() else {}
+        try:
+            state = json.loads(path.read_text()) if path.exists() else {}
+        except (OSError, json.JSONDecodeError):
+            return {}  # a state torn by a kill: the time of that run is lost, nothing else
+        return state if isinstance(state, dict) else {}
 
     def done(self, problem_id: str) -> bool:
         return problem_id in self.results
 
+    def start_clock(self) -> None:
+        """Start counting this run's sampling time (added to what earlier runs spent)."""
+        self._clock = (time.perf_counter(), self.wall_s)
+
+    def _tick(self) -> None:
+        if self._clock is not None:
+            started, before = self._clock
+            self.wall_s = before + time.perf_counter() - started
+            tmp = self.dir / (RUN_STATE + ".tmp")
+            tmp.write_text(json.dumps({"wall_s": self.wall_s}))
+            os.replace(tmp, self.dir / RUN_STATE)
+
+    def stop_clock(self) -> None:
+        """Save the time spent so far and stop counting."""
+        self._tick()
+        self._clock = None
+
     def add(self, result: ProblemResult) -> None:
         if result.id in self.results:
             return
+        self._finite_scores(result)
         self.results[result.id] = result
         with open(self.path, "a") as f:
-            f.write(json.dumps(result.to_json()) + "\n")
+            f.write(json.dumps(result.to_json(), allow_nan=False, default=str) + "\n")
             f.flush()
+        self._tick()
 
-    def add_wall(self, seconds: float) -> None:
-        self.wall_s += seconds
-        (self.dir / RUN_STATE).write_text(json.dumps({"wall_s": self.wall_s}))
+    def _finite_scores(self, result: ProblemResult) -> None:
+        """A NaN or infinite log-probability (broken weights) is kept as -inf in memory
+        (ranked last by confidence) and written as null: results.jsonl stays JSON."""
+        bad = 0
+        for c in result.candidates:
+            if not math.isfinite(c.score):
+                c.score, bad = float("-inf"), bad + 1
+            if c.reward is not None and not math.isfinite(c.reward):
+                c.reward, bad = float("-inf"), bad + 1
+        if bad and not self._nan_warned:
+            self._nan_warned = True
+            print(f"warning: {result.id}: {bad} candidate scores are not finite numbers (NaN or infinite "
+                  "log-probabilities: check the model's weights); written as null", file=sys.stderr)
 
     def ordered(self, ids: Iterable[str]) -> list[ProblemResult]:
         return [self.results[i] for i in ids if i in self.results]
