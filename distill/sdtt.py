@@ -3,12 +3,16 @@
     python -m distill.sdtt teacher=runs/pretrain-countdown/checkpoint min_steps=4
 
 Round r trains a student (initialised from the teacher) so that one of its
-ancestral steps of size 2 dt matches two teacher steps of size dt (Algorithm 1 of
-the paper), with dt = 1 / teacher_steps. At each round boundary the student's
-step count is halved and the student becomes the teacher; the optimiser and the
-EMA carry on (spec §B5). Each round writes a checkpoint whose meta records its
-sampling steps, and a row of ``rounds.json`` with pass@1 of the student at its
-steps next to the original teacher's at its full steps.
+ancestral steps of size 2 dt matches two teacher steps of size dt, with
+dt = 1 / teacher_steps: the positions are revealed alike (2 dt / t each), and the
+student's predictions are fit to Algorithm 1's target (``target=paper``, the
+paper's approximation of the two steps' token law) or to one whose mean is that
+law exactly (``target=marginal``); see ``sdtt_math.teacher_targets``. At each
+round boundary the student's step count is halved and the student becomes the
+teacher; the optimiser and the EMA carry on (spec §B5). Each round writes a
+checkpoint whose meta records its sampling steps, and a row of ``rounds.json``
+with pass@1 of the student at its steps next to the original teacher's at its
+full steps.
 """
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ from sdtt_search.zoo import resolve_model_path
 from .distributed import DistContext
 from .evaluate import evaluate_task
 from .lora import SharedWeightsTeacher
-from .sdtt_math import DIVERGENCES, RoundPlan, divergence, teacher_targets
+from .sdtt_math import DIVERGENCES, TARGETS, RoundPlan, divergence, teacher_targets
 from .setup import build_task, eval_problems, make_stream, resolve_device, to_dict
 from .trainer import TrainConfig, Trainer
 
@@ -119,7 +123,8 @@ def causal_tail_targets(teacher, x: torch.Tensor, tail: torch.Tensor, attention_
 
 def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: float, conditional: bool,
                  semi_ar: float = 0.0, block: int | None = None, temperature: float = 1.0,
-                 layout: str = "blocks", tail_reveal: float = 0.0, noise_input: bool = False):
+                 layout: str = "blocks", tail_reveal: float = 0.0, noise_input: bool = False,
+                 target: str = "paper"):
     """Draw t and z_t for a batch and the teacher's two-step targets.
 
     Returns (z [B, L], t [B], target log-probs [B, L, V], scored [B, L] bool: the
@@ -134,6 +139,12 @@ def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: flo
     against those two steps' log-probs (the same one-vs-two-steps target as Algorithm
     1, with the sampler's left-to-right order in place of random reveals).
     ``temperature``: the teacher samples and scores at it (``teacher_targets``).
+
+    ``target``: ``paper`` (Algorithm 1: each position takes the log-probs of the
+    teacher step that revealed it, the last step's if none did; its mean is the
+    two-step token law only where reveals are ordered or t <= 2 dt) or ``marginal``
+    (its mean is that law exactly; fit with ``fkl``); ``teacher_targets`` says what
+    each is. The ordered layouts (block-wise rows, tails) give both the same targets.
 
     ``layout="tail"`` (every row, semi_ar=1): the student decodes a whole tail in one
     step, as a budgeted threshold sampler's calls do (``tail_layout``), and its teacher
@@ -154,6 +165,10 @@ def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: flo
     a function of the prefix and u: a student that sees u can match it exactly in one
     call, which a per-column student cannot (it can only reach the average over u).
     """
+    if target not in TARGETS:
+        raise ValueError(f"target={target!r} is unknown; use paper (SDTT's Algorithm 1) or marginal (the teacher's "
+                         "exact two-step marginal)")
+    target_kind = target
     if layout == "tail":
         if semi_ar != 1.0 or not conditional:
             raise ValueError("layout=tail lays out every row as a left-to-right sampler does: set semi_ar=1.0 "
@@ -179,7 +194,7 @@ def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: flo
             target, path = teacher_targets(teacher, z, t, dt, mask_id=mask_id, attention_mask=batch.attention_mask,
                                            n_steps=len(order), eps=eps, generator=generator, frozen=tail,
                                            ordered=tuple(order), temperature=temperature, gen_start=gen_start,
-                                           return_tokens=True)
+                                           return_tokens=True, target=target_kind)
         rate = uniform(batch.x.shape[0], generator, batch.x.device)[:, None] * tail_reveal
         shown = tail & ~order[0] & (uniform(batch.x.shape, generator, batch.x.device) < rate)
         z = torch.where(shown, path, z)
@@ -196,7 +211,8 @@ def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: flo
     z = mask_tokens(batch.x, LogLinearSchedule().move_chance(t), maskable, mask_id, generator)
     if semi_ar <= 0.0:
         target = teacher_targets(teacher, z, t, dt, mask_id=mask_id, attention_mask=batch.attention_mask,
-                                 eps=eps, generator=generator, temperature=temperature, gen_start=gen_start)
+                                 eps=eps, generator=generator, temperature=temperature, gen_start=gen_start,
+                                 target=target_kind)
         return z, t, target, z == mask_id
     if not block:
         raise ValueError("semi_ar > 0 needs the student's block length (eval.block_length or the teacher's recorded one)")
@@ -206,7 +222,8 @@ def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: flo
     z = torch.where(first | second | future, torch.full_like(z, mask_id), z)
     target = teacher_targets(teacher, z, t, dt, mask_id=mask_id, attention_mask=batch.attention_mask,
                              eps=eps, generator=generator, frozen=future | first | second,
-                             ordered=(first, second), temperature=temperature, gen_start=gen_start)
+                             ordered=(first, second), temperature=temperature, gen_start=gen_start,
+                             target=target_kind)
     scored = torch.where(rows[:, None], first | second, z == mask_id)
     return z, t, target, scored
 
@@ -263,15 +280,16 @@ def sdtt_loss(student, teacher, batch, generator, *, dt: float, mask_id: int, ki
               eps: float, precision: int, conditional: bool, semi_ar: float = 0.0,
               block: int | None = None, temperature: float = 1.0, layout: str = "blocks",
               tail_reveal: float = 0.0, noise_input: bool = False, on_policy: bool = False,
-              first_column_weight: float = 0.0) -> "SDTTLoss":
+              first_column_weight: float = 0.0, target: str = "paper") -> "SDTTLoss":
     """One SDTT loss evaluation: fresh z_t, teacher targets, student divergence.
     ``on_policy`` (with ``noise_input``): targets along the student's own draws
-    (``own_draw_targets``). ``first_column_weight``: see ``student_divergence``."""
+    (``own_draw_targets``). ``first_column_weight``: see ``student_divergence``.
+    ``target``: paper | marginal, see ``sdtt_targets``."""
     if on_policy and not noise_input:
         raise ValueError("on_policy=true scores a noise-conditioned student's own draws: set noise_input=true")
     out = sdtt_targets(teacher, batch, generator, dt=dt, mask_id=mask_id, eps=eps, conditional=conditional,
                        semi_ar=semi_ar, block=block, temperature=temperature, layout=layout, tail_reveal=tail_reveal,
-                       noise_input=noise_input)
+                       noise_input=noise_input, target=target)
     z, t, target, scored = out[:4]
     if on_policy:
         target = own_draw_targets(student, teacher, z, scored, out[4], batch.attention_mask, mask_id=mask_id,
@@ -294,6 +312,10 @@ def run(cfg: DictConfig) -> list[dict]:
         raise ValueError(f"divergence={cfg.divergence!r} is unknown; use one of {', '.join(DIVERGENCES)}")
     if int(cfg.loss_precision) not in (32, 64):
         raise ValueError(f"loss_precision={cfg.loss_precision!r} must be 32 or 64")
+    target = str(cfg.get("target", "paper"))
+    if target not in TARGETS:
+        raise ValueError(f"target={target!r} is unknown; use paper (SDTT's Algorithm 1) or marginal (the teacher's "
+                         "exact two-step marginal, with divergence=fkl)")
     for key in ("teacher_temperature", "round_temperature"):
         if not float(cfg[key]) > 0:
             raise ValueError(f"{key}={cfg[key]!r} must be > 0 (1.0 = the teacher's own distribution)")
@@ -395,7 +417,7 @@ def run(cfg: DictConfig) -> list[dict]:
                          conditional=cfg.conditional, semi_ar=float(cfg.semi_ar), block=student_blocks[r],
                          temperature=float(cfg.teacher_temperature if r == 0 else cfg.round_temperature),
                          layout=layout, tail_reveal=float(cfg.get("tail_reveal", 0.0)), noise_input=noise_input,
-                         on_policy=on_policy, first_column_weight=first_column_weight)
+                         on_policy=on_policy, first_column_weight=first_column_weight, target=target)
 
     rounds_path = out_dir / "rounds.json"
     table = json.loads(rounds_path.read_text()) if rounds_path.exists() else {"teacher": None, "rounds": {}}
@@ -434,6 +456,7 @@ def run(cfg: DictConfig) -> list[dict]:
             # the decoding the rounds were evaluated with (blocks as the teacher's; load widens them)
             decoding = {k: v for k, v in sampler(plan.teacher_steps, student=tail).to_dict().items() if k != "steps"}
             ckpt_meta = {**meta, "sampling_steps": steps, "sampler": decoding, "sdtt": {"round": r + 1, "divergence": cfg.divergence,
+                         "target": target,
                          "teacher": str(cfg.teacher), "teacher_steps": plan.teacher_steps, "train_step": trainer.step,
                          "student_init": str(cfg.student_init) if cfg.student_init else None,
                          "semi_ar": float(cfg.semi_ar), "block_causal": bool(cfg.block_causal), "layout": layout,
