@@ -66,6 +66,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from sdtt_search.cli import task_from_config
+from sdtt_search.fingerprint import model_fingerprint
 from sdtt_search.diffusion import SamplerConfig
 from sdtt_search.loading import load_ar_as_denoiser, load_model
 from sdtt_search.machine import describe
@@ -1235,7 +1236,12 @@ def run(args: argparse.Namespace) -> dict:
     for name, model in models.items():
         start = time.perf_counter()
         saved = reused_search(reused, name)
+        fingerprint = model_fingerprint(name.partition(":")[0])
+        if saved is not None and saved.get("fingerprint") not in (None, fingerprint):
+            raise SystemExit(f"--accuracy-from: the saved accuracy run of {name} is of other weights (fingerprint "
+                             f"{saved['fingerprint']}, this model's {fingerprint}); run without --accuracy-from")
         info = measure(model, name, args, task, problems, saved)
+        info["search"]["fingerprint"] = fingerprint
         report["models"][name] = info
         s = info["search"]
         print(f"{name}: pass@1 {s['pass@1']:.3f}, verified@{args.samples} {s['verified@N']:.3f} "

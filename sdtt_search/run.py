@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from .checks import is_positive_int
 from .cli import cli_main, task_from_config
 from .diffusion import SamplerConfig, fit_blocks
+from .fingerprint import model_fingerprint
 from .hf.options import load_options_from_config
 from .loading import load_model
 from .machine import resolve_device
@@ -151,13 +152,18 @@ def run(cfg: DictConfig) -> dict:
         _check_model_task(fallback_model, task, cfg)
         fallback["sampler"] = sampler_from(cfg, fallback_model, "fallback.sampler").to_dict()
     problems = task.problems(split=cfg.split, limit=cfg.limit)
+    fingerprints = {"model_fingerprint": model_fingerprint(model_name)}
+    if fallback is not None:
+        fingerprints["fallback_fingerprint"] = model_fingerprint(fallback["model"])
     run_config = {
+        **fingerprints,
         "task": OmegaConf.to_container(cfg.task, resolve=True), "model": str(model_name), "samples": cfg.samples,
         "seed": cfg.seed, "split": cfg.split, "sampler": sampler.to_dict(), "stop": None if stop is None else stop.to_dict(),
         "fallback": fallback,
     }
     store = ResultStore(cfg.output_dir, run_config,
-                        resume_keys=["task", "model", "samples", "seed", "split", "sampler", "stop", "fallback"])
+                        resume_keys=["task", "model", "samples", "seed", "split", "sampler", "stop", "fallback",
+                                     *fingerprints])
     todo = [p for p in problems if not store.done(p.id)]
     search = Search(model, task, sampler, batch_size=cfg.batch_size, seed=cfg.seed)
     cascade = None

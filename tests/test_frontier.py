@@ -484,6 +484,13 @@ def test_frontier_smoke_run_writes_json_png_and_checks_targets(tmp_path, monkeyp
         assert frontier.verified_counts(mine["per_problem"]) == frontier.verified_counts(theirs["per_problem"])
     with pytest.raises(SystemExit, match="same --problems"):
         frontier.run(frontier.parse([*again_args[:6], "2", *again_args[7:]]))  # 2 problems, not 3
+    # a saved run of other weights under the same name (a retrained zoo model) is refused
+    tampered = json.loads((out / "frontier.json").read_text())
+    assert tampered["models"]["sudoku4-sdtt-2"]["search"]["fingerprint"]
+    tampered["models"]["sudoku4-sdtt-2"]["search"]["fingerprint"] = "0" * 16
+    (tmp_path / "tampered.json").write_text(json.dumps(tampered))
+    with pytest.raises(SystemExit, match="other weights"):
+        frontier.run(frontier.parse([*again_args[:-1], str(tmp_path / "tampered.json")]))
 
 
 def test_a_windowed_spec_reuses_its_unwindowed_twins_accuracy_run():

@@ -497,3 +497,29 @@ def test_throughput_after_a_kill_counts_the_time_of_the_killed_run(tiny_ckpt, tm
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["wall_s"] >= first + 0.3 and metrics["wall_s"] < first + 30
     assert metrics["throughput"]["samples_per_s"] <= LIMIT * SAMPLES / (3 * 0.3)
+
+
+def test_resume_refuses_results_of_other_weights_under_the_same_name(tiny_ckpt, tmp_path, capsys):  # noqa: F811
+    """A model is matched by its files' fingerprint, not its name: retrained weights
+    in the same directory cannot be mixed with the old weights' results."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_ckpt, ckpt)
+    out = tmp_path / "out"
+    assert run_module.main(_args(ckpt, out, "progress=false", "limit=2")) == 0
+    assert json.loads((out / "run_config.json").read_text())["model_fingerprint"]
+    state = load_file(str(ckpt / "model.safetensors"))
+    name = sorted(state)[0]
+    state[name] = state[name] + 1e-3  # "retrained": same name, same shapes, other weights
+    save_file(state, str(ckpt / "model.safetensors"), metadata={"format": "pt"})
+    assert run_module.main(_args(ckpt, out, "progress=false", "limit=4")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "results of other weights under the same model name" in err
+    # an older run's config without a fingerprint still resumes
+    config = json.loads((out / "run_config.json").read_text())
+    config.pop("model_fingerprint")
+    (out / "run_config.json").write_text(json.dumps(config))
+    assert run_module.main(_args(ckpt, out, "progress=false", "limit=2")) == 0

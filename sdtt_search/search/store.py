@@ -51,11 +51,15 @@ class ResultStore:
         path = self.dir / RUN_CONFIG
         if path.exists() and self.path.exists():
             old = json.loads(path.read_text())
-            diff = [k for k in keys if old.get(k) != self.config.get(k)]
+            # a fingerprint absent from an older run's config is unknown, not different
+            diff = [k for k in keys if old.get(k) != self.config.get(k)
+                    and not (k.endswith("fingerprint") and k not in old)]
             if diff:
                 k = diff[0]
+                what = ("results of other weights under the same model name" if k.endswith("fingerprint")
+                        else "results of another run")
                 raise ValueError(
-                    f"{self.dir} holds results of another run ({k}={old.get(k)!r}, now {self.config.get(k)!r}); "
+                    f"{self.dir} holds {what} ({k}={old.get(k)!r}, now {self.config.get(k)!r}); "
                     "use a new output_dir or delete the old one"
                 )
         path.write_text(json.dumps(self.config, indent=2, default=str))
