@@ -125,6 +125,7 @@ def _run_on_ray(cfg: DictConfig, configs: list[dict]) -> list[dict]:
     from ray.exceptions import RayTaskError
 
     from .search import ray_cluster
+    from .search.ray_executor import wait_one
 
     ray_cluster.connect(cfg.ray.address, dashboard=False, num_cpus=cfg.ray.num_cpus)
     try:
@@ -135,7 +136,8 @@ def _run_on_ray(cfg: DictConfig, configs: list[dict]) -> list[dict]:
         metrics: list = [None] * len(refs)
         pending = list(refs)
         while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
+            ready = wait_one(pending, cfg.ray.get("stall_timeout_s"))  # a lost node: one line, never a hang
+            pending = [ref for ref in pending if ref != ready[0]]
             i = index[ready[0]]
             try:
                 metrics[i] = ray.get(ready[0])

@@ -274,9 +274,9 @@ def test_worker_that_keeps_dying_gives_one_line_error(ray_session, tiny_checkpoi
     args = search_args(tiny_checkpoint, _test_die_once_file=str(marker))
     problems = load_task("countdown", n=3).problems(limit=2)
 
-    def touch_then_wait(refs, num_returns=1):  # re-arm the crash before every wait
+    def touch_then_wait(refs, num_returns=1, timeout=None):  # re-arm the crash before every wait
         marker.write_text("x")
-        return real_wait(refs, num_returns=num_returns)
+        return real_wait(refs, num_returns=num_returns, timeout=timeout)
 
     real_wait = ray.wait
     monkeypatch.setattr(ray_executor.ray, "wait", touch_then_wait)
@@ -317,3 +317,43 @@ def test_worker_that_cannot_start_gives_one_line_error(ray_session, tiny_checkpo
     with pytest.raises(RuntimeError) as err:
         run_on_ray(search_args=args, problems=problems, n=4, workers=1, ray_cfg=RAY_CFG, on_result=lambda r: None)
     assert "\n" not in str(err.value) and "failed to start" in str(err.value), err.value
+
+
+def test_a_lost_node_stops_the_run_with_one_line_error_and_leaves_no_session_dir(tiny_checkpoint):
+    """Killing the private cluster's raylet while chunks are in flight (the node is
+    gone) ends the run with a one-line error within seconds instead of waiting forever,
+    and the cluster's session directory is removed. In a subprocess: the kill takes
+    that process's cluster down, not this module's."""
+    import subprocess
+    import time
+
+    start = time.time()
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "ray_lost_node.py"), str(tiny_checkpoint)],
+                          capture_output=True, text=True, timeout=300, cwd=str(REPO / "tests"))
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(("RESULT", "SHUTDOWN"))]
+    assert lines and lines[0].startswith("RESULT error"), proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "lost its node" in lines[0] and "rerun with the same output_dir" in lines[0]
+    noticed = float(lines[0].split()[2])
+    assert noticed < 60, lines[0]  # health checks every second, 5 misses; the driver looks every 5 s
+    assert lines[-1] == "SHUTDOWN session_dir_left=False"
+    assert time.time() - start < 300
+
+
+def test_shutdown_removes_the_private_clusters_session_dir():
+    import subprocess
+
+    code = ("from sdtt_search.search import ray_cluster as c; c.connect(None, num_cpus=1); d = c._session_dir; "
+            "assert d is not None and d.is_dir() and d.name.startswith('session_'), d; c.shutdown(); "
+            "print('LEFT', d.exists())")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert "LEFT False" in proc.stdout, proc.stdout[-1000:] + proc.stderr[-1000:]
+
+
+def test_no_chunk_finishing_within_the_stall_timeout_is_a_one_line_error(ray_session, tiny_checkpoint, monkeypatch):
+    from sdtt_search.search import ray_executor
+
+    monkeypatch.setattr(ray_executor, "POLL_S", 0.01)
+    problems = load_task("countdown", n=3).problems("test", limit=4)
+    with pytest.raises(RuntimeError, match=r"no Ray search chunk finished in 0 s \(ray.stall_timeout_s=0.001\); rerun"):
+        run_on_ray(search_args=search_args(tiny_checkpoint), problems=problems, n=4, workers=1,
+                   ray_cfg={**RAY_CFG, "stall_timeout_s": 0.001}, on_result=lambda r: None)

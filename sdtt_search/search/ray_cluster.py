@@ -29,17 +29,28 @@ Token authentication stays as Ray sets it up for a new local cluster
 ``connect`` reuses an existing connection (``ray.is_initialized()``), so one
 cluster serves a whole run, and a pytest session can start it once in a
 fixture and every ``run_on_ray`` call reuses it.
+
+A private cluster's health checks run every second and a node that misses
+:data:`HEALTH_CHECK_FAILURES` of them is declared dead (Ray's defaults take about
+a minute), so a lost raylet is noticed within seconds (``alive``). ``shutdown``
+removes the session directory a private cluster left in Ray's temp folder.
 """
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import threading
+from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
+HEALTH_CHECK_PERIOD_MS = 1000
+HEALTH_CHECK_FAILURES = 5
 
 logger = logging.getLogger(__name__)
 
 _started_here = False  # whether the live connection is a private cluster that connect() started
+_session_dir: Path | None = None  # the private cluster's session directory, removed by shutdown()
 
 
 def connect(address: str | None, *, dashboard: bool = False, num_cpus: int | None = None) -> None:
@@ -52,7 +63,7 @@ def connect(address: str | None, *, dashboard: bool = False, num_cpus: int | Non
         dashboard: start the dashboard (private cluster only; 127.0.0.1).
         num_cpus: CPUs the private cluster offers (default: all cores).
     """
-    global _started_here
+    global _started_here, _session_dir
     import ray
 
     if ray.is_initialized():
@@ -82,6 +93,8 @@ def connect(address: str | None, *, dashboard: bool = False, num_cpus: int | Non
             dashboard_host=LOOPBACK,
             num_cpus=num_cpus,
             logging_level=logging.WARNING,
+            _system_config={"health_check_period_ms": HEALTH_CHECK_PERIOD_MS,
+                            "health_check_failure_threshold": HEALTH_CHECK_FAILURES},
         )
     except Exception as err:  # noqa: BLE001 - ray raises bare Exception for a missing dashboard
         if dashboard and "missing packages" in str(err):
@@ -90,6 +103,7 @@ def connect(address: str | None, *, dashboard: bool = False, num_cpus: int | Non
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = saved
     _started_here = True
+    _session_dir = _current_session_dir()
     node_ip = ray.util.get_node_ip_address()
     if node_ip != LOOPBACK:  # a Ray upgrade changed the mechanism: refuse to run exposed
         shutdown()
@@ -103,11 +117,46 @@ def started_here() -> bool:
     return _started_here and ray.is_initialized()
 
 
+def _current_session_dir() -> Path | None:
+    try:
+        from ray._private import worker
+
+        node = worker._global_node
+        return Path(node.get_session_dir_path()) if node is not None else None
+    except Exception:  # noqa: BLE001 - a private Ray API: without it the directory is left, nothing else
+        return None
+
+
+def alive(timeout_s: float = 30.0) -> bool:
+    """Whether the cluster still has a live node, asked in a thread that gives up after
+    ``timeout_s`` (a lost GCS would otherwise block the question itself)."""
+    import ray
+
+    answer: list[bool] = []
+
+    def ask() -> None:
+        try:
+            answer.append(any(node.get("Alive") for node in ray.nodes()))
+        except Exception:  # noqa: BLE001 - any failure to answer is a dead cluster
+            answer.append(False)
+
+    thread = threading.Thread(target=ask, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return bool(answer and answer[0])
+
+
 def shutdown() -> None:
-    """Disconnect from Ray (and stop the private cluster, if ``connect`` started one)."""
-    global _started_here
+    """Disconnect from Ray (and stop the private cluster, if ``connect`` started one,
+    removing the session directory it left in Ray's temp folder)."""
+    global _started_here, _session_dir
     import ray
 
     if ray.is_initialized():
         ray.shutdown()
-    _started_here = False
+    if _started_here and _session_dir is not None and _session_dir.name.startswith("session_"):
+        shutil.rmtree(_session_dir, ignore_errors=True)
+        latest = _session_dir.parent / "session_latest"
+        if latest.is_symlink() and not latest.exists():
+            latest.unlink(missing_ok=True)
+    _started_here, _session_dir = False, None

@@ -8,7 +8,10 @@ finish out of order). Candidates are seeded by (seed, problem id, index), so
 the results equal the local executor's.
 
 A worker that dies is replaced by a fresh actor and the chunks it held are
-resubmitted, each at most ``ray.max_retries`` times.
+resubmitted, each at most ``ray.max_retries`` times. Nothing waits forever: the
+driver looks up every :data:`POLL_S` seconds; a cluster with no live node left
+(a lost raylet) or no chunk finished for ``ray.stall_timeout_s`` seconds stops the
+run with a one-line error, and a rerun with the same ``output_dir`` resumes.
 """
 from __future__ import annotations
 
@@ -28,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 #: chunks queued per worker: one running, one waiting, so a worker never idles on a round trip
 CHUNKS_IN_FLIGHT = 2
+#: seconds between the driver's looks at a silent cluster
+POLL_S = 5.0
 
 
 def _problems_per_batch(batch_size: int, n: int) -> int:
@@ -131,7 +136,8 @@ def run_on_ray(*, search_args: dict, problems: list, n: int, workers: int, ray_c
     if not problems:
         return
     with _cluster(ray_cfg):
-        _run(search_args, problems, n, workers, int(_cfg(ray_cfg, "max_retries", 3)), on_result, stop)
+        _run(search_args, problems, n, workers, int(_cfg(ray_cfg, "max_retries", 3)), on_result, stop,
+             float(_cfg(ray_cfg, "stall_timeout_s", 1800)))
 
 
 @contextmanager
@@ -183,8 +189,27 @@ def run_cascade_on_ray(*, stages: list[dict], problems: list, workers: int, ray_
                 break
 
 
+def wait_one(refs: list, stall_timeout_s: float | None) -> list:
+    """``ray.wait`` for one of ``refs``, looking at the cluster every ``POLL_S`` seconds:
+    a one-line error when it has no live node, or nothing finished for ``stall_timeout_s``
+    (None: no limit). Returns the finished refs."""
+    waited = 0.0
+    while True:
+        ready, _ = ray.wait(list(refs), num_returns=1, timeout=POLL_S)
+        if ready:
+            return ready
+        waited += POLL_S
+        if not ray_cluster.alive():
+            raise RuntimeError("the Ray cluster lost its node (a raylet or the whole machine went down); "
+                               "rerun with the same output_dir to resume")
+        if stall_timeout_s is not None and waited >= stall_timeout_s:
+            raise RuntimeError(f"no Ray search chunk finished in {waited:.0f} s (ray.stall_timeout_s="
+                               f"{stall_timeout_s:g}); rerun with the same output_dir to resume, with a larger "
+                               "ray.stall_timeout_s if chunks are that slow")
+
+
 def _run(search_args: dict, problems: list, n: int, workers: int, max_retries: int,
-         on_result: Callable[[Any], None], stop: Any = None) -> None:
+         on_result: Callable[[Any], None], stop: Any = None, stall_timeout_s: float = 1800.0) -> None:
     step = _problems_per_batch(int(search_args["batch_size"]), n if stop is None else min(stop.round_size, n))
     stop_fields = None if stop is None else asdict(stop)
     chunks = [problems[lo : lo + step] for lo in range(0, len(problems), step)]
@@ -213,7 +238,7 @@ def _run(search_args: dict, problems: list, n: int, workers: int, max_retries: i
                     ref = actors[slot].generate.remote(chunks[index], n, stop_fields)
                     in_flight[ref] = (index, slot, generation[slot])
                     load[slot] += 1
-            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            ready = wait_one(list(in_flight), stall_timeout_s)
             for ref in ready:
                 index, slot, gen = in_flight.pop(ref)
                 if gen == generation[slot]:
@@ -243,5 +268,6 @@ def _run(search_args: dict, problems: list, n: int, workers: int, max_retries: i
                 for result in results:
                     on_result(result)
     finally:
-        for actor in actors:
-            ray.kill(actor, no_restart=True)
+        if ray_cluster.alive(timeout_s=5.0):  # a dead cluster cannot kill actors: do not wait on it
+            for actor in actors:
+                ray.kill(actor, no_restart=True)
