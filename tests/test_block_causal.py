@@ -4,6 +4,8 @@ returns the uncached tokens; block-causal SDTT gives each round's student its
 decoding block."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from distill_fixtures import pretrain_config, sdtt_config
@@ -11,7 +13,7 @@ from llama_fixtures import MASK, V, three_prompt_batch, tiny_llama_denoiser
 
 from distill import pretrain, sdtt
 from sdtt_search.checkpoint import load_pretrained
-from sdtt_search.diffusion import SamplerConfig, mdlm_loss
+from sdtt_search.diffusion import LogLinearSchedule, SamplerConfig, mdlm_loss
 from sdtt_search.diffusion.rng import RowRNG
 from sdtt_search.diffusion.samplers import confidence_sample, sample
 from sdtt_search.loading import load_model
@@ -140,12 +142,52 @@ def test_cached_calls_run_whole_attention_blocks_and_each_clean_column_once(monk
 
 
 def test_mdlm_loss_passes_the_generated_columns_to_a_block_causal_model():
+    """The NELBO of a block-causal denoiser (MDLM eq. 10 with block diffusion's attention,
+    Arriola et al. 2025) recomputed row by row: blocks counted from the first generated
+    column, w(t) = 1/t on each masked completion token, summed over the batch and divided
+    by the number of completion tokens. A layout one column off scores differently, so
+    the loss must hand the model the right start."""
     model, batch = _model(3), three_prompt_batch()
     x = batch.x.clone()
     x[batch.gen_mask] = torch.randint(2, V, (int(batch.gen_mask.sum()),), generator=torch.Generator().manual_seed(6))
-    out = mdlm_loss(model, x, batch.gen_mask, mask_id=MASK, attention_mask=batch.attention_mask,
-                    generator=torch.Generator().manual_seed(0), semi_ar=0.5)
-    assert torch.isfinite(out.loss) and out.loss > 0
+    gen_start = x.shape[1] - 9  # build_batch appends the 9 generated columns on the right of every row
+    seen = []
+
+    class Recording(torch.nn.Module):  # the same model, keeping the noised input it was shown
+        def __init__(self):
+            super().__init__()
+            self.inner, self.config = model, model.config
+
+        def forward(self, z, **kwargs):
+            seen.append(z.clone())
+            return self.inner(z, **kwargs)
+
+    schedule, t = LogLinearSchedule(), torch.tensor([0.3, 0.6, 0.9])
+    with torch.no_grad():
+        out = mdlm_loss(Recording(), x, batch.gen_mask, mask_id=MASK, attention_mask=batch.attention_mask,
+                        schedule=schedule, t=t, generator=torch.Generator().manual_seed(0))
+    (z,) = seen
+    masked = z == MASK
+    assert torch.equal(z[~masked], x[~masked]) and bool((masked <= batch.gen_mask).all())
+    assert 0 < int(masked.sum()) < int(batch.gen_mask.sum())  # some of the completion clean, some masked
+
+    def reference(start: int) -> float:
+        total = 0.0
+        for b in range(x.shape[0]):
+            with torch.no_grad():
+                logits = model(z[b:b + 1], attention_mask=batch.attention_mask[b:b + 1],
+                               sigma=schedule.sigma(t[b:b + 1]), gen_start=start)[0].double()
+            logits[:, MASK] = float("-inf")  # SUBS: zero masking probability
+            logp = torch.log_softmax(logits, -1)
+            for col in masked[b].nonzero().flatten().tolist():
+                total -= float(logp[col, x[b, col]]) / float(t[b])
+        return total / int(batch.gen_mask.sum())
+
+    expected = reference(gen_start)
+    assert out.num_tokens == int(batch.gen_mask.sum()) and out.num_masked == int(masked.sum())
+    assert math.isclose(float(out.loss), expected, rel_tol=1e-4), (float(out.loss), expected)
+    for wrong in (0, gen_start - 1, gen_start + 1):  # the reference tells these layouts apart
+        assert not math.isclose(reference(wrong), expected, rel_tol=1e-3), wrong
 
 
 def test_block_causal_sdtt_gives_each_round_its_decoding_block(tmp_path):

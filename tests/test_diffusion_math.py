@@ -101,10 +101,57 @@ def test_ar_loss_hand_computed():
     assert math.isclose(out.loss.item(), (math.log(4) + math.log(4 / 3)) / 2, rel_tol=1e-6)
 
 
+def _ks_uniform(values: torch.Tensor, lo: float, hi: float) -> float:
+    """Kolmogorov-Smirnov distance between the empirical law of ``values`` and Uniform(lo, hi)."""
+    v = ((values.double().flatten() - lo) / (hi - lo)).sort().values
+    n = v.numel()
+    above = torch.arange(1, n + 1, dtype=torch.float64) / n - v
+    below = v - torch.arange(0, n, dtype=torch.float64) / n
+    return float(torch.maximum(above, below).max())
+
+
+def _ks_bound(n: int) -> float:
+    """The KS distance exceeded with probability about 1e-3 by n uniform draws (1.95 / sqrt(n))."""
+    return 1.95 / math.sqrt(n)
+
+
 @pytest.mark.parametrize("eps", [1e-3, 1e-5])
 def test_sample_times_without_antithetic_are_uniform(eps):
+    """MDLM trains on t ~ Uniform(eps, 1): the seeded draws pass a KS test against that
+    law (a constant, a point mass or a skewed law do not), stay inside [eps, 1] and
+    reach both ends."""
     t = sample_times(20000, eps=eps, antithetic=False, generator=torch.Generator().manual_seed(0))
-    assert abs(t.mean().item() - 0.5) < 0.01 and t.min() >= eps
+    assert t.shape == (20000,) and t.dtype == torch.float32
+    assert _ks_uniform(t, eps, 1.0) < _ks_bound(t.numel())
+    assert t.min() >= eps and t.max() <= 1.0
+    assert t.min() < eps + 1e-3 and t.max() > 1.0 - 1e-3
+    assert abs(float(t.var()) - (1 - eps) ** 2 / 12) < 0.003  # Var Uniform(eps, 1) = (1 - eps)^2 / 12
+    again = sample_times(20000, eps=eps, antithetic=False, generator=torch.Generator().manual_seed(0))
+    other = sample_times(20000, eps=eps, antithetic=False, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(t, again) and not torch.equal(t, other)  # seeded by the generator alone
+
+
+def test_antithetic_times_draw_sample_i_uniformly_in_stratum_i():
+    """MDLM's low-discrepancy sampler (Sahoo et al. 2024, App. D.3): with u = (t - eps) /
+    (1 - eps), sample i of a batch of B lies in [i/B, (i+1)/B), uniformly there. Pooled
+    over batches each t is still Uniform(eps, 1); each batch covers every stratum once, so
+    its mean barely moves."""
+    eps, batch, calls = 1e-3, 8, 2500
+    g = torch.Generator().manual_seed(0)
+    t = torch.stack([sample_times(batch, eps=eps, antithetic=True, generator=g) for _ in range(calls)])
+    assert t.min() >= eps and t.max() <= 1.0
+    u = ((t.double() - eps) / (1 - eps)).clamp(0.0, 1.0 - 1e-12)
+    position = torch.arange(batch, dtype=torch.float64)
+    assert bool((torch.floor(u * batch) == position).all())  # sample i in stratum i
+    within = u * batch - position  # where in its stratum each sample fell
+    for i in range(batch):
+        assert _ks_uniform(within[:, i], 0.0, 1.0) < _ks_bound(calls), i
+    assert _ks_uniform(t, eps, 1.0) < _ks_bound(t.numel())  # the marginal law is unchanged
+    # the batch mean of B stratified draws has variance 1 / (12 B^3) in u, against 1 / (12 B) for
+    # independent draws: its spread shrinks by a factor B
+    means = u.mean(-1)
+    assert abs(float(means.mean()) - 0.5) < 0.01
+    assert float(means.std()) < 2.0 / math.sqrt(12 * batch**3)
 
 
 def test_window_masks_split_each_selected_completion_into_prefix_window_and_future():

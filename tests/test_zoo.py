@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 
@@ -11,11 +12,14 @@ from sdtt_search.loading import load_model
 from sdtt_search.zoo import DEFAULT_MODELS, ZOO_DIR, available_models, default_model_for
 
 GSM8K_DIR = os.environ.get("SDTT_DATA_DIR") or str(ZOO_DIR.parents[2] / "shared" / "data" / "gsm8k")
+# the Countdown CD3 and Sudoku 4x4 models: tasks with an exact verifier, on which each is measured
+SEARCH_TASK_MODELS = [n for n in available_models() if n.startswith(("countdown-cd3-", "sudoku4-"))]
 
 
 def test_zoo_is_small_and_complete():
     names = available_models()
     assert {"sudoku4-sdtt-4", "countdown-cd3-num-sdtt-4", "gsm8k-sdtt"} <= set(names)
+    assert {"sudoku4-sdtt-4", "countdown-cd3-num-sdtt-8", "countdown-cd3-ar"} <= set(SEARCH_TASK_MODELS)
     total = sum(f.stat().st_size for f in ZOO_DIR.rglob("*") if f.is_file())
     assert total < 60 * 2**20
     for name in names:
@@ -38,6 +42,22 @@ def test_zoo_model_loads_and_samples(name):
     assert len(out.texts) == 2 and out.nfe <= sampler.steps + 1
 
 
+@pytest.mark.parametrize("name", SEARCH_TASK_MODELS)
+def test_search_task_models_keep_an_accuracy_floor(name):
+    """Each Countdown CD3 / Sudoku 4x4 model, at its default decoding, solves at least half
+    its card's pass@1 on 20 test problems x 2 seeded samples: far below what it measured,
+    far above the ~0 of a model whose weights were scrambled or mis-loaded."""
+    model = load_model(name)
+    assert model.meta["task"]["name"] == ("countdown" if name.startswith("countdown") else "sudoku"), name
+    task = task_from_config(model.meta["task"])
+    problems = [p for p in task.problems("test", limit=20) for _ in range(2)]
+    out = model.generate([task.format_prompt(p) for p in problems], model.default_sampler(),
+                         seeds=range(1000, 1000 + len(problems)))
+    pass1 = sum(task.verify(p, t) for p, t in zip(problems, out.texts)) / len(problems)
+    measured = json.loads((ZOO_DIR / name / "metrics.json").read_text())["accuracy"]["pass@1"]
+    assert measured > 0.5 and pass1 >= measured / 2, (name, pass1, measured)
+
+
 def test_the_sudoku_student_solves_puzzles():
     """The embedded default is a real model: most sampled boards are valid solutions."""
     model = load_model(default_model_for("sudoku"))
@@ -46,6 +66,46 @@ def test_the_sudoku_student_solves_puzzles():
     out = model.generate([task.format_prompt(p) for p in problems], model.default_sampler(), seeds=range(32))
     solved = sum(task.verify(p, t) for p, t in zip(problems, out.texts))
     assert solved >= 26, solved
+
+
+def _carded_models() -> list[str]:
+    return [p.parent.name for p in sorted(ZOO_DIR.glob("*/MODEL.md")) if (p.parent / "metrics.json").is_file()]
+
+
+def _measured(card: str) -> tuple[re.Match, dict[str, str]]:
+    """The ``## Measured`` section of a card as ``distill.ship.card`` writes it: the header
+    line (problems, samples, backend, samples/s) and the metric table (name -> printed value)."""
+    assert "\n## Measured" in card and "| metric | value |" in card
+    section = card.split("\n## Measured", 1)[1]
+    header = re.search(r"^(\d+) test problems x (\d+) samples, temperature [\d.]+(, (\w+) backend)? \(([\d.]+) samples/s",
+                       section, re.M)
+    table = section.split("| metric | value |\n|---|---|\n", 1)[1].split("\n\n", 1)[0]
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        assert len(cells) == 2 and cells[0] not in rows, line
+        rows[cells[0]] = cells[1]
+    return header, rows
+
+
+@pytest.mark.parametrize("name", _carded_models())
+def test_card_numbers_are_the_metrics_they_come_from(name):
+    """Every number of a card's measured table is its metrics.json value at the printed
+    precision, and the table lists exactly the metrics ``distill.ship`` reports (k = 1 and
+    k = the sample count): a card edited by hand, or copied from another model, fails."""
+    card = (ZOO_DIR / name / "MODEL.md").read_text()
+    metrics = json.loads((ZOO_DIR / name / "metrics.json").read_text())
+    header, rows = _measured(card)
+    assert header is not None, f"{name}: no '<problems> test problems x <samples> samples' line"
+    problems, samples, backend, per_s = int(header[1]), int(header[2]), header[4], header[5]
+    assert (problems, samples) == (metrics["problems"], metrics["samples"]), name
+    assert backend == metrics.get("backend"), name
+    assert per_s == f"{metrics['throughput']['samples_per_s']:.1f}", name
+    acc = metrics["accuracy"]
+    assert set(rows) == {k for k in acc if k.split("@")[1] in ("1", str(samples))}, name
+    wrong = {k: (v, f"{acc[k]:.3f}") for k, v in rows.items() if v != f"{acc[k]:.3f}"}
+    assert not wrong, f"{name}: card value vs metrics.json {wrong}"
+    assert f"samples={samples} limit={problems}" in card.split("Reproduce:", 1)[1], name
 
 
 def test_every_default_model_is_shipped():
