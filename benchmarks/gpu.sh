@@ -97,8 +97,8 @@ if [ "${FRONTIER:-1}" = 1 ]; then
   # the CPU run's seeded accuracy runs of all 1000 test problems are reused (--accuracy-from), so
   # the card only times the same models (windowed students on their unwindowed twins' candidates);
   # AR on transformers generate (no vLLM here); `$S:steps=12` (the 4-call student with a budget
-  # that never binds: more calls per batch, 4 points more pass@1) reuses session 16's run and
-  # the stratified specs (sampler.stratify=3) session 17's, so nothing is searched on the card;
+  # that never binds: more calls per batch, 4 points more pass@1) reuses the step-budget run and
+  # the stratified specs (sampler.stratify=3) the stratified run, so nothing is searched on the card;
   # FRONTIER=0 skips it (about 3 min)
   echo "== frontier on the GPU: CD3 number-level teacher and students vs the AR twin"
   S=countdown-cd3-num-sdtt-4
@@ -106,8 +106,8 @@ if [ "${FRONTIER:-1}" = 1 ]; then
     countdown-cd3-num-sdtt-8 $S $S:steps=5 $S:steps=12 $S:window=5 $S:window=5,stratify=3 \
     $S:steps=5,head_tokens=3,head_temperature=1.3 countdown-cd3-ar:ar_backend=transformers \
     countdown-cd3-ar:ar_backend=transformers,stratify=3 --problems 1000 --samples 64 \
-    --accuracy-from benchmarks/frontier-cd3-s15/frontier.json benchmarks/frontier-cd3-s16/frontier.json \
-    benchmarks/frontier-cd3-s17/frontier.json \
+    --accuracy-from benchmarks/runs/2026-11-28-cd3-window/frontier.json \
+    benchmarks/runs/2026-11-28-cd3-step-budget/frontier.json benchmarks/runs/2026-11-28-cd3-stratified/frontier.json \
     --batches 1 8 64 256 --device cuda --ar-backend transformers --out "$OUT/frontier" > "$OUT/frontier.log" 2>&1
   echo "frontier exit code $? (tables in $OUT/frontier.log, $OUT/frontier/frontier.json)"
   grep -A6 "^Targets" "$OUT/frontier.log" | tail -5

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The number-level CD3 pipeline on one GPU: AR twin -> causal block-wise denoiser -> block-causal
-# SDTT students (8 and 4 steps) -> a tail-distilled student (4-call budget, distill.sdtt layout=tail). This produced the zoo's countdown-cd3-num-sdtt-8 / -4 on an H200
-# in one device call of about 5 minutes (benchmarks/RESULTS.md, "GPU checks, session 6").
+# SDTT students (8 and 4 steps) -> a tail-distilled student (4-call budget, distill.sdtt layout=tail). Its first three
+# stages made the zoo's countdown-cd3-ar (continued from a CPU-trained twin), countdown-cd3-num-teacher and
+# countdown-cd3-num-sdtt-8 on an H200 in one device call of about 5 minutes on 2026-11-27 (docs/results.md, "GPU (H200)").
 #
 #   bash benchmarks/gpu_train_cd3.sh [AR_TWIN_DIR]
 #
@@ -23,9 +24,9 @@ BATCH="${BATCH:-512}"
 AR_STEPS="${AR_STEPS:-2000}"; AR_CAP="${AR_CAP:-130}"
 PRE_STEPS="${PRE_STEPS:-1000}"; PRE_CAP="${PRE_CAP:-80}"
 SDTT_STEPS="${SDTT_STEPS:-400}"; SDTT_CAP="${SDTT_CAP:-100}"
-# the CPU-made tail student (countdown-cd3-num-sdtt-4, session 7) had 1500 steps of 256
+# the CPU-made tail student (the first stage of countdown-cd3-num-sdtt-4) had 1500 steps of 256
 TAIL_STEPS="${TAIL_STEPS:-2000}"; TAIL_CAP="${TAIL_CAP:-200}"  # a capped run exports nothing: size the steps to the cap
-# the noise-conditioned student (session 8: 1500 off-policy + 1500 on-policy steps of 256 on CPU) from the tail student
+# the noise-conditioned student (first made on CPU: 1500 off-policy + 1500 on-policy steps of 256) from the tail student
 NOISE_STEPS="${NOISE_STEPS:-4000}"; NOISE_CAP="${NOISE_CAP:-300}"
 # processes making training examples (train.data_workers); the shipped students were made with 0
 # (one process, about 6k examples/s: the bound of that run); more workers draw other examples
