@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 from .errors import TaskError
+from .partial import UNKNOWN_VERDICT, PartialVerdict
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,13 @@ class Task(abc.ABC):
     def verify(self, problem: Problem, text: str) -> bool | None:
         """Gold-free check of ``text``; ``None`` where the task has none."""
         return None
+
+    def partial_check(self, problem: Problem, pieces: Sequence[str | None], ended: bool = False) -> PartialVerdict:
+        """Whether a partly decoded completion is already wrong (:mod:`tasks.partial`):
+        ``pieces`` holds one decoded token text per generated position, None where the
+        position is still masked; ``ended``: the completion ends after the last piece (an
+        end-of-sequence token is committed there). ``unknown`` by default."""
+        return UNKNOWN_VERDICT
 
     def score(self, problem: Problem, text: str) -> dict[str, float]:
         """Named readings of one output beside ``is_correct`` (GSM8K: lm-eval's

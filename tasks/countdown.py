@@ -49,6 +49,7 @@ from typing import Iterator, Sequence
 from .base import Problem, Task
 from .errors import TaskError
 from .jsonl import read_jsonl, write_jsonl
+from .partial import CONSISTENT, UNKNOWN_VERDICT, VIOLATED, PartialVerdict, committed_runs, well_formed
 from .safe_arith import MAX_DIGITS, Step, evaluate_step, format_equations, parse_equations
 
 #: how many problems the generated "test" / "validation" splits hold by default
@@ -127,6 +128,66 @@ def canonical_solution(text: str) -> str | None:
         return format_equations(out)
     except Exception:  # pragma: no cover
         return None
+
+
+_ALLOWED = frozenset("0123456789+-*/=, \t\r\n")
+
+
+def partial_check(numbers: Sequence[int], target: int, pieces: Sequence[str | None],
+                  ended: bool = False) -> PartialVerdict:
+    """Check a partly decoded solution (see :mod:`tasks.partial`). Never raises.
+
+    A committed character outside the solution grammar is a violation. An equation is
+    *complete* when both its ends are committed: a comma, or the start of the completion,
+    or its end (``ended``). Every complete equation must parse as ``a op b=c`` with exact,
+    positive arithmetic; where everything before it is committed as well, its operands
+    must still be available (the operands and earlier results, each used once), there
+    may be at most ``n - 1`` equations, and a completion that ended must end on the
+    target after exactly ``n - 1`` equations. Blame: the positions of the offending
+    equation (or character).
+    """
+    try:
+        if not well_formed(pieces):
+            return UNKNOWN_VERDICT
+        checked = False
+        pool = list(numbers)  # the first run's chain: operands and results still available
+        known_steps = 0
+        for run in committed_runs(pieces):
+            bad = next((k for k, ch in enumerate(run.text) if ch not in _ALLOWED), None)
+            if bad is not None:
+                return PartialVerdict(VIOLATED, run.positions(bad, bad + 1), f"character {run.text[bad]!r}")
+            from_start = run.owner[0] == 0 if run.owner else False  # nothing before it is masked
+            reaches_end = bool(ended and run.owner and run.owner[-1] == len(pieces) - 1)
+            text = run.text.replace("\n", ",")
+            bounds = [-1] + [k for k, ch in enumerate(text) if ch == ","] + [len(text)]
+            for k in range(len(bounds) - 1):
+                start, end = bounds[k] + 1, bounds[k + 1]
+                if not ((k > 0 or from_start) and (k < len(bounds) - 2 or reaches_end)):
+                    continue  # an end of this equation is still masked
+                blame = run.positions(start, end)
+                steps = parse_equations(text[start:end]) if text[start:end].strip() else None
+                if steps is None or len(steps) != 1:
+                    return PartialVerdict(VIOLATED, blame, f"not an equation: {text[start:end][:40]!r}")
+                (step,) = steps
+                value = evaluate_step(step.a, step.op, step.b)
+                if value is None or value != step.c or value <= 0:
+                    return PartialVerdict(VIOLATED, blame, f"wrong arithmetic: {step}")
+                checked = True
+                if from_start:  # every equation before this one is known: the pool is exact
+                    known_steps += 1
+                    for x in (step.a, step.b):
+                        if x not in pool:
+                            return PartialVerdict(VIOLATED, blame, f"{x} is not available")
+                        pool.remove(x)
+                    pool.append(value)
+                    if known_steps > len(numbers) - 1:
+                        return PartialVerdict(VIOLATED, blame, "more equations than operands allow")
+        if ended and pieces and all(piece is not None for piece in pieces):
+            if known_steps != len(numbers) - 1 or pool != [target]:
+                return PartialVerdict(VIOLATED, tuple(range(len(pieces))), "does not reach the target")
+        return PartialVerdict(CONSISTENT) if checked else UNKNOWN_VERDICT
+    except Exception:  # pragma: no cover - defensive: a checker never raises
+        return UNKNOWN_VERDICT
 
 
 # ---------------------------------------------------------------------------
@@ -406,6 +467,11 @@ class CountdownTask(Task):
             return False
         numbers, target = parsed
         return check_solution(numbers, target, text)
+
+    def partial_check(self, problem: Problem, pieces: Sequence[str | None], ended: bool = False) -> PartialVerdict:
+        """See :func:`partial_check` (module level)."""
+        parsed = parse_input(problem.prompt)
+        return UNKNOWN_VERDICT if parsed is None else partial_check(*parsed, pieces, ended)
 
     def solve(self, problem: Problem) -> str | None:
         """A valid solution of ``problem`` found by exhaustive search, or None."""

@@ -32,7 +32,7 @@ import os
 import random
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from .base import Problem, Task
 from .errors import TaskError
@@ -41,6 +41,7 @@ from .gsm8k_lm_eval import MAX_TEXT_CHARS as LM_EVAL_MAX_CHARS
 from .gsm8k_lm_eval import cut_at_stop, lm_eval_decisions
 from .mathverify import boxed_equals, boxed_value, has_boxed, last_boxed
 from .numbers import normalize_number
+from .partial import CONSISTENT, UNKNOWN_VERDICT, VIOLATED, PartialVerdict, committed_runs, evaluate_expression, well_formed
 
 #: longer model outputs are not read at all, and scored wrong (no genuine answer is this long)
 MAX_TEXT_CHARS = LM_EVAL_MAX_CHARS
@@ -97,6 +98,32 @@ def numeric_reading(text: object) -> tuple[str | None, str | None]:
         content = last_boxed(text)
         return (None, None) if content is None else (boxed_number(content), content)
     return last_number(text), None
+
+
+_ANNOTATION_RE = re.compile(r"<<([^<>=]{1,80})=([^<>=]{1,40})>>")
+
+
+def check_annotations(pieces: Sequence[str | None]) -> PartialVerdict:
+    """Check the calculator annotations ``<<expr=result>>`` committed in a partly decoded
+    worked answer (see :mod:`tasks.partial`): violated when an annotation lying wholly in
+    committed text has a result that is not its expression's exact value (blame: its
+    positions). Unreadable expressions are skipped. Never raises."""
+    try:
+        if not well_formed(pieces):
+            return UNKNOWN_VERDICT
+        checked = False
+        for run in committed_runs(pieces):
+            for m in _ANNOTATION_RE.finditer(run.text):
+                left, right = evaluate_expression(m.group(1)), evaluate_expression(m.group(2))
+                if left is None or right is None:
+                    continue
+                if left != right:
+                    return PartialVerdict(VIOLATED, run.positions(m.start(), m.end()),
+                                          f"<<{m.group(1)}={m.group(2)}>> is wrong")
+                checked = True
+        return PartialVerdict(CONSISTENT) if checked else UNKNOWN_VERDICT
+    except Exception:  # pragma: no cover - defensive: a checker never raises
+        return UNKNOWN_VERDICT
 
 
 def reference_from_answer(answer: str) -> str:
@@ -290,6 +317,10 @@ class GSM8KTask(Task):
             return number == ref or (box is not None and boxed_equals(normalise_minus(box), ref))
         except Exception:  # pragma: no cover
             return False
+
+    def partial_check(self, problem: Problem, pieces: Sequence[str | None], ended: bool = False) -> PartialVerdict:
+        """The committed calculator annotations (:func:`check_annotations`)."""
+        return check_annotations(pieces)
 
     def verify(self, problem: Problem, text: str) -> None:
         """GSM8K has no gold-free check."""

@@ -25,11 +25,12 @@ import os
 import random
 import re
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from .base import Problem, Task
 from .errors import TaskError
 from .jsonl import read_jsonl
+from .partial import CONSISTENT, UNKNOWN_VERDICT, VIOLATED, PartialVerdict, well_formed
 
 DEFAULT_GIVENS = {4: 8, 9: 36}
 MIN_GIVENS = {4: 4, 9: 17}
@@ -130,6 +131,46 @@ def count_solutions(puzzle: str, size: int, limit: int = 2) -> int:
 
     rec()
     return count
+
+
+def partial_check(puzzle: str, size: int, pieces: Sequence[str | None]) -> PartialVerdict:
+    """Check a partly decoded grid (see :mod:`tasks.partial`): position i is cell i, one
+    character per position (anything else: ``unknown``). Violated when a committed cell
+    is not a digit 1..size, contradicts a given, repeats a digit of a given or of another
+    committed cell in its row, column or box, or leaves a masked cell of its unit no
+    digit at all. Blame: the committed cells involved. Never raises."""
+    try:
+        n = size * size
+        if size not in _UNITS or len(puzzle) != n or not well_formed(pieces) or len(pieces) < n:
+            return UNKNOWN_VERDICT
+        cells = pieces[:n]
+        if any(c is not None and len(c) != 1 for c in cells):
+            return UNKNOWN_VERDICT
+        digits = "123456789"[:size]
+        for i, c in enumerate(cells):
+            if c is not None and c not in digits:
+                return PartialVerdict(VIOLATED, (i,), f"cell {i} holds {c!r}")
+            if c is not None and puzzle[i] != "0" and c != puzzle[i]:
+                return PartialVerdict(VIOLATED, (i,), f"cell {i} contradicts the given {puzzle[i]}")
+        value = [c if c is not None else (puzzle[i] if puzzle[i] != "0" else None) for i, c in enumerate(cells)]
+        committed = [c is not None and puzzle[i] == "0" for i, c in enumerate(cells)]
+        for unit in _UNITS[size]:
+            seen: dict[str, int] = {}
+            for i in unit:
+                if value[i] is None:
+                    continue
+                if value[i] in seen:
+                    j = seen[value[i]]
+                    blame = tuple(sorted(k for k in (i, j) if committed[k]))
+                    return PartialVerdict(VIOLATED, blame, f"cells {j} and {i} both hold {value[i]}")
+                seen[value[i]] = i
+        for i in range(n):
+            if value[i] is None and {value[j] for j in _PEERS[size][i]} >= set(digits):
+                blame = tuple(sorted(j for j in _PEERS[size][i] if committed[j]))
+                return PartialVerdict(VIOLATED, blame, f"no digit is left for cell {i}")
+        return PartialVerdict(CONSISTENT) if any(committed) else UNKNOWN_VERDICT
+    except Exception:  # pragma: no cover - defensive: a checker never raises
+        return UNKNOWN_VERDICT
 
 
 def random_solution(rng: random.Random, size: int) -> str:
@@ -357,6 +398,10 @@ class SudokuTask(Task):
         """Gold-free: a complete valid grid that keeps every given of the puzzle."""
         grid = self.extract_answer(text)
         return grid is not None and is_valid_solution(grid, self.size) and agrees_with(problem.prompt, grid)
+
+    def partial_check(self, problem: Problem, pieces: Sequence[str | None], ended: bool = False) -> PartialVerdict:
+        """See :func:`partial_check` (module level)."""
+        return partial_check(problem.prompt, self.size, pieces)
 
     def is_correct(self, problem: Problem, text: str) -> bool:
         """Any valid completion of the puzzle (the same as :meth:`verify`)."""
