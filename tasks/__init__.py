@@ -3,7 +3,7 @@
 One interface for every task (see :class:`tasks.base.Task`)::
 
     from tasks import load_task, available_tasks
-    task = load_task("countdown", n=3)   # also "gsm8k", "sudoku", aliases "cd3", "sudoku4"
+    task = load_task("countdown", n=3)   # also "gsm8k", "sudoku", "wordproblems", aliases "cd3", "sudoku4"
     task.problems(split="test", limit=None)
     task.format_prompt(problem); task.format_target(problem)
     task.extract_answer(text); task.is_correct(problem, text); task.verify(problem, text)
@@ -21,6 +21,7 @@ from .errors import TaskError
 from .gsm8k import GSM8KTask
 from .registry import available_tasks, load_task, task_aliases
 from .sudoku import SudokuTask
+from .wordproblems import WordProblemsTask
 
 #: the public test files shipped in ``tasks/data`` (see its README for source and licence)
 PUBLIC_TEST_SETS = {
@@ -39,4 +40,5 @@ __all__ = [
     "available_tasks",
     "load_task",
     "task_aliases",
+    "WordProblemsTask",
 ]

@@ -10,11 +10,13 @@ from .countdown import CountdownTask
 from .errors import TaskError
 from .gsm8k import GSM8KTask
 from .sudoku import SudokuTask
+from .wordproblems import WordProblemsTask
 
 _TASKS: dict[str, type[Task]] = {
     "countdown": CountdownTask,
     "gsm8k": GSM8KTask,
     "sudoku": SudokuTask,
+    "wordproblems": WordProblemsTask,
 }
 
 #: alias -> (task name, default options)

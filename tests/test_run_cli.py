@@ -110,7 +110,7 @@ def test_rerun_with_other_samples_is_one_line_error(full_run, tiny_ckpt, capsys)
 
 
 @pytest.mark.parametrize("override,needle", [
-    ("task=nope", "countdown, gsm8k, sudoku"),  # lists the available tasks
+    ("task=nope", "countdown, gsm8k, sudoku, wordproblems"),  # lists the available tasks
     ("model=/no/such/dir", "/no/such/dir"),
     ("samples=-1", "samples"),
     ("nosuchkey=1", "nosuchkey"),

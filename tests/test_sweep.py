@@ -208,7 +208,7 @@ def test_grid_directories_are_distinct():
     ("models=[]", "models"),
     ("executor=bogus", "executor"),
     ("limit=-3", "limit"),
-    ("task=nope", "countdown, gsm8k, sudoku"),
+    ("task=nope", "countdown, gsm8k, sudoku, wordproblems"),
     ("stop_rounds=[0]", "stop_rounds=0"),
     ("stop_on=vibes", "stop_on"),
     ("fallbacks=[countdown-cd3-ar]", "stop_rounds"),

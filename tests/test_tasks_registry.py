@@ -25,13 +25,13 @@ def _data_dir() -> Path:
 
 
 def test_available_tasks():
-    assert available_tasks() == ["countdown", "gsm8k", "sudoku"]
+    assert available_tasks() == ["countdown", "gsm8k", "sudoku", "wordproblems"]
 
 
 def test_unknown_task_lists_available():
     with pytest.raises(ValueError) as exc:
         load_task("foo")
-    assert str(exc.value) == "unknown task 'foo'; available: countdown, gsm8k, sudoku"
+    assert str(exc.value) == "unknown task 'foo'; available: countdown, gsm8k, sudoku, wordproblems"
     assert isinstance(exc.value, TaskError)
 
 
@@ -74,7 +74,7 @@ def test_task_interface_attributes():
         task = load_task(name, **opts)
         assert task.name == name
         assert isinstance(task.options, dict)
-        assert task.has_verifier == (name != "gsm8k")
+        assert task.has_verifier == (name not in ("gsm8k", "wordproblems"))
         assert name in repr(task).lower().replace("gsm8ktask", "gsm8k").replace("countdowntask", "countdown").replace("sudokutask", "sudoku")
 
 
