@@ -110,3 +110,29 @@ def test_vocabulary_is_small():
     assert words <= set(NAMES) | set(ITEMS) | {
         "has", "more", "fewer", "than", "times", "as", "many", "half", "a", "third", "quarter", "fifth", "How",
         "does", "have", "Question", "Answer"}
+
+
+def test_a_tiny_model_trains_distils_and_searches_end_to_end(tmp_path):
+    """The pipeline on this task: pretrain a tiny diffusion model and its AR twin for a
+    few steps, distil a student, and search with it from the command line (majority
+    vote, no verifier), reading lm-eval's strict/flexible into metrics.json."""
+    import json
+
+    from distill import pretrain, sdtt
+    from distill_fixtures import pretrain_config, sdtt_config
+    from sdtt_search import run as run_module
+
+    small = ["task=wordproblems", "task.options.max_ops=1", "task.tokenizer.vocab_size=300", "train.steps=3",
+             "train.batch_size=4", "eval.problems=2", "eval.batch_size=2"]
+    teacher = pretrain.run(pretrain_config(tmp_path / "teacher", *small))
+    twin = pretrain.run(pretrain_config(tmp_path / "ar", *small, "objective=ar", f"tokenizer_from={teacher}"))
+    sdtt.run(sdtt_config(tmp_path / "student", teacher, "steps_per_round=2", "eval.problems=2", "eval.batch_size=2"))
+    student = sorted((tmp_path / "student").glob("round-*"))[-1]
+    for i, model in enumerate((student, twin)):
+        out = tmp_path / f"run-{i}"
+        assert run_module.main(["task=wordproblems", "task.options.max_ops=1", f"model={model}", "samples=2",
+                                "limit=2", "plot=false", "progress=false", f"output_dir={out}"]) == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["task"] == "wordproblems" and "maj@2" in metrics["accuracy"]
+        assert "verified@2" not in metrics["accuracy"]  # no verifier on a word problem
+        assert set(metrics["scores"]) == {"strict", "flexible", "numeric"}

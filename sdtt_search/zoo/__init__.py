@@ -22,10 +22,13 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     Raises a one-line ``ValueError`` naming the zoo models when neither matches.
     """
     path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        return path
-    if (ZOO_DIR / str(name_or_path) / "config.json").is_file():
-        return ZOO_DIR / str(name_or_path)
+    try:
+        if path.is_dir():
+            return path
+        if (ZOO_DIR / str(name_or_path) / "config.json").is_file():
+            return ZOO_DIR / str(name_or_path)
+    except OSError:  # a name no file system takes (too long, a NUL): not a directory, not a zoo name
+        pass
     names = ", ".join(available_models()) or "none shipped yet"
     raise ValueError(f"model {str(name_or_path)!r} is neither a checkpoint directory nor a zoo model (zoo: {names})")
 
