@@ -2,7 +2,7 @@
 
     python benchmarks/frontier.py --task sudoku \\
         --models sudoku4-teacher sudoku4-sdtt-4 sudoku4-sdtt-2 sudoku4-ar \\
-        --problems 100 --samples 64 --batches 1 8 64 256 --out benchmarks/frontier-sudoku --append-results
+        --problems 100 --samples 64 --batches 1 8 64 256 --out benchmarks/runs/<date>-sudoku-frontier
 
 A model is a zoo name or a checkpoint directory, optionally with sampler overrides
 (``countdown-cd3-num-teacher:threshold=0.9,steps=12``) or an AR engine
@@ -39,12 +39,12 @@ A model is a zoo name or a checkpoint directory, optionally with sampler overrid
     student (e.g. the same one with a hotter head, ``head_tokens=3,head_temperature=1.3``
     in its spec), the AR engines among themselves, students against AR (one of the
     targets: no AR model is on the student side).
-Then: student/teacher speed-ups side by side, issue 6's targets, per budget whether
+Then: student/teacher speed-ups side by side, the search targets, per budget whether
 the best SDTT student + verifier or the best AR engine + verifier solves more (margins
 with 95 % paired intervals over the problems), and the break-even table: how many times
 the AR model's samples/s each student needs to match it at k samples (machine-free).
-Writes ``<out>/frontier.json`` and ``<out>/frontier.png``; with ``--append-results`` adds
-the tables to ``benchmarks/RESULTS.md`` naming the machine. Only ratios within one run
+Writes ``<out>/frontier.json``, ``<out>/frontier.png`` and ``<out>/frontier.md`` (the
+tables, naming the machine): each run keeps its own report; docs/results.md cites it. Only ratios within one run
 are comparable.
 """
 from __future__ import annotations
@@ -76,7 +76,6 @@ from sdtt_search.search.metrics import verified_at_k
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cascade_pricing import cascade_best, first_verified, nothing, ordered_stop_options, stop_options  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 # ---------------------------------------------------------------------------- model plumbing
@@ -88,7 +87,7 @@ def network_of(model) -> torch.nn.Module | None:
 
 
 def bar_steps(meta: dict, steps: int) -> int:
-    """The step count issue 6's speed bar divides by: the run's steps, or the SDTT round's
+    """The step count the speed bar divides by: the run's steps, or the SDTT round's
     own count when that is fewer (a threshold student records a larger step budget than
     the round it was distilled in: countdown-cd3-num-sdtt-8 decodes within 10)."""
     sdtt = meta.get("sdtt") or {}
@@ -584,7 +583,7 @@ def family_verdicts(students: list[dict], ars: list[dict], problems: int) -> lis
     """Per mean budget: the students' best cascade among themselves (``family_points``,
     e.g. a student at temperature 1, then the same student with a hotter head) against the
     AR engines' best among themselves, worded as ``verdicts``. No AR model is in the
-    student side, so this is issue 6's "student + verifier" against "AR + verifier", each
+    student side, so this is the target's "student + verifier" against "AR + verifier", each
     with every verify-and-stop setting and hand-off its own family offers."""
     out = []
     for s, a in zip(students, ars):
@@ -770,7 +769,7 @@ def unequal_lengths(report: dict) -> str | None:
 
 
 def targets(report: dict) -> list[str]:
-    """Issue 6's targets, checked on this run's numbers."""
+    """The search targets, checked on this run's numbers."""
     lines = []
     warning = unequal_lengths(report)
     if warning:
@@ -904,7 +903,7 @@ def markdown(report: dict) -> str:
         for row in report["break_even"]:
             cells = ["never" if row["ratio"].get(k) is None else f"{row['ratio'][k]:.2g}x" for k in ks]
             out.append(f"| {row['student']} | {row['ar']} | " + " | ".join(cells) + " |")
-    out += ["", "Targets (issue 6):", "", *report["targets"], ""]
+    out += ["", "Targets:", "", *report["targets"], ""]
     return "\n".join(out)
 
 
@@ -944,7 +943,7 @@ def _stop_markdown(report: dict, key: str, verdict_key: str, caption: str) -> li
 def _cascade_markdown(report: dict, key: str, verdict_key: str, stop_key: str, regime: str) -> list[str]:
     """A cascade table: per mean budget, each student's best cascade into an AR engine
     (``cascade_points``) beside each AR engine alone with verify-and-stop, then one line
-    saying where the cascade solves more (not one of issue 6's targets: the AR model is part
+    saying where the cascade solves more (not one of the search targets: the AR model is part
     of the cascade)."""
     if not report.get(key):
         return []
@@ -972,7 +971,7 @@ def _cascade_markdown(report: dict, key: str, verdict_key: str, stop_key: str, r
                "engine alone with verify-and-stop; cascade vs AR as above:")
     out = _budget_table(list(column), points, report.get(verdict_key), "mean budget (s/problem)", caption, cell,
                         "cascade vs AR alone")
-    line = _budget_line(report[verdict_key], f"Cascade, {regime} (not one of issue 6's targets: the AR twin is part "
+    line = _budget_line(report[verdict_key], f"Cascade, {regime} (not one of the search targets: the AR twin is part "
                         "of it)", "best cascade + verifier", "the cascade",
                         ("never behind, and ahead where AR affords a sample too",
                          "not ahead where AR affords a sample, or behind somewhere"))
@@ -981,7 +980,7 @@ def _cascade_markdown(report: dict, key: str, verdict_key: str, stop_key: str, r
 
 def _family_markdown(report: dict, key: str, regime: str) -> list[str]:
     """Each family's best cascade among its own models per mean budget (``family_points``),
-    students against AR (one of issue 6's targets: no AR model is on the student side)."""
+    students against AR (one of the search targets: no AR model is on the student side)."""
     if not report.get(key + "_frontier"):
         return []
     sides = report[key + "_frontier"]
@@ -1154,17 +1153,20 @@ def _families(report: dict, key: str, runs: dict, latencies: dict, grid: list[fl
                                                 report.get("problems", 0))
 
 
-def render(path: Path, append: bool) -> dict:
-    """Re-render a saved run's tables (and its plot, beside the json) with this version
-    of the analysis; nothing is measured again."""
+def write_report(text: str, report: dict, out_dir: Path) -> None:
+    """``<out>/frontier.md``: this run's tables, its plot and its wall time."""
+    (out_dir / "frontier.md").write_text(text + f"\n\nPlot: `frontier.png`; wall time of the run "
+                                         f"{report['wall_seconds'] / 60:.1f} min.\n")
+
+
+def render(path: Path) -> dict:
+    """Re-render a saved run's tables (frontier.md and the plot, beside the json) with this
+    version of the analysis; nothing is measured again."""
     report = analyse(unslim(json.loads(path.read_text())), len(json.loads(path.read_text())["frontier"]))
     text = markdown(report)
     print(text)
     plot(report, path.with_name("frontier.png"))
-    if append:
-        with open(RESULTS, "a") as f:
-            f.write("\n" + text + f"\nPlot: `{path.with_name('frontier.png')}`; wall time of the run "
-                    f"{report['wall_seconds'] / 60:.1f} min.\n")
+    write_report(text, report, path.parent)
     return report
 
 
@@ -1268,10 +1270,7 @@ def run(args: argparse.Namespace) -> dict:
     print(text)
     (out_dir / "frontier.json").write_text(json.dumps(slim(report), indent=1))
     plot(report, out_dir / "frontier.png")
-    if args.append_results:
-        with open(RESULTS, "a") as f:
-            f.write("\n" + text + f"\nPlot: `{out_dir / 'frontier.png'}`; wall time of the run "
-                    f"{report['wall_seconds'] / 60:.1f} min.\n")
+    write_report(text, report, out_dir)
     return report
 
 
@@ -1298,7 +1297,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--ar-backend", default="auto", choices=["auto", "vllm", "transformers"])
     p.add_argument("--out", default="benchmarks/frontier")
-    p.add_argument("--append-results", action="store_true", help="append the tables to benchmarks/RESULTS.md")
     p.add_argument("--accuracy-from", type=Path, nargs="+", default=None,
                    help="reuse the accuracy runs of saved frontier.json files for the models they hold (same "
                         "problems, samples and split; seeded, so the same candidates; a model in several: the last "
@@ -1313,6 +1311,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 if __name__ == "__main__":
     _args = parse()
     if _args.render is not None:
-        render(_args.render, _args.append_results)
+        render(_args.render)
     else:
         run(_args)

@@ -11,8 +11,8 @@ does not depend on the weights) at LLaDA's GSM8K setting scaled to the shape: pr
 with the dual cache. ``accuracy`` runs a zoo (or checkpoint) diffusion model with
 confidence decoding in blocks, each cache against none, with the same seeds: pass@1,
 verified@k, the share of generated tokens equal to the uncached decode's, time per sample.
-Both print a markdown table naming the machine; ``--append`` adds it to
-benchmarks/RESULTS.md. Ratios are only meaningful between rows of one run.
+Both print a markdown table naming the machine; ``--report FILE`` also writes it
+there. Ratios are only meaningful between rows of one run.
 """
 from __future__ import annotations
 
@@ -158,15 +158,14 @@ def main() -> None:
     a.add_argument("--threshold", type=float, default=None, help="Fast-dLLM's confidence threshold (default: none)")
     a.add_argument("--refresh", type=int, nargs="*", default=[], help="extra dual-cache rows refreshed every r steps")
     for p in (s, a):
-        p.add_argument("--append", action="store_true", help="append the table to benchmarks/RESULTS.md")
+        p.add_argument("--report", type=Path, default=None, help="also write the table to this markdown file")
     args = parser.parse_args()
     if args.what == "speed" and args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda but no CUDA GPU is visible; run on a GPU machine or use --device cpu")
     text = speed_table(args, speed(args)) if args.what == "speed" else accuracy_table(args, accuracy(args))
     print(text)
-    if args.append:
-        with (Path(__file__).parent / "RESULTS.md").open("a") as f:
-            f.write("\n" + text + "\n")
+    if args.report is not None:
+        args.report.write_text(text if text.endswith("\n") else text + "\n")
 
 
 if __name__ == "__main__":

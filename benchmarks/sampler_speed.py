@@ -5,7 +5,7 @@
     python benchmarks/sampler_speed.py countdown-cd3-num-sdtt-4 --batch 64 256 --window none 3 5   # windowed steps
 
 Prints a markdown table (samples/s, generated positions/s, network calls, ms per
-call) and, with --append, adds it to benchmarks/RESULTS.md with the machine name.
+call), naming the machine; --report FILE also writes it there.
 Ratios are only meaningful between rows of the same run.
 """
 from __future__ import annotations
@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8, 64, 256])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--append", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    parser.add_argument("--report", type=Path, default=None, help="also write the table to this markdown file")
     parser.add_argument("--cache", choices=("on", "off", "both"), default="on",
                         help="sampler.cache (per-row output cache / prefix KV cache of causal models); both = side by side")
     parser.add_argument("--window", nargs="+", default=["none"],
@@ -77,9 +77,8 @@ def main() -> None:
             for w in windows]
     text = f"### Sampling speed ({describe()}, {torch.get_num_threads()} threads)\n\n{table(rows)}\n"
     print(text)
-    if args.append:
-        with open(Path(__file__).with_name("RESULTS.md"), "a") as f:
-            f.write("\n" + text)
+    if args.report is not None:
+        args.report.write_text(text if text.endswith("\n") else text + "\n")
 
 
 if __name__ == "__main__":

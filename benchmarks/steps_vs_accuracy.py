@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("teacher")
     parser.add_argument("students", nargs="+")
     parser.add_argument("--limit", type=int, default=500)
-    parser.add_argument("--append", action="store_true")
+    parser.add_argument("--report", type=Path, default=None, help="also write the table to this markdown file")
     args = parser.parse_args()
     teacher = load_model(args.teacher)
     task = task_from_config(teacher.meta["task"])
@@ -45,9 +45,8 @@ def main() -> None:
             f"temperature 1 ({describe()}, {torch.get_num_threads()} threads)\n\n"
             "| model | steps | pass@1 | entropy | samples/s |\n|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
     print(text)
-    if args.append:
-        with open(Path(__file__).with_name("RESULTS.md"), "a") as f:
-            f.write("\n" + text)
+    if args.report is not None:
+        args.report.write_text(text if text.endswith("\n") else text + "\n")
 
 
 if __name__ == "__main__":

@@ -175,7 +175,7 @@ class WorkerStream:
     """``ExampleStream``'s interface with the examples made by ``workers`` processes.
 
     Generating and tokenizing examples in one Python process bounds GPU training of
-    small models (about 12k CD3 examples/s, benchmarks/RESULTS.md). Here each worker
+    small models (about 12k CD3 examples/s, docs/results.md). Here each worker
     of a ``torch.utils.data.DataLoader`` owns its own seeded stream (``make_examples(w)``)
     and batch b comes from worker b mod workers, so the batches are a pure function of
     (seed, rank, workers): a resumed run sees exactly the uninterrupted run's data, as

@@ -1,4 +1,4 @@
-"""Exponential moving average of model weights (MDLM/SDTT keep one; spec §A6)."""
+"""Exponential moving average of model weights (MDLM/SDTT keep one)."""
 from __future__ import annotations
 
 import copy

@@ -14,7 +14,7 @@ from sdtt_search.diffusion import SamplerConfig, generate
 def unigram_entropy(rows: Sequence[Sequence[int]]) -> float:
     """Mean over samples of the Shannon entropy (nats) of each sample's token ids.
 
-    The PGM/DUO definition (spec §D1); a falling value flags mode collapse.
+    The PGM/DUO definition; a falling value flags mode collapse.
     """
     values = []
     for row in rows:

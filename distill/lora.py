@@ -4,7 +4,7 @@ The student is the base network with LoRA adapters (``sdtt_search.lora``). The
 teacher of a round is the same network with a frozen snapshot of the adapter
 weights: round 1's snapshot is the adapters' initial state (lora_B = 0, i.e. the
 base model itself), and at each round boundary the snapshot becomes the student's
-adapters, so "the student becomes the teacher" (spec §B5) costs a few MB, not a
+adapters, so "the student becomes the teacher" costs a few MB, not a
 second copy of an 8B model.
 """
 from __future__ import annotations

@@ -9,7 +9,7 @@ student's predictions are fit to Algorithm 1's target (``target=paper``, the
 paper's approximation of the two steps' token law) or to one whose mean is that
 law exactly (``target=marginal``); see ``sdtt_math.teacher_targets``. At each
 round boundary the student's step count is halved and the student becomes the
-teacher; the optimiser and the EMA carry on (spec §B5). Each round writes a
+teacher; the optimiser and the EMA carry on. Each round writes a
 checkpoint whose meta records its sampling steps, and a row of ``rounds.json``
 with pass@1 of the student at its steps next to the original teacher's at its
 full steps.
@@ -256,7 +256,7 @@ def student_divergence(student, z, t, target, attention_mask, *, mask_id: int, k
     """Divergence of the student's one-step prediction on z_t from the targets.
 
     The loss covers the positions masked in z_t (or ``scored``, a subset of them),
-    all weighted equally (no 1/t weight, spec §B3). ``gen_start``: the first generated
+    all weighted equally (no 1/t weight). ``gen_start``: the first generated
     column (for block-causal students). ``noise``: a noise-conditioned student's input.
     ``first_column_weight`` w: adds w x the divergence over each row's first scored
     column (mean over rows), the column a left-to-right sampler always commits and

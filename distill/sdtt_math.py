@@ -1,4 +1,4 @@
-"""SDTT's teacher targets and divergences (Deschenaux & Gulcehre, ICLR 2025; spec §B).
+"""SDTT's teacher targets and divergences (Deschenaux & Gulcehre, ICLR 2025).
 
 Shapes: B = batch, L = length, V = vocabulary, N = positions in the loss.
 """
@@ -19,7 +19,7 @@ def teacher_grid(t: torch.Tensor, dt: float, n_steps: int, eps: float) -> list[t
     """Times of the teacher's ancestral steps: t_i = max(t - i * dt, eps), each [B].
 
     This is the paper's Algorithm 1 (Deschenaux & Gulcehre 2025). The released code
-    interpolates with (1 - t) where (1 - space_i) is meant (spec §B2/§E3), which
+    interpolates with (1 - t) where (1 - space_i) is meant, which
     shrinks the first teacher step by up to 2x; we follow the paper because on its
     grid two teacher steps of dt from t cover the student's one step of 2 dt: a
     masked position is revealed by them with probability 1 - (1 - dt/t)(1 - dt/(t - dt))
@@ -226,7 +226,7 @@ def divergence(student: torch.Tensor, teacher: torch.Tensor, kind: str, mask_id:
       (dt/t) p1 + (1 - dt/t) E[p2] (see ``teacher_targets``);
     * ``mse``: mean squared difference of log-probs over the real vocabulary;
     * ``tvd``: total variation 1/2 sum_v |p_s - p_t| on probabilities (the paper's
-      definition; the released code uses an L1 on log-probs, spec §B4).
+      definition; the released code uses an L1 on log-probs).
 
     The MASK column (probability 0 under SUBS in both) is left out.
     """

@@ -131,7 +131,7 @@ def card(name: str, meta: dict, model_cfg: dict, params: int, metrics: dict, sam
 ## Measured ({describe()})
 
 {metrics['problems']} test problems x {samples} samples, temperature {sampler.temperature if sampler else 1.0}{backend} ({metrics['throughput']['samples_per_s']:.1f} samples/s
-while other jobs shared the CPU: for speed ratios see `benchmarks/RESULTS.md`, measured side by side):
+while other jobs shared the CPU: for speed ratios see `docs/results.md`, measured side by side):
 
 | metric | value |
 |---|---|

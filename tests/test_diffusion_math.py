@@ -1,4 +1,4 @@
-"""Schedule, SUBS and the NELBO against hand-computed values (spec §A1–A3, §F)."""
+"""Schedule, SUBS and the NELBO against hand-computed values (, §F)."""
 from __future__ import annotations
 
 import math

@@ -395,15 +395,12 @@ def test_model_spec_overrides_the_default_sampler():
 # ---------------------------------------------------------------------------- smoke runs
 def test_frontier_smoke_run_writes_json_png_and_checks_targets(tmp_path, monkeypatch):
     tiny_ar(tmp_path / "ar", task={"name": "sudoku", "options": {"size": 4}}, gen_length=17)
-    results = tmp_path / "RESULTS.md"
-    results.write_text("# Measured results\n")
-    monkeypatch.setattr(frontier, "RESULTS", results)
     out = tmp_path / "out"
     ar = str(tmp_path / "ar")
     args = frontier.parse(["--task", "sudoku", "--models", "sudoku4-teacher", "sudoku4-sdtt-2", ar,
                            "--problems", "3", "--samples", "4", "--batches", "1", "2", "--repeats", "1",
                            "--share-batch", "2", "--flops-batch", "2", "--search-batch", "8", "--latency-problems", "1",
-                           "--ar-backend", "transformers", "--out", str(out), "--append-results"])
+                           "--ar-backend", "transformers", "--out", str(out)])
     report = frontier.run(args)
     saved = json.loads((out / "frontier.json").read_text())
     assert (out / "frontier.png").stat().st_size > 0
@@ -469,8 +466,8 @@ def test_frontier_smoke_run_writes_json_png_and_checks_targets(tmp_path, monkeyp
     assert frontier.markdown(rendered) == text
     for point, again in zip(report["latency_frontier"], rendered["latency_frontier"]):
         assert again["k"] == point["k"] and again["accuracy"] == pytest.approx(point["accuracy"])
-    appended = results.read_text()
-    assert appended.startswith("# Measured results\n") and text in appended and "frontier.png" in appended
+    written = (out / "frontier.md").read_text()  # the run's own report, never a shared document
+    assert written.startswith(text) and "frontier.png" in written
     # --accuracy-from: the saved accuracy runs are reused (no search run), only the timings are new
     monkeypatch.setattr(frontier, "search_run", lambda *a, **k: pytest.fail("searched again"))
     again_args = ["--task", "sudoku", "--models", "sudoku4-sdtt-2", ar, "--problems", "3", "--samples", "4",

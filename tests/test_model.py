@@ -1,4 +1,4 @@
-"""Denoiser (spec §A5): sizes, init, shapes, padding invariance, causality, time conditioning, backends."""
+"""Denoiser: sizes, init, shapes, padding invariance, causality, time conditioning, backends."""
 from __future__ import annotations
 
 import logging
@@ -42,7 +42,7 @@ def test_sizes_and_parameter_counts():
     with torch.device("meta"):
         small = Denoiser(cfg)
         medium = Denoiser(ModelConfig.from_size("medium", 50258))
-    assert abs(small.num_parameters - 169.6e6) < 0.1e6  # spec §A5
+    assert abs(small.num_parameters - 169.6e6) < 0.1e6  # 
     assert abs(medium.num_parameters - 424.5e6) < 0.1e6
 
 

@@ -96,7 +96,7 @@ def test_seeds_change_samples_and_are_reproducible():
 
 def test_ancestral_reveal_fraction_follows_the_time_grid():
     """After the step from t to s, a masked token stays masked with prob s / t, so
-    the masked share seen by the network at step i is ~ t_i (spec §A7)."""
+    the masked share seen by the network at step i is ~ t_i."""
     gen, steps = 4000, 5
     model = FixedModel(torch.zeros(V))
     batch = build_batch([[1]], gen, pad_id=PAD, mask_id=MASK)

@@ -1,4 +1,4 @@
-"""SDTT with a LoRA student on shared frozen weights (issue 7 item 3), on tiny models."""
+"""SDTT with a LoRA student on shared frozen weights, on tiny models."""
 from __future__ import annotations
 
 import copy

@@ -1,4 +1,4 @@
-"""SDTT targets, divergences and the round plan (spec §B, checklist §F7–F9)."""
+"""SDTT targets, divergences and the round plan."""
 from __future__ import annotations
 
 import math
@@ -37,7 +37,7 @@ def test_teacher_grid_follows_algorithm_1():
 
 def test_two_step_targets_take_each_tokens_reveal_step():
     """Revealed at step 1 -> step-1 log-probs; everything else -> step-2 log-probs;
-    positions not masked in z_t are carried over (spec §F7)."""
+    positions not masked in z_t are carried over."""
     teacher = CountingTeacher()
     z = torch.full((4, 400), MASK)
     z[:, :50] = 2  # clean positions

@@ -1,4 +1,4 @@
-"""Masked diffusion: schedule, SUBS, training loss, samplers (spec §A)."""
+"""Masked diffusion: schedule, SUBS, training loss, samplers."""
 from .blocks import attention_block, denoise, first_generated_column, takes_noise
 from .batching import GenerationBatch, build_batch
 from .config import SamplerConfig, fit_blocks

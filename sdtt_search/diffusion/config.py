@@ -17,7 +17,7 @@ class SamplerConfig:
     """How to turn masks into tokens.
 
     Attributes:
-        method: "ancestral" (MDLM ancestral sampler, spec §A7; what SDTT students are
+        method: "ancestral" (MDLM ancestral sampler; what SDTT students are
             distilled for) or "confidence" (LLaDA low-confidence remasking / Fast-dLLM
             threshold decoding) for diffusion models; "autoregressive" (left to right
             with a KV cache) for AR models, the only method they accept.

@@ -119,7 +119,7 @@ def mdlm_loss(
     generator: torch.Generator | None = None,
     semi_ar: float = 0.0,
 ) -> LossOutput:
-    """Continuous-time NELBO of MDLM (paper eq. 10/11, spec §A3), prompt-conditioned.
+    """Continuous-time NELBO of MDLM (paper eq. 10/11), prompt-conditioned.
 
     loss = sum_{masked l} w(t) * -log p_theta(x_l | z_t) / #maskable, with
     w(t) = dsigma/expm1(sigma) = 1/t. Under SUBS unmasked positions contribute exactly

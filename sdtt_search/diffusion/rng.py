@@ -5,7 +5,7 @@ Seeding each row (e.g. by problem and sample index) makes a row's sample identic
 whatever the batch it is in, the executor or the number of workers, and whatever
 the other rows do (one row may finish early, blocks may take different numbers
 of steps). The mixer is SplitMix64 (Steele et al., 2014), vectorised in int64;
-uniforms carry 53 random bits (float64, spec §E1: low-precision categorical
+uniforms carry 53 random bits (float64: low-precision categorical
 sampling biases the samples).
 """
 from __future__ import annotations

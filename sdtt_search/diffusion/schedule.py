@@ -1,6 +1,6 @@
 """Noise schedules for absorbing-state (masked) diffusion.
 
-Convention (spec §A1): t in [0, 1], t = 1 is fully noisy. ``sigma(t)`` is the total
+Convention: t in [0, 1], t = 1 is fully noisy. ``sigma(t)`` is the total
 noise, ``alpha(t) = exp(-sigma(t))`` the probability that a token is still clean and
 ``move_chance(t) = 1 - alpha(t)`` the probability that it is masked.
 """
@@ -16,7 +16,7 @@ class LogLinearSchedule:
     """MDLM's log-linear schedule: sigma(t) = -log1p(-(1 - eps) t).
 
     The move chance is exactly (1 - eps) t, so training never masks 100 % of the
-    tokens (spec §A1, §E7). ``eps`` is 1e-3 in MDLM and SDTT.
+    tokens. ``eps`` is 1e-3 in MDLM and SDTT.
     """
 
     eps: float = 1e-3
@@ -38,7 +38,7 @@ class LogLinearSchedule:
         return 1.0 - self.move_chance(t)
 
     def loss_weight(self, t: torch.Tensor) -> torch.Tensor:
-        """NELBO weight dsigma / expm1(sigma) of the per-token cross-entropy (spec §A3).
+        """NELBO weight dsigma / expm1(sigma) of the per-token cross-entropy.
 
         For the log-linear schedule this is algebraically exactly 1 / t (MDLM eq. 10
         with alpha_t = 1 - (1 - eps) t: -alpha'_t / (1 - alpha_t) = 1 / t); the

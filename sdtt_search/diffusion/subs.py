@@ -1,4 +1,4 @@
-"""SUBS parameterisation of the denoiser output (MDLM §3.2.3, spec §A2)."""
+"""SUBS parameterisation of the denoiser output (MDLM §3.2.3)."""
 from __future__ import annotations
 
 import torch

@@ -123,7 +123,7 @@ class DenoiserAdapter(nn.Module):
     """Our ``Denoiser`` holding MDLM / SDTT weights (it handles padding and sigma itself).
 
     On CUDA with ``autocast_dtype`` bf16 the fp32 weights run under autocast, as
-    MDLM and SDTT sample (spec §A5, §B7); the logits are returned in float32.
+    MDLM and SDTT sample; the logits are returned in float32.
     """
 
     def __init__(self, denoiser: nn.Module, config: AdapterConfig, autocast_dtype: torch.dtype | None = None):

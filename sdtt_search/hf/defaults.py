@@ -1,4 +1,4 @@
-"""Each family's sampler as its authors run it (anchors.md §2-§3, spec §A7, §B7).
+"""Each family's sampler as its authors run it.
 
 * LLaDA-Instruct: low-confidence remasking, semi-autoregressive blocks of 32,
   gen_length 256, steps = gen_length (one token per step), greedy tokens

@@ -145,7 +145,7 @@ def _remote_tokenizer(source: HFSource, config: dict, family: str, name: str | N
 
 def _mdlm_tokenizer(source: HFSource, config: dict, name: str | None, mask_id: int | None) -> HFTokenizer:
     """The model directory's tokenizer, else the one its config names, else GPT-2; MASK appended after
-    its tokens unless it has one (MDLM's rule, spec §A); pad = eos; BOS first in every prompt."""
+    its tokens unless it has one (MDLM's rule); pad = eos; BOS first in every prompt."""
     if name is None:
         has_own = source.local and any((source.path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
         tok_cfg = config.get("tokenizer") if isinstance(config.get("tokenizer"), dict) else {}

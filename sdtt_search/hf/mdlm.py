@@ -1,4 +1,4 @@
-"""MDLM / SDTT hub checkpoints into our ``Denoiser`` (spec §A5, §B8).
+"""MDLM / SDTT hub checkpoints into our ``Denoiser``.
 
 * ``kuleshov-group/mdlm-owt``: an HF config (``hidden_dim``, ``cond_dim``,
   ``n_blocks``, ``n_heads``, ``vocab_size``, ``model_length``,

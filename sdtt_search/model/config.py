@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 # Named sizes; configs/model/<name>.yaml hold the same values (a test checks it).
-# "small" is MDLM/SDTT's DiT (spec §A5): 169.6M parameters with the GPT-2 vocabulary (V = 50258).
+# "small" is MDLM/SDTT's DiT: 169.6M parameters with the GPT-2 vocabulary (V = 50258).
 MODEL_SIZES: dict[str, dict[str, Any]] = {
     "tiny": dict(hidden_size=128, n_layers=4, n_heads=4, cond_dim=64, mlp_ratio=4, max_length=128, dropout=0.0),
     "mini": dict(hidden_size=256, n_layers=6, n_heads=4, cond_dim=128, mlp_ratio=4, max_length=128, dropout=0.0),

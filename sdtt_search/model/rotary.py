@@ -1,4 +1,4 @@
-"""Rotary position embeddings, rotate-half convention (spec §A5.3)."""
+"""Rotary position embeddings, rotate-half convention."""
 from __future__ import annotations
 
 import torch
