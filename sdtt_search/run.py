@@ -230,7 +230,11 @@ def run(cfg: DictConfig) -> dict:
     if scores:  # GSM8K: lm-eval's strict / flexible; Sudoku: matches_reference, cell_accuracy
         metrics["scores"] = scores
     out = Path(cfg.output_dir)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    try:
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    except OSError as err:
+        raise RuntimeError(f"cannot write {out / 'metrics.json'} ({err.strerror or err}); results.jsonl is complete: "
+                           "fix it and rerun to write the metrics") from None
     if cfg.plot and stop is None:  # a stopped run has no per-k curves to plot
         plot_accuracy(metrics, out / "accuracy_vs_samples.png")
     print(format_summary(metrics))

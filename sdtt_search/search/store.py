@@ -112,11 +112,16 @@ class ResultStore:
         if result.id in self.results:
             return
         self._finite_scores(result)
+        line = json.dumps(result.to_json(), allow_nan=False, default=str) + "\n"
+        try:
+            with open(self.path, "a") as f:
+                f.write(line)
+                f.flush()
+            self._tick()
+        except OSError as err:  # a full disk, a read-only file system: stop in one line, keep what is written
+            raise RuntimeError(f"cannot write to output_dir={self.dir} ({err.strerror or err}); the "
+                               f"{len(self.results)} problems written before are kept: fix it and rerun to resume") from None
         self.results[result.id] = result
-        with open(self.path, "a") as f:
-            f.write(json.dumps(result.to_json(), allow_nan=False, default=str) + "\n")
-            f.flush()
-        self._tick()
 
     def _finite_scores(self, result: ProblemResult) -> None:
         """A NaN or infinite log-probability (broken weights) is kept as -inf in memory
