@@ -237,9 +237,9 @@ def solve(numbers: Sequence[int], target: int) -> str | None:
 def generate_problem(
     rng: random.Random,
     n: int = 4,
-    max_operand: int = 99,
-    min_target: int = 10,
-    max_target: int = 99,
+    max_operand: int = 100,
+    min_target: int = 1,
+    max_target: int = 100,
     max_tries: int = 100_000,
 ) -> tuple[tuple[int, ...], int, str]:
     """Sample ``(numbers, target, solution)``: n operands in 1..max_operand and a
@@ -279,8 +279,11 @@ class CountdownTask(Task):
 
     Options:
         n: number of operands (2..6; CD3/CD4/CD5 are 3/4/5). Default 4.
-        max_operand: largest operand (default 99; smaller gives an easier task).
-        min_target, max_target: target range (default 10..99).
+        max_operand: largest operand (default 100; smaller gives an easier task).
+        min_target, max_target: target range (default 1..100). The defaults cover the
+            public CD3 test set (operands 1-100, targets 1-100, an eighth of them below
+            10); ``max_operand=99, min_target=10, max_target=99`` is the narrower range
+            the first zoo models were trained on (their meta records it).
         test_size, validation_size: sizes of the generated fixed splits (1000).
         path: a jsonl file (served for every split) or a directory holding
             ``{split}.jsonl`` files, instead of the generator.
@@ -298,9 +301,9 @@ class CountdownTask(Task):
     def __init__(
         self,
         n: int = 4,
-        max_operand: int = 99,
-        min_target: int = 10,
-        max_target: int = 99,
+        max_operand: int = 100,
+        min_target: int = 1,
+        max_target: int = 100,
         test_size: int = DEFAULT_SPLIT_SIZE,
         validation_size: int = DEFAULT_SPLIT_SIZE,
         path: str | os.PathLike[str] | None = None,

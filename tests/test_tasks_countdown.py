@@ -83,12 +83,18 @@ def test_generated_problems_are_solvable(n, cd3, cd4):
     assert len(probs) == 300
     for p in probs:
         nums, target = p.meta["numbers"], p.meta["target"]
-        assert len(nums) == n and all(1 <= x <= 99 for x in nums) and 10 <= target <= 99
+        assert len(nums) == n and all(1 <= x <= 100 for x in nums) and 1 <= target <= 100  # the public range
         assert task.verify(p, task.format_target(p)) and task.is_correct(p, p.reference)
         sol = solve(nums, target)
         assert sol is not None and task.verify(p, sol)
         assert task.extract_answer(p.reference) is not None
     assert len({p.prompt for p in probs}) == len(probs)
+    assert any(p.meta["target"] < 10 for p in probs) and any(100 in p.meta["numbers"] for p in probs)
+
+
+def test_the_narrow_range_of_the_first_zoo_models_stays_an_option():
+    narrow = load_task("cd3", max_operand=99, min_target=10, max_target=99, test_size=100, validation_size=10)
+    assert all(10 <= p.meta["target"] <= 99 and max(p.meta["numbers"]) <= 99 for p in narrow.problems("test"))
 
 
 def test_cd5_and_easy_variant():
