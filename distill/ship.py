@@ -39,8 +39,9 @@ def evaluate(model_dir: Path, samples: int, limit: int, batch_size: int = 256) -
 DATA_NOTES = {
     "gsm8k": "GSM8K train.jsonl (7,473 problems, calculator annotations stripped; answers longer than the "
              "generated length are skipped); evaluated on test.jsonl",
-    "countdown": "generated on the fly by `tasks.countdown` (operands 1-99, targets 10-99; the training stream "
-                 "excludes every test and validation problem); evaluated on the generated test split",
+    "countdown": "generated on the fly by `tasks.countdown` (operands 1-{max_operand}, targets {min_target}-"
+                 "{max_target}; the training stream excludes every test and validation problem); evaluated on the "
+                 "generated test split",
     "sudoku": "generated on the fly by `tasks.sudoku` (unique-solution puzzles; the training stream excludes every "
               "test and validation puzzle); evaluated on the generated test split",
 }
@@ -88,6 +89,10 @@ def card(name: str, meta: dict, model_cfg: dict, params: int, metrics: dict, sam
     command = f"python -m sdtt_search.run task={task['name']} {opts} model={name} samples={samples} limit={limit}".replace("  ", " ")
     rows = "\n".join(f"| {k} | {v:.3f} |" for k, v in acc.items() if k.split("@")[1] in ("1", str(samples)))
     data = DATA_NOTES.get(task["name"], "the task's training pairs")
+    if task["name"] == "countdown":  # the range the model was trained on: its options, else the generator's defaults
+        from tasks.countdown import CountdownTask
+
+        data = data.format(**{**CountdownTask(n=3).options, **(task.get("options") or {})})
     backend = f", {metrics['backend']} backend" if metrics.get("backend") else ""
     if task["name"] == "gsm8k":
         command += "  (GSM8K data: add task.path=<dir with test.jsonl> or set SDTT_DATA_DIR)"

@@ -21,7 +21,7 @@ def test_zoo_is_small_and_complete():
     assert {"sudoku4-sdtt-4", "countdown-cd3-num-sdtt-4", "gsm8k-sdtt"} <= set(names)
     assert {"sudoku4-sdtt-4", "countdown-cd3-num-sdtt-8", "countdown-cd3-ar"} <= set(SEARCH_TASK_MODELS)
     total = sum(f.stat().st_size for f in ZOO_DIR.rglob("*") if f.is_file())
-    assert total < 60 * 2**20
+    assert total < 100 * 10**6  # the zoo may grow to 100 MB in all
     for name in names:
         card = (ZOO_DIR / name / "MODEL.md").read_text()
         assert "Reproduce:" in card and "| pass@1 |" in card, name

@@ -35,7 +35,7 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
 
 # The student each task runs with when the command line names no model.
 DEFAULT_MODELS = {
-    "countdown": "countdown-cd3-num-sdtt-8",
+    "countdown": "countdown-cd3-wide-sdtt-8",
     "gsm8k": "gsm8k-sdtt",
     "sudoku": "sudoku4-sdtt-4",
 }
