@@ -88,7 +88,7 @@ def cli_main(run: Callable[[DictConfig], object], config_name: str, argv: Sequen
     """Compose, run, and turn user errors into one line on stderr (exit 2)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in argv):
-        print(OmegaConf.to_yaml(compose(config_name, [])))
+        print(help_text(config_name))
         return 0
     try:
         cfg = compose(config_name, argv)
@@ -100,6 +100,30 @@ def cli_main(run: Callable[[DictConfig], object], config_name: str, argv: Sequen
         print(f"error: {message}", file=sys.stderr)
         return 2
     return 0
+
+
+def help_text(config_name: str) -> str:
+    """``--help``: a usage line and each top-level option of ``configs/<config_name>.yaml``
+    with its default and the comment beside it (the YAML is the one source of both)."""
+    lines = (config_dir() / f"{config_name}.yaml").read_text().splitlines()
+    usage = next((line.lstrip("# ").strip() for line in lines if line.startswith("# python -m")), "")
+    rows = []
+    for line in lines:
+        m = re.match(r"^([A-Za-z_][\w]*):\s*([^#]*?)\s*(?:#\s*(.*))?$", line)
+        if m and m.group(1) != "defaults":
+            key, value, comment = m.group(1), m.group(2), m.group(3) or ""
+            option = f"{key}.<key>=..." if not value or value.startswith("&") else f"{key}={value}"
+            rows.append(f"  {option:<30} {comment}")
+    primary = OmegaConf.load(config_dir() / f"{config_name}.yaml")
+    groups = []
+    for entry in primary.get("defaults", []) or []:
+        names = [entry] if isinstance(entry, str) else [str(k) for k in entry]
+        groups += [name.lstrip("+").split("/")[0] for name in names if name != "_self_"]
+    group_lines = [f"  {g}=<{'|'.join(group_options(g))}>" for g in groups if group_options(g)]
+    return "\n".join([f"usage: {usage or 'python -m ... [key=value ...]'}", "",
+                      "options (key=default  meaning; nested keys as key.sub=value):", *rows, "",
+                      "config groups:", *group_lines, "",
+                      f"Every option and its default: configs/{config_name}.yaml. Errors are one line on stderr, exit 2."])
 
 
 def task_from_config(task_cfg) -> object:

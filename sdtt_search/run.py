@@ -173,8 +173,10 @@ def run(cfg: DictConfig) -> dict:
                                         batch_size=cfg.batch_size, seed=fallback["seed"]),
                                  fallback["samples"], fallback["round_size"], stop.on, stop.confidence, stop.fill)])
 
+    # on a terminal the bar redraws in place; into a file or a pipe, at most a line every 30 s
     bar = tqdm(total=len(problems), initial=len(problems) - len(todo), desc=f"{task.name} x{cfg.samples}",
-               unit="problem", disable=not cfg.progress, dynamic_ncols=True)
+               unit="problem", disable=not cfg.progress, dynamic_ncols=True,
+               mininterval=0.1 if sys.stderr.isatty() else 30.0)
     if store.resumed:
         print(f"resuming {cfg.output_dir}: {len(problems) - len(todo)} of {len(problems)} problems already done",
               file=sys.stderr)
@@ -187,7 +189,7 @@ def run(cfg: DictConfig) -> dict:
         store.add(result)
         done_samples += len(result.candidates)
         bar.update(1)
-        bar.set_postfix(samples_s=f"{done_samples / max(time.perf_counter() - start, 1e-9):.1f}")
+        bar.set_postfix(samples_s=f"{done_samples / max(time.perf_counter() - start, 1e-9):.1f}", refresh=False)
 
     if todo:
         if cfg.executor == "local":
@@ -235,10 +237,16 @@ def run(cfg: DictConfig) -> dict:
     except OSError as err:
         raise RuntimeError(f"cannot write {out / 'metrics.json'} ({err.strerror or err}); results.jsonl is complete: "
                            "fix it and rerun to write the metrics") from None
+    written = [out / "results.jsonl", out / "metrics.json"]
     if cfg.plot and stop is None:  # a stopped run has no per-k curves to plot
-        plot_accuracy(metrics, out / "accuracy_vs_samples.png")
+        if plot_accuracy(metrics, out / "accuracy_vs_samples.png"):
+            written.append(out / "accuracy_vs_samples.png")
+        else:
+            print("note: no plot: matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
+    print(f"{model_name} on {task.name} ({cfg.split} split, {metrics['problems']} problems x {cfg.samples} samples, "
+          f"{sampler.method} sampler, {sampler.steps} steps)\n")
     print(format_summary(metrics))
-    print(f"results: {out / 'results.jsonl'}")
+    print("\nwritten: " + ", ".join(str(path) for path in written))
     return metrics
 
 

@@ -523,3 +523,41 @@ def test_resume_refuses_results_of_other_weights_under_the_same_name(tiny_ckpt, 
     config.pop("model_fingerprint")
     (out / "run_config.json").write_text(json.dumps(config))
     assert run_module.main(_args(ckpt, out, "progress=false", "limit=2")) == 0
+
+
+def test_a_first_run_says_what_it_ran_what_the_columns_mean_and_what_it_wrote(tiny_ckpt, tmp_path, capsys):  # noqa: F811
+    assert run_module.main(_args(tiny_ckpt, tmp_path, "limit=2", "progress=false")) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{tiny_ckpt} on countdown (test split, 2 problems x {SAMPLES} samples")
+    assert "maj@k: the most frequent answer" in out and "verified@k: the verifier's pick" in out
+    assert f"written: {tmp_path / 'results.jsonl'}, {tmp_path / 'metrics.json'}, {tmp_path / 'accuracy_vs_samples.png'}" in out
+    assert run_module.main(_args(tiny_ckpt, tmp_path, "limit=2", "progress=false")) == 0
+    assert f"resuming {tmp_path}: 2 of 2 problems already done" in capsys.readouterr().err
+
+
+def test_help_is_a_usage_line_and_described_options(capsys):
+    assert run_module.main(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: python -m sdtt_search.run")
+    assert "  samples=16" in text and "candidates per problem" in text and "sampler.<key>=..." in text
+    assert "task=<countdown|gsm8k|sudoku|wordproblems>" in text
+    assert "\ntask:\n" not in text  # not the bare composed YAML
+
+
+def test_a_progress_bar_into_a_pipe_is_not_a_line_per_problem(tiny_ckpt, tmp_path):  # noqa: F811
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "sdtt_search.run", *_args(tiny_ckpt, tmp_path, "batch_size=4")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-500:]
+    updates = proc.stderr.replace("\r", "\n").count(f"/{LIMIT} [")
+    assert updates <= 3, proc.stderr  # six problems, three batches: at most the first and last states
+
+
+def test_the_plot_axis_fits_the_data():
+    from sdtt_search.search.report import fitted_range
+
+    assert fitted_range([0.96, 1.0]) == pytest.approx((0.94, 1.0))
+    assert fitted_range([0.2, 0.6]) == pytest.approx((0.168, 0.632))
+    assert fitted_range([0.0, 0.0]) == (0.0, 0.02)

@@ -189,6 +189,11 @@ def format_summary(metrics: dict) -> str:
     lines = ["| k | " + " | ".join(f"{kind}@k" for kind in kinds) + " |", "|---" * (len(kinds) + 1) + "|"]
     for k in ks_up_to(n):
         lines.append(f"| {k} | " + " | ".join(f"{acc[f'{kind}@{k}']:.3f}" for kind in kinds) + " |")
+    legend = {"pass": "pass@k: some of k samples is correct (an oracle's pick)",
+              "maj": "maj@k: the most frequent answer of k samples is correct",
+              "verified": "verified@k: the verifier's pick of k samples (most confident verified) is correct",
+              "confidence": "confidence@k: the most confident of k samples (mean log-prob) is correct"}
+    lines += ["", *(legend[kind] for kind in kinds)]
     tp = metrics.get("throughput", {})
     if metrics.get("scores"):
         lines += ["", "one candidate's expected score: "
@@ -202,6 +207,13 @@ def format_summary(metrics: dict) -> str:
            if metrics.get("accuracy_over") == "first k candidates" else "")
     )
     return "\n".join(lines)
+
+
+def fitted_range(values: Sequence[float]) -> tuple[float, float]:
+    """The accuracy axis of the plot: the data's range with a margin, inside [0, 1]."""
+    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    pad = max(0.02, 0.08 * (hi - lo))
+    return max(0.0, lo - pad), min(1.0, hi + pad)
 
 
 def plot_accuracy(metrics: dict, path) -> bool:
@@ -218,16 +230,21 @@ def plot_accuracy(metrics: dict, path) -> bool:
         return False
     acc = metrics.get("accuracy", {})
     ks = ks_up_to(metrics.get("samples", 1))
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for kind in ("pass", "maj", "verified", "confidence"):
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    styles = {"pass": ("o", "-"), "maj": ("s", "--"), "verified": ("^", "-."), "confidence": ("D", ":")}
+    values = []
+    for kind, (marker, line) in styles.items():  # distinct markers and lines: equal curves stay visible
         if f"{kind}@1" in acc:
-            ax.plot(ks, [acc[f"{kind}@{k}"] for k in ks], marker="o", label=f"{kind}@k")
+            ys = [acc[f"{kind}@{k}"] for k in ks]
+            values += ys
+            ax.plot(ks, ys, marker=marker, linestyle=line, markersize=5, markerfacecolor="none", label=f"{kind}@k")
     ax.set_xscale("log", base=2)
+    ax.set_xticks(ks, [str(k) for k in ks])
     ax.set_xlabel("samples per problem k")
     ax.set_ylabel("accuracy")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(*fitted_range(values))
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # beside the axes, off the points
     ax.set_title(f"{metrics.get('task', '')} {metrics.get('model', '')}".strip())
     fig.tight_layout()
     fig.savefig(path, dpi=120)
