@@ -182,10 +182,6 @@ def _meta(config: dict, directory: Path) -> dict:
     meta = config.get("meta") or {}
     if not isinstance(meta, dict):
         raise CheckpointError(f"{directory / CONFIG}: \"meta\" must be a mapping, got {type(meta).__name__}")
-    task = meta.get("task")
-    if task is not None and not (isinstance(task, dict) and isinstance(task.get("options", {}), (dict, type(None)))):
-        raise CheckpointError(f"{directory / CONFIG}: \"meta.task\" must be a mapping like "
-                              f"{{\"name\": \"countdown\", \"options\": {{\"n\": 3}}}}, got {task!r:.60}")
     steps = meta.get("sampling_steps")
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise CheckpointError(f"{directory / CONFIG}: \"meta.sampling_steps\" must be a positive integer, "

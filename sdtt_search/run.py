@@ -95,7 +95,8 @@ def _check_model_task(model, task, cfg: DictConfig) -> None:
     trained = model.meta.get("task") or {}
     if not isinstance(trained, dict) or not isinstance(trained.get("options", {}), (dict, type(None))):
         raise ValueError(f"model {model.name}: its meta.task must be a mapping like "
-                         f"{{'name': 'countdown', 'options': {{'n': 3}}}}, got {trained!r:.80}; fix its config.json")
+                         f"{{'name': 'countdown', 'options': {{'n': 3}}}}, got {trained!r:.80}; fix \"meta\" in its "
+                         "config.json")
     if trained.get("name") and trained["name"] != task.name:
         raise ValueError(f"model {model.name} was trained for task {trained['name']!r}, not {task.name!r}; "
                          f"pass a {task.name} model with model=")

@@ -18,18 +18,30 @@ from tasks import load_task
 
 
 def raylet_pids() -> list[int]:
-    """The raylet processes on this machine (Linux /proc)."""
-    pids = []
+    """The raylet processes started by this process (its descendants; Linux /proc): never
+    another cluster's, such as the one the test suite itself runs on."""
+    parent: dict[int, int] = {}
+    argv0: dict[int, bytes] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    parent[int(entry)] = int(fh.read().rsplit(b")", 1)[1].split()[1])
                 with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                    argv0 = fh.read().split(b"\0", 1)[0]
-            except OSError:
+                    argv0[int(entry)] = fh.read().split(b"\0", 1)[0]
+            except (OSError, ValueError, IndexError):
                 continue
-            if argv0.endswith(b"/raylet"):
-                pids.append(int(entry))
-    return pids
+
+    def mine(pid: int) -> bool:
+        for _ in range(64):
+            pid = parent.get(pid, 0)
+            if pid == os.getpid():
+                return True
+            if pid <= 1:
+                return False
+        return False
+
+    return [pid for pid, name in argv0.items() if name.endswith(b"/raylet") and mine(pid)]
 
 
 def kill_raylet_when_busy(started: threading.Event, killed_at: list) -> None:
