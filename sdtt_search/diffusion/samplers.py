@@ -142,7 +142,7 @@ def ancestral_sample(
     head_temperature: float | None = None,
     heads: torch.Tensor | None = None,
 ) -> SampleOutput:
-    """MDLM ancestral sampler (spec §A7) with a per-row no-change cache.
+    """MDLM ancestral sampler (Sahoo et al. 2024, Sec. 3) with a per-row no-change cache.
 
     Time grid t_i = linspace(1, eps, steps + 1). At a step from t to s < t every
     masked position is revealed with probability (t - s) / t and, if revealed, takes
@@ -211,7 +211,7 @@ def ancestral_sample(
         fresh &= ~reveal.any(-1)
 
     masked = (x == mask_id) & gen_mask
-    if masked.any():  # noise removal at t = eps: greedy fill (spec §A7.4)
+    if masked.any():  # noise removal at t = eps: greedy fill
         refresh(eps)
         fill = _token_probs(logits[masked], mask_id, 1.0)
         chosen = fill.argmax(-1)

@@ -1,4 +1,4 @@
-"""The denoiser: a DiT-style bidirectional transformer (MDLM's "DIT", spec §A5).
+"""The denoiser: a DiT-style bidirectional transformer (MDLM's "DIT", Sahoo et al. 2024).
 
 Pre-LN blocks with adaLN-zero modulation from a conditioning vector, rotary
 position embeddings on q and k, an untied output head. ``causal=True`` turns the
@@ -28,7 +28,7 @@ class LayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [..., h] -> same shape and dtype; normalised in fp32 with autocast off (spec §A5)."""
+        """x [..., h] -> same shape and dtype; normalised in fp32 with autocast off."""
         device = x.device.type
         no_autocast = torch.autocast(device, enabled=False) if torch.amp.is_autocast_available(device) else nullcontext()
         with no_autocast:
@@ -57,7 +57,7 @@ class TimestepEmbedder(nn.Module):
 
 
 class DDiTBlock(nn.Module):
-    """One adaLN-zero transformer block (spec §A5 step 4).
+    """One adaLN-zero transformer block (Peebles & Xie 2023, DiT).
 
     x = x + gate1 * Dropout(Attn(modulate(LN1(x), shift1, scale1)))
     x = x + gate2 * Dropout(MLP(modulate(LN2(x), shift2, scale2)))
@@ -152,7 +152,7 @@ class EmbeddingTable(nn.Module):
 class Denoiser(nn.Module):
     """MDLM's DiT: input_ids [B, L] (+ attention_mask [B, L], sigma [B]) -> logits [B, L, V] (fp32).
 
-    State-dict keys follow MDLM's ``DIT`` (spec §A5, §E9) so released weights can be
+    State-dict keys follow MDLM's ``DIT`` so released weights can be
     mapped in: vocab_embed.embedding, sigma_map.mlp.{0,2}.*, blocks.{i}.{norm1,
     attn_qkv, attn_out, norm2, mlp.{0,2}, adaLN_modulation}.*, output_layer.{norm_final,
     linear, adaLN_modulation}.*. (MDLM's ``rotary_emb.inv_freq`` buffer is not stored:
@@ -186,14 +186,14 @@ class Denoiser(nn.Module):
             attention_mask: [B, L] bool, False on padding; positions count from the
                 first real token, so left padding leaves a row's output unchanged.
             sigma: [B] total noise sigma(t); required with ``time_conditioning``,
-                otherwise ignored (replaced by zeros, as MDLM does: spec §A4).
+                otherwise ignored (replaced by zeros, as MDLM does).
         Returns:
             [B, L, V] float32 logits.
         """
         batch = input_ids.shape[0]
         positions, key_padding_mask = padding_layout(input_ids, attention_mask)
         if not self.config.time_conditioning:
-            sigma = torch.zeros(batch, device=input_ids.device)  # spec §A4: MDLM zeroes sigma
+            sigma = torch.zeros(batch, device=input_ids.device)  # MDLM zeroes sigma
         elif sigma is None:
             raise ValueError("this model is time-conditioned (time_conditioning=True): pass sigma [B]")
         else:

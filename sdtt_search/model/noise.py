@@ -4,7 +4,7 @@ A sampler draws column j's token by inverse CDF at a uniform u_j (``categorical`
 A few-step student that commits several columns in one call draws them independently
 from its per-column distributions, so two dependent columns (a result and its copy)
 disagree whenever both are uncertain: the factorisation ceiling of per-position
-students (benchmarks/RESULTS.md, session 5). Feeding u_j to the network at column j
+students (docs/results.md). Feeding u_j to the network at column j
 lets every later column of the same call know how j will be drawn: column j + 1 can
 then condition on the token that column j's own distribution and u_j give, as the
 teacher's ancestral sampler does, and one call can write dependent tokens
