@@ -70,6 +70,7 @@ from sdtt_search.fingerprint import model_fingerprint
 from sdtt_search.diffusion import SamplerConfig
 from sdtt_search.loading import load_ar_as_denoiser, load_model
 from sdtt_search.machine import describe
+from sdtt_search.model.invariant import batch_invariance
 from sdtt_search.search.engine import Search
 from sdtt_search.search.metrics import verified_at_k
 
@@ -307,8 +308,9 @@ EXTRA_FLOPS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa
 
 
 def count_flops(fn) -> tuple[int, object]:
-    """(FLOPs, result) of ``fn()`` (matmuls + attention)."""
-    with FlopCounterMode(display=False, custom_mapping=EXTRA_FLOPS) as counter:
+    """(FLOPs, result) of ``fn()`` (matmuls + attention): the model's FLOPs, so with the
+    batch-invariant kernels off (their padding tiles are not the model's work)."""
+    with batch_invariance(False), FlopCounterMode(display=False, custom_mapping=EXTRA_FLOPS) as counter:
         result = fn()
     return counter.get_total_flops(), result
 

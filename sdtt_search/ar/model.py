@@ -10,6 +10,7 @@ import torch
 from ..diffusion import SamplerConfig
 from .backends import TransformersBackend, VLLMBackend, resolve_backend
 from .checkpoint import load_ar_tokenizer, read_sidecar
+from ..model.invariant import sampling
 
 
 class ARModel:
@@ -51,6 +52,7 @@ class ARModel:
         return SamplerConfig(method="autoregressive", steps=max(self.gen_length, 1), temperature=1.0,
                              gen_length=self.gen_length or None)
 
+    @sampling
     def generate(self, prompts: Sequence[str], sampler: SamplerConfig, *, seeds: Sequence[int], heads=None):
         from ..loading import Completions
 

@@ -269,10 +269,12 @@ def confidence_sample(
     * without ``threshold``: the k most confident, k from LLaDA's linear schedule
       over the block's share of ``steps``;
     * with ``threshold`` tau: every token with confidence >= tau, and at least the
-      most confident one (Fast-dLLM); ``steps`` is a budget of steps shared by the
-      blocks (each keeps one for every later block), and a block's last allowed step
-      commits every token left (with ``steps`` >= the generated length the budget
-      never binds: Fast-dLLM's uncapped decoding). A step is a network call unless the
+      most confident one (Fast-dLLM); ``steps`` is each row's budget of steps, shared
+      by its blocks (each keeps one for every later block), and a row's last allowed
+      step in a block commits every token it has left (with ``steps`` >= the generated
+      length the budget never binds: Fast-dLLM's uncapped decoding). A row spends a
+      step only when it has a masked column in the block, so it decodes as it would
+      alone, whatever its batch-mates need. A step is a network call unless the
       prefix cache already holds its logits (then ``nfe`` < steps; same tokens).
 
     ``remasking="margin"`` / ``"entropy"`` rank by Dream's orders (``topk_margin``: top-1
@@ -305,8 +307,8 @@ def confidence_sample(
     reaches its end, until each row meets an unsure token or its last masked one. A
     step commits no token past the first unsure one, and a causal column's logits do
     not depend on the columns to its right, so the tokens are the ones the whole tail
-    gives, from fewer columns run (more, smaller calls). A block's last allowed step
-    runs its whole tail (it commits every token left).
+    gives, from fewer columns run (more, smaller calls). A call in which some row takes
+    its last allowed step runs the whole tail (that row commits every token left).
 
     ``heads`` [B, H] float64 (``SamplerConfig.stratify``): the uniforms of the first H
     generated columns, fixed for the whole decode (a noise-conditioned model is shown
@@ -358,7 +360,9 @@ def confidence_sample(
     # remasking="left_to_right" ranks by position: a larger score for a smaller column
     column_score = (length - torch.arange(length, device=x.device, dtype=torch.float64)).expand(batch, -1)
 
-    steps_used = 0  # sampler steps so far (network calls, but for the ones a prefix cache skips)
+    # [B] sampler steps each row has taken part in (a step of a row with a masked column in the
+    # block): a row's budget is its own, so it decodes as it would alone, whatever its batch-mates
+    steps_used = torch.zeros(batch, dtype=torch.long, device=x.device)
     if replace is not None and columns.numel() and int(columns[-1]) - int(columns[0]) + 1 != columns.numel():
         raise ValueError("sampler.kv_cache needs one contiguous generated span (use build_batch)")
     for b, cols in enumerate(blocks):
@@ -379,9 +383,11 @@ def confidence_sample(
             # a noise-conditioned model's columns are drawn at the uniforms it was shown
             u_token = noise_u if noise_u is not None else _at_heads(rng.uniform(positions, key=(b, step, 0)), columns,
                                                                       heads)
-            # the budget of steps is shared by the blocks, each later block keeping one
-            last_step = threshold is not None and steps_used + 1 >= steps - (len(blocks) - b - 1)
-            call_window = None if last_step else window
+            # each row's budget of steps is shared by its blocks, each later block keeping one
+            active = candidates.any(-1)
+            last_step = (steps_used + 1 >= steps - (len(blocks) - b - 1)) & active if threshold is not None \
+                else torch.zeros_like(active)
+            call_window = None if bool(last_step.any()) else window  # a row's last step needs its whole tail
             if cached is not None:
                 block_logits, ran = cached(x, cols, window=call_window)
             elif replace is not None:
@@ -400,7 +406,7 @@ def confidence_sample(
                 block_logits = denoise(model, x, attention_mask=attention_mask, sigma=_sigma_for(model, schedule, t_rows),
                                        gen_start=int(columns[0]), noise=noise)[:, cols]
             nfe += int(ran)
-            steps_used += 1
+            steps_used += active.long()
             row_forwards += cached.rows_run if cached is not None else batch
             drawn_tokens = torch.full_like(x, mask_id)
             drawn_probs = torch.zeros(batch, length, dtype=torch.float64, device=x.device)
@@ -465,7 +471,7 @@ def confidence_sample(
                 sure[candidates] = drawn_prob >= threshold  # always the drawn token's probability, whatever the order
                 if remasking == "prefix":  # no unsure candidate to the left (the leftmost counts as sure)
                     sure = (candidates & ~(sure | (rank == 0))).long().cumsum(-1) == 0
-                commit = candidates & (sure | (rank == 0) | last_step)
+                commit = candidates & (sure | (rank == 0) | last_step[:, None])
             x = torch.where(commit, proposal, x)
             token_logprobs = torch.where(commit, proposal_logprob, token_logprobs)
             step += 1

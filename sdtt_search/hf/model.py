@@ -10,6 +10,7 @@ from ..diffusion import SamplerConfig, generate
 from ..loading import Completions, DiffusionModel
 from .defaults import default_sampler, fast_dllm
 from .prompting import PromptFormat
+from ..model.invariant import sampling
 
 
 class HFDiffusionModel(DiffusionModel):
@@ -53,6 +54,7 @@ class HFDiffusionModel(DiffusionModel):
         """The text the model is conditioned on for a task prompt (chat template, answer instruction)."""
         return self.prompt_format.render(prompt, self.tokenizer)
 
+    @sampling
     def generate(self, prompts: Sequence[str], sampler: SamplerConfig, *, seeds: Sequence[int],
                  heads=None) -> Completions:
         """One completion per prompt; texts and log-probs stop at the first end-of-answer token.

@@ -7,6 +7,8 @@ import logging
 import torch
 import torch.nn.functional as F
 
+from .invariant import active, invariant_sdpa, left_padding_starts, unpadded_sdpa
+
 log = logging.getLogger("sdtt_search.model")
 
 
@@ -156,11 +158,18 @@ def attention(
     if backend == "xformers":
         return _xformers_attention(q, k, v, key_padding_mask, causal, allowed)
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # SDPA wants [B, H, L, D]
-    if key_padding_mask is None and allowed is None:
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    # a row's bits do not depend on its batch (sdtt_search.model.invariant): queries in whole
+    # tiles and each left padding run apart with its padding cut off, when sampling (training,
+    # with gradients, keeps the plain kernels: it samples nothing; invariant.active)
+    first = None if key_padding_mask is None or not active() else left_padding_starts(key_padding_mask)
+    if first is not None:
+        columns = torch.arange(q.shape[2], device=q.device)
+        out = unpadded_sdpa(q, k, v, None if allowed is None else allowed[None, None], first, columns,
+                            causal=causal and allowed is None)
+    elif key_padding_mask is None and allowed is None:
+        out = invariant_sdpa(q, k, v, causal=causal)
     else:
-        mask = _boolean_mask(key_padding_mask, causal, q.shape[2], q.device, allowed)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        out = invariant_sdpa(q, k, v, _boolean_mask(key_padding_mask, causal, q.shape[2], q.device, allowed))
     return out.transpose(1, 2)
 
 

@@ -16,6 +16,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .attention import attention, padding_layout, select_backend
 from .config import ModelConfig
+from .invariant import InvariantLinear, cached_attention
 from .replace_cache import ReplaceKVCache, kept_columns, span_attention_mask
 from .rotary import apply_rotary, rotary_tables
 
@@ -46,7 +47,8 @@ class TimestepEmbedder(nn.Module):
     def __init__(self, cond_dim: int, frequency_dim: int = 256):
         super().__init__()
         self.frequency_dim = frequency_dim
-        self.mlp = nn.Sequential(nn.Linear(frequency_dim, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
+        self.mlp = nn.Sequential(InvariantLinear(frequency_dim, cond_dim), nn.SiLU(),
+                                 InvariantLinear(cond_dim, cond_dim))
 
     def forward(self, sigma: torch.Tensor) -> torch.Tensor:
         """sigma [B] -> [B, cond_dim]."""
@@ -70,11 +72,12 @@ class DDiTBlock(nn.Module):
         h = config.hidden_size
         self.n_heads = config.n_heads
         self.norm1 = LayerNorm(h)
-        self.attn_qkv = nn.Linear(h, 3 * h, bias=False)
-        self.attn_out = nn.Linear(h, h, bias=False)
+        self.attn_qkv = InvariantLinear(h, 3 * h, bias=False)
+        self.attn_out = InvariantLinear(h, h, bias=False)
         self.norm2 = LayerNorm(h)
-        self.mlp = nn.Sequential(nn.Linear(h, config.mlp_ratio * h), nn.GELU(approximate="tanh"), nn.Linear(config.mlp_ratio * h, h))
-        self.adaLN_modulation = nn.Linear(config.cond_dim, 6 * h)
+        self.mlp = nn.Sequential(InvariantLinear(h, config.mlp_ratio * h), nn.GELU(approximate="tanh"),
+                                 InvariantLinear(config.mlp_ratio * h, h))
+        self.adaLN_modulation = InvariantLinear(config.cond_dim, 6 * h)
         nn.init.zeros_(self.adaLN_modulation.weight)  # adaLN-zero: the block starts as the identity
         nn.init.zeros_(self.adaLN_modulation.bias)
         self.dropout = nn.Dropout(config.dropout)
@@ -102,18 +105,18 @@ class DDiTBlock(nn.Module):
         return x
 
     def forward_replace(self, x: torch.Tensor, c: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor], store,
-                        allowed: torch.Tensor | None) -> torch.Tensor:
+                        attend) -> torch.Tensor:
         """The block on a span x [B, Q, h] whose keys and values ``store(k, v)`` writes
         into a cache of the whole sequence, returning every column's [B, L, H, D];
-        ``allowed`` [B, 1, 1, L] (None: all keys) -> [B, Q, h]."""
+        ``attend(q, k, v)``: the span's attention over them (``cached_attention``) -> [B, Q, h]."""
         shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(c).chunk(6, dim=-1)
         batch, length, h = x.shape
         qkv = self.attn_qkv(modulate(self.norm1(x), shift1, scale1)).view(batch, length, 3, self.n_heads, h // self.n_heads)
         q, k, v = qkv.unbind(dim=2)
         cos, sin = rotary
         keys, values = store(apply_rotary(k, cos, sin), v)
-        a = F.scaled_dot_product_attention(apply_rotary(q, cos, sin).transpose(1, 2), keys.transpose(1, 2),
-                                           values.transpose(1, 2), attn_mask=allowed).transpose(1, 2)
+        a = attend(apply_rotary(q, cos, sin).transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2))
+        a = a.transpose(1, 2)
         x = x + gate1[:, None] * self.attn_out(a.reshape(batch, length, h))
         return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
 
@@ -125,8 +128,8 @@ class FinalLayer(nn.Module):
         super().__init__()
         h = config.hidden_size
         self.norm_final = LayerNorm(h)
-        self.linear = nn.Linear(h, config.vocab_size)
-        self.adaLN_modulation = nn.Linear(config.cond_dim, 2 * h)
+        self.linear = InvariantLinear(h, config.vocab_size)
+        self.adaLN_modulation = InvariantLinear(config.cond_dim, 2 * h)
         for layer in (self.linear, self.adaLN_modulation):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
@@ -234,10 +237,11 @@ class Denoiser(nn.Module):
         positions, key_padding_mask = padding_layout(input_ids, attention_mask)
         c = F.silu(self.sigma_map(torch.zeros(input_ids.shape[0], device=input_ids.device)))
         rotary = rotary_tables(positions[:, start:stop], self.config.head_dim)
-        allowed = span_attention_mask(key_padding_mask)
+        attend = cached_attention(span_attention_mask(key_padding_mask), key_padding_mask,
+                                  torch.arange(start, stop, device=input_ids.device))
         x = self.vocab_embed(input_ids[:, start:stop])
         for i, block in enumerate(self.blocks):
-            x = block.forward_replace(x, c, rotary, lambda k, v, i=i: cache.put(i, k, v, start), allowed)
+            x = block.forward_replace(x, c, rotary, lambda k, v, i=i: cache.put(i, k, v, start), attend)
         lo, hi = kept_columns(start, stop, keep)
         return self.output_layer(x[:, lo - start : hi - start], c).float()
 

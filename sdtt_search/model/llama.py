@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .attention import attention, block_causal_mask, padding_layout, select_backend
+from .invariant import InvariantLinear, cached_attention
 from .replace_cache import ReplaceKVCache, span_attention_mask
 from .rotary import apply_rotary, rotary_tables
 
@@ -137,10 +138,10 @@ class SelfAttention(nn.Module):
         super().__init__()
         h = config.hidden_size
         self.n_heads = config.n_heads
-        self.q_proj = nn.Linear(h, h, bias=False)
-        self.k_proj = nn.Linear(h, h, bias=False)
-        self.v_proj = nn.Linear(h, h, bias=False)
-        self.o_proj = nn.Linear(h, h, bias=False)
+        self.q_proj = InvariantLinear(h, h, bias=False)
+        self.k_proj = InvariantLinear(h, h, bias=False)
+        self.v_proj = InvariantLinear(h, h, bias=False)
+        self.o_proj = InvariantLinear(h, h, bias=False)
 
     def _qkv(self, x: torch.Tensor, rotary) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q, k, v [B, L, H, D] of x [B, L, h], q and k rotated."""
@@ -158,15 +159,14 @@ class SelfAttention(nn.Module):
         a = attention(q, k, v, key_padding_mask=key_padding_mask, causal=causal, backend=backend, allowed=allowed)
         return self.o_proj(a.reshape(x.shape))
 
-    def forward_cached(self, x: torch.Tensor, rotary, store, allowed: torch.Tensor | None) -> torch.Tensor:
+    def forward_cached(self, x: torch.Tensor, rotary, store, attend) -> torch.Tensor:
         """x [B, Q, h] of Q new columns -> output [B, Q, h]. ``store(k, v)`` keeps the
         new columns' (k, v) [B, Q, H, D] and returns every key and value [B, K, H, D]
-        (the cached ones with them); ``allowed``: [B, 1, Q or 1, K] bool, which keys each
-        new query sees (None: all)."""
+        (the cached ones with them); ``attend(q, k, v)``: the attention of the new
+        queries [B, H, Q, D] over them ([B, H, K, D]; ``cached_attention``)."""
         q, k, v = self._qkv(x, rotary)
         keys, values = store(k, v)
-        a = F.scaled_dot_product_attention(q.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2),
-                                           attn_mask=allowed)
+        a = attend(q.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2))
         return self.o_proj(a.transpose(1, 2).reshape(x.shape))
 
 
@@ -175,9 +175,9 @@ class SwiGLU(nn.Module):
 
     def __init__(self, config: CausalLMConfig):
         super().__init__()
-        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+        self.gate_proj = InvariantLinear(config.hidden_size, config.intermediate_size, bias=False)
+        self.up_proj = InvariantLinear(config.hidden_size, config.intermediate_size, bias=False)
+        self.down_proj = InvariantLinear(config.intermediate_size, config.hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
@@ -196,8 +196,8 @@ class DecoderLayer(nn.Module):
         x = x + self.dropout(self.self_attn(self.input_layernorm(x), rotary, key_padding_mask, backend, causal, allowed))
         return x + self.dropout(self.mlp(self.post_attention_layernorm(x)))
 
-    def forward_cached(self, x, rotary, store, allowed):
-        x = x + self.dropout(self.self_attn.forward_cached(self.input_layernorm(x), rotary, store, allowed))
+    def forward_cached(self, x, rotary, store, attend):
+        x = x + self.dropout(self.self_attn.forward_cached(self.input_layernorm(x), rotary, store, attend))
         return x + self.dropout(self.mlp(self.post_attention_layernorm(x)))
 
 
@@ -213,14 +213,16 @@ class KVCache:
         self.length = 0
         self._written = 0  # columns [0, _written) of the buffers hold keys and values
 
-    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor, capacity: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor, capacity: int,
+              keys: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Write a span's k, v [B, Q, H, D] at columns [length, length + Q) of ``layer``'s
-        buffers (made ``capacity`` columns long, or longer, on first use); returns the
-        cached prefix and the span, [B, length + Q, H, D] each."""
+        buffers (made ``capacity`` columns long, or longer, on first use; zeros where
+        nothing is written, so a masked key is never NaN); returns the buffers' first
+        ``keys`` columns (default: the cached prefix and the span), [B, keys, H, D] each."""
         start, stop = self.length, self.length + k.shape[1]
         buffers = self.layers[layer]
         if buffers is None or buffers[0].shape[1] < stop:
-            grown = tuple(t.new_empty(t.shape[0], max(capacity, stop), *t.shape[2:]) for t in (k, v))
+            grown = tuple(t.new_zeros(t.shape[0], max(capacity, stop), *t.shape[2:]) for t in (k, v))
             if buffers is not None:
                 for new, old in zip(grown, buffers):
                     new[:, :start] = old[:, :start]
@@ -228,7 +230,8 @@ class KVCache:
         buffers[0][:, start:stop] = k
         buffers[1][:, start:stop] = v
         self._written = stop
-        return buffers[0][:, :stop], buffers[1][:, :stop]
+        keys = stop if keys is None else keys
+        return buffers[0][:, :keys], buffers[1][:, :keys]
 
     def extend(self, count: int) -> None:
         """Keep the first ``count`` columns of the span the last forward wrote."""
@@ -243,7 +246,7 @@ class KVCache:
         discarded."""
         for i, buffers in enumerate(self.layers):
             if buffers is not None:
-                self.layers[i] = tuple(t.new_empty(index.numel(), *t.shape[1:]) for t in buffers)
+                self.layers[i] = tuple(t.new_zeros(index.numel(), *t.shape[1:]) for t in buffers)
                 for new, old in zip(self.layers[i], buffers):
                     new[:, : self.length] = old[index, : self.length]
         self._written = self.length
@@ -306,25 +309,34 @@ class LlamaBody(nn.Module):
             final-norm hidden states [B, stop - start, h]. The new columns' keys and
             values are written after the cached ones but not kept: the caller keeps the
             clean ones with ``cache.extend``.
+
+        Batch invariance (``sdtt_search.model.invariant``): a sampler chooses the span
+        from the whole batch, so the same column is run in spans of different sizes. Its
+        queries always attend to the row's whole width of keys (the columns from ``stop``
+        on masked), in whole tiles of queries (``invariant_sdpa``), so a column's bits
+        are the same whatever span the other rows made the sampler run.
         """
         if cache.length != start:
             raise ValueError(f"the cache holds {cache.length} columns, the span starts at {start}")
-        real = attention_mask[:, :stop].bool()
-        positions = padding_layout(input_ids[:, :stop], real)[0][:, start:]
+        length = input_ids.shape[1]
+        real = attention_mask.bool()
+        positions = padding_layout(input_ids, real)[0][:, start:stop]
         rotary = rotary_tables(positions, self.config.head_dim, base=self.config.rope_theta)
-        cols = torch.arange(stop, device=input_ids.device)
+        cols = torch.arange(length, device=input_ids.device)
         if block is None:
-            causal = cols[None, :] <= cols[start:, None]  # [Q, stop]
+            pattern = cols[None, :] <= cols[start:stop, None]  # [Q, L]
         else:
-            causal = block_causal_mask(stop, *block, device=input_ids.device)[start:]
+            pattern = block_causal_mask(length, *block, device=input_ids.device)[start:stop]
+        pattern = pattern & (cols[None, :] < stop)
         # Padding keys are hidden; a query always sees itself (a padding row stays finite).
-        allowed = (causal[None] & real[:, None, :]) | (cols[None, :] == cols[start:, None])[None]
+        allowed = (pattern[None] & real[:, None, :]) | (cols[None, :] == cols[start:stop, None])[None]
+        attend = cached_attention(allowed[:, None], real, cols[start:stop])
         x = self.embed_tokens(input_ids[:, start:stop])
         if input_offset is not None:
             x = x + input_offset
-        capacity = input_ids.shape[1]
         for i, layer in enumerate(self.layers):
-            x = layer.forward_cached(x, rotary, lambda k, v, i=i: cache.store(i, k, v, capacity), allowed[:, None])
+            store = lambda k, v, i=i: cache.store(i, k, v, length, keys=length)  # noqa: E731
+            x = layer.forward_cached(x, rotary, store, attend)
         return self.norm(x)
 
     def forward_replace(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, start: int, stop: int,
@@ -344,10 +356,11 @@ class LlamaBody(nn.Module):
             raise ValueError("an empty replace cache is filled by a forward of the whole sequence first")
         positions, key_padding_mask = padding_layout(input_ids, attention_mask)
         rotary = rotary_tables(positions[:, start:stop], self.config.head_dim, base=self.config.rope_theta)
-        allowed = span_attention_mask(key_padding_mask)
+        attend = cached_attention(span_attention_mask(key_padding_mask), key_padding_mask,
+                                  torch.arange(start, stop, device=input_ids.device))
         x = self.embed_tokens(input_ids[:, start:stop])
         for i, layer in enumerate(self.layers):
-            x = layer.forward_cached(x, rotary, lambda k, v, i=i: cache.put(i, k, v, start), allowed)
+            x = layer.forward_cached(x, rotary, lambda k, v, i=i: cache.put(i, k, v, start), attend)
         return self.norm(x)
 
 
@@ -364,7 +377,7 @@ class CausalLM(nn.Module):
         super().__init__()
         self.config = config
         self.model = LlamaBody(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = InvariantLinear(config.hidden_size, config.vocab_size, bias=False)
         self.apply(self._init)
 
     @staticmethod

@@ -19,6 +19,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .attention import padding_layout
+from .invariant import InvariantLinear
 from .llama import CausalLM, CausalLMConfig, KVCache, LlamaBody
 from .replace_cache import ReplaceKVCache, kept_columns, shifted_rows
 from .noise import NoiseEmbedding
@@ -57,7 +58,7 @@ class LlamaDenoiser(nn.Module):
         self.gradient_checkpointing = False
         shape = llama_shape(config)
         self.model = LlamaBody(shape)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = InvariantLinear(config.hidden_size, config.vocab_size, bias=False)
         self.apply(CausalLM._init)
         if config.noise_input:
             self.noise_embed = NoiseEmbedding(config.hidden_size)

@@ -18,6 +18,8 @@ import math
 import torch
 from torch import nn
 
+from .invariant import InvariantLinear
+
 #: sin/cos frequencies of the noise features (pi * 1..N): fine enough to resolve the
 #: CDF thresholds of a few-way choice.
 NOISE_FREQUENCIES = 8
@@ -33,8 +35,8 @@ class NoiseEmbedding(nn.Module):
 
     def __init__(self, hidden_size: int, frequencies: int = NOISE_FREQUENCIES):
         super().__init__()
-        self.proj = nn.Sequential(nn.Linear(2 * frequencies + 1, hidden_size), nn.SiLU(),
-                                  nn.Linear(hidden_size, hidden_size))
+        self.proj = nn.Sequential(InvariantLinear(2 * frequencies + 1, hidden_size), nn.SiLU(),
+                                  InvariantLinear(hidden_size, hidden_size))
         nn.init.zeros_(self.proj[2].weight)
         nn.init.zeros_(self.proj[2].bias)
         self.frequencies = frequencies  # computed in forward: checkpoints are built on the meta device

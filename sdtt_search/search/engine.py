@@ -1,12 +1,21 @@
 """Best-of-N search: sample N candidates per problem, score them, select, measure.
 
 ``Search`` runs in-process; ``sdtt_search.search.ray_executor`` runs the same
-``generate_problems`` on Ray actors. Each candidate's randomness is seeded by
-(seed, problem id, candidate index), so results do not depend on how problems
-are packed into batches or spread over workers, and a search that stops early
-(``until_stopped`` with a ``stopping.StopRule``: a verified candidate, a settled
-majority) holds exactly the first candidates of the full one. ``cascade.Cascade`` chains
-such searches over several models, each seeing only what the ones before it did not accept.
+``generate_problems`` on Ray actors. A candidate is a function of (seed, problem,
+candidate index) alone, bit for bit (its text and log-probabilities): its randomness
+is seeded by (seed, problem id, index), the samplers decode each row as it would
+decode alone (a threshold's step budget is the row's own), and the networks are
+batch-invariant (``sdtt_search.model.invariant``). So candidates do not depend on how
+problems are packed into batches (``batch_size``, ``limit``, a resumed run) or spread
+over workers, and a search that stops early (``until_stopped`` with a
+``stopping.StopRule``: a verified candidate, a settled majority) holds exactly the
+first candidates of the full one. This is tested on CPU for the zoo's networks (our
+DiT and Llama denoisers, the AR twins on the ``transformers`` backend); the vLLM
+backend batches by its own rules (batch-invariant only in vLLM's batch-invariant
+mode, ``VLLM_BATCH_INVARIANT=1`` on a GPU), ``hf:`` models run their own kernels, and
+on CUDA the promise is untested. A problem's ``nfe`` and ``seconds`` are shares of the
+calls it ran in, so they do depend on its batch-mates. ``cascade.Cascade`` chains such
+searches over several models, each seeing only what the ones before it did not accept.
 """
 from __future__ import annotations
 
