@@ -32,7 +32,7 @@ import torch
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
-from .diffusion import SamplerConfig
+from .sampling_config import SamplerConfig
 from .diffusion.loss import mdlm_loss
 from .loading import load_model
 

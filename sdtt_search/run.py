@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .checks import is_positive_int
 from .cli import cli_main, task_from_config
-from .diffusion import SamplerConfig, fit_blocks
+from .sampling_config import SamplerConfig, fit_blocks
 from .fingerprint import model_fingerprint
 from .hf.options import load_options_from_config
 from .loading import load_model

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import torch
 
-from ..diffusion import SamplerConfig
+from ..sampling_config import SamplerConfig
 from .backends import TransformersBackend, VLLMBackend, resolve_backend
 from .checkpoint import load_ar_tokenizer, read_sidecar
 

@@ -17,8 +17,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
-from sdtt_search.diffusion import SamplerConfig
-from sdtt_search.diffusion.rng import stratified_uniforms
+from ..diffusion.rng import stratified_uniforms
+from ..sampling_config import SamplerConfig
 
 from .results import Candidate, ProblemResult
 from .select import SELECTORS, RewardFn

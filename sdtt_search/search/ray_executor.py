@@ -54,7 +54,7 @@ class SearchWorker:
         import torch
 
         from sdtt_search.cli import task_from_config
-        from sdtt_search.diffusion import SamplerConfig
+        from sdtt_search.sampling_config import SamplerConfig
         from sdtt_search.loading import load_model
 
         from .engine import Search

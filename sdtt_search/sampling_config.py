@@ -1,10 +1,18 @@
-"""User-facing sampler settings (kept as plain as vLLM's ``SamplingParams``)."""
+"""User-facing sampler settings (kept as plain as vLLM's ``SamplingParams``).
+
+``SamplerConfig`` says how any model of the library decodes: the masked diffusion
+samplers (``sdtt_search.diffusion``), the AR twins (``sdtt_search.ar``) and the search
+engine read it, so it lives beside them rather than in the diffusion package (which
+re-exports it: ``from sdtt_search.diffusion import SamplerConfig`` still works).
+It is plain data: no torch.
+"""
 from __future__ import annotations
 
 import math
-
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from .dataclass_dict import dataclass_from_dict
 
 METHODS = ("ancestral", "confidence", "autoregressive")
 DIFFUSION_METHODS = ("ancestral", "confidence")
@@ -180,11 +188,16 @@ class SamplerConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "SamplerConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown sampler option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**values)
+        """Inverse of ``to_dict``; an unknown key or a bad value is a one-line ``ValueError``."""
+        return dataclass_from_dict(cls, values, label="sampler option")
+
+    def replace(self, **changes: Any) -> "SamplerConfig":
+        """A copy with ``changes`` applied and checked (``dataclasses.replace`` with this
+        class's one-line errors, an unknown field name included)::
+
+            sampler = model.default_sampler().replace(temperature=1.0, stratify=3)
+        """
+        return self.from_dict({**asdict(self), **changes})
 
 
 def fit_blocks(sampler: SamplerConfig, gen_length: int) -> SamplerConfig:
@@ -196,4 +209,4 @@ def fit_blocks(sampler: SamplerConfig, gen_length: int) -> SamplerConfig:
         return sampler
     if sampler.steps * sampler.block_length >= gen_length:
         return sampler
-    return SamplerConfig.from_dict({**sampler.to_dict(), "block_length": -(-gen_length // sampler.steps)})
+    return sampler.replace(block_length=-(-gen_length // sampler.steps))
