@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
 from ..diffusion.rng import stratified_uniforms
+from ..interface import Model
 from ..sampling_config import SamplerConfig
 
 from .results import Candidate, ProblemResult
@@ -85,8 +86,8 @@ class Search:
     """Generate and score N candidates per problem with one model.
 
     Args:
-        model: a loaded model (``sdtt_search.load_model``): anything with
-            ``generate(prompts, sampler, seeds=...) -> Generation``.
+        model: a loaded model (``sdtt_search.load_model``, ``sdtt_search.interface.Model``):
+            anything with ``generate(prompts, sampler, seeds=...) -> Completions``.
         task: a ``tasks.Task``.
         sampler: sampling settings (default: the model's recommended steps).
         batch_size: rows per network call; problems are packed when N is smaller.
@@ -100,7 +101,7 @@ class Search:
 
     def __init__(
         self,
-        model,
+        model: Model,
         task,
         sampler: SamplerConfig | None = None,
         *,
