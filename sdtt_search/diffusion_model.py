@@ -8,7 +8,7 @@ import torch
 
 from .diffusion import generate
 from .interface import Completions
-from .sampling_config import SamplerConfig, fit_blocks
+from .sampling_config import SamplerConfig, with_overrides
 
 
 class DiffusionModel:
@@ -47,8 +47,7 @@ class DiffusionModel:
         recorded.pop("steps", None)
         recorded["gen_length"] = self.gen_length or recorded.get("gen_length") or None
         recorded.setdefault("method", "ancestral")
-        sampler = SamplerConfig.from_dict({**recorded, "steps": int(self.meta.get("sampling_steps", 32))})
-        return fit_blocks(sampler, self.gen_length) if self.gen_length else sampler
+        return with_overrides(recorded, {"steps": int(self.meta.get("sampling_steps", 32))}, gen_length=self.gen_length)
 
     def generate(self, prompts: Sequence[str], sampler: SamplerConfig, *, seeds: Sequence[int],
                  heads=None) -> Completions:

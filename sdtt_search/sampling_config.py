@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from .dataclass_dict import dataclass_from_dict
 
@@ -198,6 +198,27 @@ class SamplerConfig:
             sampler = model.default_sampler().replace(temperature=1.0, stratify=3)
         """
         return self.from_dict({**asdict(self), **changes})
+
+
+def with_overrides(base: SamplerConfig | Mapping[str, Any], overrides: Mapping[str, Any] | None = None, *,
+                   gen_length: int | None = None) -> SamplerConfig:
+    """The decoding a model runs: ``base`` (its recorded or default decoding, a sampler or
+    its fields) with every non-null value of ``overrides``; then, unless ``overrides`` set
+    ``block_length``, blocks widened so that the steps cover them (``fit_blocks``) over the
+    sampler's ``gen_length``, else ``gen_length`` (the model's).
+
+    The one rule of a checkpoint's default sampler, the command line's ``sampler.*`` and
+    lm-eval's ``model_args``: a block-wise model asked for fewer steps than it has blocks
+    decodes wider blocks, one step each, as its distilled students do; an explicit block
+    length is kept as given. A bad key or value is a one-line ``ValueError``.
+    """
+    values = base.to_dict() if isinstance(base, SamplerConfig) else dict(base)
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    sampler = SamplerConfig.from_dict({**values, **given})
+    length = sampler.gen_length or gen_length
+    if "block_length" not in given and length:
+        sampler = fit_blocks(sampler, int(length))
+    return sampler
 
 
 def fit_blocks(sampler: SamplerConfig, gen_length: int) -> SamplerConfig:
