@@ -199,7 +199,7 @@ def load_spec(spec: str, device: str, ar_backend: str, *, force_backend: bool = 
     else:
         model = load_model(name, device=device, ar_backend=ar_backend)
     if values:
-        sampler = SamplerConfig.from_dict({**model.default_sampler().to_dict(), **values})
+        sampler = model.default_sampler().replace(**values)
         model.default_sampler = lambda: SamplerConfig.from_dict(sampler.to_dict())
     return model
 

@@ -95,7 +95,7 @@ def speed_table(args, rows: list[dict]) -> str:
 
 
 def accuracy(args) -> list[dict]:
-    from sdtt_search import SamplerConfig, Search
+    from sdtt_search import Search
     from sdtt_search.cli import task_from_config
     from sdtt_search.loading import load_model
 
@@ -104,9 +104,9 @@ def accuracy(args) -> list[dict]:
     problems = task.problems("test", limit=args.problems)
     rows, reference = [], None
     for kv_cache, refresh in [(c, None) for c in CACHES] + [("dual", r) for r in args.refresh]:
-        sampler = SamplerConfig.from_dict({**model.default_sampler().to_dict(), "method": "confidence",
-                                           "remasking": "low_confidence", "threshold": args.threshold, "steps": args.steps,
-                                           "block_length": args.block, "kv_cache": kv_cache, "kv_refresh": refresh})
+        sampler = model.default_sampler().replace(method="confidence", remasking="low_confidence",
+                                                  threshold=args.threshold, steps=args.steps, block_length=args.block,
+                                                  kv_cache=kv_cache, kv_refresh=refresh)
         search = Search(model, task, sampler, batch_size=64)
         search.best_of_n(problems[:8], n=1)  # warm-up
         start = time.perf_counter()

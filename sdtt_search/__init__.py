@@ -15,12 +15,15 @@
     cascade = Cascade([Stage(search, samples=4, round_size=1), Stage(Search(ar, task, seed=1), samples=64, round_size=32)])
     print(cascade.best_of_n(task.problems("test", limit=100)).metrics["accuracy"]["verified"])
 """
-from .diffusion import SamplerConfig, generate
-from .loading import DiffusionModel, load_ar_as_denoiser, load_model
+from .diffusion import generate
+from .diffusion_model import DiffusionModel
+from .interface import Completions, Model
+from .loading import load_ar_as_denoiser, load_model
+from .sampling_config import SamplerConfig
 from .search.cascade import Cascade, Stage
 from .search.engine import Search, SearchResult
 
 __version__ = "0.1.0"
 
-__all__ = ["SamplerConfig", "generate", "DiffusionModel", "load_model", "load_ar_as_denoiser", "Search", "SearchResult", "Cascade", "Stage",
-           "__version__"]
+__all__ = ["SamplerConfig", "generate", "Completions", "Model", "DiffusionModel", "load_model", "load_ar_as_denoiser",
+           "Search", "SearchResult", "Cascade", "Stage", "__version__"]

@@ -11,6 +11,9 @@ config.json::
 Face file; it is optional and defaults to the names above.) Weights are fp32 and are
 read with safetensors only, never unpickled. Every problem with a directory is a
 one-line ``CheckpointError`` that says what was expected.
+
+Checkpoint I/O lives here only: the networks (``sdtt_search.model``) know nothing of
+files, so this module depends on them and not the other way round.
 """
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ import torch
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
-from .diffusion import SamplerConfig
+from .sampling_config import SamplerConfig, with_overrides
 from .diffusion.loss import mdlm_loss
 from .loading import load_model
 
@@ -67,7 +67,8 @@ class SDTTSearchLM(LM):
             raise ValueError(f"sdtt-search model_args: unknown option(s) {', '.join(unknown)}; use pretrained, device, "
                              f"seed, batch_size, mc_samples or a sampler field ({', '.join(SAMPLER_FIELDS)})")
         self.model = load_model(str(pretrained), device=device)
-        self.sampler = SamplerConfig.from_dict({**self.model.default_sampler().to_dict(), **sampler})
+        self.sampler = with_overrides(self.model.default_sampler(), sampler,
+                                      gen_length=getattr(self.model, "gen_length", 0))
         self.seed = int(seed)
         self.batch_size_per_call = 16 if str(batch_size) == "auto" else int(batch_size)
         self.mc_samples = int(mc_samples)

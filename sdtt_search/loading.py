@@ -1,102 +1,23 @@
-"""``load_model``: a zoo name, a checkpoint directory (or, later, a hub id) -> a
-model object that the search engine can ask for completions."""
+"""``load_model``: a zoo name, a checkpoint directory, a LoRA student or ``hf:<hub id>`` -> a
+model the search engine can ask for completions (``sdtt_search.interface.Model``)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
 from .ar import is_ar_checkpoint, load_ar_model
 from .checkpoint import load_pretrained
+from .diffusion_model import DiffusionModel
+from .interface import Model
 from .lora import apply_lora_checkpoint, is_lora_checkpoint, read_lora_config
-from .diffusion import SamplerConfig, fit_blocks, generate
 from .machine import resolve_device
 from .zoo import resolve_model_path
-from .model.invariant import sampling
-
-
-@dataclass
-class Completions:
-    """What ``generate`` returns to the search engine.
-
-    Attributes:
-        texts: decoded completions (cut at the first EOS).
-        logprobs: per row, the model log-prob of each generated token up to and
-            including EOS (its mean is the "confidence" score).
-        nfe: network calls of the batch.
-        positions: generated positions per row (the compute per sample).
-    """
-
-    texts: list[str]
-    logprobs: list[list[float]]
-    nfe: int
-    positions: int
-
-
-class DiffusionModel:
-    """A masked diffusion checkpoint ready to sample.
-
-    Attributes:
-        model: the ``Denoiser`` (eval mode); tokenizer; meta: the checkpoint's
-        ``meta`` (task, gen_length, sampling_steps, ...); name: how it was loaded.
-    """
-
-    kind = "diffusion"
-
-    def __init__(self, model, tokenizer, meta: dict, name: str):
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.meta = dict(meta)
-        self.name = name
-
-    @property
-    def gen_length(self) -> int:
-        return int(self.meta.get("gen_length", 0) or 0)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def context_length(self) -> int:
-        """Longest prompt + completion the network was built for (tokens)."""
-        return int(self.model.config.max_length)
-
-    def default_sampler(self) -> SamplerConfig:
-        """The checkpoint's decoding (meta "sampler": method, block length, ...; ancestral
-        when absent) at the step count it was trained or distilled for (meta "sampling_steps")."""
-        recorded = dict(self.meta.get("sampler") or {})
-        recorded.pop("steps", None)
-        recorded["gen_length"] = self.gen_length or recorded.get("gen_length") or None
-        recorded.setdefault("method", "ancestral")
-        sampler = SamplerConfig.from_dict({**recorded, "steps": int(self.meta.get("sampling_steps", 32))})
-        return fit_blocks(sampler, self.gen_length) if self.gen_length else sampler
-
-    @sampling
-    def generate(self, prompts: Sequence[str], sampler: SamplerConfig, *, seeds: Sequence[int],
-                 heads=None) -> Completions:
-        gen_length = sampler.gen_length or self.gen_length
-        if not gen_length:
-            raise ValueError(f"model {self.name} has no gen_length in its meta; set sampler.gen_length")
-        out = generate(self.model, self.tokenizer, list(prompts), sampler, seeds=list(seeds), gen_length=gen_length,
-                       heads=heads)
-        eos = self.tokenizer.eos_id
-        logprobs = []
-        for ids, lps in zip(out.tokens.tolist(), out.token_logprobs.tolist()):
-            row = []
-            for token, lp in zip(ids, lps):
-                row.append(lp)
-                if token == eos:
-                    break
-            logprobs.append(row)
-        return Completions(texts=out.texts, logprobs=logprobs, nfe=out.nfe, positions=gen_length)
 
 
 def load_model(name_or_path: str | Path, *, device: str | torch.device = "cpu", ar_backend: str = "auto",
                trust_remote_code: bool = False, family: str | None = None, dtype: str | torch.dtype | None = None,
-               hf_options: dict | None = None):
+               hf_options: dict | None = None) -> Model:
     """Load a zoo model (e.g. ``"countdown-cd3-num-sdtt-4"``) or a checkpoint directory.
 
     Masked diffusion checkpoints give a ``DiffusionModel``; AR twins (Llama format,

@@ -22,72 +22,19 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from .checks import is_positive_int
 from .cli import cli_main, task_from_config
-from .diffusion import SamplerConfig, fit_blocks
 from .fingerprint import model_fingerprint
 from .hf.options import load_options_from_config
 from .loading import load_model
 from .machine import resolve_device
-from .search.engine import Search, check_samples
+from .run_config import check_run_config, fallback_stage, stop_rule
+from .sampling_config import SamplerConfig, with_overrides
+from .search.engine import Search
 from .search.cascade import Cascade, Stage
 from .search.report import (format_summary, plot_accuracy, score_means, summarise, summarise_cascade,
                             summarise_stopped)
-from .search.stopping import STOP_ON, StopRule
 from .search.store import ResultStore
 from .zoo import default_model_for
-
-EXECUTORS = ("local", "ray")
-
-
-def _check(cfg: DictConfig) -> None:
-    check_samples(cfg.samples)
-    if cfg.limit is not None and (not is_positive_int(cfg.limit)):
-        raise ValueError(f"limit={cfg.limit!r} must be a positive integer, or null for every problem")
-    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
-        raise ValueError(f"seed={cfg.seed!r} must be an integer")
-    if cfg.executor not in EXECUTORS:
-        raise ValueError(f"executor={cfg.executor!r} is unknown; use one of {', '.join(EXECUTORS)}")
-    if not isinstance(cfg.workers, int) or cfg.workers < 1:
-        raise ValueError(f"workers={cfg.workers!r} must be a positive integer")
-    if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
-        raise ValueError(f"batch_size={cfg.batch_size!r} must be a positive integer")
-    stop = stop_rule(cfg)  # a malformed stopping rule fails here, before any loading
-    fallback = cfg.get("fallback") or {}
-    if fallback.get("model") is None:
-        return
-    if stop is None:
-        raise ValueError("fallback.model runs a cascade, which passes on the problems the first model is not sure "
-                         "of: set stop_round (stop_on=verified, or stop_on=majority with stop_confidence)")
-    if stop.on == "majority" and stop.confidence is None:
-        raise ValueError("a cascade on the majority needs stop_confidence (e.g. 0.9): a problem goes on to "
-                         "fallback.model when its majority is not that sure")
-    for key in ("samples", "round"):
-        value = fallback.get(key)
-        if value is not None and not is_positive_int(value):
-            raise ValueError(f"fallback.{key}={value!r} must be a positive integer or null")
-
-
-def stop_rule(cfg: DictConfig) -> StopRule | None:
-    """The run's early-stopping rule (``stop_round``, ``stop_on``, ``stop_confidence``,
-    ``stop_fill``), None to draw all N."""
-    if cfg.get("stop_round") is None:
-        if cfg.get("stop_on", "verified") not in STOP_ON:
-            raise ValueError(f"stop_on={cfg.stop_on!r} is unknown; use one of {', '.join(STOP_ON)}")
-        return None
-    return StopRule(cfg.stop_round, cfg.get("stop_on", "verified"), cfg.get("stop_confidence"),
-                    cfg.get("stop_fill", False))
-
-
-def fallback_stage(cfg: DictConfig) -> dict | None:
-    """The cascade's second stage (``fallback.*``, nulls filled from ``samples`` and
-    ``stop_round``; the same ``stop_on`` / ``stop_confidence``; its seed is ``seed + 1``),
-    None without ``fallback.model``."""
-    fallback = cfg.get("fallback") or {}
-    if fallback.get("model") is None:
-        return None
-    return {"model": str(fallback.model), "samples": fallback.get("samples") or cfg.samples,
-            "round_size": fallback.get("round") or cfg.stop_round, "seed": cfg.seed + 1}
 
 
 def _check_model_task(model, task, cfg: DictConfig) -> None:
@@ -108,29 +55,21 @@ def _check_model_task(model, task, cfg: DictConfig) -> None:
 
 def sampler_from(cfg: DictConfig, model, key: str = "sampler") -> SamplerConfig:
     """The model's default sampler, overridden by every non-null ``sampler.*`` value
-    (``key``: the config node of the overrides, e.g. ``fallback.sampler``).
-
-    A block-wise model asked for fewer steps than it has blocks (``sampler.steps=4``
-    without ``sampler.block_length``) decodes wider blocks, one step each, as its
-    distilled students do (``fit_blocks``); an explicit block length is kept as given.
-    """
-    base = model.default_sampler().to_dict()
+    (``key``: the config node of the overrides, e.g. ``fallback.sampler``), blocks fitted
+    to the steps as ``sampling_config.with_overrides`` says."""
+    base = model.default_sampler()
     node = OmegaConf.select(cfg, key)
-    overrides = {k: v for k, v in (OmegaConf.to_container(node, resolve=True) if node else {}).items() if v is not None}
+    overrides = OmegaConf.to_container(node, resolve=True) if node else {}
     try:
-        sampler = SamplerConfig.from_dict({**base, **overrides})
+        return with_overrides(base, overrides, gen_length=getattr(model, "gen_length", 0))
     except ValueError as err:  # name the node the bad value came from (fallback.sampler.x, not sampler.x)
         text = str(err)
         raise ValueError(key + text.removeprefix("sampler") if text.startswith("sampler.") else text) from None
-    gen_length = sampler.gen_length or getattr(model, "gen_length", 0)
-    if "block_length" not in overrides and gen_length:
-        sampler = fit_blocks(sampler, int(gen_length))
-    return sampler
 
 
 def run(cfg: DictConfig) -> dict:
     """Run the search as configured; returns metrics.json's content."""
-    _check(cfg)
+    check_run_config(cfg)
     task = task_from_config(cfg.task)
     stop = stop_rule(cfg)
     if stop is not None:

@@ -24,8 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from .checks import is_positive_int
 from .cli import cli_main, compose
+from .run_config import EXECUTORS, check_run_config
 
-EXECUTORS = ("local", "ray")
 COLUMNS = ("model", "steps", "samples", "stop_round", "fallback", "samples_drawn", "pass@1", "maj@N", "verified@N",
            "confidence@N", "pass@N", "wall_s", "samples_per_s")
 
@@ -81,8 +81,6 @@ def grid(cfg: DictConfig) -> list[dict]:
 
 def run_config(cfg: DictConfig, point: dict, *, in_ray: bool = False) -> DictConfig:
     """``configs/run.yaml`` composed for one grid point (checked like ``sdtt_search.run``)."""
-    from .run import _check
-
     run_cfg = compose("run", [f"task={cfg.task.name}"])
     run_cfg.task = OmegaConf.create(OmegaConf.to_container(cfg.task, resolve=True))
     for key in ("limit", "split", "seed", "device", "batch_size"):
@@ -105,7 +103,7 @@ def run_config(cfg: DictConfig, point: dict, *, in_ray: bool = False) -> DictCon
     run_cfg.output_dir = point["output_dir"]
     run_cfg.plot = bool(cfg.plot)
     run_cfg.progress = bool(cfg.progress) and not in_ray
-    _check(run_cfg)
+    check_run_config(run_cfg)
     return run_cfg
 
 

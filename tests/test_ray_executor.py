@@ -252,10 +252,32 @@ def test_ray_cascade_matches_local(ray_session, tiny_checkpoint):
     assert ray.is_initialized()
 
 
-def test_dead_worker_is_replaced_and_nothing_is_lost(ray_session, tiny_checkpoint, tmp_path):
+def crashing_worker(marker: Path) -> type:
+    """Fault injection: a ``SearchWorker`` of which the first actor to find ``marker`` deletes
+    it and exits abruptly while handling a chunk (a crashed worker process). Made in a
+    function, so that Ray ships the class itself (by value) to its worker processes."""
+    from sdtt_search.search.ray_executor import SearchWorker
+
+    class CrashingWorker(SearchWorker):
+        def generate(self, problems, n, stop=None):
+            try:
+                os.remove(marker)
+            except FileNotFoundError:
+                pass
+            else:
+                os._exit(1)
+            return super().generate(problems, n, stop)
+
+    return CrashingWorker
+
+
+def test_dead_worker_is_replaced_and_nothing_is_lost(ray_session, tiny_checkpoint, tmp_path, monkeypatch):
+    from sdtt_search.search import ray_executor
+
     marker = tmp_path / "die-once"
     marker.write_text("x")
-    args = search_args(tiny_checkpoint, _test_die_once_file=str(marker))
+    monkeypatch.setattr(ray_executor, "SearchWorker", crashing_worker(marker))
+    args = search_args(tiny_checkpoint)
     problems = load_task("countdown", n=3).problems(limit=6)
 
     remote = []
@@ -271,7 +293,8 @@ def test_worker_that_keeps_dying_gives_one_line_error(ray_session, tiny_checkpoi
 
     marker = tmp_path / "die-always"
     marker.write_text("x")
-    args = search_args(tiny_checkpoint, _test_die_once_file=str(marker))
+    monkeypatch.setattr(ray_executor, "SearchWorker", crashing_worker(marker))
+    args = search_args(tiny_checkpoint)
     problems = load_task("countdown", n=3).problems(limit=2)
 
     def touch_then_wait(refs, num_returns=1, timeout=None):  # re-arm the crash before every wait

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from sdtt_search.diffusion import SamplerConfig
-from sdtt_search.loading import Completions
+from sdtt_search.interface import Completions
 from sdtt_search.search.engine import Search, candidate_seed
 from search_fixtures import countdown3, tiny_ckpt, tiny_model  # noqa: F401 - pytest fixtures
 

@@ -19,7 +19,7 @@ from sdtt_search.ar.backends import SeededTokenPicker
 from sdtt_search.diffusion import SamplerConfig, build_batch, sample
 from sdtt_search.diffusion import samplers as samplers_module
 from sdtt_search.diffusion.rng import radical_inverse, stratified_uniforms
-from sdtt_search.loading import Completions
+from sdtt_search.interface import Completions
 from sdtt_search.search.engine import candidate_seed, problem_seed
 
 V, MASK, PAD = 12, 11, 0

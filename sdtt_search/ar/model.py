@@ -1,4 +1,4 @@
-"""``ARModel``: an autoregressive checkpoint behind the same ``generate`` as ``DiffusionModel``."""
+"""``ARModel``: an autoregressive checkpoint behind the model interface (``sdtt_search.interface.Model``)."""
 from __future__ import annotations
 
 import math
@@ -7,10 +7,11 @@ from typing import Sequence
 
 import torch
 
-from ..diffusion import SamplerConfig
+from ..interface import Completions
+from ..model.invariant import sampling
+from ..sampling_config import SamplerConfig
 from .backends import TransformersBackend, VLLMBackend, resolve_backend
 from .checkpoint import load_ar_tokenizer, read_sidecar
-from ..model.invariant import sampling
 
 
 class ARModel:
@@ -53,9 +54,8 @@ class ARModel:
                              gen_length=self.gen_length or None)
 
     @sampling
-    def generate(self, prompts: Sequence[str], sampler: SamplerConfig, *, seeds: Sequence[int], heads=None):
-        from ..loading import Completions
-
+    def generate(self, prompts: Sequence[str], sampler: SamplerConfig, *, seeds: Sequence[int],
+                 heads=None) -> Completions:
         if sampler.method != "autoregressive":
             raise ValueError(f"model {self.name} is autoregressive: use sampler.method=autoregressive "
                              f"(got {sampler.method!r}, a diffusion sampler)")

@@ -1,7 +1,7 @@
 """Masked diffusion: schedule, SUBS, training loss, samplers."""
 from .blocks import attention_block, denoise, first_generated_column, takes_noise
 from .batching import GenerationBatch, build_batch
-from .config import SamplerConfig, fit_blocks
+from ..sampling_config import SamplerConfig, fit_blocks  # re-exported (SamplerConfig lives in sdtt_search.sampling_config)
 from .generate import Generation, generate
 from .loss import LossOutput, ar_loss, mask_tokens, mdlm_loss, sample_times, uniform
 from .rng import RowRNG, categorical, row_positions

@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 
 from .batching import build_batch
-from .config import SamplerConfig
+from ..sampling_config import SamplerConfig
 from .samplers import sample
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .blocks import attention_block, denoise, first_generated_column, takes_noise
-from .config import KV_CACHES, SamplerConfig
+from ..sampling_config import KV_CACHES, SamplerConfig
 from .rng import RowRNG, categorical, row_positions
 from .schedule import LogLinearSchedule
 from .subs import NEG_INF

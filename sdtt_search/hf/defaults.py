@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from ..diffusion import SamplerConfig
+from ..sampling_config import SamplerConfig
 
 GEN_LENGTH = 256
 LLADA_BLOCK = 32

@@ -6,8 +6,10 @@ from collections.abc import Sequence
 
 import torch
 
-from ..diffusion import SamplerConfig, generate
-from ..loading import Completions, DiffusionModel
+from ..diffusion import generate
+from ..diffusion_model import DiffusionModel
+from ..interface import Completions
+from ..sampling_config import SamplerConfig
 from .defaults import default_sampler, fast_dllm
 from .prompting import PromptFormat
 from ..model.invariant import sampling
@@ -39,6 +41,13 @@ class HFDiffusionModel(DiffusionModel):
         if self.model is None:
             return torch.device("meta")
         return next(self.model.parameters()).device
+
+    @property
+    def context_length(self) -> int | None:
+        """Longest prompt + completion in tokens where the adapter's config says (None: unknown,
+        and for a model only described)."""
+        length = getattr(getattr(self.model, "config", None), "max_length", None)
+        return None if length is None else int(length)
 
     def default_sampler(self, *, threshold: float | None = None, kv_cache: str | None = None) -> SamplerConfig:
         """The authors' sampler for this family; ``threshold`` (e.g. 0.9) adds Fast-dLLM threshold

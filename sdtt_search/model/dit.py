@@ -244,17 +244,3 @@ class Denoiser(nn.Module):
             x = block.forward_replace(x, c, rotary, lambda k, v, i=i: cache.put(i, k, v, start), attend)
         lo, hi = kept_columns(start, stop, keep)
         return self.output_layer(x[:, lo - start : hi - start], c).float()
-
-    # Checkpoint helpers (the format lives in sdtt_search.checkpoint).
-    def save_pretrained(self, directory, tokenizer, meta: dict | None = None, card: str | None = None):
-        """Write a checkpoint directory (see ``sdtt_search.checkpoint.save_pretrained``); returns its Path."""
-        from ..checkpoint import save_pretrained
-
-        return save_pretrained(directory, self, tokenizer, meta=meta, card=card)
-
-    @classmethod
-    def from_pretrained(cls, directory, device: str | torch.device = "cpu") -> "Denoiser":
-        """The model (eval mode) of a checkpoint directory (``checkpoint.load_pretrained``)."""
-        from ..checkpoint import load_pretrained
-
-        return load_pretrained(directory, device=device).model

@@ -157,18 +157,6 @@ class LlamaDenoiser(nn.Module):
         rows = shifted_rows(padding_layout(input_ids, attention_mask)[0], lo, hi, first)
         return self.lm_head(hidden.gather(1, rows[..., None].expand(-1, -1, hidden.shape[-1]))).float()
 
-    def save_pretrained(self, directory, tokenizer, meta: dict | None = None, card: str | None = None):
-        """Write a checkpoint directory (``sdtt_search.checkpoint.save_pretrained``); returns its Path."""
-        from ..checkpoint import save_pretrained
-
-        return save_pretrained(directory, self, tokenizer, meta=meta, card=card)
-
-    @classmethod
-    def from_pretrained(cls, directory, device: str | torch.device = "cpu") -> "LlamaDenoiser":
-        from ..checkpoint import load_pretrained
-
-        return load_pretrained(directory, device=device).model
-
 
 def causal_denoiser_from(ar: CausalLM, mask_id: int) -> LlamaDenoiser:
     """The AR model ``ar`` as a causal denoiser with the same weights.

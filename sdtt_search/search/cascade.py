@@ -28,44 +28,11 @@ from typing import Callable, Iterable, Sequence
 
 from ..checks import is_positive_int
 from .engine import Search, SearchResult
-from .results import Candidate, ProblemResult
-from .select import SELECTORS
+from .planning import chunked, first_round
+from .report import summarise_cascade
+from .results import ProblemResult
+from .stages import Take, run_stages
 from .stopping import StopRule
-
-
-def merge_stage(so_far: ProblemResult | None, result: ProblemResult, stage: int, stages: int) -> ProblemResult:
-    """``result`` (what stage ``stage`` of ``stages`` drew for a problem) appended to what the
-    earlier stages drew for it (``so_far``; None before the first); selections are left to
-    ``select``."""
-    if so_far is None:
-        so_far = ProblemResult(id=result.id, prompt=result.prompt, reference=result.reference, candidates=[],
-                               stage_samples=[0] * stages, stage_seconds=[0.0] * stages)
-    so_far.candidates += result.candidates
-    so_far.nfe += result.nfe
-    so_far.tokens += result.tokens
-    so_far.positions += result.positions
-    so_far.seconds += result.seconds
-    so_far.stage_samples[stage] = len(result.candidates)
-    so_far.stage_seconds[stage] = result.seconds
-    return so_far
-
-
-def stage_candidates(result: ProblemResult, stage: int) -> list[Candidate]:
-    """The candidates stage ``stage`` drew for a merged problem result."""
-    lo = sum(result.stage_samples[:stage])
-    return result.candidates[lo : lo + result.stage_samples[stage]]
-
-
-def accepts(rule: StopRule, candidates: Sequence[Candidate]) -> bool:
-    """Whether a stage with ``rule`` keeps a problem it drew ``candidates`` for (see the module)."""
-    return len(candidates) > 0 and rule.done(candidates, 0)
-
-
-def select(result: ProblemResult, answering: Sequence[Candidate], rewarded: bool = False) -> ProblemResult:
-    """The selections over the answering stage's candidates (``reward`` only when every stage had a reward model)."""
-    result.selected = {name: pick(list(answering)) for name, pick in SELECTORS.items()
-                       if name != "reward" or rewarded}
-    return result
 
 
 @dataclass(frozen=True)
@@ -126,40 +93,36 @@ class Cascade:
         self.task = task
 
     def run(self, problems: Sequence) -> list[ProblemResult]:
-        """One merged ``ProblemResult`` per problem, in order (see the module)."""
+        """One merged ``ProblemResult`` per problem, in order (see the module and ``stages.run_stages``)."""
         problems = list(problems)
         merged: list[ProblemResult | None] = [None] * len(problems)
-        answering: list[list[Candidate]] = [[] for _ in problems]
-        open_ = list(range(len(problems)))
-        for s, stage in enumerate(self.stages):
-            if not open_:
-                break
-            rule = stage.rule
-            results = stage.search.until_stopped([problems[p] for p in open_], stage.samples, rule)
-            for p, result in zip(open_, results):
-                merged[p] = merge_stage(merged[p], result, s, len(self.stages))
-                answering[p] = result.candidates
-            open_ = [p for p, result in zip(open_, results) if not accepts(rule, result.candidates)]
+
+        def draw(s: int, open_problems: list, take: Take) -> None:
+            stage = self.stages[s]
+            for j, result in enumerate(stage.search.until_stopped(open_problems, stage.samples, stage.rule)):
+                take(j, result)
+
+        def emit(p: int, result: ProblemResult) -> None:
+            merged[p] = result
+
         rewarded = all(stage.search.reward_fn is not None for stage in self.stages)
-        return [select(result, cands, rewarded) for result, cands in zip(merged, answering)]
+        run_stages(problems, [stage.rule for stage in self.stages], draw, emit, rewarded=rewarded)
+        return merged
 
     def problems_per_batch(self) -> int:
         """Problems per chunk: as many as fill stage 1's batch with their first round."""
         first = self.stages[0]
-        return first.search.problems_per_batch(min(first.round_size, first.samples))
+        return first.search.problems_per_batch(first_round(first.samples, first.rule))
 
     def iter_results(self, problems: Sequence) -> Iterable[ProblemResult]:
         """Stream merged results chunk by chunk (every stage runs on a chunk before the next)."""
         problems = list(problems)
-        step = self.problems_per_batch()
-        for lo in range(0, len(problems), step):
-            yield from self.run(problems[lo : lo + step])
+        for chunk in chunked(problems, self.problems_per_batch()):
+            yield from self.run(chunk)
 
     def best_of_n(self, problems: Sequence, *,
                   on_result: Callable[[ProblemResult], None] | None = None) -> SearchResult:
         """Run the cascade in-process and summarise it (``report.summarise_cascade``)."""
-        from .report import summarise_cascade
-
         start = time.perf_counter()
         results = []
         for result in self.iter_results(problems):

@@ -26,9 +26,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
-from sdtt_search.diffusion import SamplerConfig
-from sdtt_search.diffusion.rng import stratified_uniforms
+from ..diffusion.rng import stratified_uniforms
+from ..interface import Model
+from ..sampling_config import SamplerConfig
 
+from .planning import chunked, first_round, problems_per_batch
+from .report import summarise, summarise_stopped
 from .results import Candidate, ProblemResult
 from .select import SELECTORS, RewardFn
 from .stopping import StopRule
@@ -94,8 +97,8 @@ class Search:
     """Generate and score N candidates per problem with one model.
 
     Args:
-        model: a loaded model (``sdtt_search.load_model``): anything with
-            ``generate(prompts, sampler, seeds=...) -> Generation``.
+        model: a loaded model (``sdtt_search.load_model``, ``sdtt_search.interface.Model``):
+            anything with ``generate(prompts, sampler, seeds=...) -> Completions``.
         task: a ``tasks.Task``.
         sampler: sampling settings (default: the model's recommended steps).
         batch_size: rows per network call; problems are packed when N is smaller.
@@ -109,7 +112,7 @@ class Search:
 
     def __init__(
         self,
-        model,
+        model: Model,
         task,
         sampler: SamplerConfig | None = None,
         *,
@@ -234,15 +237,13 @@ class Search:
     def problems_per_batch(self, n: int) -> int:
         """How many problems share one batch of ``batch_size`` rows."""
         check_samples(n)
-        return max(1, self.batch_size // n)
+        return problems_per_batch(self.batch_size, n)
 
     def iter_results(self, problems: Sequence, n: int, *, stop: StopRule | None = None) -> Iterable[ProblemResult]:
         """Stream results chunk by chunk (what the local executor writes as it goes);
         with ``stop``, early stopping (``until_stopped``) over chunks of problems whose
         first round fills a batch."""
-        step = self.problems_per_batch(n if stop is None else min(stop.round_size, n))
-        for lo in range(0, len(problems), step):
-            chunk = problems[lo : lo + step]
+        for chunk in chunked(problems, self.problems_per_batch(first_round(n, stop))):
             yield from (self.generate_problems(chunk, n) if stop is None else self.until_stopped(chunk, n, stop))
 
     def best_of_n(self, problems: Sequence, n: int, *, on_result: Callable[[ProblemResult], None] | None = None,
@@ -254,8 +255,6 @@ class Search:
         settled (``"majority"``, exactly or at ``stop_confidence``); ``stop_fill``: rounds
         with few problems left open draw more per problem, up to a batch (``StopRule.fill``);
         see ``stopping`` and ``report.summarise_stopped``."""
-        from .report import summarise, summarise_stopped
-
         stop = None if round_size is None else StopRule(round_size, stop_on, stop_confidence, stop_fill)
         if stop is not None:
             stop.check(self.task)

@@ -1,7 +1,7 @@
 """Run ``Search.generate_problems`` on Ray actors: one model replica per actor.
 
 ``run_on_ray`` cuts the problems into the same chunks the local executor uses
-(``Search.problems_per_batch(n)`` problems each), keeps at most
+(``planning``: as many problems as fill a batch with their first round), keeps at most
 ``CHUNKS_IN_FLIGHT`` chunks queued per worker, and hands every finished
 problem to ``on_result`` on the driver as its chunk comes back (chunks may
 finish out of order). Candidates are seeded by (seed, problem id, index), so
@@ -16,7 +16,6 @@ run with a one-line error, and a rerun with the same ``output_dir`` resumes.
 from __future__ import annotations
 
 import logging
-import os
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -26,6 +25,9 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
 
 from . import ray_cluster
+from .planning import chunked, first_round, problems_per_batch
+from .stages import Take, run_stages
+from .stopping import StopRule
 
 logger = logging.getLogger(__name__)
 
@@ -35,26 +37,21 @@ CHUNKS_IN_FLIGHT = 2
 POLL_S = 5.0
 
 
-def _problems_per_batch(batch_size: int, n: int) -> int:
-    """``Search.problems_per_batch`` without building a ``Search`` on the driver."""
-    return max(1, batch_size // n)
-
-
 class SearchWorker:
     """One model replica and its ``Search`` (a Ray actor; see ``_actor_class``).
 
     ``search_args``: ``model`` (zoo name or checkpoint dir), ``task`` (task
     config dict), ``sampler`` (``SamplerConfig.to_dict()``), ``batch_size``,
-    ``seed``, ``device`` (where this actor runs the model). Test-only:
-    ``_test_die_once_file``, a path; the first worker that finds it there
-    deletes it and exits abruptly while handling a chunk.
+    ``seed``, ``device`` (where this actor runs the model). ``run_on_ray`` starts
+    the module's ``SearchWorker`` as its actor class, so a subclass put in its place
+    (the fault-injection tests' crashing worker) runs instead.
     """
 
     def __init__(self, search_args: dict, threads: int | None = 1):
         import torch
 
         from sdtt_search.cli import task_from_config
-        from sdtt_search.diffusion import SamplerConfig
+        from sdtt_search.sampling_config import SamplerConfig
         from sdtt_search.loading import load_model
 
         from .engine import Search
@@ -66,33 +63,24 @@ class SearchWorker:
         task = task_from_config(search_args["task"])
         self.search = Search(model, task, SamplerConfig.from_dict(search_args["sampler"]),
                              batch_size=int(search_args["batch_size"]), seed=int(search_args["seed"]))
-        self._die_once_file = search_args.get("_test_die_once_file")
 
     def generate(self, problems: Sequence, n: int, stop: dict | None = None) -> list:
         """``generate_problems``, or with ``stop`` (a ``StopRule``'s fields) ``until_stopped``."""
-        if self._die_once_file:  # test-only hook: simulate a crashed worker, once
-            try:
-                os.remove(self._die_once_file)
-            except FileNotFoundError:
-                pass
-            else:
-                os._exit(1)
         if stop is not None:
-            from .stopping import StopRule
-
             return self.search.until_stopped(problems, n, StopRule(**stop))
         return self.search.generate_problems(problems, n)
 
 
-_ACTOR_CLASS = None
+_ACTOR_CLASSES: dict[type, Any] = {}
 
 
 def _actor_class():
-    global _ACTOR_CLASS
-    if _ACTOR_CLASS is None:
+    """The Ray actor class of the module's ``SearchWorker`` (looked up at call time)."""
+    worker = SearchWorker
+    if worker not in _ACTOR_CLASSES:
         # max_restarts=0: a dead actor stays dead and run_on_ray replaces it (and knows it did).
-        _ACTOR_CLASS = ray.remote(max_restarts=0, max_task_retries=0)(SearchWorker)
-    return _ACTOR_CLASS
+        _ACTOR_CLASSES[worker] = ray.remote(max_restarts=0, max_task_retries=0)(worker)
+    return _ACTOR_CLASSES[worker]
 
 
 def _cfg(ray_cfg: Any, key: str, default: Any) -> Any:
@@ -128,16 +116,19 @@ def run_on_ray(*, search_args: dict, problems: list, n: int, workers: int, ray_c
     ``max_retries``). Connects with ``ray_cluster.connect`` unless Ray is already
     initialised; a cluster started here is shut down before returning.
     """
-    if n < 1:
-        raise ValueError(f"samples={n} must be a positive integer")
-    if workers < 1:
-        raise ValueError(f"workers={workers} must be a positive integer")
+    _check_counts(n, workers)
     problems = list(problems)
     if not problems:
         return
     with _cluster(ray_cfg):
-        _run(search_args, problems, n, workers, int(_cfg(ray_cfg, "max_retries", 3)), on_result, stop,
-             float(_cfg(ray_cfg, "stall_timeout_s", 1800)))
+        _run(search_args, problems, n, workers, ray_cfg, lambda index, result: on_result(result), stop)
+
+
+def _check_counts(n: int, workers: int) -> None:
+    if n < 1:
+        raise ValueError(f"samples={n} must be a positive integer")
+    if workers < 1:
+        raise ValueError(f"workers={workers} must be a positive integer")
 
 
 @contextmanager
@@ -161,32 +152,20 @@ def run_cascade_on_ray(*, stages: list[dict], problems: list, workers: int, ray_
     ``run_on_ray``'s), ``samples``, ``round_size`` and optionally ``on`` / ``confidence``
     (``cascade.Stage``'s). A problem is handed to ``on_result`` (merged over its stages) as
     soon as a stage accepts it or it has been through the last stage; the cluster is started
-    once for all stages."""
-    from .cascade import accepts, merge_stage, select
-    from .stopping import StopRule
-
+    once for all stages. The stages pass problems on as ``Cascade.run`` does
+    (``stages.run_stages``)."""
     problems = list(problems)
     if not problems:
         return
-    merged: dict[str, Any] = {}
     with _cluster(ray_cfg):
-        for s, stage in enumerate(stages):
-            left = []
-            rule = StopRule.from_dict(stage)
+        rules = [StopRule.from_dict(stage) for stage in stages]
 
-            def take(result, s=s, last=s == len(stages) - 1, left=left, rule=rule):
-                merged[result.id] = merge_stage(merged.get(result.id), result, s, len(stages))
-                if last or accepts(rule, result.candidates):
-                    on_result(select(merged.pop(result.id), result.candidates))
-                else:
-                    left.append(result.id)
+        def draw(s: int, open_problems: list, take: Take) -> None:
+            stage = stages[s]
+            _check_counts(int(stage["samples"]), workers)
+            _run(stage["search_args"], open_problems, int(stage["samples"]), workers, ray_cfg, take, rules[s])
 
-            run_on_ray(search_args=stage["search_args"], problems=problems, n=int(stage["samples"]), workers=workers,
-                       ray_cfg=ray_cfg, on_result=take, stop=rule)
-            left_ids = set(left)
-            problems = [p for p in problems if p.id in left_ids]
-            if not problems:
-                break
+        run_stages(problems, rules, draw, lambda index, result: on_result(result))
 
 
 def wait_one(refs: list, stall_timeout_s: float | None) -> list:
@@ -208,11 +187,15 @@ def wait_one(refs: list, stall_timeout_s: float | None) -> list:
                                "ray.stall_timeout_s if chunks are that slow")
 
 
-def _run(search_args: dict, problems: list, n: int, workers: int, max_retries: int,
-         on_result: Callable[[Any], None], stop: Any = None, stall_timeout_s: float = 1800.0) -> None:
-    step = _problems_per_batch(int(search_args["batch_size"]), n if stop is None else min(stop.round_size, n))
+def _run(search_args: dict, problems: list, n: int, workers: int, ray_cfg: Any, take: Take,
+         stop: StopRule | None = None) -> None:
+    """Search ``problems`` on ``workers`` actors (Ray connected), ``take(index in problems,
+    result)`` per problem as its chunk comes back."""
+    max_retries = int(_cfg(ray_cfg, "max_retries", 3))
+    stall_timeout_s = float(_cfg(ray_cfg, "stall_timeout_s", 1800))
+    step = problems_per_batch(int(search_args["batch_size"]), first_round(n, stop))
     stop_fields = None if stop is None else asdict(stop)
-    chunks = [problems[lo : lo + step] for lo in range(0, len(problems), step)]
+    chunks = chunked(problems, step)
     options, device, capacity = _placement(search_args, workers)
     workers = min(workers, len(chunks))
     if capacity and workers > capacity:
@@ -265,8 +248,8 @@ def _run(search_args: dict, problems: list, n: int, workers: int, max_retries: i
                     continue
                 except RayTaskError as err:  # the search itself raised: not worth a retry
                     raise RuntimeError(f"a Ray search worker failed: {_last_line(err)}") from None
-                for result in results:
-                    on_result(result)
+                for offset, result in enumerate(results):
+                    take(index * step + offset, result)
     finally:
         if ray_cluster.alive(timeout_s=5.0):  # a dead cluster cannot kill actors: do not wait on it
             for actor in actors:

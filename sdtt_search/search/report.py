@@ -6,6 +6,8 @@ from typing import Sequence
 
 from .metrics import ks_up_to, majority_at_k, pass_at_k, top_score_at_k, verified_at_k
 from .results import ProblemResult
+from .stages import accepts, stage_candidates
+from .stopping import StopRule
 
 
 def accuracy_curves(results: Sequence[ProblemResult], n: int, *, has_verifier: bool,
@@ -102,9 +104,6 @@ def summarise_cascade(results: Sequence[ProblemResult], stages: list[dict], has_
     and per stage the share of problems that reached it, the share it accepted (its rule
     held on its own candidates: a verified one, a confident majority), its mean samples per
     problem (over all problems) and its sampling seconds."""
-    from .cascade import accepts, stage_candidates
-    from .stopping import StopRule
-
     count = max(len(results), 1)
     per_stage = []
     for s, stage in enumerate(stages):

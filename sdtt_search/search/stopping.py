@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..checks import is_positive_int
+from ..dataclass_dict import dataclass_from_dict
 from .results import Candidate
 
 STOP_ON = ("verified", "majority")
@@ -81,8 +82,8 @@ class StopRule:
     def from_dict(cls, fields: dict) -> "StopRule":
         """The rule of ``to_dict``'s fields, or of a cascade stage's description (which
         holds them beside its model and sampler); missing ones take their defaults."""
-        return cls(int(fields["round_size"]), fields.get("on", "verified"), fields.get("confidence"),
-                   fields.get("fill", False))
+        return dataclass_from_dict(cls, {**fields, "round_size": int(fields["round_size"])}, label="stop rule field",
+                                   ignore_unknown=True)
 
     def check(self, task) -> None:
         """A one-line error when ``task`` cannot run this rule (no verifier to stop on)."""

@@ -1,10 +1,18 @@
-"""User-facing sampler settings (kept as plain as vLLM's ``SamplingParams``)."""
+"""User-facing sampler settings (kept as plain as vLLM's ``SamplingParams``).
+
+``SamplerConfig`` says how any model of the library decodes: the masked diffusion
+samplers (``sdtt_search.diffusion``), the AR twins (``sdtt_search.ar``) and the search
+engine read it, so it lives beside them rather than in the diffusion package (which
+re-exports it: ``from sdtt_search.diffusion import SamplerConfig`` still works).
+It is plain data: no torch.
+"""
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from .dataclass_dict import dataclass_from_dict
 
 METHODS = ("ancestral", "confidence", "autoregressive")
 DIFFUSION_METHODS = ("ancestral", "confidence")
@@ -180,11 +188,37 @@ class SamplerConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "SamplerConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown sampler option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**values)
+        """Inverse of ``to_dict``; an unknown key or a bad value is a one-line ``ValueError``."""
+        return dataclass_from_dict(cls, values, label="sampler option")
+
+    def replace(self, **changes: Any) -> "SamplerConfig":
+        """A copy with ``changes`` applied and checked (``dataclasses.replace`` with this
+        class's one-line errors, an unknown field name included)::
+
+            sampler = model.default_sampler().replace(temperature=1.0, stratify=3)
+        """
+        return self.from_dict({**asdict(self), **changes})
+
+
+def with_overrides(base: SamplerConfig | Mapping[str, Any], overrides: Mapping[str, Any] | None = None, *,
+                   gen_length: int | None = None) -> SamplerConfig:
+    """The decoding a model runs: ``base`` (its recorded or default decoding, a sampler or
+    its fields) with every non-null value of ``overrides``; then, unless ``overrides`` set
+    ``block_length``, blocks widened so that the steps cover them (``fit_blocks``) over the
+    sampler's ``gen_length``, else ``gen_length`` (the model's).
+
+    The one rule of a checkpoint's default sampler, the command line's ``sampler.*`` and
+    lm-eval's ``model_args``: a block-wise model asked for fewer steps than it has blocks
+    decodes wider blocks, one step each, as its distilled students do; an explicit block
+    length is kept as given. A bad key or value is a one-line ``ValueError``.
+    """
+    values = base.to_dict() if isinstance(base, SamplerConfig) else dict(base)
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    sampler = SamplerConfig.from_dict({**values, **given})
+    length = sampler.gen_length or gen_length
+    if "block_length" not in given and length:
+        sampler = fit_blocks(sampler, int(length))
+    return sampler
 
 
 def fit_blocks(sampler: SamplerConfig, gen_length: int) -> SamplerConfig:
@@ -196,4 +230,4 @@ def fit_blocks(sampler: SamplerConfig, gen_length: int) -> SamplerConfig:
         return sampler
     if sampler.steps * sampler.block_length >= gen_length:
         return sampler
-    return SamplerConfig.from_dict({**sampler.to_dict(), "block_length": -(-gen_length // sampler.steps)})
+    return sampler.replace(block_length=-(-gen_length // sampler.steps))
