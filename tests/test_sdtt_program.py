@@ -118,6 +118,25 @@ def test_killed_distillation_resumes_to_the_same_state(tmp_path, teacher_dir, mo
         assert torch.allclose(tensor, b["extra"]["teacher"][name], atol=1e-6), name
 
 
+def test_each_round_fits_its_own_teacher_at_its_step_size_and_temperature(tmp_path, teacher_dir, monkeypatch):
+    """Round 1 (optimiser steps 0-2) distils the original teacher's 8-step sampler at
+    teacher_temperature, round 2 (steps 3-5) the round-1 student's 4-step sampler at
+    round_temperature: dt = (1 - eps) / the round's teacher steps, one teacher per round."""
+    calls = []
+    loss = sdtt.sdtt_loss
+
+    def spy(student, teacher, batch, generator, **options):
+        calls.append((teacher, options["dt"], options["temperature"]))
+        return loss(student, teacher, batch, generator, **options)
+
+    monkeypatch.setattr(sdtt, "sdtt_loss", spy)
+    sdtt.run(sdtt_config(tmp_path, teacher_dir, "teacher_temperature=0.5", "round_temperature=0.8", "eps=1e-5"))
+    assert [dt for _, dt, _ in calls] == pytest.approx([(1 - 1e-5) / 8] * 3 + [(1 - 1e-5) / 4] * 3, rel=1e-12)
+    assert [temperature for _, _, temperature in calls] == [0.5] * 3 + [0.8] * 3
+    teachers = [id(teacher) for teacher, _, _ in calls]
+    assert len(set(teachers[:3])) == 1 and len(set(teachers[3:])) == 1 and teachers[0] != teachers[3]
+
+
 def test_unconditional_mode_and_bad_options(tmp_path, teacher_dir):
     rows = sdtt.run(sdtt_config(tmp_path, teacher_dir, "conditional=false", "min_steps=4", "divergence=tvd"))
     assert [r["student_steps"] for r in rows] == [4]
