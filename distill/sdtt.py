@@ -121,15 +121,44 @@ def causal_tail_targets(teacher, x: torch.Tensor, tail: torch.Tensor, attention_
     return target, current
 
 
+@dataclass
+class SDTTTargets:
+    """One batch laid out for the student and the teacher's targets on it (``sdtt_targets``).
+
+    Attributes:
+        z: [B, L] long, the student's input (z_t: the masked positions hold the mask id).
+        t: [B] float, each row's diffusion time (1 under ``layout=tail``).
+        target: [B, L, V] float log-probs the student's one step is fit to (meaningful on ``scored``).
+        scored: [B, L] bool, the positions the loss covers (a subset of the masked ones).
+        noise: [B, L] float64, a noise-conditioned student's input (its sampling uniforms, NaN
+            outside the completion); None unless ``noise_input``.
+    """
+
+    z: torch.Tensor
+    t: torch.Tensor
+    target: torch.Tensor
+    scored: torch.Tensor
+    noise: torch.Tensor | None = None
+
+
+@dataclass
+class SDTTLoss:
+    """A loss evaluation as ``Trainer`` reads it: the loss (a float32 scalar) and the
+    number of positions it covers."""
+
+    loss: torch.Tensor
+    num_tokens: int
+
+
 def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: float, conditional: bool,
                  semi_ar: float = 0.0, block: int | None = None, temperature: float = 1.0,
                  layout: str = "blocks", tail_reveal: float = 0.0, noise_input: bool = False,
-                 target: str = "paper"):
-    """Draw t and z_t for a batch and the teacher's two-step targets.
+                 target: str = "paper") -> SDTTTargets:
+    """Draw t and z_t for a batch and the teacher's two-step targets (``SDTTTargets``).
 
-    Returns (z [B, L], t [B], target log-probs [B, L, V], scored [B, L] bool: the
-    loss positions). Times come from MDLM's stratified sampler and z_t masks the
-    completion (or, unconditionally, every real token): Algorithm 1.
+    Times come from MDLM's stratified sampler and z_t masks the completion (or,
+    unconditionally, every real token): Algorithm 1. The loss positions are the masked
+    ones, or a subset of them in the ordered layouts.
 
     Block-wise SDTT (``semi_ar`` > 0, ``block`` = the student's block length): that
     fraction of rows is laid out as a block-wise sampler sees it before decoding a
@@ -146,86 +175,101 @@ def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: flo
     (its mean is that law exactly; fit with ``fkl``); ``teacher_targets`` says what
     each is. The ordered layouts (block-wise rows, tails) give both the same targets.
 
-    ``layout="tail"`` (every row, semi_ar=1): the student decodes a whole tail in one
-    step, as a budgeted threshold sampler's calls do (``tail_layout``), and its teacher
-    decodes that tail one column per step, left to right: SDTT's one-vs-two-steps
-    target with as many teacher steps as tail columns. A column's target is the
-    teacher's conditional along its own sampled path, an unbiased one-path estimate
-    of its marginal given the prefix (fit it with ``fkl``, whose minimiser is the mean).
-    ``tail_reveal`` r: each row shows the student a share u * r (u uniform) of its tail
-    columns after the first, drawn from the teacher's path (the sure tokens a
-    threshold sampler commits early); the loss covers the others.
-
-    ``noise_input`` (``layout="tail"``, a plain causal teacher, a noise-conditioned
-    student): the teacher samples the whole completion left to right, column j by
-    inverse CDF at a uniform u_j; the prefix the student sees is that path (so every
-    shown token agrees with its u_j) and u is the student's noise input. The 5th
-    value returned is that noise [B, L] (float64, NaN outside the completion). With
-    u_j known, the teacher's conditional at a tail column j + 1 given its own path is
-    a function of the prefix and u: a student that sees u can match it exactly in one
-    call, which a per-column student cannot (it can only reach the average over u).
+    ``layout="tail"`` (every row, semi_ar=1): see ``tail_targets``.
     """
     if target not in TARGETS:
         raise ValueError(f"target={target!r} is unknown; use paper (SDTT's Algorithm 1) or marginal (the teacher's "
                          "exact two-step marginal)")
-    target_kind = target
     if layout == "tail":
-        if semi_ar != 1.0 or not conditional:
-            raise ValueError("layout=tail lays out every row as a left-to-right sampler does: set semi_ar=1.0 "
-                             "and conditional=true")
-        gen_start = first_generated_column(batch.maskable)
-        t = torch.ones(batch.x.shape[0], device=batch.x.device)
-        tail, order = tail_layout(batch.maskable, generator)
-        z = torch.where(tail, torch.full_like(batch.x, mask_id), batch.x)
-        noise = None
-        if noise_input:
-            if not _plain_causal(teacher):
-                raise ValueError("noise_input=true distils a plain causal teacher's left-to-right sampler (an AR "
-                                 "twin or a causal denoiser): this teacher is not one")
-            u = torch.rand(batch.x.shape, generator=generator, dtype=torch.float64).to(batch.x.device)
-            target, path = causal_tail_targets(teacher, batch.x, batch.maskable, batch.attention_mask, mask_id=mask_id,
-                                               generator=generator, temperature=temperature, noise=u)
-            z = torch.where(tail, z, path)
-            noise = torch.where(batch.maskable, u, torch.full_like(u, float("nan")))
-        elif _plain_causal(teacher):
-            target, path = causal_tail_targets(teacher, batch.x, tail, batch.attention_mask, mask_id=mask_id,
-                                               generator=generator, temperature=temperature)
-        else:
-            target, path = teacher_targets(teacher, z, t, dt, mask_id=mask_id, attention_mask=batch.attention_mask,
-                                           n_steps=len(order), eps=eps, generator=generator, frozen=tail,
-                                           ordered=tuple(order), temperature=temperature, gen_start=gen_start,
-                                           return_tokens=True, target=target_kind)
-        rate = uniform(batch.x.shape[0], generator, batch.x.device)[:, None] * tail_reveal
-        shown = tail & ~order[0] & (uniform(batch.x.shape, generator, batch.x.device) < rate)
-        z = torch.where(shown, path, z)
-        if noise_input:
-            return z, t, target, tail & ~shown, noise
-        return z, t, target, tail & ~shown
+        return tail_targets(teacher, batch, generator, dt=dt, mask_id=mask_id, eps=eps, conditional=conditional,
+                            semi_ar=semi_ar, temperature=temperature, tail_reveal=tail_reveal,
+                            noise_input=noise_input, target=target)
     if layout != "blocks":
         raise ValueError(f"layout={layout!r} is unknown; use blocks or tail")
     if noise_input:
         raise ValueError("noise_input=true needs layout=tail (a causal student decoding left to right)")
+    return block_targets(teacher, batch, generator, dt=dt, mask_id=mask_id, eps=eps, conditional=conditional,
+                         semi_ar=semi_ar, block=block, temperature=temperature, target=target)
+
+
+def block_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: float, conditional: bool,
+                  semi_ar: float, block: int | None, temperature: float, target: str) -> SDTTTargets:
+    """``layout=blocks`` (``sdtt_targets``): z_t at MDLM's stratified times, random
+    reveals scored on every masked position; with ``semi_ar`` > 0 that share of rows laid
+    out block-wise (``block_layout``) and scored on the block's two halves."""
     maskable = batch.maskable if conditional else batch.attention_mask
     gen_start = first_generated_column(maskable)
     t = sample_times(batch.x.shape[0], eps=eps, generator=generator, device=batch.x.device)
     z = mask_tokens(batch.x, LogLinearSchedule().move_chance(t), maskable, mask_id, generator)
     if semi_ar <= 0.0:
-        target = teacher_targets(teacher, z, t, dt, mask_id=mask_id, attention_mask=batch.attention_mask,
-                                 eps=eps, generator=generator, temperature=temperature, gen_start=gen_start,
-                                 target=target_kind)
-        return z, t, target, z == mask_id
+        log_probs = teacher_targets(teacher, z, t, dt, mask_id=mask_id, attention_mask=batch.attention_mask,
+                                    eps=eps, generator=generator, temperature=temperature, gen_start=gen_start,
+                                    target=target)
+        return SDTTTargets(z, t, log_probs, z == mask_id)
     if not block:
         raise ValueError("semi_ar > 0 needs the student's block length (eval.block_length or the teacher's recorded one)")
     rows = uniform(batch.x.shape[0], generator, batch.x.device) < semi_ar
     first, second, future = block_layout(maskable, rows, block, generator)
     z = torch.where(rows[:, None] & maskable, batch.x, z)
     z = torch.where(first | second | future, torch.full_like(z, mask_id), z)
-    target = teacher_targets(teacher, z, t, dt, mask_id=mask_id, attention_mask=batch.attention_mask,
-                             eps=eps, generator=generator, frozen=future | first | second,
-                             ordered=(first, second), temperature=temperature, gen_start=gen_start,
-                             target=target_kind)
+    log_probs = teacher_targets(teacher, z, t, dt, mask_id=mask_id, attention_mask=batch.attention_mask,
+                                eps=eps, generator=generator, frozen=future | first | second,
+                                ordered=(first, second), temperature=temperature, gen_start=gen_start,
+                                target=target)
     scored = torch.where(rows[:, None], first | second, z == mask_id)
-    return z, t, target, scored
+    return SDTTTargets(z, t, log_probs, scored)
+
+
+def tail_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: float, conditional: bool,
+                 semi_ar: float, temperature: float, tail_reveal: float, noise_input: bool,
+                 target: str) -> SDTTTargets:
+    """``layout=tail`` (``sdtt_targets``; every row, semi_ar=1): the student decodes a
+    whole tail in one step, as a budgeted threshold sampler's calls do (``tail_layout``),
+    and its teacher decodes that tail one column per step, left to right: SDTT's
+    one-vs-two-steps target with as many teacher steps as tail columns. A column's target
+    is the teacher's conditional along its own sampled path, an unbiased one-path estimate
+    of its marginal given the prefix (fit it with ``fkl``, whose minimiser is the mean).
+    ``tail_reveal`` r: each row shows the student a share u * r (u uniform) of its tail
+    columns after the first, drawn from the teacher's path (the sure tokens a threshold
+    sampler commits early); the loss covers the others. t is 1 for every row.
+
+    ``noise_input`` (a plain causal teacher, a noise-conditioned student): the teacher
+    samples the whole completion left to right, column j by inverse CDF at a uniform u_j;
+    the prefix the student sees is that path (so every shown token agrees with its u_j)
+    and u is the student's noise input (``SDTTTargets.noise``). With u_j known, the
+    teacher's conditional at a tail column j + 1 given its own path is a function of the
+    prefix and u: a student that sees u can match it exactly in one call, which a
+    per-column student cannot (it can only reach the average over u).
+    """
+    if semi_ar != 1.0 or not conditional:
+        raise ValueError("layout=tail lays out every row as a left-to-right sampler does: set semi_ar=1.0 "
+                         "and conditional=true")
+    gen_start = first_generated_column(batch.maskable)
+    t = torch.ones(batch.x.shape[0], device=batch.x.device)
+    tail, order = tail_layout(batch.maskable, generator)
+    z = torch.where(tail, torch.full_like(batch.x, mask_id), batch.x)
+    noise = None
+    if noise_input:
+        if not _plain_causal(teacher):
+            raise ValueError("noise_input=true distils a plain causal teacher's left-to-right sampler (an AR "
+                             "twin or a causal denoiser): this teacher is not one")
+        u = torch.rand(batch.x.shape, generator=generator, dtype=torch.float64).to(batch.x.device)
+        log_probs, path = causal_tail_targets(teacher, batch.x, batch.maskable, batch.attention_mask, mask_id=mask_id,
+                                              generator=generator, temperature=temperature, noise=u)
+        z = torch.where(tail, z, path)
+        noise = torch.where(batch.maskable, u, torch.full_like(u, float("nan")))
+    elif _plain_causal(teacher):
+        log_probs, path = causal_tail_targets(teacher, batch.x, tail, batch.attention_mask, mask_id=mask_id,
+                                              generator=generator, temperature=temperature)
+    else:
+        log_probs, path = teacher_targets(teacher, z, t, dt, mask_id=mask_id, attention_mask=batch.attention_mask,
+                                          n_steps=len(order), eps=eps, generator=generator, frozen=tail,
+                                          ordered=tuple(order), temperature=temperature, gen_start=gen_start,
+                                          return_tokens=True, target=target)
+    rate = uniform(batch.x.shape[0], generator, batch.x.device)[:, None] * tail_reveal
+    shown = tail & ~order[0] & (uniform(batch.x.shape, generator, batch.x.device) < rate)
+    z = torch.where(shown, path, z)
+    return SDTTTargets(z, t, log_probs, tail & ~shown, noise)
 
 
 @torch.no_grad()
@@ -280,7 +324,7 @@ def sdtt_loss(student, teacher, batch, generator, *, dt: float, mask_id: int, ki
               eps: float, precision: int, conditional: bool, semi_ar: float = 0.0,
               block: int | None = None, temperature: float = 1.0, layout: str = "blocks",
               tail_reveal: float = 0.0, noise_input: bool = False, on_policy: bool = False,
-              first_column_weight: float = 0.0, target: str = "paper") -> "SDTTLoss":
+              first_column_weight: float = 0.0, target: str = "paper") -> SDTTLoss:
     """One SDTT loss evaluation: fresh z_t, teacher targets, student divergence.
     ``on_policy`` (with ``noise_input``): targets along the student's own draws
     (``own_draw_targets``). ``first_column_weight``: see ``student_divergence``.
@@ -290,20 +334,14 @@ def sdtt_loss(student, teacher, batch, generator, *, dt: float, mask_id: int, ki
     out = sdtt_targets(teacher, batch, generator, dt=dt, mask_id=mask_id, eps=eps, conditional=conditional,
                        semi_ar=semi_ar, block=block, temperature=temperature, layout=layout, tail_reveal=tail_reveal,
                        noise_input=noise_input, target=target)
-    z, t, target, scored = out[:4]
+    fit_to = out.target
     if on_policy:
-        target = own_draw_targets(student, teacher, z, scored, out[4], batch.attention_mask, mask_id=mask_id,
+        fit_to = own_draw_targets(student, teacher, out.z, out.scored, out.noise, batch.attention_mask, mask_id=mask_id,
                                   temperature=temperature)
     gen_start = first_generated_column(batch.maskable if conditional else batch.attention_mask)
-    return student_divergence(student, z, t, target, batch.attention_mask, mask_id=mask_id, kind=kind,
-                              precision=precision, scored=scored, gen_start=gen_start,
-                              noise=out[4] if noise_input else None, first_column_weight=first_column_weight)
-
-
-@dataclass
-class SDTTLoss:
-    loss: torch.Tensor
-    num_tokens: int
+    return student_divergence(student, out.z, out.t, fit_to, batch.attention_mask, mask_id=mask_id, kind=kind,
+                              precision=precision, scored=out.scored, gen_start=gen_start, noise=out.noise,
+                              first_column_weight=first_column_weight)
 
 
 def run(cfg: DictConfig) -> list[dict]:
