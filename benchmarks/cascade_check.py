@@ -1,10 +1,10 @@
 """Measured check of the frontier's cascade pricing: a cascade against the AR twin alone with
 verify-and-stop, interleaved on one machine.
 
-    python benchmarks/cascade_check.py --student countdown-cd3-num-sdtt-4:steps=5 \\
+    python -m benchmarks.cascade_check --student countdown-cd3-num-sdtt-4:steps=5 \\
         --ar countdown-cd3-ar:ar_backend=transformers --first 1 4 --then 32 64 --alone 8 64 --problems 1000
     # a student-only cascade (the same student with a hotter head second), many problems at a time
-    python benchmarks/cascade_check.py --student countdown-cd3-num-sdtt-4:steps=5 \\
+    python -m benchmarks.cascade_check --student countdown-cd3-num-sdtt-4:steps=5 \\
         --second countdown-cd3-num-sdtt-4:steps=5,head_tokens=3,head_temperature=1.3 \\
         --first 1 4 --then 1 64 --alone 1 64 --many --problems 1000
 
@@ -22,16 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from frontier import load_spec  # noqa: E402
+from sdtt_search import Cascade, Search, Stage
+from sdtt_search.cli import task_from_config
+from sdtt_search.search.report import verified_pick_correct
 
-from sdtt_search import Cascade, Search, Stage  # noqa: E402
-from sdtt_search.cli import task_from_config  # noqa: E402
-from sdtt_search.search.report import verified_pick_correct  # noqa: E402
+from .frontier.models import load_spec
 
 
 def measure(args: argparse.Namespace) -> dict:

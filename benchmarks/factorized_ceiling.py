@@ -11,7 +11,7 @@ Rao-Blackwellised Monte Carlo) and scores the answers. Blocks of 1 are the teach
 itself; the drop at B = 2, 4, 7 is the factorisation error no per-position student
 can remove, however well distilled.
 
-    python benchmarks/factorized_ceiling.py --model countdown-cd3-ar --problems 200 --blocks 1 2 4 7
+    python -m benchmarks.factorized_ceiling --model countdown-cd3-ar --problems 200 --blocks 1 2 4 7
 
 Prints a markdown table (pass@1 with its standard error per block length).
 """
@@ -19,19 +19,15 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from distill.setup import build_task, eval_problems  # noqa: E402
-from sdtt_search.ar.checkpoint import load_ar_pretrained  # noqa: E402
-from sdtt_search.diffusion.batching import build_batch  # noqa: E402
-from sdtt_search.machine import describe  # noqa: E402
-from sdtt_search.zoo import resolve_model_path  # noqa: E402
+from distill.setup import build_task, eval_problems
+from sdtt_search.ar.checkpoint import load_ar_pretrained
+from sdtt_search.diffusion.batching import build_batch
+from sdtt_search.machine import describe
+from sdtt_search.zoo import resolve_model_path
 
 
 @torch.no_grad()

@@ -11,14 +11,14 @@
 #      wheels of hydra-core/omegaconf/antlr4, safetensors, tokenizers, transformers,
 #      math-verify, sympy, tqdm; then says clearly what is still missing and stops if any is;
 #   3. installs this repository with --no-deps (never pulls torch again; falls back to PYTHONPATH);
-#   4. python benchmarks/gpu_bench.py --device cuda: xformers vs SDPA denoiser forward,
+#   4. python -m benchmarks.gpu_bench --device cuda: xformers vs SDPA denoiser forward,
 #      teacher/student/AR tokens/s at batch 1-256 and the batch where AR overtakes the
 #      student, the zoo's Sudoku and CD3 models. In-process (the local executor: no ray) and the
 #      transformers AR backend (no vllm here);
 #      then training steps/s per model size and backend (to size GPU training runs);
-#   5. benchmarks/frontier.py on the card for the CD3 number-level models and the AR twin
+#   5. python -m benchmarks.frontier on the card for the CD3 number-level models and the AR twin
 #      (transformers backend), unless FRONTIER=0;
-#   6. benchmarks/kv_cache.py speed at a 1.3B LLaDA shape: Fast-dLLM's prefix and dual caches
+#   6. python -m benchmarks.kv_cache speed at a 1.3B LLaDA shape: Fast-dLLM's prefix and dual caches
 #      against none (bf16, batch 1-32), unless KV=0;
 #   7. python -m pytest -q -m gpu (xformers vs SDPA kernels, pretrain + SDTT rounds on CUDA
 #      with xformers, an SDTT update under bf16 lowering the divergence).
@@ -81,7 +81,7 @@ if [ -n "$missing" ]; then
 fi
 "$PY" -m pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 && echo "installed sdtt-search (editable, --no-deps)" \
   || { export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"; echo "pip install -e . failed: using PYTHONPATH=$PWD"; }
-"$PY" -c "import sys; sys.path.insert(0, 'benchmarks'); import gpu_bench, transformers; print('transformers', transformers.__version__)" \
+"$PY" -c "import benchmarks.gpu_bench, transformers; print('transformers', transformers.__version__)" \
   || { echo "the benchmark does not import (see the error above: a package too old or one of its dependencies missing); stopping"; exit 2; }
 "$PY" -c "import xformers, xformers.ops; print('xformers', xformers.__version__)" 2>/dev/null \
   || echo "xformers not importable: only SDPA is measured (carry wheels/xformers-*.whl to compare)"
@@ -89,7 +89,7 @@ fi
 "$PY" -c "import torch; assert torch.cuda.is_available(), 'torch sees no GPU'" || { echo "no GPU visible to torch; stopping"; exit 2; }
 
 echo "== measurements (in-process local executor, transformers AR backend: no ray or vllm here)"
-timeout 330 "$PY" benchmarks/gpu_bench.py --device cuda --out "$OUT" \
+timeout 330 "$PY" -m benchmarks.gpu_bench --device cuda --out "$OUT" \
   || echo "gpu_bench failed or timed out (exit $?): $OUT/gpu.json holds the sections measured so far"
 
 if [ "${FRONTIER:-1}" = 1 ]; then
@@ -102,7 +102,7 @@ if [ "${FRONTIER:-1}" = 1 ]; then
   # FRONTIER=0 skips it (about 3 min)
   echo "== frontier on the GPU: CD3 number-level teacher and students vs the AR twin"
   S=countdown-cd3-num-sdtt-4
-  timeout 240 "$PY" benchmarks/frontier.py --task countdown --models countdown-cd3-num-teacher \
+  timeout 240 "$PY" -m benchmarks.frontier --task countdown --models countdown-cd3-num-teacher \
     countdown-cd3-num-sdtt-8 $S $S:steps=5 $S:steps=12 $S:window=5 $S:window=5,stratify=3 \
     $S:steps=5,head_tokens=3,head_temperature=1.3 countdown-cd3-ar:ar_backend=transformers \
     countdown-cd3-ar:ar_backend=transformers,stratify=3 --problems 1000 --samples 64 \
@@ -117,8 +117,8 @@ if [ "${KV:-1}" = 1 ]; then
   # Fast-dLLM's caches (sampler.kv_cache) on the native LLaDA network at a 1.3B LLaDA shape, bf16,
   # random weights (speed does not depend on them), LLaDA's GSM8K decoding scaled: prompt 128,
   # 256 generated in blocks of 32, 256 steps; KV=0 skips it (about 1.5 min); the table goes to gpu.log
-  echo "== Fast-dLLM caches on the card (benchmarks/kv_cache.py speed)"
-  timeout 150 "$PY" benchmarks/kv_cache.py speed --shape llada-1b --device cuda --batch 1 8 32 --steps 256 --repeats 2 \
+  echo "== Fast-dLLM caches on the card (python -m benchmarks.kv_cache speed)"
+  timeout 150 "$PY" -m benchmarks.kv_cache speed --shape llada-1b --device cuda --batch 1 8 32 --steps 256 --repeats 2 \
     || echo "kv_cache speed failed or timed out (exit $?)"
 fi
 

@@ -1,7 +1,7 @@
 """GPU measurements for benchmarks/gpu.sh (also runs on CPU with --quick, to test it).
 
-    python benchmarks/gpu_bench.py --device cuda --out gpu-out
-    python benchmarks/gpu_bench.py --device cpu --quick --out /tmp/gpu-out
+    python -m benchmarks.gpu_bench --device cuda --out gpu-out
+    python -m benchmarks.gpu_bench --device cpu --quick --out /tmp/gpu-out
 
 1. Attention backends: forward of a denoiser with xformers against SDPA (tokens/s, max |diff|).
 2. Generation throughput of a diffusion teacher (T steps), its student (T/8 steps)
@@ -32,9 +32,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from frontier import throughput
-
 from distill.setup import build_tokenizer, make_stream, measure_gen_length
 from sdtt_search.diffusion import SamplerConfig, generate, mdlm_loss
 from sdtt_search.loading import load_model
@@ -44,6 +41,8 @@ from sdtt_search.model.attention import xformers_available
 from sdtt_search.model.llama import CausalLMConfig
 from sdtt_search.tokenizer import Tokenizer
 from tasks import load_task
+
+from .frontier.measure import throughput
 
 
 def _sync(device: torch.device) -> None:
@@ -273,7 +272,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report = {"machine": describe(), "when": time.strftime("%Y-%m-%d"), "complete": False,
-              "command": "python benchmarks/gpu_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
+              "command": "python -m benchmarks.gpu_bench " + " ".join(sys.argv[1:] if argv is None else argv),
               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "xformers": device.type == "cuda" and xformers_available(), "executor": "local",
               "ar_backend": "transformers", "errors": {}}

@@ -1,8 +1,8 @@
 """Fast-dLLM's approximate KV caches (``sampler.kv_cache``): speed and what they cost in accuracy.
 
-    python benchmarks/kv_cache.py speed --shape tiny --batch 1 8            # a LLaDA-shaped network, random weights
-    python benchmarks/kv_cache.py speed --shape llada-1b --device cuda --batch 1 8 32
-    python benchmarks/kv_cache.py accuracy sudoku4-teacher --problems 500   # a zoo model on its task
+    python -m benchmarks.kv_cache speed --shape tiny --batch 1 8            # a LLaDA-shaped network, random weights
+    python -m benchmarks.kv_cache speed --shape llada-1b --device cuda --batch 1 8 32
+    python -m benchmarks.kv_cache accuracy sudoku4-teacher --problems 500   # a zoo model on its task
 
 ``speed`` times ``generate`` of the native LLaDA network (``sdtt_search.hf.llada``; speed
 does not depend on the weights) at LLaDA's GSM8K setting scaled to the shape: prompt

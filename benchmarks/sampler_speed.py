@@ -1,9 +1,9 @@
 """Sampling speed of checkpoints side by side, on this machine, in one run.
 
-    python benchmarks/sampler_speed.py sudoku4-teacher sudoku4-sdtt-4 --batch 1 8 64 256
-    python benchmarks/sampler_speed.py countdown-cd3-num-sdtt-8 --cache both   # the prefix KV cache's gain
-    python benchmarks/sampler_speed.py countdown-cd3-num-sdtt-4 --batch 64 256 --window none 3 5   # windowed steps
-    python benchmarks/sampler_speed.py gsm8k-sdtt countdown-cd3-ar --invariant both   # what batch invariance costs
+    python -m benchmarks.sampler_speed sudoku4-teacher sudoku4-sdtt-4 --batch 1 8 64 256
+    python -m benchmarks.sampler_speed countdown-cd3-num-sdtt-8 --cache both   # the prefix KV cache's gain
+    python -m benchmarks.sampler_speed countdown-cd3-num-sdtt-4 --batch 64 256 --window none 3 5   # windowed steps
+    python -m benchmarks.sampler_speed gsm8k-sdtt gsm8k-ar --samples 16 --invariant both   # what batch invariance costs
 
 Prints a markdown table (samples/s, generated positions/s, network calls, ms per
 call), naming the machine; --report FILE also writes it there.

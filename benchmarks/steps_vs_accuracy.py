@@ -1,6 +1,6 @@
 """pass@1 against sampling steps: the teacher at fewer steps vs the SDTT students.
 
-    python benchmarks/steps_vs_accuracy.py sudoku4-teacher sudoku4-sdtt-4 sudoku4-sdtt-2 --limit 500
+    python -m benchmarks.steps_vs_accuracy sudoku4-teacher sudoku4-sdtt-4 sudoku4-sdtt-2 --limit 500
 
 Each model is sampled at its own step count and, for the first (the teacher), at
 every student's step count too, on the same test problems with the same seeds.

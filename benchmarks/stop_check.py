@@ -1,10 +1,10 @@
 """Measured verify-and-stop, many problems at a time: searches and cascades run as they would be.
 
-    python benchmarks/stop_check.py --problems 1000 \\
+    python -m benchmarks.stop_check --problems 1000 \\
         countdown-cd3-ar:ar_backend=transformers@4 countdown-cd3-ar:ar_backend=transformers@64 \\
         "countdown-cd3-num-sdtt-8@1>countdown-cd3-num-sdtt-4:steps=5,head_tokens=3,head_temperature=1.3@16"
 
-Each argument is a search: a model spec (as ``frontier.py`` reads them) and ``@K``, its
+Each argument is a search: a model spec (as ``benchmarks.frontier`` reads them) and ``@K``, its
 most samples per problem (``@K/R``: in rounds of R, default 1); ``>`` chains stages into a
 cascade (the next stage gets only the problems no earlier sample verified). Every search
 runs over all the problems at once (rounds of R samples of every open problem packed into
@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cascade_check import all_at_once  # noqa: E402
-from frontier import load_spec  # noqa: E402
+from sdtt_search import Cascade, Search, Stage
+from sdtt_search.cli import task_from_config
 
-from sdtt_search import Cascade, Search, Stage  # noqa: E402
-from sdtt_search.cli import task_from_config  # noqa: E402
+from .cascade_check import all_at_once
+from .frontier.models import load_spec
 
 
 def parse_stage(text: str) -> tuple[str, int, int]:

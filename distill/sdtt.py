@@ -13,6 +13,10 @@ teacher; the optimiser and the EMA carry on. Each round writes a
 checkpoint whose meta records its sampling steps, and a row of ``rounds.json``
 with pass@1 of the student at its steps next to the original teacher's at its
 full steps.
+
+The program: ``run`` = ``prepare`` (check the options, load the teacher, build the
+student, the data stream and the trainer) then ``Distillation.run`` (the rounds: its
+``loss`` for the trainer, ``on_step`` closing each round with ``finish_round``).
 """
 from __future__ import annotations
 
@@ -121,15 +125,44 @@ def causal_tail_targets(teacher, x: torch.Tensor, tail: torch.Tensor, attention_
     return target, current
 
 
+@dataclass
+class SDTTTargets:
+    """One batch laid out for the student and the teacher's targets on it (``sdtt_targets``).
+
+    Attributes:
+        z: [B, L] long, the student's input (z_t: the masked positions hold the mask id).
+        t: [B] float, each row's diffusion time (1 under ``layout=tail``).
+        target: [B, L, V] float log-probs the student's one step is fit to (meaningful on ``scored``).
+        scored: [B, L] bool, the positions the loss covers (a subset of the masked ones).
+        noise: [B, L] float64, a noise-conditioned student's input (its sampling uniforms, NaN
+            outside the completion); None unless ``noise_input``.
+    """
+
+    z: torch.Tensor
+    t: torch.Tensor
+    target: torch.Tensor
+    scored: torch.Tensor
+    noise: torch.Tensor | None = None
+
+
+@dataclass
+class SDTTLoss:
+    """A loss evaluation as ``Trainer`` reads it: the loss (a float32 scalar) and the
+    number of positions it covers."""
+
+    loss: torch.Tensor
+    num_tokens: int
+
+
 def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: float, conditional: bool,
                  semi_ar: float = 0.0, block: int | None = None, temperature: float = 1.0,
                  layout: str = "blocks", tail_reveal: float = 0.0, noise_input: bool = False,
-                 target: str = "paper"):
-    """Draw t and z_t for a batch and the teacher's two-step targets.
+                 target: str = "paper") -> SDTTTargets:
+    """Draw t and z_t for a batch and the teacher's two-step targets (``SDTTTargets``).
 
-    Returns (z [B, L], t [B], target log-probs [B, L, V], scored [B, L] bool: the
-    loss positions). Times come from MDLM's stratified sampler and z_t masks the
-    completion (or, unconditionally, every real token): Algorithm 1.
+    Times come from MDLM's stratified sampler and z_t masks the completion (or,
+    unconditionally, every real token): Algorithm 1. The loss positions are the masked
+    ones, or a subset of them in the ordered layouts.
 
     Block-wise SDTT (``semi_ar`` > 0, ``block`` = the student's block length): that
     fraction of rows is laid out as a block-wise sampler sees it before decoding a
@@ -146,86 +179,101 @@ def sdtt_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: flo
     (its mean is that law exactly; fit with ``fkl``); ``teacher_targets`` says what
     each is. The ordered layouts (block-wise rows, tails) give both the same targets.
 
-    ``layout="tail"`` (every row, semi_ar=1): the student decodes a whole tail in one
-    step, as a budgeted threshold sampler's calls do (``tail_layout``), and its teacher
-    decodes that tail one column per step, left to right: SDTT's one-vs-two-steps
-    target with as many teacher steps as tail columns. A column's target is the
-    teacher's conditional along its own sampled path, an unbiased one-path estimate
-    of its marginal given the prefix (fit it with ``fkl``, whose minimiser is the mean).
-    ``tail_reveal`` r: each row shows the student a share u * r (u uniform) of its tail
-    columns after the first, drawn from the teacher's path (the sure tokens a
-    threshold sampler commits early); the loss covers the others.
-
-    ``noise_input`` (``layout="tail"``, a plain causal teacher, a noise-conditioned
-    student): the teacher samples the whole completion left to right, column j by
-    inverse CDF at a uniform u_j; the prefix the student sees is that path (so every
-    shown token agrees with its u_j) and u is the student's noise input. The 5th
-    value returned is that noise [B, L] (float64, NaN outside the completion). With
-    u_j known, the teacher's conditional at a tail column j + 1 given its own path is
-    a function of the prefix and u: a student that sees u can match it exactly in one
-    call, which a per-column student cannot (it can only reach the average over u).
+    ``layout="tail"`` (every row, semi_ar=1): see ``tail_targets``.
     """
     if target not in TARGETS:
         raise ValueError(f"target={target!r} is unknown; use paper (SDTT's Algorithm 1) or marginal (the teacher's "
                          "exact two-step marginal)")
-    target_kind = target
     if layout == "tail":
-        if semi_ar != 1.0 or not conditional:
-            raise ValueError("layout=tail lays out every row as a left-to-right sampler does: set semi_ar=1.0 "
-                             "and conditional=true")
-        gen_start = first_generated_column(batch.maskable)
-        t = torch.ones(batch.x.shape[0], device=batch.x.device)
-        tail, order = tail_layout(batch.maskable, generator)
-        z = torch.where(tail, torch.full_like(batch.x, mask_id), batch.x)
-        noise = None
-        if noise_input:
-            if not _plain_causal(teacher):
-                raise ValueError("noise_input=true distils a plain causal teacher's left-to-right sampler (an AR "
-                                 "twin or a causal denoiser): this teacher is not one")
-            u = torch.rand(batch.x.shape, generator=generator, dtype=torch.float64).to(batch.x.device)
-            target, path = causal_tail_targets(teacher, batch.x, batch.maskable, batch.attention_mask, mask_id=mask_id,
-                                               generator=generator, temperature=temperature, noise=u)
-            z = torch.where(tail, z, path)
-            noise = torch.where(batch.maskable, u, torch.full_like(u, float("nan")))
-        elif _plain_causal(teacher):
-            target, path = causal_tail_targets(teacher, batch.x, tail, batch.attention_mask, mask_id=mask_id,
-                                               generator=generator, temperature=temperature)
-        else:
-            target, path = teacher_targets(teacher, z, t, dt, mask_id=mask_id, attention_mask=batch.attention_mask,
-                                           n_steps=len(order), eps=eps, generator=generator, frozen=tail,
-                                           ordered=tuple(order), temperature=temperature, gen_start=gen_start,
-                                           return_tokens=True, target=target_kind)
-        rate = uniform(batch.x.shape[0], generator, batch.x.device)[:, None] * tail_reveal
-        shown = tail & ~order[0] & (uniform(batch.x.shape, generator, batch.x.device) < rate)
-        z = torch.where(shown, path, z)
-        if noise_input:
-            return z, t, target, tail & ~shown, noise
-        return z, t, target, tail & ~shown
+        return tail_targets(teacher, batch, generator, dt=dt, mask_id=mask_id, eps=eps, conditional=conditional,
+                            semi_ar=semi_ar, temperature=temperature, tail_reveal=tail_reveal,
+                            noise_input=noise_input, target=target)
     if layout != "blocks":
         raise ValueError(f"layout={layout!r} is unknown; use blocks or tail")
     if noise_input:
         raise ValueError("noise_input=true needs layout=tail (a causal student decoding left to right)")
+    return block_targets(teacher, batch, generator, dt=dt, mask_id=mask_id, eps=eps, conditional=conditional,
+                         semi_ar=semi_ar, block=block, temperature=temperature, target=target)
+
+
+def block_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: float, conditional: bool,
+                  semi_ar: float, block: int | None, temperature: float, target: str) -> SDTTTargets:
+    """``layout=blocks`` (``sdtt_targets``): z_t at MDLM's stratified times, random
+    reveals scored on every masked position; with ``semi_ar`` > 0 that share of rows laid
+    out block-wise (``block_layout``) and scored on the block's two halves."""
     maskable = batch.maskable if conditional else batch.attention_mask
     gen_start = first_generated_column(maskable)
     t = sample_times(batch.x.shape[0], eps=eps, generator=generator, device=batch.x.device)
     z = mask_tokens(batch.x, LogLinearSchedule().move_chance(t), maskable, mask_id, generator)
     if semi_ar <= 0.0:
-        target = teacher_targets(teacher, z, t, dt, mask_id=mask_id, attention_mask=batch.attention_mask,
-                                 eps=eps, generator=generator, temperature=temperature, gen_start=gen_start,
-                                 target=target_kind)
-        return z, t, target, z == mask_id
+        log_probs = teacher_targets(teacher, z, t, dt, mask_id=mask_id, attention_mask=batch.attention_mask,
+                                    eps=eps, generator=generator, temperature=temperature, gen_start=gen_start,
+                                    target=target)
+        return SDTTTargets(z, t, log_probs, z == mask_id)
     if not block:
         raise ValueError("semi_ar > 0 needs the student's block length (eval.block_length or the teacher's recorded one)")
     rows = uniform(batch.x.shape[0], generator, batch.x.device) < semi_ar
     first, second, future = block_layout(maskable, rows, block, generator)
     z = torch.where(rows[:, None] & maskable, batch.x, z)
     z = torch.where(first | second | future, torch.full_like(z, mask_id), z)
-    target = teacher_targets(teacher, z, t, dt, mask_id=mask_id, attention_mask=batch.attention_mask,
-                             eps=eps, generator=generator, frozen=future | first | second,
-                             ordered=(first, second), temperature=temperature, gen_start=gen_start,
-                             target=target_kind)
+    log_probs = teacher_targets(teacher, z, t, dt, mask_id=mask_id, attention_mask=batch.attention_mask,
+                                eps=eps, generator=generator, frozen=future | first | second,
+                                ordered=(first, second), temperature=temperature, gen_start=gen_start,
+                                target=target)
     scored = torch.where(rows[:, None], first | second, z == mask_id)
-    return z, t, target, scored
+    return SDTTTargets(z, t, log_probs, scored)
+
+
+def tail_targets(teacher, batch, generator, *, dt: float, mask_id: int, eps: float, conditional: bool,
+                 semi_ar: float, temperature: float, tail_reveal: float, noise_input: bool,
+                 target: str) -> SDTTTargets:
+    """``layout=tail`` (``sdtt_targets``; every row, semi_ar=1): the student decodes a
+    whole tail in one step, as a budgeted threshold sampler's calls do (``tail_layout``),
+    and its teacher decodes that tail one column per step, left to right: SDTT's
+    one-vs-two-steps target with as many teacher steps as tail columns. A column's target
+    is the teacher's conditional along its own sampled path, an unbiased one-path estimate
+    of its marginal given the prefix (fit it with ``fkl``, whose minimiser is the mean).
+    ``tail_reveal`` r: each row shows the student a share u * r (u uniform) of its tail
+    columns after the first, drawn from the teacher's path (the sure tokens a threshold
+    sampler commits early); the loss covers the others. t is 1 for every row.
+
+    ``noise_input`` (a plain causal teacher, a noise-conditioned student): the teacher
+    samples the whole completion left to right, column j by inverse CDF at a uniform u_j;
+    the prefix the student sees is that path (so every shown token agrees with its u_j)
+    and u is the student's noise input (``SDTTTargets.noise``). With u_j known, the
+    teacher's conditional at a tail column j + 1 given its own path is a function of the
+    prefix and u: a student that sees u can match it exactly in one call, which a
+    per-column student cannot (it can only reach the average over u).
+    """
+    if semi_ar != 1.0 or not conditional:
+        raise ValueError("layout=tail lays out every row as a left-to-right sampler does: set semi_ar=1.0 "
+                         "and conditional=true")
+    gen_start = first_generated_column(batch.maskable)
+    t = torch.ones(batch.x.shape[0], device=batch.x.device)
+    tail, order = tail_layout(batch.maskable, generator)
+    z = torch.where(tail, torch.full_like(batch.x, mask_id), batch.x)
+    noise = None
+    if noise_input:
+        if not _plain_causal(teacher):
+            raise ValueError("noise_input=true distils a plain causal teacher's left-to-right sampler (an AR "
+                             "twin or a causal denoiser): this teacher is not one")
+        u = torch.rand(batch.x.shape, generator=generator, dtype=torch.float64).to(batch.x.device)
+        log_probs, path = causal_tail_targets(teacher, batch.x, batch.maskable, batch.attention_mask, mask_id=mask_id,
+                                              generator=generator, temperature=temperature, noise=u)
+        z = torch.where(tail, z, path)
+        noise = torch.where(batch.maskable, u, torch.full_like(u, float("nan")))
+    elif _plain_causal(teacher):
+        log_probs, path = causal_tail_targets(teacher, batch.x, tail, batch.attention_mask, mask_id=mask_id,
+                                              generator=generator, temperature=temperature)
+    else:
+        log_probs, path = teacher_targets(teacher, z, t, dt, mask_id=mask_id, attention_mask=batch.attention_mask,
+                                          n_steps=len(order), eps=eps, generator=generator, frozen=tail,
+                                          ordered=tuple(order), temperature=temperature, gen_start=gen_start,
+                                          return_tokens=True, target=target)
+    rate = uniform(batch.x.shape[0], generator, batch.x.device)[:, None] * tail_reveal
+    shown = tail & ~order[0] & (uniform(batch.x.shape, generator, batch.x.device) < rate)
+    z = torch.where(shown, path, z)
+    return SDTTTargets(z, t, log_probs, tail & ~shown, noise)
 
 
 @torch.no_grad()
@@ -280,7 +328,7 @@ def sdtt_loss(student, teacher, batch, generator, *, dt: float, mask_id: int, ki
               eps: float, precision: int, conditional: bool, semi_ar: float = 0.0,
               block: int | None = None, temperature: float = 1.0, layout: str = "blocks",
               tail_reveal: float = 0.0, noise_input: bool = False, on_policy: bool = False,
-              first_column_weight: float = 0.0, target: str = "paper") -> "SDTTLoss":
+              first_column_weight: float = 0.0, target: str = "paper") -> SDTTLoss:
     """One SDTT loss evaluation: fresh z_t, teacher targets, student divergence.
     ``on_policy`` (with ``noise_input``): targets along the student's own draws
     (``own_draw_targets``). ``first_column_weight``: see ``student_divergence``.
@@ -290,24 +338,35 @@ def sdtt_loss(student, teacher, batch, generator, *, dt: float, mask_id: int, ki
     out = sdtt_targets(teacher, batch, generator, dt=dt, mask_id=mask_id, eps=eps, conditional=conditional,
                        semi_ar=semi_ar, block=block, temperature=temperature, layout=layout, tail_reveal=tail_reveal,
                        noise_input=noise_input, target=target)
-    z, t, target, scored = out[:4]
+    fit_to = out.target
     if on_policy:
-        target = own_draw_targets(student, teacher, z, scored, out[4], batch.attention_mask, mask_id=mask_id,
+        fit_to = own_draw_targets(student, teacher, out.z, out.scored, out.noise, batch.attention_mask, mask_id=mask_id,
                                   temperature=temperature)
     gen_start = first_generated_column(batch.maskable if conditional else batch.attention_mask)
-    return student_divergence(student, z, t, target, batch.attention_mask, mask_id=mask_id, kind=kind,
-                              precision=precision, scored=scored, gen_start=gen_start,
-                              noise=out[4] if noise_input else None, first_column_weight=first_column_weight)
+    return student_divergence(student, out.z, out.t, fit_to, batch.attention_mask, mask_id=mask_id, kind=kind,
+                              precision=precision, scored=out.scored, gen_start=gen_start, noise=out.noise,
+                              first_column_weight=first_column_weight)
 
 
-@dataclass
-class SDTTLoss:
-    loss: torch.Tensor
-    num_tokens: int
+# ---------------------------------------------------------------------------- the program
+@dataclass(frozen=True)
+class Options:
+    """The run's choices read from the config and checked (``check_options``)."""
+
+    target: str  # paper | marginal (``sdtt_targets``)
+    layout: str  # blocks | tail
+    noise_input: bool
+    on_policy: bool
+    first_column_weight: float
+
+    @property
+    def tail(self) -> bool:
+        return self.layout == "tail"
 
 
-def run(cfg: DictConfig) -> list[dict]:
-    """Distil as configured; returns the rounds table."""
+def check_options(cfg: DictConfig) -> Options:
+    """The options that need nothing loaded, checked in one place (a ValueError names the
+    key); those that depend on the models are checked by ``check_against_models`` once loaded."""
     if cfg.divergence not in DIVERGENCES:
         raise ValueError(f"divergence={cfg.divergence!r} is unknown; use one of {', '.join(DIVERGENCES)}")
     if int(cfg.loss_precision) not in (32, 64):
@@ -319,11 +378,15 @@ def run(cfg: DictConfig) -> list[dict]:
     for key in ("teacher_temperature", "round_temperature"):
         if not float(cfg[key]) > 0:
             raise ValueError(f"{key}={cfg[key]!r} must be > 0 (1.0 = the teacher's own distribution)")
-    dist = DistContext.from_env()
-    device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    source, format_prompt = _load_teacher(cfg, device)
-    tokenizer, meta = source.tokenizer, dict(source.meta)
+    return Options(target=target, layout=str(cfg.get("layout", "blocks")),
+                   noise_input=bool(cfg.get("noise_input", False)), on_policy=bool(cfg.get("on_policy", False)),
+                   first_column_weight=float(cfg.get("first_column_weight", 0.0)))
+
+
+def teacher_meta(cfg: DictConfig, source) -> dict:
+    """The teacher checkpoint's meta with ``task`` and ``gen_length`` from the config where
+    given; both must be known (hub teachers record neither)."""
+    meta = dict(source.meta)
     if cfg.task and cfg.task.get("name"):
         meta["task"] = to_dict(cfg.task)
     if cfg.gen_length:
@@ -332,171 +395,297 @@ def run(cfg: DictConfig) -> list[dict]:
         if not meta.get(key):
             raise ValueError(f"teacher={cfg.teacher} does not record its {key}; pass {key}=... "
                              f"(e.g. task.name=gsm8k task.path=<dir> gen_length=256)")
-    layout = str(cfg.get("layout", "blocks"))
-    if layout not in ("blocks", "tail"):
-        raise ValueError(f"layout={layout!r} is unknown; use blocks (block-wise rounds) or tail (one round to a "
-                         "step budget)")
-    tail = layout == "tail"
-    plan = RoundPlan(int(cfg.teacher_steps or meta.get("sampling_steps") or source.default_sampler().steps), int(cfg.min_steps),
-                     halving=not tail)
-    gen_length = int(meta["gen_length"])
-    task = build_task(meta["task"])
-    problems = eval_problems(task, cfg.eval.split, cfg.eval.problems)
-    out_dir = Path(cfg.output_dir)
-    lora = LoRASpec(**to_dict(cfg.lora)) if cfg.lora.r else None
+    return meta
 
+
+def round_plan(cfg: DictConfig, meta: dict, source, options: Options) -> RoundPlan:
+    """Each round's teacher and student steps: halving from the teacher's steps to
+    ``min_steps`` (``layout=blocks``), or one round straight to it (``layout=tail``)."""
+    if options.layout not in ("blocks", "tail"):
+        raise ValueError(f"layout={options.layout!r} is unknown; use blocks (block-wise rounds) or tail (one round "
+                         "to a step budget)")
+    teacher_steps = int(cfg.teacher_steps or meta.get("sampling_steps") or source.default_sampler().steps)
+    return RoundPlan(teacher_steps, int(cfg.min_steps), halving=not options.tail)
+
+
+def student_and_teachers(cfg: DictConfig, source, tokenizer, device, lora: LoRASpec | None):
+    """(original teacher, round-1 student, round-1 teacher). A full student is a copy of
+    the teacher (or ``student_init``), the teacher a frozen copy; a LoRA student is the
+    base with adapters and every teacher a snapshot of them (round 1: their
+    zero-initialised state, i.e. the base), one copy of the weights in all."""
     if lora is None:
         original = source.model.to(device).eval()
         student = (copy.deepcopy(original) if not cfg.student_init
                    else _load_student_init(cfg.student_init, tokenizer, device)).train()
-        teacher_box = {"model": copy.deepcopy(original).eval()}
-    else:
-        # One copy of the weights: the student is the base with adapters, every teacher a
-        # snapshot of the adapters (round 1: their zero-initialised state = the base).
-        student = attach_lora(source.model.to(device), lora).train()
-        original = SharedWeightsTeacher(student)
-        teacher_box = {"model": SharedWeightsTeacher(student)}
+        return original, student, copy.deepcopy(original).eval()
+    student = attach_lora(source.model.to(device), lora).train()
+    return SharedWeightsTeacher(student), student, SharedWeightsTeacher(student)
+
+
+def student_block_lengths(plan: RoundPlan, block_length: int | None, gen_length: int, tail: bool) -> list[int | None]:
+    """Per round, the block length its student decodes: the teacher's sampler blocks
+    widened by ``fit_blocks`` to the student's steps; None without block-wise decoding."""
+    return [fit_blocks(SamplerConfig(method="confidence", steps=plan.student_steps_of(r),
+                                     block_length=int(block_length)), gen_length).block_length
+            if block_length and not tail else None for r in range(plan.rounds)]
+
+
+def check_against_models(cfg: DictConfig, options: Options, student, block_length: int | None,
+                         lora: LoRASpec | None) -> None:
+    """The options that depend on the teacher's decoding or the student's architecture
+    (block-wise rows need a block length; a tail, noise or block-causal student a causal
+    Llama; LoRA only for students that start from the teacher)."""
+    if cfg.student_init and lora is not None:
+        raise ValueError("student_init starts a full student from a checkpoint; LoRA students start from the teacher (lora.r=0)")
+    if float(cfg.semi_ar) > 0 and not block_length:
+        raise ValueError("semi_ar > 0 distils block-wise decoding: set eval.block_length (the teacher records none)")
+    if options.tail and (float(cfg.semi_ar) != 1.0 or cfg.block_causal or lora is not None):
+        raise ValueError("layout=tail distils a causal student for budgeted left-to-right decoding: set semi_ar=1.0, "
+                         "block_causal=false and lora.r=0")
+    if options.first_column_weight < 0:
+        raise ValueError(f"first_column_weight={options.first_column_weight} must be >= 0 (0 turns it off; 3 lifted "
+                         "the CD3 noise student)")
+    if options.noise_input:
+        if not options.tail:
+            raise ValueError("noise_input=true needs layout=tail (the noise-conditioned student decodes left to right)")
+        if not hasattr(student, "enable_noise_input"):
+            raise ValueError("noise_input=true needs a causal Llama student (an AR twin teacher, or student_init=<causal "
+                             "denoiser>)")
+
+
+def check_block_causal(student, student_blocks: list[int | None]) -> None:
+    """``block_causal=true`` needs a causal Llama student and block-wise decoding."""
+    if not (getattr(student, "config", None) is not None and getattr(student.config, "causal", False)
+            and student_blocks[0]):
+        raise ValueError("block_causal=true needs a causal Llama student (student_init=<model.causal=true checkpoint>, "
+                         "or a causal teacher) and block-wise decoding (semi_ar > 0, eval.block_length)")
+
+
+class Distillation:
+    """One SDTT run: the models, the rounds' plan and table, and the trainer's callbacks.
+
+    Round r (0-based) trains ``student`` against ``teacher`` (the original teacher in
+    round 0, then the student as it ended the previous round) for ``steps_per_round``
+    optimiser steps; ``on_step`` closes a round at its boundary (``finish_round``:
+    score, checkpoint, promote the student to teacher) and keeps ``round`` current, which
+    ``loss`` reads. ``prepare`` builds one from a config.
+
+    Attributes:
+        cfg: the composed ``sdtt`` config; options: its checked choices (``Options``).
+        plan: each round's teacher and student steps.
+        original: the original teacher (scored once, in ``rounds.json``'s ``teacher``).
+        student: the trained model; teacher: the current round's teacher.
+        student_blocks: per round, its student's decoding block (None: not block-wise).
+        teacher_block: the original teacher's attention block (0: plain causal or bidirectional).
+        block_length: the teacher's sampler blocks (None: not block-wise).
+        table: ``rounds.json`` ({"teacher": its scores, "rounds": {"1": row, ...}}).
+        round: the round the next optimiser step belongs to.
+    """
+
+    def __init__(self, cfg: DictConfig, options: Options, *, dist: DistContext, plan: RoundPlan, meta: dict,
+                 tokenizer, task, problems, format_prompt, lora: LoRASpec | None, original, student, teacher,
+                 block_length: int | None, student_blocks: list[int | None], teacher_block: int):
+        self.cfg, self.options, self.dist, self.plan = cfg, options, dist, plan
+        self.meta, self.tokenizer, self.format_prompt = meta, tokenizer, format_prompt
+        self.task, self.problems = task, problems
+        self.gen_length = int(meta["gen_length"])
+        self.lora = lora
+        self.original, self.student, self.teacher = original, student, teacher
+        self.block_length, self.student_blocks, self.teacher_block = block_length, student_blocks, teacher_block
+        self.out_dir = Path(cfg.output_dir)
+        self.rounds_path = self.out_dir / "rounds.json"
+        self.table = (json.loads(self.rounds_path.read_text()) if self.rounds_path.exists()
+                      else {"teacher": None, "rounds": {}})
+        self.round = 0
+
+    # ------------------------------------------------------------ training
+    def round_of(self, step: int) -> int:
+        """The round optimiser step ``step`` (0-based) belongs to."""
+        return min(step // int(self.cfg.steps_per_round), self.plan.rounds - 1)
+
+    def set_attention_blocks(self, trainer: Trainer, r: int) -> None:
+        """Block-causal SDTT: round r's student attends within its decoding block, its
+        teacher (the previous student) within the previous round's."""
+        for model in (trainer.module, trainer.ema.model):
+            model.config.attention_block = int(self.student_blocks[r])
+        self.teacher.config.attention_block = int(self.student_blocks[r - 1]) if r > 0 else self.teacher_block
+
+    def loss(self, model, batch, generator) -> SDTTLoss:
+        """``Trainer``'s loss: ``sdtt_loss`` of ``model`` against this round's teacher at
+        its step size dt = (1 - eps) / teacher steps, and its temperature."""
+        cfg, r = self.cfg, self.round
+        return sdtt_loss(model, self.teacher, batch, generator, dt=(1.0 - cfg.eps) / self.plan.teacher_steps_of(r),
+                         mask_id=self.tokenizer.mask_id, kind=cfg.divergence, eps=cfg.eps,
+                         precision=int(cfg.loss_precision), conditional=cfg.conditional, semi_ar=float(cfg.semi_ar),
+                         block=self.student_blocks[r],
+                         temperature=float(cfg.teacher_temperature if r == 0 else cfg.round_temperature),
+                         layout=self.options.layout, tail_reveal=float(cfg.get("tail_reveal", 0.0)),
+                         noise_input=self.options.noise_input, on_policy=self.options.on_policy,
+                         first_column_weight=self.options.first_column_weight, target=self.options.target)
+
+    def on_step(self, trainer: Trainer, step: int) -> None:
+        """Before optimiser step ``step``: close the round that ended there (if one did,
+        and it is not the last: that one closes after training), then enter the step's
+        round (block-causal: set the attention blocks it trains with)."""
+        per_round = int(self.cfg.steps_per_round)
+        if step > 0 and step % per_round == 0 and step // per_round <= self.plan.rounds - 1:
+            self.finish_round(trainer, step // per_round - 1)
+        self.round = self.round_of(step)
+        if self.cfg.block_causal:
+            self.set_attention_blocks(trainer, self.round)
+
+    def trainer(self, stream, config: TrainConfig) -> Trainer:
+        """The trainer of all rounds (one optimiser and EMA over the run); it saves and
+        restores the current teacher with its own state."""
+        return Trainer(
+            model=self.student, loss_fn=self.loss, stream=stream, config=config, output_dir=self.out_dir,
+            dist=self.dist, on_step=self.on_step,
+            extra_state={"teacher": (lambda: self.teacher.state_dict(), lambda sd: self.teacher.load_state_dict(sd))},
+        )
+
+    def run(self, trainer: Trainer) -> list[dict]:
+        """Train every round, close the last one (unless a finished run already did), and
+        return the rounds table's rows (printed on rank 0)."""
+        trainer.run()
+        last = str(self.plan.rounds)
+        if last not in self.table["rounds"] or self.table["rounds"][last]["train_step"] != trainer.step:
+            self.finish_round(trainer, self.plan.rounds - 1)
+        rows = [self.table["rounds"][k] for k in sorted(self.table["rounds"], key=int)]
+        if self.dist.rank == 0:
+            print(format_rounds(rows))
+        return rows
+
+    # ------------------------------------------------------------ round boundaries
+    def sampler(self, steps: int, temperature: float = 1.0, student: bool = False) -> SamplerConfig:
+        """The decoding a round is scored with: the teacher's sampler at ``steps`` (blocks
+        widened to fit), or a tail student's step budget over the whole completion (the
+        leftmost token plus the sure ones per call)."""
+        cfg, meta = self.cfg, self.meta
+        temperature = float(cfg.eval.temperature) * temperature
+        if self.options.tail and student:
+            return SamplerConfig(method="confidence", steps=steps, temperature=temperature,
+                                 threshold=float(cfg.eval.get("threshold") or 0.9),
+                                 remasking="prefix" if self.options.noise_input else "left_to_right")
+        method = str(cfg.eval.method or dict(meta.get("sampler") or {}).get("method") or "ancestral")
+        blocks = int(self.block_length) if self.block_length and method == "confidence" else None
+        return fit_blocks(SamplerConfig(method=method, steps=steps, temperature=temperature, eps=float(cfg.eps),
+                                        block_length=blocks), self.gen_length)
+
+    def evaluate(self, model, sampler: SamplerConfig) -> dict:
+        """pass@1 and friends of ``model`` on the validation problems (``evaluate_task``)."""
+        return evaluate_task(model, self.tokenizer, self.task, self.problems, sampler, gen_length=self.gen_length,
+                             batch_size=self.cfg.eval.batch_size, format_prompt=self.format_prompt)
+
+    def finish_round(self, trainer: Trainer, r: int) -> None:
+        """Close round r: rank 0 scores its student and writes its checkpoint and
+        ``rounds.json`` row (``record_round``); then every rank promotes the student to
+        the next round's teacher."""
+        if self.cfg.block_causal:
+            self.set_attention_blocks(trainer, r)
+        if self.dist.rank == 0:
+            self.record_round(trainer, r)
+        self.dist.barrier()
+        self.promote_student(trainer)
+
+    def record_round(self, trainer: Trainer, r: int) -> None:
+        """Score round r's student (EMA weights, at its steps) beside the original teacher
+        (at its full steps, scored once), save its checkpoint and its row of ``rounds.json``."""
+        cfg, plan = self.cfg, self.plan
+        steps = plan.student_steps_of(r)
+        if self.table["teacher"] is None:
+            # The students learn the teacher's sampler at teacher_temperature (x eval.temperature
+            # when they are sampled at that: (p^(1/a))^(1/b) = p^(1/ab)); score it the same way.
+            self.table["teacher"] = self.evaluate(self.original,
+                                                  self.sampler(plan.teacher_steps, float(cfg.teacher_temperature)))
+        result = self.evaluate(trainer.ema.model, self.sampler(steps, student=True))
+        teacher_pass = self.table["teacher"]["pass@1"]
+        self.table["rounds"][str(r + 1)] = {
+            "round": r + 1, "student_steps": steps, "teacher_steps": plan.teacher_steps,
+            "student_pass@1": result["pass@1"], "teacher_pass@1": teacher_pass,
+            "ratio": result["pass@1"] / teacher_pass if teacher_pass else None,
+            "entropy": result["entropy"], "samples_per_s": result["samples_per_s"], "train_step": trainer.step,
+            "student_temperature": result["temperature"],
+            "teacher_temperature": self.table["teacher"].get("temperature")}
+        round_dir = self.out_dir / f"round-{r + 1}-steps-{steps}"
+        ckpt_meta = self.checkpoint_meta(steps, r, trainer.step)
+        if self.lora is None:
+            save_pretrained(round_dir, trainer.ema.model, self.tokenizer, meta=ckpt_meta)
+        else:
+            save_lora_checkpoint(round_dir, trainer.ema.model, base=_base_spec(cfg.teacher), spec=self.lora,
+                                 meta=ckpt_meta, load_options=_load_options(cfg))
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.rounds_path.write_text(json.dumps(self.table, indent=2))
+        log.info("round %d (%d steps): pass@1 %.3f vs teacher %.3f", r + 1, steps, result["pass@1"], teacher_pass)
+
+    def checkpoint_meta(self, steps: int, r: int, train_step: int) -> dict:
+        """Round r's checkpoint meta: the teacher's, with the student's steps, the decoding
+        the rounds were scored with (blocks as the teacher's; loading widens them) and how
+        it was distilled (``sdtt``)."""
+        cfg, options = self.cfg, self.options
+        decoding = {k: v for k, v in self.sampler(self.plan.teacher_steps, student=options.tail).to_dict().items()
+                    if k != "steps"}
+        return {**self.meta, "sampling_steps": steps, "sampler": decoding, "sdtt": {
+            "round": r + 1, "divergence": cfg.divergence, "target": options.target,
+            "teacher": str(cfg.teacher), "teacher_steps": self.plan.teacher_steps, "train_step": train_step,
+            "student_init": str(cfg.student_init) if cfg.student_init else None,
+            "semi_ar": float(cfg.semi_ar), "block_causal": bool(cfg.block_causal), "layout": options.layout,
+            "noise_input": options.noise_input, "on_policy": options.on_policy,
+            "first_column_weight": options.first_column_weight,
+            "teacher_temperature": float(cfg.teacher_temperature),
+            "round_temperature": float(cfg.round_temperature)}}
+
+    def promote_student(self, trainer: Trainer) -> None:
+        """The student becomes the next round's teacher: its raw weights, as SDTT (its EMA
+        with ``teacher_from_ema``); a LoRA student's teacher is a snapshot of its adapters."""
+        source_model = trainer.ema.model if self.cfg.teacher_from_ema else trainer.module
+        if self.lora is None:
+            self.teacher = copy.deepcopy(source_model).eval()
+        else:
+            self.teacher = SharedWeightsTeacher(self.student, lora_state(source_model))
+
+
+def prepare(cfg: DictConfig) -> tuple[Distillation, Trainer]:
+    """Load and check everything a run needs, in an order that keeps runs reproducible
+    (the global seed, then the teacher, the student, the data stream, the noise input):
+    the ``Distillation`` and its ``Trainer``."""
+    options = check_options(cfg)
+    dist = DistContext.from_env()
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    source, format_prompt = _load_teacher(cfg, device)
+    tokenizer, meta = source.tokenizer, teacher_meta(cfg, source)
+    plan = round_plan(cfg, meta, source, options)
+    gen_length = int(meta["gen_length"])
+    task = build_task(meta["task"])
+    problems = eval_problems(task, cfg.eval.split, cfg.eval.problems)
+    lora = LoRASpec(**to_dict(cfg.lora)) if cfg.lora.r else None
+    original, student, teacher = student_and_teachers(cfg, source, tokenizer, device, lora)
     if cfg.gradient_checkpointing:
         _enable_gradient_checkpointing(student)
     train_cfg = TrainConfig(**{**to_dict(cfg.train), "steps": plan.rounds * int(cfg.steps_per_round)})
     stream = make_stream(task, tokenizer, gen_length, cfg.seed, dist.rank, dist.world_size, format_prompt=format_prompt,
                          workers=int(cfg.train.get("data_workers", 0)))
-    mask_id = tokenizer.mask_id
-
-    def round_of(step: int) -> int:
-        return min(step // int(cfg.steps_per_round), plan.rounds - 1)
-
     # Block-wise decoding: the teacher's sampler blocks (eval.block_length, or the one its
     # checkpoint records); a student of S steps decodes blocks widened by fit_blocks.
     block_length = cfg.eval.block_length or dict(meta.get("sampler") or {}).get("block_length")
-
-    student_blocks = [fit_blocks(SamplerConfig(method="confidence", steps=plan.student_steps_of(r),
-                                               block_length=int(block_length)), gen_length).block_length
-                      if block_length and not tail else None for r in range(plan.rounds)]
-
-    if cfg.student_init and lora is not None:
-        raise ValueError("student_init starts a full student from a checkpoint; LoRA students start from the teacher (lora.r=0)")
-    if float(cfg.semi_ar) > 0 and not block_length:
-        raise ValueError("semi_ar > 0 distils block-wise decoding: set eval.block_length (the teacher records none)")
-
-    if tail and (float(cfg.semi_ar) != 1.0 or cfg.block_causal or lora is not None):
-        raise ValueError("layout=tail distils a causal student for budgeted left-to-right decoding: set semi_ar=1.0, "
-                         "block_causal=false and lora.r=0")
-    noise_input, on_policy = bool(cfg.get("noise_input", False)), bool(cfg.get("on_policy", False))
-    first_column_weight = float(cfg.get("first_column_weight", 0.0))
-    if first_column_weight < 0:
-        raise ValueError(f"first_column_weight={first_column_weight} must be >= 0 (0 turns it off; 3 lifted the "
-                         "CD3 noise student)")
-    if noise_input:
-        if not tail:
-            raise ValueError("noise_input=true needs layout=tail (the noise-conditioned student decodes left to right)")
-        if not hasattr(student, "enable_noise_input"):
-            raise ValueError("noise_input=true needs a causal Llama student (an AR twin teacher, or student_init=<causal "
-                             "denoiser>)")
+    student_blocks = student_block_lengths(plan, block_length, gen_length, options.tail)
+    check_against_models(cfg, options, student, block_length, lora)
+    if options.noise_input:
         student.enable_noise_input()
     if cfg.block_causal:
-        if not (getattr(student, "config", None) is not None and getattr(student.config, "causal", False)
-                and student_blocks[0]):
-            raise ValueError("block_causal=true needs a causal Llama student (student_init=<model.causal=true checkpoint>, "
-                             "or a causal teacher) and block-wise decoding (semi_ar > 0, eval.block_length)")
+        check_block_causal(student, student_blocks)
     teacher_block = int(getattr(getattr(original, "config", None), "attention_block", 0) or 0)
+    distillation = Distillation(cfg, options, dist=dist, plan=plan, meta=meta, tokenizer=tokenizer, task=task,
+                                problems=problems, format_prompt=format_prompt, lora=lora, original=original,
+                                student=student, teacher=teacher, block_length=block_length,
+                                student_blocks=student_blocks, teacher_block=teacher_block)
+    return distillation, distillation.trainer(stream, train_cfg)
 
-    def set_attention_blocks(r: int) -> None:
-        """Block-causal SDTT: round r's student attends within its decoding block, its
-        teacher (the previous student) within the previous round's."""
-        for model in (trainer.module, trainer.ema.model):
-            model.config.attention_block = int(student_blocks[r])
-        teacher_box["model"].config.attention_block = int(student_blocks[r - 1]) if r > 0 else teacher_block
 
-    def loss_fn(model, batch, generator):
-        r = round_of(trainer.step)
-        if cfg.block_causal:
-            set_attention_blocks(r)
-        return sdtt_loss(model, teacher_box["model"], batch, generator, dt=(1.0 - cfg.eps) / plan.teacher_steps_of(r),
-                         mask_id=mask_id, kind=cfg.divergence, eps=cfg.eps, precision=int(cfg.loss_precision),
-                         conditional=cfg.conditional, semi_ar=float(cfg.semi_ar), block=student_blocks[r],
-                         temperature=float(cfg.teacher_temperature if r == 0 else cfg.round_temperature),
-                         layout=layout, tail_reveal=float(cfg.get("tail_reveal", 0.0)), noise_input=noise_input,
-                         on_policy=on_policy, first_column_weight=first_column_weight, target=target)
-
-    rounds_path = out_dir / "rounds.json"
-    table = json.loads(rounds_path.read_text()) if rounds_path.exists() else {"teacher": None, "rounds": {}}
-
-    def sampler(steps: int, temperature: float = 1.0, student: bool = False) -> SamplerConfig:
-        if tail and student:  # a step budget over the whole completion, leftmost token plus the sure ones per call
-            return SamplerConfig(method="confidence", steps=steps, temperature=float(cfg.eval.temperature) * temperature,
-                                 threshold=float(cfg.eval.get("threshold") or 0.9),
-                                 remasking="prefix" if noise_input else "left_to_right")
-        method = str(cfg.eval.method or dict(meta.get("sampler") or {}).get("method") or "ancestral")
-        return fit_blocks(SamplerConfig(method=method, steps=steps, temperature=float(cfg.eval.temperature) * temperature,
-                                        eps=float(cfg.eps), block_length=int(block_length) if block_length and method == "confidence" else None),
-                          gen_length)
-
-    def finish_round(trainer: Trainer, r: int) -> None:
-        steps = plan.student_steps_of(r)
-        if cfg.block_causal:
-            set_attention_blocks(r)
-        if dist.rank == 0:
-            if table["teacher"] is None:
-                # The students learn the teacher's sampler at teacher_temperature (x eval.temperature
-                # when they are sampled at that: (p^(1/a))^(1/b) = p^(1/ab)); score it the same way.
-                table["teacher"] = evaluate_task(original, tokenizer, task, problems,
-                                                 sampler(plan.teacher_steps, float(cfg.teacher_temperature)),
-                                                 gen_length=gen_length, batch_size=cfg.eval.batch_size,
-                                                 format_prompt=format_prompt)
-            result = evaluate_task(trainer.ema.model, tokenizer, task, problems, sampler(steps, student=True),
-                                   gen_length=gen_length, batch_size=cfg.eval.batch_size, format_prompt=format_prompt)
-            teacher_pass = table["teacher"]["pass@1"]
-            row = {"round": r + 1, "student_steps": steps, "teacher_steps": plan.teacher_steps,
-                   "student_pass@1": result["pass@1"], "teacher_pass@1": teacher_pass,
-                   "ratio": result["pass@1"] / teacher_pass if teacher_pass else None,
-                   "entropy": result["entropy"], "samples_per_s": result["samples_per_s"], "train_step": trainer.step,
-                   "student_temperature": result["temperature"], "teacher_temperature": table["teacher"].get("temperature")}
-            table["rounds"][str(r + 1)] = row
-            # the decoding the rounds were evaluated with (blocks as the teacher's; load widens them)
-            decoding = {k: v for k, v in sampler(plan.teacher_steps, student=tail).to_dict().items() if k != "steps"}
-            ckpt_meta = {**meta, "sampling_steps": steps, "sampler": decoding, "sdtt": {"round": r + 1, "divergence": cfg.divergence,
-                         "target": target,
-                         "teacher": str(cfg.teacher), "teacher_steps": plan.teacher_steps, "train_step": trainer.step,
-                         "student_init": str(cfg.student_init) if cfg.student_init else None,
-                         "semi_ar": float(cfg.semi_ar), "block_causal": bool(cfg.block_causal), "layout": layout,
-                         "noise_input": noise_input, "on_policy": on_policy,
-                         "first_column_weight": first_column_weight,
-                         "teacher_temperature": float(cfg.teacher_temperature),
-                         "round_temperature": float(cfg.round_temperature)}}
-            round_dir = out_dir / f"round-{r + 1}-steps-{steps}"
-            if lora is None:
-                save_pretrained(round_dir, trainer.ema.model, tokenizer, meta=ckpt_meta)
-            else:
-                save_lora_checkpoint(round_dir, trainer.ema.model, base=_base_spec(cfg.teacher), spec=lora,
-                                     meta=ckpt_meta, load_options=_load_options(cfg))
-            out_dir.mkdir(parents=True, exist_ok=True)
-            rounds_path.write_text(json.dumps(table, indent=2))
-            log.info("round %d (%d steps): pass@1 %.3f vs teacher %.3f", r + 1, steps, result["pass@1"], teacher_pass)
-        dist.barrier()
-        # The student becomes the teacher of the next round (raw weights, as SDTT).
-        source_model = trainer.ema.model if cfg.teacher_from_ema else trainer.module
-        if lora is None:
-            teacher_box["model"] = copy.deepcopy(source_model).eval()
-        else:
-            teacher_box["model"] = SharedWeightsTeacher(student, lora_state(source_model))
-
-    def on_step(trainer: Trainer, step: int) -> None:
-        if step > 0 and step % int(cfg.steps_per_round) == 0 and step // int(cfg.steps_per_round) <= plan.rounds - 1:
-            finish_round(trainer, step // int(cfg.steps_per_round) - 1)
-
-    trainer = Trainer(
-        model=student, loss_fn=loss_fn, stream=stream, config=train_cfg, output_dir=out_dir, dist=dist, on_step=on_step,
-        extra_state={"teacher": (lambda: teacher_box["model"].state_dict(),
-                                 lambda sd: teacher_box["model"].load_state_dict(sd))},
-    )
-    trainer.run()
-    if str(plan.rounds) not in table["rounds"] or table["rounds"][str(plan.rounds)]["train_step"] != trainer.step:
-        finish_round(trainer, plan.rounds - 1)
-    rows = [table["rounds"][k] for k in sorted(table["rounds"], key=int)]
-    if dist.rank == 0:
-        print(format_rounds(rows))
-    return rows
+def run(cfg: DictConfig) -> list[dict]:
+    """Distil as configured; returns the rounds table."""
+    distillation, trainer = prepare(cfg)
+    return distillation.run(trainer)
 
 
 def _load_options(cfg: DictConfig) -> dict:

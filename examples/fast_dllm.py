@@ -10,7 +10,7 @@ confidence decoding in blocks, Fast-dLLM's threshold decoding (every token with 
 block's later steps run only the block, reusing the other columns' keys and values from
 its first step). Prints pass@1, verified@N (tasks with a verifier), network calls per
 problem and seconds per sample. The cache is an approximation: compare its accuracy to
-the uncached rows before relying on it (``benchmarks/kv_cache.py accuracy``).
+the uncached rows before relying on it (``python -m benchmarks.kv_cache accuracy``).
 """
 import dataclasses
 import sys

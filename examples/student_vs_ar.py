@@ -3,7 +3,7 @@
     python examples/student_vs_ar.py sudoku4-sdtt-4 sudoku4-ar [N] [LIMIT]
 
 Prints, for each model, seconds per problem and pass@1 / verified@N: the numbers
-behind "accuracy per second". benchmarks/frontier.py does this properly (batch
+behind "accuracy per second". ``python -m benchmarks.frontier`` does this properly (batch
 sweeps, equal wall-clock budgets, FLOPs).
 """
 import sys

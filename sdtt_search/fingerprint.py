@@ -3,7 +3,7 @@
 Zoo models keep their names when they are retrained, so a name cannot tell two
 sets of weights apart. ``run`` records the fingerprint of the model it searched
 with in ``run_config.json`` and refuses to resume into results of other weights;
-``benchmarks/frontier.py --accuracy-from`` refuses saved accuracy runs of other
+``python -m benchmarks.frontier --accuracy-from`` refuses saved accuracy runs of other
 weights the same way.
 
 The fingerprint hashes every small file of the checkpoint directory (configs,

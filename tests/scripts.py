@@ -1,4 +1,4 @@
-"""Import a repository script (benchmarks/, examples/) that is not a package module."""
+"""Import a repository script (examples/) that is not a package module."""
 from __future__ import annotations
 
 import importlib.util

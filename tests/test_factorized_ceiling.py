@@ -1,14 +1,13 @@
-"""benchmarks/factorized_ceiling.py: the Rao-Blackwellised block marginals equal the
+"""benchmarks.factorized_ceiling: the Rao-Blackwellised block marginals equal the
 exact marginals of the AR model (enumerated on a tiny one), and blocks of one token
 are the AR model's own sampler."""
 from __future__ import annotations
 
 import torch
-from scripts import load_script
 
+from benchmarks import factorized_ceiling as ceiling
 from sdtt_search.model.llama import CausalLM, CausalLMConfig
 
-ceiling = load_script("benchmarks", "factorized_ceiling")
 V, PAD, EOS = 7, 0, 2
 
 

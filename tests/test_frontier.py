@@ -1,4 +1,4 @@
-"""benchmarks/frontier.py: the budget -> samples -> verified@k math, FLOP counts, verdicts, and a smoke run."""
+"""benchmarks.frontier: the budget -> samples -> verified@k math, FLOP counts, verdicts, and a smoke run."""
 from __future__ import annotations
 
 import itertools
@@ -8,25 +8,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 from ar_fixtures import tiny_ar
-from scripts import load_script
 
+from benchmarks import cascade_check, gpu_bench, stop_check
+from benchmarks import cascade_pricing as pricing
+from benchmarks.frontier import analysis, budget, cli, compare, markdown, measure, models, store
+from sdtt_search.cli import task_from_config
 from sdtt_search.loading import load_model
 from tasks import load_task
 
 
-def _load(name: str):
-    return load_script("benchmarks", name)
-
-
-frontier = _load("frontier")
-
-
 # ---------------------------------------------------------------------------- budget -> k -> verified@k
 def test_budget_buys_floor_of_budget_over_seconds_per_sample():
-    assert frontier.affordable(0.3, 0.1) == 3  # 0.3 / 0.1 = 2.999...96 in floats: still 3 samples
-    assert frontier.affordable(0.29, 0.1) == 2
-    assert frontier.affordable(0.09, 0.1) == 0
-    assert frontier.affordable(6.4, 0.05) == 128
+    assert budget.affordable(0.3, 0.1) == 3  # 0.3 / 0.1 = 2.999...96 in floats: still 3 samples
+    assert budget.affordable(0.29, 0.1) == 2
+    assert budget.affordable(0.09, 0.1) == 0
+    assert budget.affordable(6.4, 0.05) == 128
 
 
 def _brute_verified_at_k(verified, correct, k):
@@ -42,13 +38,13 @@ def test_accuracy_at_budget_is_the_exact_verified_at_k_and_marks_capped_points()
     # 4 samples; problem A: samples 0 and 1 verified, only 0 correct; problem B: nothing verified.
     problems = [{"verified": [True, True, False, False], "correct": [True, False, False, False]},
                 {"verified": [False] * 4, "correct": [False] * 4}]
-    assert frontier.accuracy_at_budget(problems, 0.5, 0.4) == (0.0, 0, False)  # cannot afford one sample
-    acc, k, capped = frontier.accuracy_at_budget(problems, 0.5, 1.0)  # k = 2
+    assert budget.accuracy_at_budget(problems, 0.5, 0.4) == (0.0, 0, False)  # cannot afford one sample
+    acc, k, capped = budget.accuracy_at_budget(problems, 0.5, 1.0)  # k = 2
     # A: P(a subset of 2 holds a verified sample) = 1 - C(2,2)/C(4,2) = 5/6, then 1/2 of the verified are correct.
     assert (k, capped) == (2, False) and acc == pytest.approx((5 / 6 * 0.5 + 0) / 2)
-    acc, k, capped = frontier.accuracy_at_budget(problems, 0.5, 2.0)  # k = 4 = N: not capped
+    acc, k, capped = budget.accuracy_at_budget(problems, 0.5, 2.0)  # k = 4 = N: not capped
     assert (k, capped) == (4, False) and acc == pytest.approx(0.25)
-    acc, k, capped = frontier.accuracy_at_budget(problems, 0.5, 10.0)  # k = 20 > N: capped at N
+    acc, k, capped = budget.accuracy_at_budget(problems, 0.5, 10.0)  # k = 20 > N: capped at N
     assert (k, capped) == (4, True) and acc == pytest.approx(0.25)
 
 
@@ -57,33 +53,33 @@ def test_accuracy_at_budget_matches_enumeration_over_subsets():
                 {"verified": [False, False, True, False, False, False], "correct": [False, True, True, False, False, False]},
                 {"verified": [True] * 6, "correct": [False] * 6}]
     for k in range(1, 7):
-        acc, got_k, _ = frontier.accuracy_at_budget(problems, 0.1, 0.1 * k)
+        acc, got_k, _ = budget.accuracy_at_budget(problems, 0.1, 0.1 * k)
         want = sum(_brute_verified_at_k(p["verified"], p["correct"], k) for p in problems) / len(problems)
         assert got_k == k and acc == pytest.approx(want, abs=1e-12)
 
 
 def test_budget_grid_spans_one_fast_sample_to_n_slow_ones():
     runs = {"a": {"seconds_per_sample": 0.01}, "b": {"seconds_per_sample": 0.04}}
-    grid = frontier.budget_grid(runs, 8, points=5)
+    grid = budget.budget_grid(runs, 8, points=5)
     assert grid[0] == pytest.approx(0.01) and grid[-1] == pytest.approx(0.32)
     assert all(x < y for x, y in itertools.pairwise(grid))
 
 
 def test_latency_regime_times_powers_of_two_and_the_points_between_up_to_n():
-    assert frontier.latency_ks(64) == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]
-    assert frontier.latency_ks(10) == [1, 2, 3, 4, 6, 8, 10]
-    assert frontier.latency_ks(4) == [1, 2, 3, 4] and frontier.latency_ks(1) == [1]
+    assert measure.latency_ks(64) == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]
+    assert measure.latency_ks(10) == [1, 2, 3, 4, 6, 8, 10]
+    assert measure.latency_ks(4) == [1, 2, 3, 4] and measure.latency_ks(1) == [1]
 
 
 def test_a_latency_budget_buys_the_most_samples_whose_measured_latency_fits():
     latency = {1: 0.010, 2: 0.015, 4: 0.020, 8: 0.050}
-    assert frontier.affordable_by_latency(latency, 0.005) == 0
-    assert frontier.affordable_by_latency(latency, 0.010) == 1  # exactly at the budget: affordable
-    assert frontier.affordable_by_latency(latency, 0.030) == 4
-    assert frontier.affordable_by_latency(latency, 1.0) == 8
+    assert budget.affordable_by_latency(latency, 0.005) == 0
+    assert budget.affordable_by_latency(latency, 0.010) == 1  # exactly at the budget: affordable
+    assert budget.affordable_by_latency(latency, 0.030) == 4
+    assert budget.affordable_by_latency(latency, 1.0) == 8
     # timing noise: 4 samples measured quicker than 2; a budget that fits 4 buys 4
-    assert frontier.affordable_by_latency({1: 0.010, 2: 0.030, 4: 0.025}, 0.026) == 4
-    grid = frontier.latency_grid({"a": {1: 0.01, 2: 0.02, 4: 0.04}, "b": {1: 0.03, 2: 0.05, 4: 0.16}}, points=5)
+    assert budget.affordable_by_latency({1: 0.010, 2: 0.030, 4: 0.025}, 0.026) == 4
+    grid = budget.latency_grid({"a": {1: 0.01, 2: 0.02, 4: 0.04}, "b": {1: 0.03, 2: 0.05, 4: 0.16}}, points=5)
     assert grid[0] == pytest.approx(0.01) and grid[-1] == pytest.approx(0.16)
     assert all(x < y for x, y in itertools.pairwise(grid))
 
@@ -94,22 +90,22 @@ def test_latency_points_score_verified_at_the_affordable_k_and_the_student_can_w
     student, ar = _problems([1] * 10), _problems([3] * 10)
     runs = {"s": {"per_problem": student}, "ar": {"per_problem": ar}}
     latencies = {"s": {"1": 0.010, "2": 0.015, "4": 0.020}, "ar": {"1": 0.030, "2": 0.031, "4": 0.032}}  # json keys
-    points = frontier.latency_points(runs, latencies, [0.012, 0.025, 0.0305, 0.05])
+    points = budget.latency_points(runs, latencies, [0.012, 0.025, 0.0305, 0.05])
     assert [p["k"]["s"] for p in points] == [1, 4, 4, 4] and [p["k"]["ar"] for p in points] == [0, 0, 1, 4]
     assert points[0]["accuracy"]["s"] == pytest.approx(0.25) and points[1]["accuracy"]["s"] == pytest.approx(1.0)
     assert points[2]["accuracy"]["ar"] == pytest.approx(0.75) and points[0]["accuracy"]["ar"] == 0.0
     report = {"models": {"s": {"role": "student", "search": runs["s"]}, "ar": {"role": "ar", "search": runs["ar"]}},
               "frontier": [], "verdicts": [], "speedups": [], "problems": 10}
-    report["latency_verdicts"] = frontier.verdicts(report, points)
+    report["latency_verdicts"] = compare.verdicts(report, points)
     assert [v["winner"] for v in report["latency_verdicts"]] == ["student", "student", "student", "tie"]
-    assert frontier.verdict_text(report["latency_verdicts"][0]).endswith("(the AR twin affords no sample)")
-    (line,) = frontier.targets(report)
+    assert markdown.verdict_text(report["latency_verdicts"][0]).endswith("(the AR twin affords no sample)")
+    (line,) = compare.targets(report)
     assert line.startswith("- equal latency, one problem at a time") and "solves more at 3 of 4 budgets" in line
     assert "The student solves more at 0.012s, 0.025s, 0.0305s; ties at 0.05s" in line
     assert "3 of 4 budgets (2 below one AR sample): met (AR solves more at none)" in line  # a tie is no AR win
     # wins only where AR affords nothing, ties elsewhere: not met
     report["latency_verdicts"][2]["winner"] = "tie"
-    (line,) = frontier.targets(report)
+    (line,) = compare.targets(report)
     assert "2 of 4 budgets (2 below one AR sample): NOT met" in line
 
 
@@ -122,15 +118,15 @@ def test_the_speed_bar_is_checked_in_search_and_one_problem_at_a_time():
                          "s": {"role": "student", "steps": 4, "throughput": [{"batch": 1, "samples_per_s": 25.0}],
                                "search": {"pass@1": 0.6, "seconds_per_sample": 0.002}}},
               "latency": {"t": {1: 0.030, 8: 0.045}, "s": {1: 0.010, 8: 0.030}}, "verdicts": []}
-    (row,) = report["speedups"] = frontier.speedups(report)
+    (row,) = report["speedups"] = compare.speedups(report)
     assert row["search"] == pytest.approx(0.5) and row["latency"] == pytest.approx({1: 3.0, 8: 1.5})
     assert row["met_in"] == ["k=1"] and not row["met"]
-    (line,) = frontier.targets(report)
+    (line,) = compare.targets(report)
     assert "0.50x faster in search, 3.00x one problem at a time with k = 1, 1.50x" in line
     assert line.endswith("met at k=1 only")
     report["models"]["s"]["search"]["pass@1"] = 0.5  # under 95 % of the teacher: met nowhere
-    (row,) = report["speedups"] = frontier.speedups(report)
-    assert row["met_in"] == [] and frontier.targets(report)[0].endswith("NOT met")
+    (row,) = report["speedups"] = compare.speedups(report)
+    assert row["met_in"] == [] and compare.targets(report)[0].endswith("NOT met")
 
 
 def _brute_rounds(verified: list[bool], r: int, k: int) -> float:
@@ -145,16 +141,16 @@ def _brute_rounds(verified: list[bool], r: int, k: int) -> float:
 
 
 def test_verify_and_stop_rounds_match_enumeration_over_sample_orders():
-    assert frontier.none_verified(2, 4, 2) == pytest.approx(1 / 6) and frontier.none_verified(3, 4, 2) == 0.0
-    assert frontier.none_verified(0, 4, 3) == 1.0 and frontier.none_verified(1, 4, 0) == 1.0
+    assert budget.none_verified(2, 4, 2) == pytest.approx(1 / 6) and budget.none_verified(3, 4, 2) == 0.0
+    assert budget.none_verified(0, 4, 3) == 1.0 and budget.none_verified(1, 4, 0) == 1.0
     patterns = [[True, False, False, False, False, False], [True, True, False, False, False, False],
                 [False] * 6, [True] * 6, [False, True, False, True, True, False]]
     for r, k in [(1, 6), (2, 6), (3, 6), (1, 3), (2, 4), (6, 6)]:
         for pattern in patterns:
-            got = frontier.stop_rounds([{"verified": pattern, "correct": pattern}], r, k)
+            got = budget.stop_rounds([{"verified": pattern, "correct": pattern}], r, k)
             assert got == pytest.approx(_brute_rounds(pattern, r, k), abs=1e-12), (pattern, r, k)
         both = [{"verified": p, "correct": p} for p in patterns[:2]]  # the mean over problems
-        assert frontier.stop_rounds(both, r, k) == pytest.approx(
+        assert budget.stop_rounds(both, r, k) == pytest.approx(
             (_brute_rounds(patterns[0], r, k) + _brute_rounds(patterns[1], r, k)) / 2)
 
 
@@ -164,11 +160,11 @@ def test_a_mean_latency_budget_buys_the_most_accurate_stopping_rule_that_fits():
     # 1 + 3/4 + 1/2 + 1/4 capped; problem 2 always all k), rounds of 2: 1 then 1.75 for k = 4.
     per_problem = [{"verified": [True, False, False, False], "correct": [True, False, False, False]},
                    {"verified": [False] * 4, "correct": [False] * 4}]
-    assert frontier.stop_rounds(per_problem, 1, 4) == pytest.approx(((1 + 3 / 4 + 1 / 2 + 1 / 4) + 4) / 2)
+    assert budget.stop_rounds(per_problem, 1, 4) == pytest.approx(((1 + 3 / 4 + 1 / 2 + 1 / 4) + 4) / 2)
     runs = {"m": {"per_problem": per_problem}}
     latency = {"m": {"1": 0.010, "2": 0.012, "4": 0.030}}
-    budget_for_all_four = 0.012 * frontier.stop_rounds(per_problem, 2, 4)  # rounds of 2: 0.012 x 1.75 = 0.021
-    (low, mid, high) = frontier.stop_points(runs, latency, [0.005, 0.012, budget_for_all_four])
+    budget_for_all_four = 0.012 * budget.stop_rounds(per_problem, 2, 4)  # rounds of 2: 0.012 x 1.75 = 0.021
+    (low, mid, high) = budget.stop_points(runs, latency, [0.005, 0.012, budget_for_all_four])
     assert low["k"]["m"] == 0 and low["accuracy"]["m"] == 0.0
     # 12 ms: rounds of 1 to k = 1 costs 10 ms (0.125); rounds of 2 to k = 2 costs 12 ms (0.25)
     assert (mid["round"]["m"], mid["k"]["m"]) == (2, 2) and mid["accuracy"]["m"] == pytest.approx(0.25)
@@ -178,26 +174,26 @@ def test_a_mean_latency_budget_buys_the_most_accurate_stopping_rule_that_fits():
 
 
 def _report(student_acc, ar_acc, student_k, ar_k):
-    models = {"t": {"role": "teacher"}, "s": {"role": "student"}, "ar": {"role": "ar"}}
+    roles = {"t": {"role": "teacher"}, "s": {"role": "student"}, "ar": {"role": "ar"}}
     frontier_pts = [{"budget_s": 0.1 * (i + 1), "accuracy": {"t": 0.0, "s": s, "ar": a}, "k": {"t": 1, "s": sk, "ar": ak},
                      "capped": {"t": False, "s": False, "ar": False}}
                     for i, (s, a, sk, ak) in enumerate(zip(student_acc, ar_acc, student_k, ar_k))]
-    return {"models": models, "frontier": frontier_pts, "speedups": [], "problems": 10}
+    return {"models": roles, "frontier": frontier_pts, "speedups": [], "problems": 10}
 
 
 def test_verdicts_say_plainly_where_the_ar_baseline_wins():
     # 10 problems: accuracies closer than half a problem (0.05) are a tie
     report = _report([0.0, 0.5, 0.7, 0.9, 0.6, 0.97], [0.0, 0.6, 0.7, 0.8, 0.0, 1.0], [0, 1, 2, 4, 1, 8], [0, 2, 4, 8, 0, 16])
-    report["verdicts"] = frontier.verdicts(report)
+    report["verdicts"] = compare.verdicts(report)
     assert [v["winner"] for v in report["verdicts"]] == ["none", "ar", "tie", "student", "student", "tie"]
     assert report["verdicts"][1]["margin_problems"] == pytest.approx(-1.0)
-    assert frontier.verdict_text(report["verdicts"][1]).startswith("**AR wins**")
-    assert frontier.verdict_text(report["verdicts"][4]).endswith("(the AR twin affords no sample)")
-    (line,) = frontier.targets(report)
+    assert markdown.verdict_text(report["verdicts"][1]).startswith("**AR wins**")
+    assert markdown.verdict_text(report["verdicts"][4]).endswith("(the AR twin affords no sample)")
+    (line,) = compare.targets(report)
     assert "student solves more at 2 of 5 budgets (1 below one AR sample): NOT met" in line
     assert "AR baseline solves more at 1 budgets: 0.2s" in line and "ties at 0.3s, 0.6s" in line
     # 0.99996 must not print as 1.000 beside a real 1.000
-    assert frontier._acc(0.99996) == "1.0000" and frontier._acc(1.0) == "1.000"
+    assert markdown._acc(0.99996) == "1.0000" and markdown._acc(1.0) == "1.000"
 
 
 def _problems(rates):
@@ -208,14 +204,14 @@ def _problems(rates):
 def test_paired_standard_error_matches_the_formula_and_cancels_shared_difficulty():
     a, b = [1.0, 0.0, 1.0, 1.0], [1.0, 0.0, 0.0, 1.0]
     d = [0.0, 0.0, 1.0, 0.0]  # mean 0.25, sample variance 0.25
-    assert frontier.paired_se(a, b) == pytest.approx((0.25 / len(d)) ** 0.5)
+    assert compare.paired_se(a, b) == pytest.approx((0.25 / len(d)) ** 0.5)
     # the same constant gap on problems of very different difficulty: no paired error at all
-    assert frontier.paired_se([0.9, 0.1, 0.5], [0.8, 0.0, 0.4]) == pytest.approx(0.0, abs=1e-12)
-    assert frontier.per_problem_at_k(_problems([4, 0, 2]), 1) == pytest.approx([1.0, 0.0, 0.5])
-    assert frontier.per_problem_at_k(_problems([4, 0, 2]), 0) == [0.0, 0.0, 0.0]
-    assert frontier.per_problem_at_k(_problems([2]), 9) == [1.0]  # k > N: all N samples
+    assert compare.paired_se([0.9, 0.1, 0.5], [0.8, 0.0, 0.4]) == pytest.approx(0.0, abs=1e-12)
+    assert budget.per_problem_at_k(_problems([4, 0, 2]), 1) == pytest.approx([1.0, 0.0, 0.5])
+    assert budget.per_problem_at_k(_problems([4, 0, 2]), 0) == [0.0, 0.0, 0.0]
+    assert budget.per_problem_at_k(_problems([2]), 9) == [1.0]  # k > N: all N samples
     with pytest.raises(ValueError, match="same problems"):
-        frontier.paired_se([1.0], [1.0, 0.0])
+        compare.paired_se([1.0], [1.0, 0.0])
 
 
 def test_a_margin_inside_the_paired_error_is_a_tie_and_a_consistent_one_a_win():
@@ -226,33 +222,33 @@ def test_a_margin_inside_the_paired_error_is_a_tie_and_a_consistent_one_a_win():
     report["models"]["s"]["search"] = {"per_problem": _problems(student)}
     report["models"]["ar"]["search"] = {"per_problem": _problems(ar)}
     report["frontier"][0]["accuracy"].update(s=0.4, ar=0.2)
-    (v,) = frontier.verdicts(report)
+    (v,) = compare.verdicts(report)
     assert v["winner"] == "tie" and v["margin_problems"] == pytest.approx(2.0)
-    assert v["margin_ci95_problems"] == pytest.approx(1.96 * frontier.paired_se([1, 1, 1, 0, 0, 1, 0, 0, 0, 0],
+    assert v["margin_ci95_problems"] == pytest.approx(1.96 * compare.paired_se([1, 1, 1, 0, 0, 1, 0, 0, 0, 0],
                                                                                 [0, 0, 0, 1, 1, 0, 0, 0, 0, 0]) * 10)
-    assert "tie (" in frontier.verdict_text(v) and "+2.0 ± 4.9 of 10 problems" in frontier.verdict_text(v)
+    assert "tie (" in markdown.verdict_text(v) and "+2.0 ± 4.9 of 10 problems" in markdown.verdict_text(v)
     # consistent: right on 5 problems the AR twin misses, never the other way round: +5 +- 3.3
     student, ar = [4] * 5 + [4] * 3 + [0] * 2, [0] * 5 + [4] * 3 + [0] * 2
     report["models"]["s"]["search"] = {"per_problem": _problems(student)}
     report["models"]["ar"]["search"] = {"per_problem": _problems(ar)}
     report["frontier"][0]["accuracy"].update(s=0.8, ar=0.3)
-    (v,) = frontier.verdicts(report)
-    assert v["winner"] == "student" and frontier.verdict_text(v).startswith("student wins by 5.0 ± 3.3 of 10 problems")
+    (v,) = compare.verdicts(report)
+    assert v["winner"] == "student" and markdown.verdict_text(v).startswith("student wins by 5.0 ± 3.3 of 10 problems")
 
 
 def test_break_even_is_the_sample_ratio_at_which_the_student_matches_ar():
     ar = [0.5, 0.75, 0.875, 0.9375]  # verified@1..4
     student = [0.3, 0.5, 0.6, 0.75]
     # AR@1 (0.5) needs student@2 -> 2x; AR@2 (0.75) needs student@4 -> 2x; AR@4 out of reach
-    assert frontier.break_even(student, ar, [1, 2, 4, 8]) == {1: 2.0, 2: 2.0, 4: None}
-    assert frontier.break_even(ar, student, [1, 2, 4]) == {1: 1.0, 2: 0.5, 4: 0.5}  # ahead even when slower
+    assert compare.break_even(student, ar, [1, 2, 4, 8]) == {1: 2.0, 2: 2.0, 4: None}
+    assert compare.break_even(ar, student, [1, 2, 4]) == {1: 1.0, 2: 0.5, 4: 0.5}  # ahead even when slower
     # on per-problem runs: one sample right of 4 on one problem, none on the other
     runs = _problems([1, 0])
-    assert frontier.curve(runs, 4) == pytest.approx([0.125, 0.25, 0.375, 0.5])
+    assert budget.curve(runs, 4) == pytest.approx([0.125, 0.25, 0.375, 0.5])
     report = _report([0.5], [0.5], [1], [1])
     report["models"]["s"]["search"] = {"per_problem": _problems([1, 0])}
     report["models"]["ar"]["search"] = {"per_problem": _problems([2, 0])}  # verified@k: 0.25, 5/12, 0.5, 0.5
-    (row,) = frontier.break_even_table(report)
+    (row,) = compare.break_even_table(report)
     assert row["ks"] == [1, 2, 4] and row["ratio"] == {1: 2.0, 2: 2.0, 4: 1.0}
     report.update(verdicts=[], targets=[], break_even=[row], task="t", when="w", machine="m", command="c",
                   samples=4, search_batch=4, repeats=1, batches=[])
@@ -264,7 +260,7 @@ def test_break_even_is_the_sample_ratio_at_which_the_student_matches_ar():
         p["k"] = {n: 1 for n in report["models"]}
         p["accuracy"] = {n: 0.0 for n in report["models"]}
         p["capped"] = {n: False for n in report["models"]}
-    assert "| s | ar | 2x | 2x | 1x |" in frontier.markdown(report)
+    assert "| s | ar | 2x | 2x | 1x |" in markdown.markdown(report)
 
 
 def test_the_student_meets_the_best_ar_engine_at_each_budget():
@@ -274,10 +270,10 @@ def test_the_student_meets_the_best_ar_engine_at_each_budget():
     report["frontier"][1]["accuracy"]["ar:ar_backend=transformers"] = 0.7
     for point in report["frontier"]:
         point["k"]["ar:ar_backend=transformers"] = 1
-    report["verdicts"] = v1, v2 = frontier.verdicts(report)
+    report["verdicts"] = v1, v2 = compare.verdicts(report)
     assert (v1["ar"], v1["winner"]) == ("ar:ar_backend=transformers", "ar")
     assert (v2["ar"], v2["winner"]) == ("ar", "ar")
-    (line,) = frontier.targets(report)
+    (line,) = compare.targets(report)
     assert "vs ar:ar_backend=transformers / ar + verifier" in line
 
 
@@ -289,19 +285,19 @@ def test_diffusion_models_decoding_different_lengths_get_a_warning():
                         "s": {"kind": "diffusion", "role": "student", "gen_length": 12},
                         "ar": {"kind": "ar", "role": "ar", "gen_length": 25}}
     report["verdicts"] = []
-    warning, = frontier.targets(report)
+    warning, = compare.targets(report)
     assert "twin:as_denoiser=true: 21" in warning and "s: 12" in warning and "gen_length=12" in warning
     assert "ar: 25" not in warning  # an AR decoder stops at EOS: its length is not compared
     report["models"]["twin:as_denoiser=true"]["gen_length"] = 12
-    assert frontier.unequal_lengths(report) is None
+    assert compare.unequal_lengths(report) is None
     # the effective length is the spec's, when it overrides the sampler
-    assert frontier.describe_model(frontier.load_spec("sudoku4-teacher:gen_length=12", "cpu", "auto"))["gen_length"] == 12
+    assert models.describe_model(models.load_spec("sudoku4-teacher:gen_length=12", "cpu", "auto"))["gen_length"] == 12
 
 
 # ---------------------------------------------------------------------------- FLOPs, forward share
 def test_attention_flops_are_counted_on_cpu():
     q, k, v = torch.randn(2, 3, 5, 8), torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 8)
-    flops, _ = frontier.count_flops(lambda: F.scaled_dot_product_attention(q, k, v))
+    flops, _ = measure.count_flops(lambda: F.scaled_dot_product_attention(q, k, v))
     assert flops == 4 * 2 * 3 * 5 * 7 * 8  # QK^T and AV, 2 FLOPs per multiply-add
 
 
@@ -310,12 +306,12 @@ def test_ar_flops_per_token_are_twice_the_matmul_parameters_per_processed_token(
     model = load_model(tmp_path / "ar", ar_backend="transformers")
     task = load_task("countdown", n=3)
     problems = task.problems("test", limit=4)
-    width = max(len(model.tokenizer.encode(p)) for p in frontier.prompts_for(task, problems, 4))
+    width = max(len(model.tokenizer.encode(p)) for p in models.prompts_for(task, problems, 4))
     before = model.nfe
-    flops = frontier.flops_per_token(model, task, problems, 4)
+    flops = measure.flops_per_token(model, task, problems, 4)
     steps = model.nfe - before  # decode steps of the batch (the prefill makes the first token)
-    out = model.generate(frontier.prompts_for(task, problems, 4), model.default_sampler(), seeds=range(4))
-    generated = frontier.generated_tokens(out)
+    out = model.generate(models.prompts_for(task, problems, 4), model.default_sampler(), seeds=range(4))
+    generated = models.generated_tokens(out)
     matmul = sum(p.numel() for n, p in net.named_parameters() if n.endswith("proj.weight"))  # no embeddings
     processed = 4 * (width + steps - 1)  # prefill of the (left-padded) prompts + one token per later step
     expected = 2 * matmul * processed / generated
@@ -328,8 +324,8 @@ def test_diffusion_flops_per_token_scale_with_steps_over_the_whole_sequence():
     problems = task.problems("test", limit=4)
     counts = {}
     for steps in (2, 8):
-        model = frontier.load_spec(f"sudoku4-teacher:steps={steps},cache=false", "cpu", "auto")
-        counts[steps] = frontier.flops_per_token(model, task, problems, 4)
+        model = models.load_spec(f"sudoku4-teacher:steps={steps},cache=false", "cpu", "auto")
+        counts[steps] = measure.flops_per_token(model, task, problems, 4)
     assert counts[8] / counts[2] == pytest.approx(4.0, rel=0.02)  # one full forward per step
     prompt = len(model.tokenizer.encode(task.format_prompt(problems[0])))
     length = prompt + model.gen_length  # every step runs the whole sequence, prompt included
@@ -341,7 +337,7 @@ def test_diffusion_flops_per_token_scale_with_steps_over_the_whole_sequence():
 
 def test_forward_timer_counts_calls_and_restores_forward():
     layer = torch.nn.Linear(3, 3)
-    with frontier.forward_timer(layer) as box:
+    with measure.forward_timer(layer) as box:
         layer(torch.ones(1, 3))
         layer(torch.ones(1, 3))
     assert box["calls"] == 2 and box["seconds"] > 0
@@ -356,7 +352,7 @@ def test_forward_timer_counts_the_prefix_cached_forward_of_causal_denoisers():
     tokenizer = Tokenizer.char_level("0123456789+-*/=,")
     model = build_denoiser(ModelConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, n_layers=1, n_heads=1,
                                        backbone="llama", causal=True, mask_id=tokenizer.mask_id)).eval()
-    with frontier.forward_timer(model) as box:
+    with measure.forward_timer(model) as box:
         generate(model, tokenizer, ["1+2", "3*4"], SamplerConfig(method="confidence", steps=3, block_length=2),
                  gen_length=6)
     assert box["calls"] == 3 and box["seconds"] > 0
@@ -371,7 +367,7 @@ def test_forward_timer_counts_the_approximate_caches_forward():
     tokenizer = Tokenizer.char_level("0123456789+-*/=,")
     model = build_denoiser(ModelConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, n_layers=1, n_heads=1,
                                        cond_dim=16, mask_id=tokenizer.mask_id)).eval()
-    with frontier.forward_timer(model) as box:  # blocks of 2, 2 steps each: 3 whole-sequence and 3 block calls
+    with measure.forward_timer(model) as box:  # blocks of 2, 2 steps each: 3 whole-sequence and 3 block calls
         generate(model, tokenizer, ["1+2", "3*4"], SamplerConfig(method="confidence", steps=6, block_length=2,
                                                                  kv_cache="dual"), gen_length=6)
     assert box["calls"] == 6 and box["seconds"] > 0
@@ -379,16 +375,16 @@ def test_forward_timer_counts_the_approximate_caches_forward():
 
 
 def test_model_spec_overrides_the_default_sampler():
-    model = frontier.load_spec("sudoku4-teacher:method=confidence,steps=5,temperature=0.5", "cpu", "auto")
+    model = models.load_spec("sudoku4-teacher:method=confidence,steps=5,temperature=0.5", "cpu", "auto")
     sampler = model.default_sampler()
     assert (sampler.method, sampler.steps, sampler.temperature) == ("confidence", 5, 0.5)
-    assert frontier.load_spec("sudoku4-teacher", "cpu", "auto").default_sampler().method == "ancestral"
-    assert frontier.load_spec("sudoku4-ar:ar_backend=transformers", "cpu", "vllm").backend_name == "transformers"
-    twin = frontier.load_spec("sudoku4-ar:as_denoiser=true", "cpu", "auto")
+    assert models.load_spec("sudoku4-teacher", "cpu", "auto").default_sampler().method == "ancestral"
+    assert models.load_spec("sudoku4-ar:ar_backend=transformers", "cpu", "vllm").backend_name == "transformers"
+    twin = models.load_spec("sudoku4-ar:as_denoiser=true", "cpu", "auto")
     assert twin.kind == "diffusion" and twin.model.supports_prefix_cache
     assert twin.default_sampler().block_length == 1
     # the FLOP count of a vLLM model loads its transformers twin, whatever its spec says
-    forced = frontier.load_spec("sudoku4-ar:ar_backend=vllm", "cpu", "transformers", force_backend=True)
+    forced = models.load_spec("sudoku4-ar:ar_backend=vllm", "cpu", "transformers", force_backend=True)
     assert forced.backend_name == "transformers"
 
 
@@ -397,11 +393,11 @@ def test_frontier_smoke_run_writes_json_png_and_checks_targets(tmp_path, monkeyp
     tiny_ar(tmp_path / "ar", task={"name": "sudoku", "options": {"size": 4}}, gen_length=17)
     out = tmp_path / "out"
     ar = str(tmp_path / "ar")
-    args = frontier.parse(["--task", "sudoku", "--models", "sudoku4-teacher", "sudoku4-sdtt-2", ar,
+    args = cli.parse(["--task", "sudoku", "--models", "sudoku4-teacher", "sudoku4-sdtt-2", ar,
                            "--problems", "3", "--samples", "4", "--batches", "1", "2", "--repeats", "1",
                            "--share-batch", "2", "--flops-batch", "2", "--search-batch", "8", "--latency-problems", "1",
                            "--ar-backend", "transformers", "--out", str(out)])
-    report = frontier.run(args)
+    report = cli.run(args)
     saved = json.loads((out / "frontier.json").read_text())
     assert (out / "frontier.png").stat().st_size > 0
     assert list(saved["models"]) == ["sudoku4-teacher", "sudoku4-sdtt-2", ar]
@@ -412,7 +408,7 @@ def test_frontier_smoke_run_writes_json_png_and_checks_targets(tmp_path, monkeyp
         assert len(d["search"]["verified_counts"]) == 3 and 0 <= d["search"]["pass@1"] <= 1
         assert len(d["search"]["seconds_per_sample_repeats"]) == 1 and d["search"]["seconds_per_sample"] > 0
         assert len(d["search"]["seconds_per_round_sample_repeats"]) == 1 and d["search"]["seconds_per_round_sample"] > 0
-        assert frontier.round_seconds(d["search"]) == d["search"]["seconds_per_round_sample"]
+        assert budget.round_seconds(d["search"]) == d["search"]["seconds_per_round_sample"]
     # The 2-step student does fewer FLOPs per token than the 16-step teacher.
     assert saved["models"]["sudoku4-sdtt-2"]["flops_per_token"] < saved["models"]["sudoku4-teacher"]["flops_per_token"] / 4
     assert any("sudoku4-sdtt-2 vs sudoku4-teacher" in line for line in report["targets"])
@@ -420,7 +416,7 @@ def test_frontier_smoke_run_writes_json_png_and_checks_targets(tmp_path, monkeyp
     assert len(saved["verdicts"]) == len(saved["frontier"])
     for point in saved["frontier"]:
         for name, k in point["k"].items():
-            bought = frontier.affordable(point["budget_s"], saved["models"][name]["search"]["seconds_per_sample"])
+            bought = budget.affordable(point["budget_s"], saved["models"][name]["search"]["seconds_per_sample"])
             assert k == min(bought, 4) and point["capped"][name] == (bought > 4)
     # The frontier is recomputable from the counts kept in the json.
     first = saved["frontier"][-1]
@@ -428,7 +424,7 @@ def test_frontier_smoke_run_writes_json_png_and_checks_targets(tmp_path, monkeyp
     if first["k"]["sudoku4-teacher"]:
         per_problem = [{"verified": [True] * v + [False] * (4 - v), "correct": [True] * c + [False] * (4 - c)}
                        for v, c in zip(d["verified_counts"], d["verified_correct_counts"])]
-        acc, _, _ = frontier.accuracy_at_budget(per_problem, d["seconds_per_sample"], first["budget_s"])
+        acc, _, _ = budget.accuracy_at_budget(per_problem, d["seconds_per_sample"], first["budget_s"])
         assert acc == pytest.approx(first["accuracy"]["sudoku4-teacher"])
     # the latency regime: every model timed at k = 1..4 samples of one problem, budgets scored at those k
     assert saved["latency_ks"] == [1, 2, 3, 4] and len(saved["latency_verdicts"]) == len(saved["latency_frontier"])
@@ -446,71 +442,70 @@ def test_frontier_smoke_run_writes_json_png_and_checks_targets(tmp_path, monkeyp
         for name, k in point["k"].items():
             if k:
                 sps = saved["models"][name]["search"]["seconds_per_round_sample"]  # a round: distinct problems
-                per_problem = frontier.unslim(saved)["models"][name]["search"]["per_problem"]
+                per_problem = store.unslim(saved)["models"][name]["search"]["per_problem"]
                 assert point["round"][name] == 1 and point["mean_s"][name] <= point["budget_s"] * (1 + 1e-9)
-                assert point["mean_s"][name] == pytest.approx(sps * frontier.stop_rounds(per_problem, 1, k))
+                assert point["mean_s"][name] == pytest.approx(sps * budget.stop_rounds(per_problem, 1, k))
     # the cascade (student, then the AR twin where nothing verified): never below the student alone
     for key, alone_key in (("batch_cascade_frontier", "batch_stop_frontier"), ("cascade_frontier", "stop_frontier")):
         assert len(saved[key]) == len(saved[alone_key]) and "per_problem" not in saved[key][0]
         for point, alone in zip(saved[key], saved[alone_key]):
             assert point["accuracy"]["sudoku4-sdtt-2"] >= alone["accuracy"]["sudoku4-sdtt-2"] - 1e-12
             assert point["mean_s"]["sudoku4-sdtt-2"] <= point["budget_s"] * (1 + 1e-9)
-    text = frontier.markdown(report)
+    text = markdown.markdown(report)
     assert "Speed-up over sudoku4-teacher" in text and "student vs AR" in text and report["machine"] in text
     assert "Cascade, one problem at a time" in text and "| cascade vs AR alone |" in text
     assert "sudoku4-sdtt-2 -> AR" in text and f"{ar} alone" in text
     assert "Latency regime, one problem at a time" in text and "| latency budget (s) |" in text
     assert "| search | 1 problem, k=1 | target |" in text  # k = 8 is not timed with N = 4
     # --render: the saved counts give back every table of the run, nothing measured again
-    rendered = frontier.analyse(frontier.unslim(saved), len(saved["frontier"]))
-    assert frontier.markdown(rendered) == text
+    rendered = analysis.analyse(store.unslim(saved), len(saved["frontier"]))
+    assert markdown.markdown(rendered) == text
     for point, again in zip(report["latency_frontier"], rendered["latency_frontier"]):
         assert again["k"] == point["k"] and again["accuracy"] == pytest.approx(point["accuracy"])
     written = (out / "frontier.md").read_text()  # the run's own report, never a shared document
     assert written.startswith(text) and "frontier.png" in written
     # --accuracy-from: the saved accuracy runs are reused (no search run), only the timings are new
-    monkeypatch.setattr(frontier, "search_run", lambda *a, **k: pytest.fail("searched again"))
+    monkeypatch.setattr(measure, "search_run", lambda *a, **k: pytest.fail("searched again"))
     again_args = ["--task", "sudoku", "--models", "sudoku4-sdtt-2", ar, "--problems", "3", "--samples", "4",
                   "--batches", "1", "--repeats", "1", "--share-batch", "2", "--flops-batch", "2", "--search-batch", "8",
                   "--latency-problems", "0", "--ar-backend", "transformers", "--out", str(tmp_path / "again"),
                   "--accuracy-from", str(out / "frontier.json")]
-    again = frontier.run(frontier.parse(again_args))
+    again = cli.run(cli.parse(again_args))
     for name in ("sudoku4-sdtt-2", ar):
         mine, theirs = again["models"][name]["search"], report["models"][name]["search"]
         assert mine["pass@1"] == theirs["pass@1"]
-        assert frontier.verified_counts(mine["per_problem"]) == frontier.verified_counts(theirs["per_problem"])
+        assert budget.verified_counts(mine["per_problem"]) == budget.verified_counts(theirs["per_problem"])
     with pytest.raises(SystemExit, match="same --problems"):
-        frontier.run(frontier.parse([*again_args[:6], "2", *again_args[7:]]))  # 2 problems, not 3
+        cli.run(cli.parse([*again_args[:6], "2", *again_args[7:]]))  # 2 problems, not 3
     # a saved run of other weights under the same name (a retrained zoo model) is refused
     tampered = json.loads((out / "frontier.json").read_text())
     assert tampered["models"]["sudoku4-sdtt-2"]["search"]["fingerprint"]
     tampered["models"]["sudoku4-sdtt-2"]["search"]["fingerprint"] = "0" * 16
     (tmp_path / "tampered.json").write_text(json.dumps(tampered))
     with pytest.raises(SystemExit, match="other weights"):
-        frontier.run(frontier.parse([*again_args[:-1], str(tmp_path / "tampered.json")]))
+        cli.run(cli.parse([*again_args[:-1], str(tmp_path / "tampered.json")]))
 
 
 def test_a_windowed_spec_reuses_its_unwindowed_twins_accuracy_run():
     saved = {"s": {"pass@1": 0.5}, "s:steps=5": {"pass@1": 0.6}, "s:steps=5,head_tokens=3": {"pass@1": 0.7}}
-    assert frontier.reused_search(saved, "s:window=4") == saved["s"]
-    assert frontier.reused_search(saved, "s:window=4") is not saved["s"]  # its timings are its own
-    assert frontier.reused_search(saved, "s:steps=5,window=4") == saved["s:steps=5"]
-    assert frontier.reused_search(saved, "s:window=4,steps=5,head_tokens=3") == saved["s:steps=5,head_tokens=3"]
-    assert frontier.reused_search(saved, "s:steps=6,window=4") is None  # other steps: other tokens
-    assert frontier.reused_search(saved, "t") is None
+    assert store.reused_search(saved, "s:window=4") == saved["s"]
+    assert store.reused_search(saved, "s:window=4") is not saved["s"]  # its timings are its own
+    assert store.reused_search(saved, "s:steps=5,window=4") == saved["s:steps=5"]
+    assert store.reused_search(saved, "s:window=4,steps=5,head_tokens=3") == saved["s:steps=5,head_tokens=3"]
+    assert store.reused_search(saved, "s:steps=6,window=4") is None  # other steps: other tokens
+    assert store.reused_search(saved, "t") is None
 
 
 def test_models_of_different_tasks_are_refused(tmp_path):
     tiny_ar(tmp_path / "ar", task={"name": "countdown", "options": {"n": 3}}, gen_length=12)
-    args = frontier.parse(["--task", "sudoku", "--models", "sudoku4-sdtt-2", str(tmp_path / "ar"), "--problems", "2",
+    args = cli.parse(["--task", "sudoku", "--models", "sudoku4-sdtt-2", str(tmp_path / "ar"), "--problems", "2",
                            "--samples", "2", "--batches", "1", "--repeats", "1", "--share-batch", "1",
                            "--flops-batch", "1", "--out", str(tmp_path / "out"), "--ar-backend", "transformers"])
     with pytest.raises(SystemExit, match="one task"):
-        frontier.run(args)
+        cli.run(args)
 
 
 def test_gpu_bench_quick_mode_runs_on_cpu(tmp_path):
-    gpu_bench = _load("gpu_bench")
     report = gpu_bench.main(["--device", "cpu", "--quick", "--out", str(tmp_path)])
     saved = json.loads((tmp_path / "gpu.json").read_text())
     assert saved["device_name"] == "cpu" and saved["complete"]
@@ -528,46 +523,43 @@ def test_the_speed_bar_divides_by_the_sdtt_rounds_steps_when_fewer():
     """A threshold student decoding within a larger step budget than its SDTT round is
     held to its round's bar (8 steps, not its budget of 10); a tail student to its budget."""
     block_wise = {"sdtt": {"teacher_steps": 16, "round": 1}}
-    assert frontier.bar_steps(block_wise, 10) == 8 and frontier.bar_steps(block_wise, 4) == 4
-    assert frontier.bar_steps({"sdtt": {"teacher_steps": 12, "round": 1, "layout": "tail"}}, 4) == 4
-    assert frontier.bar_steps({}, 12) == 12
-    assert frontier.describe_model(frontier.load_spec("countdown-cd3-num-sdtt-8", "cpu", "auto"))["bar_steps"] == 8
+    assert models.bar_steps(block_wise, 10) == 8 and models.bar_steps(block_wise, 4) == 4
+    assert models.bar_steps({"sdtt": {"teacher_steps": 12, "round": 1, "layout": "tail"}}, 4) == 4
+    assert models.bar_steps({}, 12) == 12
+    assert models.describe_model(models.load_spec("countdown-cd3-num-sdtt-8", "cpu", "auto"))["bar_steps"] == 8
 
 
 def test_a_step_budget_that_never_binds_is_held_to_the_calls_made():
     """``steps=12`` on a threshold student that finishes in 5 calls is a 5-step student for
     the bar (12 / 5 x 0.8 against a 12-step teacher, not 0.8); more calls than steps
     (windowed) keep the budget; no count (vLLM) keeps it too."""
-    assert frontier.student_steps({"steps": 12, "bar_steps": 12, "calls_per_generate": 5}) == 5
-    assert frontier.student_steps({"steps": 4, "bar_steps": 4, "calls_per_generate": 7}) == 4
-    assert frontier.student_steps({"steps": 10, "bar_steps": 8, "calls_per_generate": None}) == 8
+    assert compare.student_steps({"steps": 12, "bar_steps": 12, "calls_per_generate": 5}) == 5
+    assert compare.student_steps({"steps": 4, "bar_steps": 4, "calls_per_generate": 7}) == 4
+    assert compare.student_steps({"steps": 10, "bar_steps": 8, "calls_per_generate": None}) == 8
     teacher = {"role": "teacher", "steps": 12, "throughput": [{"batch": 1, "samples_per_s": 1.0}],
                "search": {"pass@1": 0.5, "seconds_per_sample": 1.0}}
     student = {"role": "student", "steps": 12, "bar_steps": 12, "calls_per_generate": 5,
                "throughput": [{"batch": 1, "samples_per_s": 2.0}], "search": {"pass@1": 0.5, "seconds_per_sample": 0.6}}
-    (row,) = frontier.speedups({"models": {"t": teacher, "s": student}})
+    (row,) = compare.speedups({"models": {"t": teacher, "s": student}})
     assert row["target_speedup"] == pytest.approx(12 / 5 * 0.8) and not row["met"]
-    assert "12 (5 calls)" in frontier._steps(student) and frontier._steps(teacher) == "12"
+    assert "12 (5 calls)" in markdown._steps(student) and markdown._steps(teacher) == "12"
 
 
 def test_the_steps_counted_for_a_windowed_sampler_are_its_unwindowed_calls():
     """A windowed step runs several calls: the bar counts steps, as the same sampler without
     the window takes them (same tokens), so a budget that never binds is not let off."""
     spec = "countdown-cd3-num-sdtt-4:steps=12"
-    plain, windowed = (frontier.load_spec(s, "cpu", "auto") for s in (spec, spec + ",window=1"))
-    task = frontier.task_from_config(plain.meta["task"])
+    plain, windowed = (models.load_spec(s, "cpu", "auto") for s in (spec, spec + ",window=1"))
+    task = task_from_config(plain.meta["task"])
     problems = task.problems("test", limit=8)
-    _, steps = frontier.forward_share(plain, task, problems, 8)
-    _, windowed_steps = frontier.forward_share(windowed, task, problems, 8)
-    with frontier.forward_timer(frontier.network_of(windowed)) as box:
-        windowed.generate(frontier.prompts_for(task, problems, 8), windowed.default_sampler(), seeds=range(8, 16))
+    _, steps = measure.forward_share(plain, task, problems, 8)
+    _, windowed_steps = measure.forward_share(windowed, task, problems, 8)
+    with measure.forward_timer(models.network_of(windowed)) as box:
+        windowed.generate(models.prompts_for(task, problems, 8), windowed.default_sampler(), seeds=range(8, 16))
     assert 4 <= steps < 12 and windowed_steps == steps < box["calls"]
 
 
 # ---------------------------------------------------------------------------- cascades
-pricing = _load("cascade_pricing")
-
-
 def _brute_cascade(first, then, r1, k1, r2, k2, seconds1, seconds2):
     """(mean cost, accuracy) of the cascade over every order of both problems' samples:
     stage 1 in rounds of r1 (at most k1) until a verified one, then stage 2 likewise; the
@@ -643,14 +635,14 @@ def test_cascade_verdicts_compare_with_the_ar_engine_alone_at_the_same_mean_budg
     budgets = [0.0005, 0.0015, 0.012, 0.05]
     report = {"models": {"s": {"role": "student", "search": runs["s"]}, "ar": {"role": "ar", "search": runs["ar"]}},
               "problems": 20}
-    report["cascade_frontier"] = frontier.cascade_points(runs, latency, budgets, ["s"], ["ar"])
-    report["stop_frontier"] = frontier.stop_points(runs, latency, budgets)
-    verdicts = frontier.cascade_verdicts(report, "cascade_frontier", "stop_frontier")
+    report["cascade_frontier"] = budget.cascade_points(runs, latency, budgets, ["s"], ["ar"])
+    report["stop_frontier"] = budget.stop_points(runs, latency, budgets)
+    verdicts = compare.cascade_verdicts(report, "cascade_frontier", "stop_frontier")
     assert [v["winner"] for v in verdicts] == ["none", "student", "student", "tie"]
     # 1.5 ms: the student alone (a second sample would make it (1.5 + 2) / 2 = 1.75 ms): 0.25; the twin affords none
     assert verdicts[1]["student_accuracy"] == pytest.approx(0.25) and verdicts[1]["ar_k"] == 0
     assert report["cascade_frontier"][1]["setting"]["s"] == [1, 1, None, 0, 0]
-    assert "cascade wins" in frontier.verdict_text(verdicts[1]) and "s -> AR" in frontier.verdict_text(verdicts[1])
+    assert "cascade wins" in markdown.verdict_text(verdicts[1]) and "s -> AR" in markdown.verdict_text(verdicts[1])
     # 12 ms: the student up to 2 samples (1.75 ms), then the twin up to 2 where it failed: only the second kind,
     # (10 + 10 / 2) ms for half the problems; everything solved, against the twin alone's one sample (0.75)
     point = report["cascade_frontier"][2]
@@ -658,12 +650,12 @@ def test_cascade_verdicts_compare_with_the_ar_engine_alone_at_the_same_mean_budg
     assert point["mean_s"]["s"] == pytest.approx(0.00175 + 0.5 * 0.015)
     assert report["stop_frontier"][2]["accuracy"]["ar"] == pytest.approx(0.75)
     assert verdicts[2]["margin_problems"] == pytest.approx(5.0)
-    line = frontier._budget_line(verdicts, "Cascade", "best cascade + verifier", "the cascade", ("never behind", "behind"))
+    line = compare.budget_line(verdicts, "Cascade", "best cascade + verifier", "the cascade", ("never behind", "behind"))
     assert "the cascade solves more at 2 of 3 budgets (1 below one AR sample): never behind." in line
 
 
 def test_cascade_check_measures_both_searches_one_problem_at_a_time():
-    out = _load("cascade_check").main(["--student", "sudoku4-sdtt-2", "--ar", "sudoku4-ar:ar_backend=transformers",
+    out = cascade_check.main(["--student", "sudoku4-sdtt-2", "--ar", "sudoku4-ar:ar_backend=transformers",
                                        "--first", "1", "1", "--then", "2", "4", "--alone", "2", "4", "--problems", "6",
                                        "--warmup", "1"])
     cascade, alone = out["cascade"], out["alone"]
@@ -682,8 +674,8 @@ def test_family_cascades_hand_over_within_a_family_and_never_to_the_same_model()
             for n, (a, b) in kinds.items()}
     latency = {n: {1: 0.001} for n in runs}
     budgets = [0.00125, 0.0015, 0.00175]
-    students = frontier.family_points(frontier.cascade_points(runs, latency, budgets, ["s1", "s2"], ["s1", "s2"]))
-    ars = frontier.family_points(frontier.cascade_points(runs, latency, budgets, ["ar"], ["ar"]))
+    students = budget.family_points(budget.cascade_points(runs, latency, budgets, ["s1", "s2"], ["s1", "s2"]))
+    ars = budget.family_points(budget.cascade_points(runs, latency, budgets, ["ar"], ["ar"]))
     # 1.5 ms: s1's one sample, then s2's one sample on the half it left: 0.5 + 0.5 x 0.5
     assert students[1]["model"] == "s1" and students[1]["setting"] == [1, 1, "s2", 1, 1]
     assert students[1]["accuracy"] == pytest.approx(0.75) and students[1]["mean_s"] == pytest.approx(0.0015)
@@ -692,7 +684,7 @@ def test_family_cascades_hand_over_within_a_family_and_never_to_the_same_model()
     # the AR engine has no other member: verify-and-stop alone (two samples cost (1.5 + 2) / 2 = 1.75 ms)
     assert [a["setting"] for a in ars] == [[1, 1, None, 0, 0], [1, 1, None, 0, 0], [1, 2, None, 0, 0]]
     assert all(p["setting"][2] != p["model"] for p in students)  # a model is never its own second stage
-    verdicts = frontier.family_verdicts(students, ars, 20)
+    verdicts = compare.family_verdicts(students, ars, 20)
     # the AR engine: 0.25 from one sample, 0.5 from two
     assert [v["winner"] for v in verdicts] == ["student"] * 3
     assert [v["margin_problems"] for v in verdicts] == pytest.approx([5.0, 10.0, 10.0])
@@ -700,7 +692,7 @@ def test_family_cascades_hand_over_within_a_family_and_never_to_the_same_model()
 
 
 def test_cascade_check_many_problems_at_a_time_with_a_student_second():
-    out = _load("cascade_check").main([
+    out = cascade_check.main([
         "--student", "countdown-cd3-num-sdtt-4", "--second", "countdown-cd3-num-sdtt-4:head_tokens=3,head_temperature=1.3",
         "--ar", "countdown-cd3-ar:ar_backend=transformers", "--first", "1", "1", "--then", "1", "4", "--alone", "1", "4",
         "--problems", "12", "--many", "--repeats", "1"])
@@ -713,21 +705,20 @@ def test_cascade_check_many_problems_at_a_time_with_a_student_second():
 
 
 def test_stop_check_runs_searches_and_cascades_as_executed():
-    check = _load("stop_check")
-    out = check.main(["--problems", "4", "--repeats", "1", "countdown-cd3-num-sdtt-4@2",
+    out = stop_check.main(["--problems", "4", "--repeats", "1", "countdown-cd3-num-sdtt-4@2",
                       "countdown-cd3-num-sdtt-4@1>countdown-cd3-num-sdtt-4:head_tokens=3,head_temperature=1.3@4/2"])
     alone, cascade = out["countdown-cd3-num-sdtt-4@2"], out[list(out)[1]]
     assert 1 <= alone["samples_drawn"] <= 2 and alone["reached_ar_stage"] == 0
     assert 1 <= cascade["samples_drawn"] <= 1 + 4 * cascade["reached_ar_stage"] + 1e-9
     assert cascade["verified_accuracy"] >= 1 - cascade["reached_ar_stage"] - 1e-9
-    filled = check.main(["--problems", "4", "--repeats", "1", "--fill", "countdown-cd3-num-sdtt-4@2"])
+    filled = stop_check.main(["--problems", "4", "--repeats", "1", "--fill", "countdown-cd3-num-sdtt-4@2"])
     # 4 problems fill no batch of 64: the open ones get the rest of their samples in one round
     assert filled["countdown-cd3-num-sdtt-4@2"]["verified_accuracy"] == alone["verified_accuracy"]
     assert filled["countdown-cd3-num-sdtt-4@2"]["samples_drawn"] == 2
-    assert check.parse_stage("countdown-cd3-ar:ar_backend=transformers@8/4") == ("countdown-cd3-ar:ar_backend=transformers", 8, 4)
+    assert stop_check.parse_stage("countdown-cd3-ar:ar_backend=transformers@8/4") == ("countdown-cd3-ar:ar_backend=transformers", 8, 4)
     for bad in ("countdown-cd3-ar", "countdown-cd3-ar@0", "countdown-cd3-ar@4/x"):
         with pytest.raises(SystemExit, match="MODEL@K"):
-            check.parse_stage(bad)
+            stop_check.parse_stage(bad)
 
 
 def test_stratified_candidates_are_scored_in_drawing_order():
@@ -735,26 +726,24 @@ def test_stratified_candidates_are_scored_in_drawing_order():
     # pair of the 4 holds it with probability 1/2
     rows = [{"verified": [False, False, True, False], "correct": [False, False, True, False]}]
     ordered = [{**rows[0], "ordered": True}]
-    assert frontier.per_problem_at_k(rows, 2) == [pytest.approx(0.5)]
-    assert [frontier.per_problem_at_k(ordered, k)[0] for k in (1, 2, 3, 4, 9)] == [0.0, 0.0, 1.0, 1.0, 1.0]
+    assert budget.per_problem_at_k(rows, 2) == [pytest.approx(0.5)]
+    assert [budget.per_problem_at_k(ordered, k)[0] for k in (1, 2, 3, 4, 9)] == [0.0, 0.0, 1.0, 1.0, 1.0]
     # rounds of 1 stop after the 3rd; rounds of 2 after the 2nd round; capped at k
-    assert [frontier.stop_rounds(ordered, r, k) for r, k in [(1, 4), (2, 4), (1, 2), (4, 4)]] == [3, 2, 2, 1]
+    assert [budget.stop_rounds(ordered, r, k) for r, k in [(1, 4), (2, 4), (1, 2), (4, 4)]] == [3, 2, 2, 1]
     # the cascade pricing's per-problem options in drawing order
-    from cascade_pricing import ordered_stop_options
-
-    options = ordered_stop_options([rows[0]["verified"]], [rows[0]["correct"]], {1: 0.5, 2: 0.8})
+    options = pricing.ordered_stop_options([rows[0]["verified"]], [rows[0]["correct"]], {1: 0.5, 2: 0.8})
     table = dict(zip(options.settings, zip(options.cost[:, 0], options.none[:, 0], options.accuracy[:, 0])))
     assert table[(1, 2)] == (1.0, 1.0, 0.0) and table[(1, 4)] == (1.5, 0.0, 1.0)
     assert table[(2, 2)] == (0.8, 1.0, 0.0) and table[(2, 4)] == (1.6, 0.0, 1.0)
     # slim keeps the order, unslim restores it
     report = {"samples": 4, "models": {"m": {"search": {"per_problem": ordered}}}}
-    back = frontier.unslim(frontier.slim(report))["models"]["m"]["search"]["per_problem"]
+    back = store.unslim(store.slim(report))["models"]["m"]["search"]["per_problem"]
     assert back == ordered
 
 
 def test_saved_runs_without_a_rounds_timing_price_rounds_at_the_search_slice():
-    assert frontier.round_seconds({"seconds_per_sample": 0.002}) == 0.002
-    assert frontier.round_seconds({"seconds_per_sample": 0.002, "seconds_per_round_sample": 0.003}) == 0.003
+    assert budget.round_seconds({"seconds_per_sample": 0.002}) == 0.002
+    assert budget.round_seconds({"seconds_per_sample": 0.002, "seconds_per_round_sample": 0.003}) == 0.003
 
 
 def test_accuracy_runs_can_come_from_several_saved_frontiers(tmp_path):
@@ -762,13 +751,13 @@ def test_accuracy_runs_can_come_from_several_saved_frontiers(tmp_path):
 
     def saved(path, pass1):
         search = {"pass@1": pass1, "verified_counts": [1], "verified_correct_counts": [1], "correct_counts": [1]}
-        models = {"a": {"search": dict(search)}, f"only{pass1}": {"search": dict(search)}}
-        path.write_text(json.dumps({"problems": 1, "samples": 2, "split": "test", "models": models}))
+        by_name = {"a": {"search": dict(search)}, f"only{pass1}": {"search": dict(search)}}
+        path.write_text(json.dumps({"problems": 1, "samples": 2, "split": "test", "models": by_name}))
         return path
 
     args = argparse.Namespace(problems=1, samples=2, split="test")
-    got = frontier.saved_accuracy([saved(tmp_path / "1.json", 0.1), saved(tmp_path / "2.json", 0.2)], args)
+    got = store.saved_accuracy([saved(tmp_path / "1.json", 0.1), saved(tmp_path / "2.json", 0.2)], args)
     assert set(got) == {"a", "only0.1", "only0.2"} and got["a"]["pass@1"] == 0.2  # the last file's
-    assert frontier.saved_accuracy(None, args) == {}
+    assert store.saved_accuracy(None, args) == {}
     with pytest.raises(SystemExit, match="no such file"):
-        frontier.saved_accuracy([tmp_path / "missing.json"], args)
+        store.saved_accuracy([tmp_path / "missing.json"], args)

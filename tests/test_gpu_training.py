@@ -69,8 +69,9 @@ def check_sdtt_update_lowers_divergence(root, device: str, backend: str) -> None
     batch = collate(tok, pairs, int(loaded.meta["gen_length"])).to(device)
     amp = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
     with amp:
-        z, t, target, _ = sdtt_targets(teacher, batch, torch.Generator().manual_seed(0), dt=1 / 8,
-                                       mask_id=tok.mask_id, eps=1e-5, conditional=True)
+        out = sdtt_targets(teacher, batch, torch.Generator().manual_seed(0), dt=1 / 8, mask_id=tok.mask_id, eps=1e-5,
+                           conditional=True)
+        z, t, target = out.z, out.t, out.target
 
     def loss():
         with amp:

@@ -255,13 +255,12 @@ def test_kept_columns_are_the_span_logits_they_select(kind):
 
 
 def test_the_benchmark_runs_both_parts_on_tiny_settings(monkeypatch, capsys):
-    """benchmarks/kv_cache.py: a speed table per batch and cache, an accuracy table whose
+    """benchmarks.kv_cache: a speed table per batch and cache, an accuracy table whose
     uncached row agrees with itself, a one-line refusal of a GPU run without a GPU."""
     import sys
 
-    from scripts import load_script
+    from benchmarks import kv_cache as bench
 
-    bench = load_script("benchmarks", "kv_cache")
     monkeypatch.setattr(sys, "argv", ["kv_cache.py", "speed", "--batch", "1", "2", "--prompt", "8", "--gen", "8",
                                       "--block", "4", "--steps", "8", "--repeats", "1"])
     bench.main()

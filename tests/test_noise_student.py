@@ -179,9 +179,9 @@ def test_noise_tail_targets_follow_the_teachers_path_at_that_noise():
     x = built.x.clone()
     x[built.gen_mask] = torch.randint(2, V, (int(built.gen_mask.sum()),), generator=torch.Generator().manual_seed(1))
     batch = SimpleNamespace(x=x, maskable=built.gen_mask, attention_mask=built.attention_mask)
-    z, _, target, scored, noise = sdtt_targets(teacher, batch, torch.Generator().manual_seed(0), dt=0.1, mask_id=MASK,
-                                               eps=1e-5, conditional=True, semi_ar=1.0, layout="tail",
-                                               tail_reveal=0.0, noise_input=True)
+    out = sdtt_targets(teacher, batch, torch.Generator().manual_seed(0), dt=0.1, mask_id=MASK, eps=1e-5,
+                       conditional=True, semi_ar=1.0, layout="tail", tail_reveal=0.0, noise_input=True)
+    z, target, scored, noise = out.z, out.target, out.scored, out.noise
     assert torch.isnan(noise[~built.gen_mask]).all() and not torch.isnan(noise[built.gen_mask]).any()
     _, path = causal_tail_targets(teacher, x, built.gen_mask, built.attention_mask, mask_id=MASK, generator=None,
                                   noise=torch.nan_to_num(noise))
@@ -230,9 +230,8 @@ def test_noise_student_training_learns_what_the_noise_says():
                             layout="tail", tail_reveal=0.0, noise_input=True)
 
     def loss(model, drawn, use_noise):
-        z, t, target, scored, noise = drawn
-        return student_divergence(model, z, t, target, batch.attention_mask, mask_id=MASK, kind="fkl", precision=64,
-                                  scored=scored, noise=noise if use_noise else None).loss
+        return student_divergence(model, drawn.z, drawn.t, drawn.target, batch.attention_mask, mask_id=MASK, kind="fkl",
+                                  precision=64, scored=drawn.scored, noise=drawn.noise if use_noise else None).loss
 
     student = copy.deepcopy(teacher).enable_noise_input().train()
     blind = copy.deepcopy(student)

@@ -109,9 +109,8 @@ def test_a_window_needs_the_prefix_cache_of_a_causal_model():
 
 
 def test_sampler_speed_times_the_zoo_student_with_and_without_a_window():
-    from scripts import load_script
+    from benchmarks import sampler_speed as speed
 
-    speed = load_script("benchmarks", "sampler_speed")
     rows = [speed.measure("countdown-cd3-num-sdtt-4", 8, 1, window=w)[0] for w in (None, 2)]
     assert rows[0]["window"] is None and rows[1]["window"] == 2
     assert rows[1]["nfe"] > rows[0]["nfe"]  # the window's extensions are calls too

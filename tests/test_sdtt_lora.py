@@ -89,8 +89,9 @@ def test_one_lora_update_lowers_the_divergence_to_the_two_step_target(teacher_di
     teacher = SharedWeightsTeacher(student, {k: torch.zeros_like(v) if "lora_B" in k else v
                                              for k, v in lora_state(student).items()})
     batch = _batch(tok, int(loaded.meta["gen_length"]), 64)
-    z, t, target, _ = sdtt_targets(teacher, batch, torch.Generator().manual_seed(0), dt=1 / 8, mask_id=tok.mask_id,
-                                eps=1e-5, conditional=True)
+    out = sdtt_targets(teacher, batch, torch.Generator().manual_seed(0), dt=1 / 8, mask_id=tok.mask_id, eps=1e-5,
+                       conditional=True)
+    z, t, target = out.z, out.t, out.target
 
     def loss():
         return student_divergence(student, z, t, target, batch.attention_mask, mask_id=tok.mask_id, kind="kld",

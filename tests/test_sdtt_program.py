@@ -40,8 +40,9 @@ def test_one_sdtt_update_lowers_the_divergence_to_the_two_step_target(teacher_di
 
     pairs = list(itertools.islice(load_task("countdown", n=3).train_examples(1), 64))
     batch = collate(tok, pairs, int(loaded.meta["gen_length"]))
-    z, t, target, _ = sdtt_targets(teacher, batch, torch.Generator().manual_seed(0), dt=1 / 8, mask_id=tok.mask_id,
-                                eps=1e-5, conditional=True)
+    out = sdtt_targets(teacher, batch, torch.Generator().manual_seed(0), dt=1 / 8, mask_id=tok.mask_id, eps=1e-5,
+                       conditional=True)
+    z, t, target = out.z, out.t, out.target
     assert not (z[~batch.maskable] == tok.mask_id).any()  # the prompt is never masked
 
     def loss():
@@ -118,6 +119,25 @@ def test_killed_distillation_resumes_to_the_same_state(tmp_path, teacher_dir, mo
         assert torch.allclose(tensor, b["extra"]["teacher"][name], atol=1e-6), name
 
 
+def test_each_round_fits_its_own_teacher_at_its_step_size_and_temperature(tmp_path, teacher_dir, monkeypatch):
+    """Round 1 (optimiser steps 0-2) distils the original teacher's 8-step sampler at
+    teacher_temperature, round 2 (steps 3-5) the round-1 student's 4-step sampler at
+    round_temperature: dt = (1 - eps) / the round's teacher steps, one teacher per round."""
+    calls = []
+    loss = sdtt.sdtt_loss
+
+    def spy(student, teacher, batch, generator, **options):
+        calls.append((teacher, options["dt"], options["temperature"]))
+        return loss(student, teacher, batch, generator, **options)
+
+    monkeypatch.setattr(sdtt, "sdtt_loss", spy)
+    sdtt.run(sdtt_config(tmp_path, teacher_dir, "teacher_temperature=0.5", "round_temperature=0.8", "eps=1e-5"))
+    assert [dt for _, dt, _ in calls] == pytest.approx([(1 - 1e-5) / 8] * 3 + [(1 - 1e-5) / 4] * 3, rel=1e-12)
+    assert [temperature for _, _, temperature in calls] == [0.5] * 3 + [0.8] * 3
+    teachers = [id(teacher) for teacher, _, _ in calls]
+    assert len(set(teachers[:3])) == 1 and len(set(teachers[3:])) == 1 and teachers[0] != teachers[3]
+
+
 def test_unconditional_mode_and_bad_options(tmp_path, teacher_dir):
     rows = sdtt.run(sdtt_config(tmp_path, teacher_dir, "conditional=false", "min_steps=4", "divergence=tvd"))
     assert [r["student_steps"] for r in rows] == [4]
@@ -149,8 +169,9 @@ def test_block_sdtt_targets_are_the_teachers_two_half_block_steps():
     pairs = list(itertools.islice(load_task("countdown", n=3).train_examples(2), 48))
     batch = collate(tok, pairs, 22)
     teacher = ContextModel(tok.vocab_size, tok.mask_id, seed=3)
-    z, t, target, scored = sdtt_targets(teacher, batch, torch.Generator().manual_seed(0), dt=0.01, mask_id=tok.mask_id,
-                                        eps=1e-5, conditional=True, semi_ar=1.0, block=4)
+    out = sdtt_targets(teacher, batch, torch.Generator().manual_seed(0), dt=0.01, mask_id=tok.mask_id, eps=1e-5,
+                       conditional=True, semi_ar=1.0, block=4)
+    z, t, target, scored = out.z, out.t, out.target, out.scored
     assert len(teacher.calls) == 2
     step1, step2 = teacher.calls[0]["x"], teacher.calls[1]["x"]
     starts = set()
@@ -205,8 +226,10 @@ def test_tail_targets_are_the_teachers_column_by_column_path():
 
     tok, batch = _tail_batch()
     teacher = ContextModel(tok.vocab_size, tok.mask_id, seed=3)
-    z, t, target, scored = sdtt_targets(teacher, batch, torch.Generator().manual_seed(0), dt=0.01, mask_id=tok.mask_id,
-                                        eps=1e-5, conditional=True, semi_ar=1.0, layout="tail")
+    out = sdtt_targets(teacher, batch, torch.Generator().manual_seed(0), dt=0.01, mask_id=tok.mask_id, eps=1e-5,
+                       conditional=True, semi_ar=1.0, layout="tail")
+    z, t, target, scored = out.z, out.t, out.target, out.scored
+    assert out.noise is None  # only a noise-conditioned student gets one
     starts, tails = set(), []
     for r in range(z.shape[0]):
         cols = torch.nonzero(batch.maskable[r]).flatten()
@@ -236,9 +259,8 @@ def test_tail_reveal_shows_path_tokens_but_never_the_first_tail_column():
         teacher = ContextModel(tok.vocab_size, tok.mask_id, seed=3)
         outs[reveal] = sdtt_targets(teacher, batch, torch.Generator().manual_seed(0), dt=0.01, mask_id=tok.mask_id,
                                     eps=1e-5, conditional=True, semi_ar=1.0, layout="tail", tail_reveal=reveal)
-        outs[reveal] = (*outs[reveal], teacher.calls[-1]["x"])
-    z0, _, target0, scored0, _ = outs[0.0]
-    z1, _, target1, scored1, _ = outs[1.0]
+    z0, target0 = outs[0.0].z, outs[0.0].target
+    z1, target1, scored1 = outs[1.0].z, outs[1.0].target, outs[1.0].scored
     tail = z0 == tok.mask_id
     shown = tail & (z1 != tok.mask_id)
     assert shown.any() and torch.equal(scored1, tail & ~shown)
@@ -302,8 +324,9 @@ def test_a_causal_teacher_gives_tail_targets_in_one_cached_pass():
 
     type(teacher).forward_span = counting
     try:
-        z, _, _, scored = sdtt_targets(teacher, batch, torch.Generator().manual_seed(0), dt=0.1, mask_id=MASK,
-                                            eps=1e-5, conditional=True, semi_ar=1.0, layout="tail")
+        out = sdtt_targets(teacher, batch, torch.Generator().manual_seed(0), dt=0.1, mask_id=MASK, eps=1e-5,
+                           conditional=True, semi_ar=1.0, layout="tail")
+        z, scored = out.z, out.scored
     finally:
         type(teacher).forward_span = original
     tail = z == MASK

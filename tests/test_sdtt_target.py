@@ -204,7 +204,8 @@ def test_sdtt_targets_hand_the_target_option_to_the_teacher():
         outs = {kind: sdtt_targets(ContextModel(vocab, mask, seed=3), batch, torch.Generator().manual_seed(1), dt=1 / 8,
                                    mask_id=mask, eps=1e-5, conditional=True, target=kind, **options)
                 for kind in ("paper", "marginal")}
-        (z, _, paper, scored), (z_m, _, marginal, scored_m) = outs["paper"], outs["marginal"]
+        z, paper, scored = outs["paper"].z, outs["paper"].target, outs["paper"].scored
+        z_m, marginal, scored_m = outs["marginal"].z, outs["marginal"].target, outs["marginal"].scored
         assert torch.equal(z, z_m) and torch.equal(scored, scored_m)
         gap = (paper[scored].exp() - marginal[scored].exp()).abs().amax(-1)
         if name == "random":
