@@ -23,7 +23,7 @@ from typing import Sequence
 import torch
 
 from ..diffusion.rng import RowRNG, categorical
-from ..model.invariant import active, invariant_sdpa, left_padding_starts, make_batch_invariant, unpadded_sdpa
+from ..model.invariant import active, invariant_sdpa, left_padding_starts, make_batch_invariant, pointwise, unpadded_sdpa
 
 # vLLM's second pass after a head (SamplerConfig.head_tokens) draws from seed + this,
 # so the tail's stream is not the head's replayed
@@ -99,7 +99,7 @@ class SeededTokenPicker:
             logp = torch.log_softmax(logits, -1)
         else:
             logp = torch.log_softmax(logits / temperature, -1)
-            probs = _filter_top_p(logp.exp(), self.top_p)
+            probs = _filter_top_p(pointwise(torch.exp, logp), self.top_p)
             pos = torch.full((len(self.rng), 1), step, dtype=torch.long, device=scores.device)
             if self.heads is not None and step < self.heads.shape[1]:
                 u = self.heads[:, step].contiguous()  # searchsorted wants contiguous rows

@@ -8,7 +8,6 @@ from typing import Sequence
 import torch
 
 from ..interface import Completions
-from ..model.invariant import sampling
 from ..sampling_config import SamplerConfig
 from .backends import TransformersBackend, VLLMBackend, resolve_backend
 from .checkpoint import load_ar_tokenizer, read_sidecar
@@ -53,7 +52,6 @@ class ARModel:
         return SamplerConfig(method="autoregressive", steps=max(self.gen_length, 1), temperature=1.0,
                              gen_length=self.gen_length or None)
 
-    @sampling
     def generate(self, prompts: Sequence[str], sampler: SamplerConfig, *, seeds: Sequence[int],
                  heads=None) -> Completions:
         if sampler.method != "autoregressive":

@@ -268,10 +268,27 @@ class InvariantLinear(nn.Linear):
         return invariant_linear(x, self.weight, self.bias)
 
 
+#: modules (by class name) whose forward is elementwise transcendental work: activations
+#: (``nn.SiLU``, transformers' ``SiLUActivation``, ...) and rotary tables (cos, sin)
+_POINTWISE_MODULES = ("SiLU", "GELU", "Tanh", "Sigmoid", "Activation", "RotaryEmbedding")
+
+
+def _pointwise_forward(module: nn.Module, *args, **kwargs):
+    with PointwiseMode():
+        return type(module).__mro__[1].forward(module, *args, **kwargs)
+
+
 def make_batch_invariant(module: nn.Module) -> nn.Module:
-    """Turn every plain ``nn.Linear`` of ``module`` (e.g. a ``transformers`` model) into an
-    ``InvariantLinear`` in place (no parameter is copied or renamed); returns ``module``."""
+    """Make a third-party network (e.g. a ``transformers`` model) batch-invariant in place:
+    every plain ``nn.Linear`` becomes an ``InvariantLinear`` (no parameter is copied or
+    renamed), and every activation and rotary-table module runs its elementwise ops on
+    whole vectors (``PointwiseMode`` around those few modules only: a mode around the
+    whole model costs a Python call per op, which dominates a small model's decode step).
+    Returns ``module``."""
     for sub in module.modules():
         if type(sub) is nn.Linear:
             sub.__class__ = InvariantLinear
+        elif any(key in type(sub).__name__ for key in _POINTWISE_MODULES) and not type(sub).__name__.startswith("Pointwise"):
+            cls = type(sub)
+            sub.__class__ = type(f"Pointwise{cls.__name__}", (cls,), {"forward": _pointwise_forward})
     return module
