@@ -12,6 +12,9 @@ the step's candidates from them (``draws.Proposal``):
   never revises a prefix); ``WindowedPrefixLogits`` runs it a window at a time;
 * ``ReplaceCachedLogits``: Fast-dLLM's approximate prefix / dual caches of
   bidirectional denoisers (``sdtt_search.model.replace_cache``).
+
+``ancestral_sample`` reads ``RowReusedLogits``: the whole sequence [B, L, V], a row's
+logits reused until the row changes.
 """
 from __future__ import annotations
 
@@ -64,6 +67,42 @@ def check_kv_cache(model, kv_cache: str | None, kv_refresh: int | None) -> None:
                              "(sampler.cache=true): set sampler.kv_cache=null")
     if kv_refresh is not None and (kv_cache is None or kv_refresh < 1):
         raise ValueError(f"sampler.kv_refresh={kv_refresh} needs sampler.kv_cache and a positive count of calls")
+
+
+class RowReusedLogits:
+    """``ancestral_sample``'s logits [B, L, V]: the whole sequence through the network,
+    a row's logits reused until the row changes when ``reuse`` (MDLM's no-change cache,
+    per row; a time-conditioned model sees t, so it reuses nothing). ``nfe`` and
+    ``row_forwards`` count the calls and the rows they ran."""
+
+    def __init__(self, model, attention_mask: torch.Tensor, schedule: LogLinearSchedule, gen_start: int,
+                 reuse: bool):
+        self.model, self.attention_mask, self.schedule, self.gen_start, self.reuse = (
+            model, attention_mask, schedule, gen_start, reuse)
+        self.fresh = torch.zeros(attention_mask.shape[0], dtype=torch.bool, device=attention_mask.device)
+        self.cached: torch.Tensor | None = None
+        self.nfe = self.row_forwards = 0
+
+    def logits(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        """Logits of ``x`` [B, L] at time ``t``, run for the rows that changed since their last call."""
+        batch, length = x.shape
+        rows = torch.arange(batch, device=x.device) if not self.reuse else (~self.fresh).nonzero().squeeze(-1)
+        if rows.numel() == 0:
+            return self.cached
+        t_rows = torch.full((rows.numel(),), float(t), device=x.device)
+        out = denoise(self.model, x[rows], attention_mask=self.attention_mask[rows],
+                      sigma=sigma_for(self.model, self.schedule, t_rows), gen_start=self.gen_start)
+        if self.cached is None:
+            self.cached = torch.empty(batch, length, out.shape[-1], dtype=out.dtype, device=x.device)
+        self.cached[rows] = out
+        self.fresh[rows] = True
+        self.nfe += 1
+        self.row_forwards += rows.numel()
+        return self.cached
+
+    def changed(self, rows: torch.Tensor) -> None:
+        """The rows [B] bool whose tokens changed: their logits are stale."""
+        self.fresh &= ~rows
 
 
 class LogitsSource:

@@ -26,13 +26,13 @@ from dataclasses import dataclass
 import torch
 
 from ..sampling_config import SamplerConfig
-from .blocks import denoise, first_generated_column, is_time_conditioned, takes_noise
+from .blocks import first_generated_column, is_time_conditioned, takes_noise
 from .commit_rules import LinearSchedule, ThresholdBudget, transfer_counts
 from .draws import TokenDraw, at_heads, draw_probs, head_of, token_probs
 from .logits_sources import (
+    RowReusedLogits,
     check_kv_cache,
     make_logits_source,
-    sigma_for,
     supports_prefix_cache,
     supports_replace_cache,
 )
@@ -115,27 +115,9 @@ def ancestral_sample(
     positions = row_positions(attention_mask)
     gen_start = first_generated_column(gen_mask)
     columns = gen_mask.any(0).nonzero().squeeze(-1)
-    use_cache = cache and not is_time_conditioned(model)
     grid = torch.linspace(1.0, eps, steps + 1, dtype=torch.float64)
-    logits: torch.Tensor | None = None
+    source = RowReusedLogits(model, attention_mask, schedule, gen_start, reuse=cache and not is_time_conditioned(model))
     token_logprobs = torch.zeros(batch, length, dtype=torch.float64, device=x.device)
-    fresh = torch.zeros(batch, dtype=torch.bool, device=x.device)
-    nfe = row_forwards = 0
-
-    def refresh(t: float) -> None:
-        nonlocal logits, nfe, row_forwards
-        rows = torch.arange(batch, device=x.device) if not use_cache else (~fresh).nonzero().squeeze(-1)
-        if rows.numel() == 0:
-            return
-        t_rows = torch.full((rows.numel(),), float(t), device=x.device)
-        out = denoise(model, x[rows], attention_mask=attention_mask[rows], sigma=sigma_for(model, schedule, t_rows),
-                      gen_start=gen_start)
-        if logits is None:
-            logits = torch.empty(batch, length, out.shape[-1], dtype=out.dtype, device=x.device)
-        logits[rows] = out
-        fresh[rows] = True
-        nfe += 1
-        row_forwards += rows.numel()
 
     for i in range(steps):
         t, s = float(grid[i]), float(grid[i + 1])
@@ -147,23 +129,22 @@ def ancestral_sample(
         reveal = masked & (u_reveal < (t - s) / t)
         if not reveal.any():
             continue
-        refresh(t)
+        logits = source.logits(x, t)
         model_probs = token_probs(logits[reveal], mask_id, 1.0)
         probs = draw_probs(logits[reveal], mask_id, temperature, model_probs,
                            head_of(reveal, gen_start, head_tokens, head_temperature))
         drawn = categorical(probs, u_token[reveal])
         x[reveal] = drawn
         token_logprobs[reveal] = model_probs.gather(-1, drawn[:, None]).squeeze(-1).log()
-        fresh &= ~reveal.any(-1)
+        source.changed(reveal.any(-1))
 
     masked = (x == mask_id) & gen_mask
     if masked.any():  # noise removal at t = eps: greedy fill
-        refresh(eps)
-        fill = token_probs(logits[masked], mask_id, 1.0)
+        fill = token_probs(source.logits(x, eps)[masked], mask_id, 1.0)
         chosen = fill.argmax(-1)
         x[masked] = chosen
         token_logprobs[masked] = fill.gather(-1, chosen[:, None]).squeeze(-1).log()
-    return SampleOutput(tokens=x, nfe=nfe, row_forwards=row_forwards, token_logprobs=token_logprobs)
+    return SampleOutput(tokens=x, nfe=source.nfe, row_forwards=source.row_forwards, token_logprobs=token_logprobs)
 
 
 def _check_options(model, remasking: str, threshold: float | None, prefix_cache: bool, window: int | None,
