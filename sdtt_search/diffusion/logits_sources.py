@@ -155,7 +155,7 @@ class ReplaceCachedLogits(LogitsSource):
     (``sdtt_search.model.replace_cache``). Not the same tokens as without it: the columns
     not run keep the keys and values of the block's first step. ``refresh`` = r runs the
     whole sequence again every r-th call of a block (r = 1: every call, the uncached
-    tokens); None: never (``steps`` + 1 calls never come).
+    tokens); None: only the block's first call (a block never makes ``steps`` + 1 calls).
     """
 
     def __init__(self, model, attention_mask: torch.Tensor, kind: str, refresh: int | None, steps: int):
