@@ -300,3 +300,14 @@ def test_dreams_orders_pick_which_column_is_committed_first(remasking, first):
     second_input = model.calls[1][0, 2:]  # what the second step saw: only the first committed column is filled
     assert [int(t) != MASK for t in second_input] == [j == first for j in range(3)]
     assert not (out.tokens == MASK).any()
+
+
+def test_every_remasking_name_has_an_order_and_no_other_name_decodes():
+    from sdtt_search.diffusion.orders import ORDERS
+    from sdtt_search.sampling_config import REMASKING
+
+    assert set(ORDERS) == set(REMASKING)
+    batch = build_batch(_prompts(2), 4, pad_id=PAD, mask_id=MASK)
+    with pytest.raises(ValueError, match="remasking='confident'"):
+        confidence_sample(ContextModel(V, MASK), batch.x, batch.gen_mask, batch.attention_mask, mask_id=MASK,
+                          rng=RowRNG([0, 1]), steps=4, remasking="confident")

@@ -17,7 +17,7 @@ from llama_fixtures import three_prompt_batch, tiny_llama_denoiser
 from sdtt_search import Search, load_model
 from sdtt_search.ar.backends import SeededTokenPicker
 from sdtt_search.diffusion import SamplerConfig, build_batch, sample
-from sdtt_search.diffusion import samplers as samplers_module
+from sdtt_search.diffusion import logits_sources
 from sdtt_search.diffusion.rng import radical_inverse, stratified_uniforms
 from sdtt_search.interface import Completions
 from sdtt_search.search.engine import candidate_seed, problem_seed
@@ -100,13 +100,13 @@ def test_a_noise_student_is_shown_the_stratified_uniforms(monkeypatch):
     model = tiny_llama_denoiser(True).enable_noise_input().eval()
     batch = three_prompt_batch(gen_length=6, samples=2)
     seen = []
-    denoise = samplers_module.denoise
+    denoise = logits_sources.denoise  # the full forward's call of the network
 
     def spy(*args, noise=None, **kwargs):
         seen.append(noise.clone())
         return denoise(*args, noise=noise, **kwargs)
 
-    monkeypatch.setattr(samplers_module, "denoise", spy)
+    monkeypatch.setattr(logits_sources, "denoise", spy)
     heads = stratified_uniforms([1, 1, 2, 2, 3, 3], [0, 1] * 3, 2)
     config = SamplerConfig(method="confidence", steps=6, temperature=1.0, remasking="prefix", threshold=0.9,
                            cache=False, stratify=2)

@@ -17,6 +17,11 @@ def attention_block(model) -> int:
     return int(getattr(getattr(inner, "config", None), "attention_block", 0) or 0)
 
 
+def is_time_conditioned(model) -> bool:
+    """Whether ``model`` wants sigma(t) (a ``config.time_conditioning`` flag; False if absent)."""
+    return bool(getattr(getattr(model, "config", None), "time_conditioning", False))
+
+
 def takes_noise(model) -> bool:
     """Whether ``model`` reads the sampler's per-column noise (``model.noise_input``)."""
     inner = getattr(model, "module", model)

@@ -10,7 +10,7 @@ those engines.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..dataclass_dict import dataclass_from_dict
 from .attention import attention, block_causal_mask, padding_layout, select_backend
 from .invariant import InvariantLinear, cached_attention
 from .replace_cache import ReplaceKVCache, span_attention_mask
@@ -70,11 +71,8 @@ class CausalLMConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "CausalLMConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown causal LM config key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**values)
+        """Inverse of ``to_dict``; an unknown key is a one-line ValueError naming the known ones."""
+        return dataclass_from_dict(cls, values, label="causal LM config key")
 
     def to_hf(self, *, bos_id: int | None, eos_id: int, pad_id: int) -> dict[str, Any]:
         """The equivalent Hugging Face ``LlamaConfig`` as a config.json dict."""
