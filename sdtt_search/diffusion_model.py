@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch
 
-from .diffusion import generate
+from .diffusion import build_batch, generate, sample
 from .interface import Completions
 from .model.invariant import sampling
 from .sampling_config import SamplerConfig, with_overrides
@@ -58,13 +58,41 @@ class DiffusionModel:
             raise ValueError(f"model {self.name} has no gen_length in its meta; set sampler.gen_length")
         out = generate(self.model, self.tokenizer, list(prompts), sampler, seeds=list(seeds), gen_length=gen_length,
                        heads=heads)
-        eos = self.tokenizer.eos_id
-        logprobs = []
-        for ids, lps in zip(out.tokens.tolist(), out.token_logprobs.tolist()):
-            row = []
-            for token, lp in zip(ids, lps):
-                row.append(lp)
-                if token == eos:
-                    break
-            logprobs.append(row)
-        return Completions(texts=out.texts, logprobs=logprobs, nfe=out.nfe, positions=gen_length)
+        tokens, token_logprobs = out.tokens.tolist(), out.token_logprobs.tolist()
+        return Completions(texts=out.texts, logprobs=[self._up_to_eos(t, lp) for t, lp in zip(tokens, token_logprobs)],
+                           nfe=out.nfe, positions=gen_length, tokens=tokens, token_logprobs=token_logprobs)
+
+    def _up_to_eos(self, ids: Sequence[int], logprobs: Sequence[float]) -> list[float]:
+        """A row's log-probs up to and including its first EOS (all of them without one)."""
+        row = []
+        for token, lp in zip(ids, logprobs):
+            row.append(lp)
+            if token == self.tokenizer.eos_id:
+                break
+        return row
+
+    @sampling
+    def infill(self, prompts: Sequence[str], tokens: Sequence[Sequence[int | None]], sampler: SamplerConfig, *,
+               seeds: Sequence[int]) -> Completions:
+        """Re-denoise part of each row's completion: ``tokens[i]`` holds row i's generated
+        token ids (``gen_length`` of them) with None at the positions to draw again; the
+        sampler fills only those, conditioned on the prompt and every other token (which
+        stay as given). Row i's draws come from ``seeds[i]`` alone. Returns the new rows:
+        ``tokens``, ``token_logprobs`` (0.0 at the given positions), texts and log-probs up
+        to EOS as ``generate`` does, and the network calls."""
+        gen_length = sampler.gen_length or self.gen_length
+        if any(len(row) != gen_length for row in tokens):
+            raise ValueError(f"infill needs {gen_length} token positions per row (the model's gen_length)")
+        mask_id = self.tokenizer.mask_id
+        batch = build_batch([self.tokenizer.encode(p) for p in prompts], gen_length, pad_id=self.tokenizer.pad_id,
+                            mask_id=mask_id, device=self.device)
+        given = torch.tensor([[mask_id if t is None else int(t) for t in row] for row in tokens], dtype=torch.long,
+                             device=batch.x.device)
+        x = batch.x.clone()
+        x[:, -gen_length:] = given
+        out = sample(self.model, x, batch.gen_mask, batch.attention_mask, sampler, mask_id=mask_id, seeds=list(seeds))
+        ids = batch.completions(out.tokens).cpu().tolist()
+        logprobs = batch.completions(out.token_logprobs).cpu().tolist()
+        return Completions(texts=[self.tokenizer.decode(row) for row in ids],
+                           logprobs=[self._up_to_eos(t, lp) for t, lp in zip(ids, logprobs)], nfe=out.nfe,
+                           positions=gen_length, tokens=ids, token_logprobs=logprobs)

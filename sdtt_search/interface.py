@@ -27,12 +27,18 @@ class Completions:
             including EOS (its mean is the "confidence" score).
         nfe: network calls of the batch.
         positions: generated positions per row (the compute per sample).
+        tokens: per row, the token ids of every generated position (also past EOS), or
+            None; a model that can re-denoise a candidate (``infill``) fills it.
+        token_logprobs: per row, the log-prob of every generated position's token (0.0
+            where a position was given, not drawn), or None; filled beside ``tokens``.
     """
 
     texts: list[str]
     logprobs: list[list[float]]
     nfe: int
     positions: int
+    tokens: list[list[int]] | None = None
+    token_logprobs: list[list[float]] | None = None
 
 
 class TextTokenizer(Protocol):

@@ -4,6 +4,7 @@
     python -m sdtt_search.run task=countdown model=countdown-cd3-num-sdtt-4 samples=64 limit=100
     python -m sdtt_search.run task=countdown executor=ray workers=4 ray.address=auto
     python -m sdtt_search.run task=countdown samples=64 stop_round=4   # verify-and-stop
+    python -m sdtt_search.run task=sudoku samples=16 strategy=repair repair.rounds=2   # repair failing candidates
     python -m sdtt_search.run task=gsm8k samples=64 stop_round=8 stop_on=majority   # stop once maj@64 is settled
     python -m sdtt_search.run task=countdown samples=4 stop_round=1 fallback.model=countdown-cd3-ar \
         fallback.samples=64 fallback.round=32   # a cascade: the AR twin only where the student found nothing
@@ -27,10 +28,11 @@ from .fingerprint import model_fingerprint
 from .hf.options import load_options_from_config
 from .loading import load_model
 from .machine import resolve_device
-from .run_config import check_run_config, fallback_stage, stop_rule
+from .run_config import check_run_config, fallback_stage, repair_config, stop_rule, strategy_record
 from .sampling_config import SamplerConfig, with_overrides
 from .search.engine import Search
 from .search.cascade import Cascade, Stage
+from .search.repair import summarise_repair
 from .search.report import (format_summary, plot_accuracy, score_means, summarise, summarise_cascade,
                             summarise_stopped)
 from .search.store import ResultStore
@@ -85,6 +87,10 @@ def run(cfg: DictConfig) -> dict:
     driver_device = ("meta" if hf_model else "cpu") if cfg.executor == "ray" else device
     model = load_model(model_name, device=driver_device, **load_options)
     _check_model_task(model, task, cfg)
+    repair = repair_config(cfg)
+    if repair is not None and model.kind == "ar":
+        raise ValueError(f"strategy=repair redraws positions in the middle of a candidate, which an autoregressive "
+                         f"model ({model_name}) cannot do without redrawing all that follows; use strategy=best_of_n")
     sampler = sampler_from(cfg, model)
     fallback = fallback_stage(cfg)
     if fallback is not None:  # the cascade's second model, loaded (and checked) before anything runs
@@ -101,11 +107,15 @@ def run(cfg: DictConfig) -> dict:
         "seed": cfg.seed, "split": cfg.split, "sampler": sampler.to_dict(), "stop": None if stop is None else stop.to_dict(),
         "fallback": fallback,
     }
+    strategy = strategy_record(cfg)
+    if strategy is not None:  # recorded only when not best_of_n: a plain run's record is unchanged
+        run_config["strategy"] = strategy
     store = ResultStore(cfg.output_dir, run_config,
                         resume_keys=["task", "model", "samples", "seed", "split", "sampler", "stop", "fallback",
-                                     *fingerprints])
+                                     "strategy", *fingerprints])
     todo = [p for p in problems if not store.done(p.id)]
-    search = Search(model, task, sampler, batch_size=cfg.batch_size, seed=cfg.seed)
+    search = Search(model, task, sampler, batch_size=cfg.batch_size, seed=cfg.seed,
+                    strategy="best_of_n" if repair is None else "repair", repair=repair)
     cascade = None
     if fallback is not None:
         cascade = Cascade([Stage(search, cfg.samples, stop.round_size, stop.on, stop.confidence, stop.fill),
@@ -142,11 +152,14 @@ def run(cfg: DictConfig) -> dict:
             search_args = {"model": str(model_name), "task": run_config["task"], "sampler": sampler.to_dict(),
                            "batch_size": cfg.batch_size, "seed": cfg.seed, "device": device,
                            "load_options": load_options}
+            if repair is not None:
+                search_args |= {"strategy": "repair", "repair": repair.to_dict()}
             if cascade is None:
                 run_on_ray(search_args=search_args, problems=todo, n=cfg.samples, workers=cfg.workers, ray_cfg=cfg.ray,
                            on_result=on_result, stop=stop)
             else:
-                second = {**search_args, "model": fallback["model"], "sampler": fallback["sampler"], "seed": fallback["seed"]}
+                second = {**search_args, "model": fallback["model"], "sampler": fallback["sampler"], "seed": fallback["seed"],
+                          "strategy": "best_of_n", "repair": None}  # the strategy is the first model's
                 rule = {"on": stop.on, "confidence": stop.confidence}
                 run_cascade_on_ray(stages=[{"search_args": search_args, "samples": cfg.samples,
                                             "round_size": stop.round_size, **rule},
@@ -168,6 +181,8 @@ def run(cfg: DictConfig) -> dict:
            else summarise_stopped(results, cfg.samples, stop, task.has_verifier, wall_s=store.wall_s) if cascade is None
            else summarise_cascade(results, cascade.describe(), task.has_verifier, wall_s=store.wall_s)),
     }
+    if repair is not None:
+        metrics["repair"] = summarise_repair(results)
     scores = score_means(task, problems, results)
     if scores:  # GSM8K: lm-eval's strict / flexible; Sudoku: matches_reference, cell_accuracy
         metrics["scores"] = scores

@@ -203,6 +203,24 @@ def test_ray_matches_local(ray_session, tiny_checkpoint):
     assert ray.is_initialized()  # the session's cluster is reused, not shut down
 
 
+def test_ray_repair_matches_local(ray_session, tiny_checkpoint):
+    # strategy=repair: each failing candidate is re-denoised on the worker, seeded by (seed, problem, index, round)
+    from sdtt_search.search.repair import RepairConfig
+
+    repair = RepairConfig(rounds=2, steps=2, k=3)
+    args = search_args(tiny_checkpoint, strategy="repair", repair=repair.to_dict())
+    problems = load_task("countdown", n=3).problems(limit=4)
+    local = list(Search(load_model(tiny_checkpoint), load_task("countdown", n=3),
+                        SamplerConfig.from_dict(args["sampler"]), batch_size=5, seed=args["seed"],
+                        strategy="repair", repair=repair).iter_results(problems, 3))
+    remote = []
+    run_on_ray(search_args=args, problems=problems, n=3, workers=2, ray_cfg=RAY_CFG, on_result=remote.append)
+    rounds = lambda results: {r.id: [(c.text, c.score, c.repaired_rounds) for c in r.candidates]  # noqa: E731
+                              for r in results}
+    assert rounds(remote) == rounds(local)
+    assert any(c.repaired_rounds for r in local for c in r.candidates)
+
+
 def test_ray_verify_and_stop_matches_local(ray_session):
     # a real zoo student, most of whose Sudoku samples verify: problems stop after a round or two
     # with stratified first tokens: the workers draw at the same points as the local search

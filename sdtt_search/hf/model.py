@@ -59,6 +59,10 @@ class HFDiffusionModel(DiffusionModel):
             return sampler
         return fast_dllm(sampler, threshold, kv_cache)
 
+    #: no re-denoising of candidates (``Search(strategy="repair")``): its prompts are formatted and its
+    #: answers end at any of several stop tokens, which ``DiffusionModel.infill`` does not know
+    infill = None
+
     def format_prompt(self, prompt: str) -> str:
         """The text the model is conditioned on for a task prompt (chat template, answer instruction)."""
         return self.prompt_format.render(prompt, self.tokenizer)

@@ -16,6 +16,8 @@ mode, ``VLLM_BATCH_INVARIANT=1`` on a GPU), ``hf:`` models run their own kernels
 on CUDA the promise is untested. A problem's ``nfe`` and ``seconds`` are shares of the
 calls it ran in, so they do depend on its batch-mates. ``cascade.Cascade`` chains such
 searches over several models, each seeing only what the ones before it did not accept.
+With ``strategy="repair"`` a diffusion model re-denoises the blamed positions of each
+candidate that fails the verifier before anything is selected (``repair``).
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from ..interface import Model
 from ..sampling_config import SamplerConfig
 
 from .planning import chunked, first_round, problems_per_batch
+from .repair import RepairConfig, check_strategy, repair_sampler, repair_seed, to_blame
 from .report import summarise, summarise_stopped
 from .results import Candidate, ProblemResult
 from .select import SELECTORS, RewardFn
@@ -104,6 +107,12 @@ class Search:
         batch_size: rows per network call; problems are packed when N is smaller.
         reward_fn: optional external reward model, (prompt, completion) -> float.
         seed: base seed of the per-candidate seeds.
+        strategy: ``"best_of_n"`` (draw, score, select) or ``"repair"``: a diffusion model
+            then re-denoises the blamed positions of every candidate that fails the task's
+            verifier, as ``repair`` says (``sdtt_search.search.repair``), before selection;
+            a repaired candidate replaces the one drawn, in its place.
+        repair: ``RepairConfig`` (rounds, steps, k) of ``strategy="repair"`` (default
+            ``RepairConfig()``).
 
     With ``sampler.stratify`` = H, candidate i of a problem draws its first H tokens
     at point i of a randomised Halton sequence shared by the problem's candidates
@@ -119,7 +128,21 @@ class Search:
         batch_size: int = 256,
         reward_fn: RewardFn | None = None,
         seed: int = 0,
+        strategy: str = "best_of_n",
+        repair: RepairConfig | None = None,
     ):
+        check_strategy(strategy)
+        if repair is not None and strategy != "repair":
+            raise ValueError(f"repair={repair} is for strategy='repair', not {strategy!r}")
+        if strategy == "repair":
+            name = getattr(model, "name", type(model).__name__)
+            if getattr(model, "kind", None) == "ar":
+                raise ValueError(f"strategy=repair redraws positions in the middle of a candidate, which an "
+                                 f"autoregressive model ({name}) cannot do without redrawing all that follows; "
+                                 "use strategy=best_of_n")
+            if not callable(getattr(model, "infill", None)):
+                raise ValueError(f"strategy=repair needs a model that re-denoises masked positions (infill); "
+                                 f"{name} has none: use strategy=best_of_n")
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be a positive integer")
         self.model = model
@@ -128,12 +151,15 @@ class Search:
         self.batch_size = batch_size
         self.reward_fn = reward_fn
         self.seed = seed
+        self.strategy = strategy
+        self.repair = (repair or RepairConfig()) if strategy == "repair" else None
         if self.sampler.stratify and "heads" not in inspect.signature(model.generate).parameters:
             raise ValueError(f"sampler.stratify={self.sampler.stratify} needs a model whose generate takes heads= "
                              f"(stratified uniforms); {type(model).__name__}.generate does not: set sampler.stratify=0")
 
     # ------------------------------------------------------------------ core
-    def _score(self, problem, prompt: str, text: str, logprobs: list[float]) -> Candidate:
+    def _score(self, problem, prompt: str, text: str, logprobs: list[float],
+               repaired_rounds: int | None = None) -> Candidate:
         task = self.task
         verified = task.verify(problem, text) if task.has_verifier else None
         return Candidate(
@@ -143,6 +169,7 @@ class Search:
             verified=None if verified is None else bool(verified),
             score=sum(logprobs) / len(logprobs) if logprobs else 0.0,
             reward=None if self.reward_fn is None else float(self.reward_fn(prompt, text)),
+            repaired_rounds=repaired_rounds,
         )
 
     def generate_problems(self, problems: Sequence, n: int) -> list[ProblemResult]:
@@ -152,7 +179,9 @@ class Search:
         """
         check_samples(n)
         drawn = self._draw(problems, [(p, i) for p in range(len(problems)) for i in range(n)])
-        return self._results(problems, drawn, self._score_rows(problems, drawn))
+        scored = self._score_rows(problems, drawn)
+        spent = self._repair(problems, drawn, scored)
+        return self._results(problems, drawn, scored, spent)
 
     def until_verified(self, problems: Sequence, max_samples: int, round_size: int,
                        fill: bool = False) -> list[ProblemResult]:
@@ -174,20 +203,25 @@ class Search:
         check_samples(max_samples)
         drawn: dict[tuple[int, int], tuple] = {}
         scored: dict[tuple[int, int], Candidate] = {}
+        spent: dict[int, dict] = {}
         open_, lo = list(range(len(problems))), 0
         while open_ and lo < max_samples:
             hi = min(lo + rule.round_for(len(open_), self.batch_size), max_samples)
             new = self._draw(problems, [(p, i) for p in open_ for i in range(lo, hi)])
+            new_scored = self._score_rows(problems, new)
+            for p, cost in self._repair(problems, new, new_scored).items():  # a round's candidates, repaired
+                spent[p] = {key: spent.get(p, {}).get(key, 0) + value for key, value in cost.items()}
             drawn |= new
-            scored |= self._score_rows(problems, new)
+            scored |= new_scored
             open_ = [p for p in open_ if not rule.done([scored[(p, i)] for i in range(hi)], max_samples - hi)]
             lo = hi
-        return self._results(problems, drawn, scored)
+        return self._results(problems, drawn, scored, spent)
 
     def _draw(self, problems: Sequence, rows: list[tuple[int, int]]) -> dict[tuple[int, int], tuple]:
         """Generate candidate i of problem p for each (p, i) in ``rows``, ``batch_size``
-        rows per call: {(p, i): (text, logprobs, positions, nfe share, seconds share)}
-        (each call's network calls and time are shared out over its rows)."""
+        rows per call: {(p, i): (text, logprobs, positions, nfe share, seconds share, token
+        ids, per-position log-probs)} (each call's network calls and time are shared out
+        over its rows; the last two None when the model does not return them)."""
         prompts = [self.task.format_prompt(p) for p in problems]
         gen_length = self.sampler.gen_length or getattr(self.model, "gen_length", 0)
         for p in sorted({p for p, _ in rows}):
@@ -207,17 +241,73 @@ class Search:
             elapsed = time.perf_counter() - start
             for row, (p, i) in enumerate(chunk):  # the call's cost (network calls, time) split by rows
                 out_rows[(p, i)] = (out.texts[row], out.logprobs[row], out.positions, out.nfe / len(chunk),
-                                    elapsed / len(chunk))
+                                    elapsed / len(chunk), None if out.tokens is None else out.tokens[row],
+                                    None if out.token_logprobs is None else out.token_logprobs[row])
         return out_rows
+
+    def _repair(self, problems: Sequence, drawn: dict[tuple[int, int], tuple],
+                scored: dict[tuple[int, int], Candidate]) -> dict[int, dict]:
+        """With ``strategy="repair"``: repair the candidates of ``drawn`` in place (their rows
+        and their scored candidates), round by round, ``batch_size`` infill rows per call.
+        Returns per problem what its repairs cost: {p: {"rows", "nfe", "seconds", "positions"}}
+        (each call's network calls and time shared out over its rows). A no-op otherwise."""
+        if self.strategy != "repair":
+            return {}
+        config, tokenizer = self.repair, self.model.tokenizer
+        sampler = repair_sampler(self.sampler, config.steps)
+        prompts = {p: self.task.format_prompt(problems[p]) for p in {p for p, _ in drawn}}
+        spent: dict[int, dict] = {}
+        for key, candidate in scored.items():
+            if drawn[key][5] is None:
+                raise ValueError(f"strategy=repair: model {getattr(self.model, 'name', '')} returned no token ids "
+                                 "from generate; use strategy=best_of_n")
+            scored[key] = Candidate(**{**candidate.__dict__, "repaired_rounds": 0})
+        for round_ in range(1, config.rounds + 1):
+            todo = []  # (key, blamed positions), in (problem, index) order
+            for key in sorted(drawn):
+                blame = to_blame(self.task, problems[key[0]], tokenizer, drawn[key][5], drawn[key][6], config.k,
+                                 scored[key].verified)
+                if blame:
+                    todo.append((key, blame))
+            if not todo:
+                break
+            for lo in range(0, len(todo), self.batch_size):
+                chunk = todo[lo : lo + self.batch_size]
+                rows = []
+                for key, blame in chunk:
+                    row = list(drawn[key][5])
+                    for j in blame:
+                        row[j] = None
+                    rows.append(row)
+                start = time.perf_counter()
+                out = self.model.infill([prompts[p] for (p, _), _ in chunk], rows, sampler,
+                                        seeds=[repair_seed(self.seed, problems[p].id, i, round_) for (p, i), _ in chunk])
+                elapsed = time.perf_counter() - start
+                for r, ((p, i), blame) in enumerate(chunk):
+                    old = drawn[(p, i)]
+                    blamed = set(blame)
+                    tokens = out.tokens[r]
+                    full = [out.token_logprobs[r][j] if j in blamed else old[6][j] for j in range(len(tokens))]
+                    end = next((j for j, t in enumerate(tokens) if t == tokenizer.eos_id), len(tokens) - 1)
+                    logprobs = full[: end + 1]
+                    drawn[(p, i)] = (out.texts[r], logprobs, old[2], old[3], old[4], tokens, full)
+                    scored[(p, i)] = self._score(problems[p], prompts[p], out.texts[r], logprobs, round_)
+                    cost = spent.setdefault(p, {"rows": 0, "nfe": 0.0, "seconds": 0.0, "positions": 0})
+                    cost["rows"] += 1
+                    cost["nfe"] += out.nfe / len(chunk)
+                    cost["seconds"] += elapsed / len(chunk)
+                    cost["positions"] += out.positions
+        return spent
 
     def _score_rows(self, problems: Sequence, drawn: dict[tuple[int, int], tuple]) -> dict[tuple[int, int], Candidate]:
         prompts = {p: self.task.format_prompt(problems[p]) for p in {p for p, _ in drawn}}
         return {(p, i): self._score(problems[p], prompts[p], row[0], row[1]) for (p, i), row in drawn.items()}
 
     def _results(self, problems: Sequence, drawn: dict[tuple[int, int], tuple],
-                 scored: dict[tuple[int, int], Candidate]) -> list[ProblemResult]:
+                 scored: dict[tuple[int, int], Candidate], spent: dict[int, dict] | None = None) -> list[ProblemResult]:
         """One ``ProblemResult`` per problem from ``_draw``'s rows and their scored
-        candidates, candidates by index."""
+        candidates, candidates by index; ``spent``: what repairs cost per problem (added to
+        its network calls, positions and seconds)."""
         counts = Counter(p for p, _ in drawn)
         results = []
         for p_index, problem in enumerate(problems):
@@ -229,6 +319,12 @@ class Search:
                 nfe=sum(r[3] for r in rows), tokens=sum(len(r[1]) for r in rows), positions=sum(r[2] for r in rows),
                 seconds=sum(r[4] for r in rows),
             )
+            if self.strategy == "repair":
+                cost = {"rows": 0, "nfe": 0.0, "seconds": 0.0, "positions": 0, **(spent or {}).get(p_index, {})}
+                result.nfe += cost["nfe"]
+                result.seconds += cost["seconds"]
+                result.positions += cost["positions"]
+                result.repair = {key: cost[key] for key in ("rows", "nfe", "seconds")}
             result.selected = {name: pick(candidates) for name, pick in SELECTORS.items()
                                if name != "reward" or self.reward_fn is not None}
             results.append(result)

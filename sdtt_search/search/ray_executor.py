@@ -42,7 +42,8 @@ class SearchWorker:
 
     ``search_args``: ``model`` (zoo name or checkpoint dir), ``task`` (task
     config dict), ``sampler`` (``SamplerConfig.to_dict()``), ``batch_size``,
-    ``seed``, ``device`` (where this actor runs the model). ``run_on_ray`` starts
+    ``seed``, ``device`` (where this actor runs the model), optionally ``strategy`` and
+    ``repair`` (``RepairConfig`` fields) of ``Search``. ``run_on_ray`` starts
     the module's ``SearchWorker`` as its actor class, so a subclass put in its place
     (the fault-injection tests' crashing worker) runs instead.
     """
@@ -55,14 +56,18 @@ class SearchWorker:
         from sdtt_search.loading import load_model
 
         from .engine import Search
+        from .repair import RepairConfig
 
         device = str(search_args.get("device") or "cpu")
         if not device.startswith("cuda") and threads:
             torch.set_num_threads(int(threads))
         model = load_model(search_args["model"], device=device, **(search_args.get("load_options") or {}))
         task = task_from_config(search_args["task"])
+        repair = search_args.get("repair")
         self.search = Search(model, task, SamplerConfig.from_dict(search_args["sampler"]),
-                             batch_size=int(search_args["batch_size"]), seed=int(search_args["seed"]))
+                             batch_size=int(search_args["batch_size"]), seed=int(search_args["seed"]),
+                             strategy=search_args.get("strategy") or "best_of_n",
+                             repair=None if repair is None else RepairConfig(**repair))
 
     def generate(self, problems: Sequence, n: int, stop: dict | None = None) -> list:
         """``generate_problems``, or with ``stop`` (a ``StopRule``'s fields) ``until_stopped``."""

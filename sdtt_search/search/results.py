@@ -15,7 +15,9 @@ class Candidate:
         correct: ``task.is_correct`` against the reference; verified: the task's
         gold-free verifier (None where the task has none); score: mean model
         log-probability of the generated tokens (nats/token); reward: external
-        reward model score, if one was given.
+        reward model score, if one was given; repaired_rounds: how many times it was
+        re-denoised (``Search(strategy="repair")``; None without repair, left out of
+        results lines then).
     """
 
     text: str
@@ -24,6 +26,7 @@ class Candidate:
     verified: bool | None
     score: float
     reward: float | None = None
+    repaired_rounds: int | None = None
 
 
 @dataclass
@@ -43,11 +46,18 @@ class ProblemResult:
     # (0 where an earlier stage verified); None for a single-model search
     stage_samples: list[int] | None = None
     stage_seconds: list[float] | None = None
+    # repair (``Search(strategy="repair")``): infill rows run, and their shares of network calls
+    # and seconds (already in nfe, positions and seconds); None without repair
+    repair: dict[str, float] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict: a score that is not a finite number is written as null."""
         data = asdict(self)
+        if data["repair"] is None:  # results lines without repair stay as they were
+            del data["repair"]
         for c in data["candidates"]:
+            if c["repaired_rounds"] is None:
+                del c["repaired_rounds"]
             for key in ("score", "reward"):
                 if isinstance(c[key], float) and not math.isfinite(c[key]):
                     c[key] = None

@@ -34,6 +34,8 @@ def merge_stage(so_far: ProblemResult | None, result: ProblemResult, stage: int,
     so_far.tokens += result.tokens
     so_far.positions += result.positions
     so_far.seconds += result.seconds
+    if result.repair is not None:  # a stage that repairs (``Search(strategy="repair")``)
+        so_far.repair = {key: (so_far.repair or {}).get(key, 0) + value for key, value in result.repair.items()}
     so_far.stage_samples[stage] = len(result.candidates)
     so_far.stage_seconds[stage] = result.seconds
     return so_far
