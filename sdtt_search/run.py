@@ -18,7 +18,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
@@ -69,8 +71,28 @@ def sampler_from(cfg: DictConfig, model, key: str = "sampler") -> SamplerConfig:
         raise ValueError(key + text.removeprefix("sampler") if text.startswith("sampler.") else text) from None
 
 
-def run(cfg: DictConfig) -> dict:
-    """Run the search as configured; returns metrics.json's content."""
+@dataclass
+class RunPlan:
+    """Everything a run needs, loaded and checked before any problem is searched."""
+
+    task: object
+    model_name: str
+    model: object
+    sampler: SamplerConfig
+    stop: object | None  # search.stopping.StopRule
+    repair: object | None  # search.repair.RepairConfig
+    fallback: dict | None  # the cascade's second stage (run_config.fallback_stage), sampler as a dict
+    problems: list
+    run_config: dict  # what results.jsonl was made with (written to run_config.json, compared on resume)
+    store: ResultStore
+    search: Search
+    cascade: Cascade | None
+    device: str
+    load_options: dict
+
+
+def plan_run(cfg: DictConfig) -> RunPlan:
+    """Check the options, load the model(s) and open the output directory (resuming it)."""
     check_run_config(cfg)
     task = task_from_config(cfg.task)
     stop = stop_rule(cfg)
@@ -93,6 +115,7 @@ def run(cfg: DictConfig) -> dict:
                          f"model ({model_name}) cannot do without redrawing all that follows; use strategy=best_of_n")
     sampler = sampler_from(cfg, model)
     fallback = fallback_stage(cfg)
+    fallback_model = None
     if fallback is not None:  # the cascade's second model, loaded (and checked) before anything runs
         fallback_model = load_model(fallback["model"], device=driver_device, **load_options)
         _check_model_task(fallback_model, task, cfg)
@@ -113,7 +136,6 @@ def run(cfg: DictConfig) -> dict:
     store = ResultStore(cfg.output_dir, run_config,
                         resume_keys=["task", "model", "samples", "seed", "split", "sampler", "stop", "fallback",
                                      "strategy", *fingerprints])
-    todo = [p for p in problems if not store.done(p.id)]
     search = Search(model, task, sampler, batch_size=cfg.batch_size, seed=cfg.seed,
                     strategy="best_of_n" if repair is None else "repair", repair=repair)
     cascade = None
@@ -122,9 +144,88 @@ def run(cfg: DictConfig) -> dict:
                            Stage(Search(fallback_model, task, SamplerConfig.from_dict(fallback["sampler"]),
                                         batch_size=cfg.batch_size, seed=fallback["seed"]),
                                  fallback["samples"], fallback["round_size"], stop.on, stop.confidence, stop.fill)])
+    return RunPlan(task, str(model_name), model, sampler, stop, repair, fallback, problems, run_config, store, search,
+                   cascade, device, load_options)
 
+
+def search_problems(plan: RunPlan, cfg: DictConfig, todo: list, on_result: Callable) -> None:
+    """Search ``todo`` on the configured executor, calling ``on_result`` as each problem finishes."""
+    if cfg.executor == "local":
+        results = (plan.search.iter_results(todo, cfg.samples, stop=plan.stop) if plan.cascade is None
+                   else plan.cascade.iter_results(todo))
+        for result in results:
+            on_result(result)
+        return
+    from .search.ray_executor import run_cascade_on_ray, run_on_ray
+
+    search_args = {"model": plan.model_name, "task": plan.run_config["task"], "sampler": plan.sampler.to_dict(),
+                   "batch_size": cfg.batch_size, "seed": cfg.seed, "device": plan.device,
+                   "load_options": plan.load_options}
+    if plan.repair is not None:
+        search_args |= {"strategy": "repair", "repair": plan.repair.to_dict()}
+    if plan.cascade is None:
+        run_on_ray(search_args=search_args, problems=todo, n=cfg.samples, workers=cfg.workers, ray_cfg=cfg.ray,
+                   on_result=on_result, stop=plan.stop)
+        return
+    fallback, stop = plan.fallback, plan.stop
+    second = {**search_args, "model": fallback["model"], "sampler": fallback["sampler"], "seed": fallback["seed"],
+              "strategy": "best_of_n", "repair": None}  # the strategy is the first model's
+    rule = {"on": stop.on, "confidence": stop.confidence}
+    run_cascade_on_ray(stages=[{"search_args": search_args, "samples": cfg.samples, "round_size": stop.round_size, **rule},
+                               {"search_args": second, "samples": fallback["samples"],
+                                "round_size": fallback["round_size"], **rule}],
+                       problems=todo, workers=cfg.workers, ray_cfg=cfg.ray, on_result=on_result)
+
+
+def write_outputs(plan: RunPlan, cfg: DictConfig) -> dict:
+    """metrics.json (and the plot) from every problem's stored result; prints the summary."""
+    task, sampler, stop, store = plan.task, plan.sampler, plan.stop, plan.store
+    results = store.ordered([p.id for p in plan.problems])
+    model = plan.model
+    metrics = {
+        "task": task.name, "model": plan.model_name, "kind": model.kind, "steps": sampler.steps,
+        "backend": getattr(model, "backend_name", "sdtt-search"),
+        "sampler": sampler.to_dict(), "executor": cfg.executor, "workers": cfg.workers if cfg.executor == "ray" else 1,
+        "device": plan.device,
+        **({"network": model.meta["network"]} if "network" in (getattr(model, "meta", None) or {}) else {}),
+        **(summarise(results, cfg.samples, has_verifier=task.has_verifier, wall_s=store.wall_s,
+                     first_k=sampler.stratify > 0) if stop is None
+           else summarise_stopped(results, cfg.samples, stop, task.has_verifier, wall_s=store.wall_s)
+           if plan.cascade is None
+           else summarise_cascade(results, plan.cascade.describe(), task.has_verifier, wall_s=store.wall_s)),
+    }
+    if plan.repair is not None:
+        metrics["repair"] = summarise_repair(results)
+    scores = score_means(task, plan.problems, results)
+    if scores:  # GSM8K: lm-eval's strict / flexible; Sudoku: matches_reference, cell_accuracy
+        metrics["scores"] = scores
+    out = Path(cfg.output_dir)
+    try:
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    except OSError as err:
+        raise RuntimeError(f"cannot write {out / 'metrics.json'} ({err.strerror or err}); results.jsonl is complete: "
+                           "fix it and rerun to write the metrics") from None
+    written = [out / "results.jsonl", out / "metrics.json"]
+    if cfg.plot and stop is None:  # a stopped run has no per-k curves to plot
+        if plot_accuracy(metrics, out / "accuracy_vs_samples.png"):
+            written.append(out / "accuracy_vs_samples.png")
+        else:
+            print("note: no plot: matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
+    print(f"{plan.model_name} on {task.name} ({cfg.split} split, {metrics['problems']} problems x {cfg.samples} "
+          f"samples, {sampler.method} sampler, {sampler.steps} steps)\n")
+    print(format_summary(metrics))
+    print("\nwritten: " + ", ".join(str(path) for path in written))
+    return metrics
+
+
+def run(cfg: DictConfig) -> dict:
+    """Run the search as configured: plan (load, check, resume), search what is not done
+    yet (each result written as it finishes), write the metrics; returns metrics.json's content."""
+    plan = plan_run(cfg)
+    problems, store = plan.problems, plan.store
+    todo = [p for p in problems if not store.done(p.id)]
     # on a terminal the bar redraws in place; into a file or a pipe, at most a line every 30 s
-    bar = tqdm(total=len(problems), initial=len(problems) - len(todo), desc=f"{task.name} x{cfg.samples}",
+    bar = tqdm(total=len(problems), initial=len(problems) - len(todo), desc=f"{plan.task.name} x{cfg.samples}",
                unit="problem", disable=not cfg.progress, dynamic_ncols=True,
                mininterval=0.1 if sys.stderr.isatty() else 30.0)
     if store.resumed:
@@ -142,67 +243,10 @@ def run(cfg: DictConfig) -> dict:
         bar.set_postfix(samples_s=f"{done_samples / max(time.perf_counter() - start, 1e-9):.1f}", refresh=False)
 
     if todo:
-        if cfg.executor == "local":
-            for result in (search.iter_results(todo, cfg.samples, stop=stop) if cascade is None
-                           else cascade.iter_results(todo)):
-                on_result(result)
-        else:
-            from .search.ray_executor import run_cascade_on_ray, run_on_ray
-
-            search_args = {"model": str(model_name), "task": run_config["task"], "sampler": sampler.to_dict(),
-                           "batch_size": cfg.batch_size, "seed": cfg.seed, "device": device,
-                           "load_options": load_options}
-            if repair is not None:
-                search_args |= {"strategy": "repair", "repair": repair.to_dict()}
-            if cascade is None:
-                run_on_ray(search_args=search_args, problems=todo, n=cfg.samples, workers=cfg.workers, ray_cfg=cfg.ray,
-                           on_result=on_result, stop=stop)
-            else:
-                second = {**search_args, "model": fallback["model"], "sampler": fallback["sampler"], "seed": fallback["seed"],
-                          "strategy": "best_of_n", "repair": None}  # the strategy is the first model's
-                rule = {"on": stop.on, "confidence": stop.confidence}
-                run_cascade_on_ray(stages=[{"search_args": search_args, "samples": cfg.samples,
-                                            "round_size": stop.round_size, **rule},
-                                           {"search_args": second, "samples": fallback["samples"],
-                                            "round_size": fallback["round_size"], **rule}],
-                                   problems=todo, workers=cfg.workers, ray_cfg=cfg.ray, on_result=on_result)
+        search_problems(plan, cfg, todo, on_result)
     bar.close()
     store.stop_clock()
-
-    results = store.ordered([p.id for p in problems])
-    metrics = {
-        "task": task.name, "model": str(model_name), "kind": model.kind, "steps": sampler.steps,
-        "backend": getattr(model, "backend_name", "sdtt-search"),
-        "sampler": sampler.to_dict(), "executor": cfg.executor, "workers": cfg.workers if cfg.executor == "ray" else 1,
-        "device": device,
-        **({"network": model.meta["network"]} if "network" in (getattr(model, "meta", None) or {}) else {}),
-        **(summarise(results, cfg.samples, has_verifier=task.has_verifier, wall_s=store.wall_s,
-                     first_k=sampler.stratify > 0) if stop is None
-           else summarise_stopped(results, cfg.samples, stop, task.has_verifier, wall_s=store.wall_s) if cascade is None
-           else summarise_cascade(results, cascade.describe(), task.has_verifier, wall_s=store.wall_s)),
-    }
-    if repair is not None:
-        metrics["repair"] = summarise_repair(results)
-    scores = score_means(task, problems, results)
-    if scores:  # GSM8K: lm-eval's strict / flexible; Sudoku: matches_reference, cell_accuracy
-        metrics["scores"] = scores
-    out = Path(cfg.output_dir)
-    try:
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    except OSError as err:
-        raise RuntimeError(f"cannot write {out / 'metrics.json'} ({err.strerror or err}); results.jsonl is complete: "
-                           "fix it and rerun to write the metrics") from None
-    written = [out / "results.jsonl", out / "metrics.json"]
-    if cfg.plot and stop is None:  # a stopped run has no per-k curves to plot
-        if plot_accuracy(metrics, out / "accuracy_vs_samples.png"):
-            written.append(out / "accuracy_vs_samples.png")
-        else:
-            print("note: no plot: matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
-    print(f"{model_name} on {task.name} ({cfg.split} split, {metrics['problems']} problems x {cfg.samples} samples, "
-          f"{sampler.method} sampler, {sampler.steps} steps)\n")
-    print(format_summary(metrics))
-    print("\nwritten: " + ", ".join(str(path) for path in written))
-    return metrics
+    return write_outputs(plan, cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
