@@ -3,6 +3,7 @@
     python -m sdtt_search.sweep models=[a,b] steps=[2,4] samples=[4,8] task=countdown limit=100
     python -m sdtt_search.sweep ... stop_rounds=[null,4]   # each point drawing all N and stopping early
     python -m sdtt_search.sweep ... stop_rounds=[1] fallbacks=[null,countdown-cd3-ar]   # alone and cascaded
+    python -m sdtt_search.sweep ... strategies=[best_of_n,repair] repair.rounds=2   # plain and repaired
     python -m sdtt_search.sweep ... executor=ray ray.address=auto   # one Ray task per grid point
 
 Each grid point is an ``sdtt_search.run`` output directory under ``output_dir``
@@ -25,8 +26,9 @@ from omegaconf import DictConfig, OmegaConf
 from .checks import is_positive_int
 from .cli import cli_main, compose
 from .run_config import EXECUTORS, check_run_config
+from .search.repair import STRATEGIES
 
-COLUMNS = ("model", "steps", "samples", "stop_round", "fallback", "samples_drawn", "pass@1", "maj@N", "verified@N",
+COLUMNS = ("model", "steps", "samples", "stop_round", "fallback", "strategy", "samples_drawn", "pass@1", "maj@N", "verified@N",
            "confidence@N", "pass@N", "wall_s", "samples_per_s")
 
 
@@ -65,16 +67,21 @@ def grid(cfg: DictConfig) -> list[dict]:
     if any(f is not None for f in fallbacks) and all(r is None for r in stops):
         raise ValueError("fallbacks cascade the points that stop early: give stop_rounds a round size too, "
                          "e.g. stop_rounds=[1]")
+    strategies = _as_list(cfg.get("strategies", ["best_of_n"]), "strategies")
+    for name in strategies:
+        if name not in STRATEGIES:
+            raise ValueError(f"strategies={name!r} is unknown; use one of {', '.join(STRATEGIES)}")
     slugs: dict = {}
     for i, m in enumerate(models):
         slug = _slug(m)
         slugs[i] = slug if slug not in slugs.values() else f"{slug}-{i}"
     out = Path(cfg.output_dir)
     return [
-        {"model": m, "steps": s, "samples": n, "stop_round": r, "fallback": f,
+        {"model": m, "steps": s, "samples": n, "stop_round": r, "fallback": f, "strategy": g,
          "output_dir": str(out / slugs[i] / (f"steps{'default' if s is None else s}-n{n}"
-                                             f"{'' if r is None else f'-stop{r}'}{'' if f is None else f'-then-{_slug(f)}'}"))}
-        for (i, m), s, n, r, f in itertools.product(enumerate(models), steps, samples, stops, fallbacks)
+                                             f"{'' if r is None else f'-stop{r}'}{'' if f is None else f'-then-{_slug(f)}'}"
+                                             f"{'' if g == 'best_of_n' else f'-{g}'}"))}
+        for (i, m), s, n, r, f, g in itertools.product(enumerate(models), steps, samples, stops, fallbacks, strategies)
         if f is None or r is not None  # a cascade passes on what a stopping search was not sure of
     ]
 
@@ -94,6 +101,10 @@ def run_config(cfg: DictConfig, point: dict, *, in_ray: bool = False) -> DictCon
     run_cfg.fallback.model = point.get("fallback")
     run_cfg.fallback.samples = cfg.get("fallback_samples")
     run_cfg.fallback.round = cfg.get("fallback_round")
+    run_cfg.strategy = point.get("strategy", "best_of_n")
+    for key, value in OmegaConf.to_container(cfg.get("repair") or {}, resolve=True).items():
+        if value is not None:
+            run_cfg.repair[key] = value
     run_cfg.sampler.steps = point["steps"]
     for key, value in OmegaConf.to_container(cfg.sampler, resolve=True).items():
         if value is not None:
@@ -164,6 +175,7 @@ def row(point: dict, metrics: dict) -> dict:
         "samples": n,
         "stop_round": stages[0]["round_size"] if stages else metrics.get("round_size"),
         "fallback": stages[1]["model"] if stages else None,
+        "strategy": "repair" if "repair" in metrics else "best_of_n",  # metrics.json has a repair block
         "samples_drawn": metrics["samples_drawn"]["mean"] if stopped else float(n),
         "pass@1": acc.get("pass@1"),
         "maj@N": acc.get("majority") if stopped else acc.get(f"maj@{n}"),

@@ -37,6 +37,7 @@ def _expected_row(metrics: dict) -> dict:
         "samples": n,
         "stop_round": stages[0]["round_size"] if stages else metrics.get("round_size"),
         "fallback": stages[1]["model"] if stages else None,
+        "strategy": "repair" if "repair" in metrics else "best_of_n",
         "samples_drawn": metrics["samples_drawn"]["mean"] if stopped else float(n),
         "pass@1": None if stopped else acc["pass@1"],
         "maj@N": acc["majority"] if stopped else acc[f"maj@{n}"],
@@ -81,7 +82,9 @@ def test_sweep_runs_every_grid_point_and_resumes(tiny_ckpt, tmp_path, monkeypatc
     _assert_rows_are_the_runs(rows, [tmp_path / Path(tiny_ckpt).name / f"steps{r['steps']}-n{r['samples']}"
                                      for r in rows])
     md = (tmp_path / "sweep.md").read_text().splitlines()
-    assert md[0].startswith("| model | steps | samples | stop_round | fallback | samples_drawn | pass@1 | maj@N") and len(md) == 2 + 4
+    assert md[0].startswith("| model | steps | samples | stop_round | fallback | strategy | samples_drawn | pass@1 | maj@N") \
+        and len(md) == 2 + 4
+    assert {r["strategy"] for r in rows} == {"best_of_n"}
     assert (tmp_path / "accuracy_vs_wallclock.png").read_bytes()[:4] == b"\x89PNG"
     assert "| model | steps |" in capsys.readouterr().out
 
@@ -180,7 +183,7 @@ def test_every_sweep_column_is_its_own_metric(tmp_path, monkeypatch):
     assert [(r["steps"], r["stop_round"], r["fallback"]) for r in rows] == [
         (s, r, f) for s in ("3", "5") for r, f in (("", ""), ("2", ""), ("2", "/ckpt/ar"))]
     _assert_rows_are_the_runs(rows, [tmp_path / "student" / name for name in names])
-    numbers = [r[c] for r in rows for c in sweep_module.COLUMNS[6:] if r[c] != ""]
+    numbers = [r[c] for r in rows for c in sweep_module.COLUMNS[sweep_module.COLUMNS.index("pass@1"):] if r[c] != ""]
     assert len(numbers) == len(set(numbers))  # all distinct: no column can stand in for another
     md = (tmp_path / "sweep.md").read_text().splitlines()[2:]
     for line, name in zip(md, names):
@@ -196,7 +199,7 @@ def test_grid_directories_are_distinct():
     cfg = compose("sweep", ["models=[/a/ckpt,/b/ckpt,null]", "steps=[null,8]", "samples=4", "output_dir=/out"])
     points = sweep_module.grid(cfg)
     assert len(points) == 6 and len({p["output_dir"] for p in points}) == 6
-    assert points[0] == {"model": "/a/ckpt", "steps": None, "samples": 4, "stop_round": None, "fallback": None,
+    assert points[0] == {"model": "/a/ckpt", "steps": None, "samples": 4, "stop_round": None, "fallback": None, "strategy": "best_of_n",
                          "output_dir": "/out/ckpt/stepsdefault-n4"}
     assert points[2]["output_dir"] == "/out/ckpt-1/stepsdefault-n4"
     assert points[5]["output_dir"] == "/out/default/steps8-n4"
@@ -219,3 +222,18 @@ def test_bad_sweep_overrides_are_one_line_errors(override, needle, tiny_ckpt, tm
     assert err.startswith("error:") and err.count("\n") == 1, err
     assert needle in err
     assert not (tmp_path / "sweep.csv").exists()
+
+
+def test_a_sweep_compares_best_of_n_with_repair(tiny_ckpt, tmp_path):  # noqa: F811
+    """strategies=[best_of_n,repair]: each point run both ways, each its own run directory whose
+    metrics.json the row reports; the repaired point records its repairs."""
+    assert sweep_module.main(_args(tiny_ckpt, tmp_path, "steps=[2]", "samples=[2]", "strategies=[best_of_n,repair]",
+                                   "repair.rounds=1", "plot=false")) == 0
+    with open(tmp_path / "sweep.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["strategy"] for r in rows] == ["best_of_n", "repair"]
+    plain, repaired = (tmp_path / Path(tiny_ckpt).name / name for name in ("steps2-n2", "steps2-n2-repair"))
+    _assert_rows_are_the_runs(rows, [plain, repaired])
+    assert "repair" not in json.loads((plain / "metrics.json").read_text())
+    assert "repair" in json.loads((repaired / "metrics.json").read_text())
+    assert json.loads((repaired / "run_config.json").read_text())["strategy"]["rounds"] == 1
