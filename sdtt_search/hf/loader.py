@@ -5,6 +5,7 @@ import torch
 
 from ..machine import resolve_device
 from .adapters import AdapterConfig, DenoiserAdapter, RemoteAdapter
+from .causal import HFCausalModel, is_causal_lm, load_causal_lm
 from .defaults import default_sampler
 from .family import MASK_IDS, REMOTE_FAMILIES, detect_family, needs_remote_code
 from .native import NATIVE, load_native, native_reason
@@ -33,8 +34,8 @@ def load_hf_model(
     mask_id: int | None = None,
     tokenizer: str | None = None,
     native: bool | None = None,
-) -> HFDiffusionModel:
-    """Load a Hugging Face masked-diffusion model ready for ``Search``.
+) -> HFDiffusionModel | HFCausalModel:
+    """Load a Hugging Face masked-diffusion model, or a causal LM (``causal``), ready for ``Search``.
 
     Args:
         spec: ``"hf:<owner/name>[@revision]"`` or ``"hf:<local dir>"``.
@@ -55,6 +56,9 @@ def load_hf_model(
     """
     source = parse_source(spec)
     config = read_config(source)
+    if family is None and _is_plain_causal_lm(config, source):
+        return _load_causal(source, config, trust_remote_code=trust_remote_code, dtype=dtype, device=device,
+                            chat=chat, answer_format=answer_format, system_prompt=system_prompt, tokenizer=tokenizer)
     family = detect_family(config, hint=source.location, family=family)
     use_native = _use_native(family, config, native, spec)
     if family in REMOTE_FAMILIES and not use_native and needs_remote_code(config) and not trust_remote_code:
@@ -104,6 +108,41 @@ def load_hf_model(
     fmt = PromptFormat(chat=use_chat, answer_format=answer_format, system_prompt=system_prompt)
     meta.update(chat=use_chat, answer_format=answer_format, mask_id=tok.mask_id)
     return HFDiffusionModel(adapter, tok, meta, spec, family=family, prompt_format=fmt)
+
+
+def _is_plain_causal_lm(config: dict, source: HFSource) -> bool:
+    """A ``...ForCausalLM`` config that no diffusion family claims."""
+    if not is_causal_lm(config):
+        return False
+    try:
+        detect_family(config, hint=source.location)
+    except ValueError:
+        return True
+    return False
+
+
+def _load_causal(source: HFSource, config: dict, *, trust_remote_code: bool, dtype, device, chat, answer_format,
+                 system_prompt, tokenizer) -> HFCausalModel:
+    """Checks (architecture, remote code, weights) with one-line errors, then ``load_causal_lm``."""
+    spec = source.spec
+    if str(device) == "meta":
+        raise ValueError(f"{spec} is a causal LM; it runs in this process only (executor=local), not on Ray workers")
+    if needs_remote_code(config):
+        if not (config.get("auto_map") or {}).get("AutoModelForCausalLM"):
+            raise ValueError(f"{spec}: architecture {config.get('architectures')} (model_type="
+                             f"{config.get('model_type')!r}) is unknown to this transformers and the repository "
+                             "ships no code for it (auto_map.AutoModelForCausalLM)")
+        if not trust_remote_code:
+            raise ValueError(f"{spec} runs modelling code from its repository; if you trust it, pass "
+                             "trust_remote_code=true (CLI) / trust_remote_code=True (API)")
+    if source.local and not any(any(source.path.glob(p)) for p in ("*.safetensors", "pytorch_model*.bin")):
+        raise ValueError(f"{spec}: {source.path} has no weights (*.safetensors or pytorch_model*.bin)")
+    device = resolve_device(device)
+    n_params = count_parameters(source, config)
+    run_dtype = choose_dtype(dtype, device, n_params, spec)
+    return load_causal_lm(source, config, trust_remote_code=trust_remote_code, dtype=run_dtype, device=device,
+                          n_params=n_params, chat=chat, answer_format=answer_format, system_prompt=system_prompt,
+                          tokenizer=tokenizer)
 
 
 def _use_native(family: str, config: dict, native: bool | None, spec: str) -> bool:
