@@ -27,13 +27,15 @@ def load_model(name_or_path: str | Path, *, device: str | torch.device = "cpu", 
     Raises one-line errors for unknown names and broken checkpoints.
     """
     if str(name_or_path).startswith("hf:"):
-        # Hugging Face diffusion models (sdtt_search.hf): "hf:<hub id[@revision] or dir>". trust_remote_code
-        # allows LLaDA / Dream modelling code; family forces llada|dream|mdlm|sdtt; dtype defaults to bf16 on
-        # CUDA, fp32 on CPU; hf_options: chat, answer_format, system_prompt, mask_id, tokenizer (load_hf_model).
+        # Hugging Face models (sdtt_search.hf): "hf:<hub id[@revision] or dir>". Diffusion families, or a
+        # causal LM (a ...ForCausalLM none of them claims) as an ARModel sampled by transformers.
+        # trust_remote_code allows the repository's modelling code; family forces llada|dream|mdlm|sdtt; dtype
+        # defaults to bf16 on CUDA, fp32 on CPU; hf_options: chat, answer_format, system_prompt, mask_id,
+        # tokenizer (load_hf_model).
         from .hf import load_hf_model
 
         return load_hf_model(str(name_or_path), device=device, trust_remote_code=trust_remote_code, family=family,
-                             dtype=dtype, **(hf_options or {}))
+                             dtype=dtype, ar_backend=ar_backend, **(hf_options or {}))
     device = resolve_device(device)
     path = resolve_model_path(name_or_path)
     if is_lora_checkpoint(path):

@@ -143,3 +143,7 @@ def test_without_a_chat_template_the_prompt_is_plain(tmp_path):
     model = load_model(f"hf:{directory}", hf_options={"answer_format": "hash"})
     assert model.meta["chat"] is False
     assert model.format_prompt(PROMPTS[0]).endswith(PROMPTS[0])
+
+
+def test_vllm_is_refused_for_a_causal_lm(causal_dir):
+    assert "transformers only" in _one_line_error(f"hf:{causal_dir}", ar_backend="vllm")

@@ -34,6 +34,7 @@ def load_hf_model(
     mask_id: int | None = None,
     tokenizer: str | None = None,
     native: bool | None = None,
+    ar_backend: str = "auto",
 ) -> HFDiffusionModel | HFCausalModel:
     """Load a Hugging Face masked-diffusion model, or a causal LM (``causal``), ready for ``Search``.
 
@@ -53,10 +54,15 @@ def load_hf_model(
         native: LLaDA and Dream: build the network here (``sdtt_search.hf.llada`` /
             ``.dream``: no remote code, left padding, Fast-dLLM's caches). None (default):
             whenever its config.json is one those modules build; False: the repository's code.
+        ar_backend: causal LMs: "auto" or "transformers" (the only engine for them; "vllm" is a
+            one-line ``ValueError``).
     """
     source = parse_source(spec)
     config = read_config(source)
     if family is None and _is_plain_causal_lm(config, source):
+        if ar_backend == "vllm":
+            raise ValueError(f"{spec} is a causal LM: hf: causal LMs are sampled by transformers only; "
+                             "use ar_backend=transformers (or auto)")
         return _load_causal(source, config, trust_remote_code=trust_remote_code, dtype=dtype, device=device,
                             chat=chat, answer_format=answer_format, system_prompt=system_prompt, tokenizer=tokenizer)
     family = detect_family(config, hint=source.location, family=family)
