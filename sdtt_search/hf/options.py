@@ -1,6 +1,6 @@
 """run.yaml keys -> ``load_model`` keyword arguments for ``hf:`` models.
 
-    trust_remote_code: false   # allow LLaDA / Dream modelling code from the hub
+    trust_remote_code: false   # allow modelling code from the hub (LLaDA, Dream, remote causal LMs)
     family: null               # llada | dream | mdlm | sdtt (null: detected)
     dtype: null                # bfloat16 | float16 | float32 (null: bf16 on CUDA, fp32 on CPU)
     hf:
