@@ -1,4 +1,4 @@
-"""Hugging Face causal LMs (Llama, Qwen2 format) as the AR baseline behind ``load_model("hf:...")``:
+"""Hugging Face causal LMs (Llama, Qwen2, Mistral, GPT-2 format) as the AR baseline behind ``load_model("hf:...")``:
 tiny random checkpoints written offline, sampled by the transformers backend."""
 from __future__ import annotations
 
@@ -16,13 +16,20 @@ SAMPLER = SamplerConfig(method="autoregressive", steps=6, gen_length=6, temperat
 
 
 def _write_causal_lm(directory, arch: str, *, seed: int = 0, max_positions: int = 512, chat: bool = True):
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+    """A random tiny causal LM of ``arch`` (llama | qwen2 | mistral | gpt2) and a chat tokenizer, saved offline."""
+    import transformers as tf
 
     tok = build_tokenizer(chat=chat, mask=False)
-    shape = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions,
-                 bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    config_cls, model_cls = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}[arch]
+    ids = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    if arch == "gpt2":  # GPT2LMHeadModel: not named ...ForCausalLM, context in n_positions
+        config_cls, model_cls = tf.GPT2Config, tf.GPT2LMHeadModel
+        shape = dict(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=4, n_positions=max_positions, **ids)
+    else:
+        config_cls, model_cls = {"llama": (tf.LlamaConfig, tf.LlamaForCausalLM),
+                                 "qwen2": (tf.Qwen2Config, tf.Qwen2ForCausalLM),
+                                 "mistral": (tf.MistralConfig, tf.MistralForCausalLM)}[arch]
+        shape = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions, **ids)
     torch.manual_seed(seed)
     model = model_cls(config_cls(**shape))
     directory.mkdir(parents=True, exist_ok=True)
@@ -31,7 +38,7 @@ def _write_causal_lm(directory, arch: str, *, seed: int = 0, max_positions: int 
     return directory
 
 
-@pytest.fixture(scope="module", params=["llama", "qwen2"])
+@pytest.fixture(scope="module", params=["llama", "qwen2", "mistral", "gpt2"])
 def causal_dir(request, tmp_path_factory):
     return _write_causal_lm(tmp_path_factory.mktemp("hf-ar") / f"tiny-{request.param}", request.param)
 

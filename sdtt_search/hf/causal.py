@@ -30,8 +30,14 @@ NO_MASK = -1
 
 
 def is_causal_lm(config: dict) -> bool:
-    """Whether config.json names a ``...ForCausalLM`` architecture (checked after the diffusion families)."""
-    return any(str(a).endswith("ForCausalLM") for a in (config.get("architectures") or []))
+    """Whether config.json names a causal LM architecture: a ``...ForCausalLM`` (remote code too) or a
+    class ``AutoModelForCausalLM`` maps to (``GPT2LMHeadModel``); the diffusion families are checked first."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    known = set()
+    for value in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values():
+        known.update(value if isinstance(value, (list, tuple)) else [value])
+    return any(str(a).endswith("ForCausalLM") or str(a) in known for a in (config.get("architectures") or []))
 
 
 def context_length(config: dict) -> int | None:
