@@ -211,16 +211,16 @@ class KVCache:
         self.length = 0
         self._written = 0  # columns [0, _written) of the buffers hold keys and values
 
-    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor, capacity: int,
-              keys: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Write a span's k, v [B, Q, H, D] at columns [length, length + Q) of ``layer``'s
-        buffers (made ``capacity`` columns long, or longer, on first use; zeros where
+        buffers (made ``width`` columns long, the sequence's, on first use; zeros where
         nothing is written, so a masked key is never NaN); returns the buffers' first
-        ``keys`` columns (default: the cached prefix and the span), [B, keys, H, D] each."""
+        ``width`` columns, [B, width, H, D] each: a query always sees the row's whole width
+        of keys, those not yet written masked (``LlamaBody.forward_cached``)."""
         start, stop = self.length, self.length + k.shape[1]
         buffers = self.layers[layer]
-        if buffers is None or buffers[0].shape[1] < stop:
-            grown = tuple(t.new_zeros(t.shape[0], max(capacity, stop), *t.shape[2:]) for t in (k, v))
+        if buffers is None or buffers[0].shape[1] < max(stop, width):
+            grown = tuple(t.new_zeros(t.shape[0], max(width, stop), *t.shape[2:]) for t in (k, v))
             if buffers is not None:
                 for new, old in zip(grown, buffers):
                     new[:, :start] = old[:, :start]
@@ -228,8 +228,7 @@ class KVCache:
         buffers[0][:, start:stop] = k
         buffers[1][:, start:stop] = v
         self._written = stop
-        keys = stop if keys is None else keys
-        return buffers[0][:, :keys], buffers[1][:, :keys]
+        return buffers[0][:, :width], buffers[1][:, :width]
 
     def extend(self, count: int) -> None:
         """Keep the first ``count`` columns of the span the last forward wrote."""
@@ -333,8 +332,7 @@ class LlamaBody(nn.Module):
         if input_offset is not None:
             x = x + input_offset
         for i, layer in enumerate(self.layers):
-            store = lambda k, v, i=i: cache.store(i, k, v, length, keys=length)  # noqa: E731
-            x = layer.forward_cached(x, rotary, store, attend)
+            x = layer.forward_cached(x, rotary, lambda k, v, i=i: cache.store(i, k, v, length), attend)
         return self.norm(x)
 
     def forward_replace(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, start: int, stop: int,
