@@ -93,13 +93,10 @@ def markdown(report: dict) -> str:
          "a tie when within that or half a problem):"),
         lambda p, n: f"{_acc(p['accuracy'][n])} (k={p['k'][n]}){'*' if p['capped'][n] else ''}")
     if report.get("batch_stop_frontier"):
-        out += _stop_markdown(report, "batch_stop_frontier", "batch_stop_verdicts", (
+        out += _stopping_sections(report, "batch_", "in the search run", (
             "Verify-and-stop in the search run (rounds of one sample per open problem, packed into the search "
             "batch, until one verifies, at most k; mean cost per problem = a round's s/sample x the expected samples "
             "from the verified counts; rounds of 1 draw the fewest samples when every sample costs the same):"))
-        out += _cascade_markdown(report, "batch_cascade_frontier", "batch_cascade_verdicts", "batch_stop_frontier",
-                                 "in the search run")
-        out += _family_markdown(report, "batch_family", "in the search run")
     if report.get("latency"):
         out += _latency_markdown(report)
     if report.get("break_even"):
@@ -131,14 +128,20 @@ def _latency_markdown(report: dict) -> list[str]:
          "fits; accuracy = verified@k from the accuracy runs; student vs AR as above):"),
         lambda p, n: f"{_acc(p['accuracy'][n])} (k={p['k'][n]})")
     if report.get("stop_frontier"):
-        out += _stop_markdown(report, "stop_frontier", "stop_verdicts", (
+        out += _stopping_sections(report, "", "one problem at a time", (
             "Verify-and-stop one problem at a time (rounds of r samples until one verifies, at most k; mean latency "
             "per problem = the timed latency of r samples x the expected rounds from the accuracy runs' verified "
             "counts; accuracy = verified@k; each model's best (r, k) within a mean budget; student vs AR as above):"))
-        out += _cascade_markdown(report, "cascade_frontier", "cascade_verdicts", "stop_frontier",
-                                 "one problem at a time")
-        out += _family_markdown(report, "family", "one problem at a time")
     return out
+
+
+def _stopping_sections(report: dict, prefix: str, regime: str, caption: str) -> list[str]:
+    """Verify-and-stop, cascades and families of one regime (``prefix``: "batch_" for the
+    search run, "" for one problem at a time: the report's keys of that regime)."""
+    return (_stop_markdown(report, f"{prefix}stop_frontier", f"{prefix}stop_verdicts", caption)
+            + _cascade_markdown(report, f"{prefix}cascade_frontier", f"{prefix}cascade_verdicts",
+                                f"{prefix}stop_frontier", regime)
+            + _family_markdown(report, f"{prefix}family", regime))
 
 
 def _stop_markdown(report: dict, key: str, verdict_key: str, caption: str) -> list[str]:
