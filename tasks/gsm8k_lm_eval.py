@@ -33,8 +33,12 @@ MAX_TEXT_CHARS = 32_768
 STOP_SEQUENCES = ("Question:", "</s>", "<|im_end|>")
 STRICT_RE = re.compile(r"#### (\-?[0-9\.\,]+)")
 FLEXIBLE_RE = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
-#: ``exact_match``'s ``regexes_to_ignore``, applied in this order
-IGNORE_RES = tuple(re.compile(p) for p in (",", r"\$", r"(?s).*#### ", r"\.$"))
+#: ``exact_match``'s ``regexes_to_ignore``, in lm-eval's order: ``,``, ``\$``,
+#: ``(?s).*#### `` and ``\.$``. The third is applied by :func:`_cut_through_last_marker`:
+#: run as a regex it backtracks quadratically (28 ms on 10 000 digits without a marker)
+IGNORE_PATTERNS = (",", r"\$", r"(?s).*#### ", r"\.$")
+_COMMA_RE, _DOLLAR_RE, _FINAL_DOT_RE = re.compile(","), re.compile(r"\$"), re.compile(r"\.$")
+_MARKER = "#### "
 INVALID = "[invalid]"
 
 
@@ -64,10 +68,17 @@ def flexible_extract(text: str) -> str:
     return group.strip() if group else INVALID
 
 
+def _cut_through_last_marker(text: str) -> str:
+    """``re.sub(r"(?s).*#### ", "", text)`` in linear time: the greedy ``.*`` reaches
+    the last marker, and nothing after it can match again."""
+    at = text.rfind(_MARKER)
+    return text if at < 0 else text[at + len(_MARKER):]
+
+
 def _ignore(text: str) -> str:
-    for pattern in IGNORE_RES:
-        text = pattern.sub("", text)
-    return text.lower()
+    text = _DOLLAR_RE.sub("", _COMMA_RE.sub("", text))
+    text = _cut_through_last_marker(text)
+    return _FINAL_DOT_RE.sub("", text).lower()
 
 
 def exact_match(prediction: str, gold_answer: str) -> bool:

@@ -65,6 +65,7 @@ HOSTILE = [
     "#### 1e999999999",
     "\\boxed{1e999999999}",
     "\\boxed{" + "9" * 10_000 + "}",
+    "9" * 32_000,  # just under gsm8k's MAX_TEXT_CHARS: read, so a quadratic regex shows
     "-" * 100_000 + "1",
     "." * 100_000,
     "$" * 100_000,

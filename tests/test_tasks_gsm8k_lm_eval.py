@@ -130,3 +130,26 @@ def test_strict_and_flexible_equal_lm_eval_on_many_outputs(reference):
 def test_stop_sequences_are_lm_evals(reference):
     config, _, _ = reference
     assert tuple(config["generation_kwargs"]["until"]) == STOP_SEQUENCES
+
+
+def test_the_ignore_step_equals_lm_evals_regexes(reference):
+    """exact_match's ``regexes_to_ignore`` (from lm-eval's YAML, applied as regexes) give
+    the same string as our linear-time ignore step, on text with zero, one or several
+    ``#### `` markers, newlines, dollars, commas and final dots."""
+    import re
+
+    from tasks.gsm8k_lm_eval import IGNORE_PATTERNS, _ignore
+
+    _, _, options = reference
+    assert tuple(options["regexes_to_ignore"]) == IGNORE_PATTERNS
+
+    def theirs(text: str) -> str:
+        for pattern in options["regexes_to_ignore"]:
+            text = re.sub(pattern, "", text)
+        return text.lower()
+
+    rng = random.Random(7)
+    pieces = ["#### ", "####", "# ", "#", "\n", "$", ",", ".", "1", "2", "A", " ", "x", ".\n"]
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 30))) for _ in range(5000)]
+    assert sum("#### " in t for t in texts) > 1000 and sum(t.count("#### ") > 1 for t in texts) > 300
+    assert [theirs(t) for t in texts] == [_ignore(t) for t in texts]
