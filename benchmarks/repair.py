@@ -1,4 +1,4 @@
-"""Repair against best-of-N at equal forward passes.
+"""Repair and particle search against best-of-N at equal forward passes.
 
     python -m benchmarks.repair --problems 100
     python -m benchmarks.repair --problems 100 --samples 1 4 --rounds 2 --steps 2 \\
@@ -9,7 +9,8 @@ candidates (each one failing the verifier re-denoised up to ``--rounds`` times a
 ``--steps`` sampler steps); and best-of-N with the fewest samples whose forward passes
 reach the repair run's (the same first candidates, more of them: at least the repair's
 compute); and, as the ablation of repairing, redrawing: verify-and-stop in rounds of N new
-candidates, at most N * (rounds + 1). Every search runs one candidate row per network call (``batch_size=1``), so a
+candidates, at most N * (rounds + 1); and particle search (``strategy="smc"``, a check every
+``--every`` steps), N particles per problem. Every search runs one candidate row per network call (``batch_size=1``), so a
 problem's nfe is the forward passes of a sequence it took, repair calls included, and the
 comparison does not depend on how rows would share a batch. ``solved`` is verified@N over
 the problems (the verifier's pick among a problem's N candidates is correct: c_v / v, 0
@@ -25,6 +26,7 @@ import time
 from sdtt_search import Search, load_model
 from sdtt_search.cli import task_from_config
 from sdtt_search.machine import describe
+from sdtt_search.search.particles import ParticleConfig
 from sdtt_search.search.repair import RepairConfig
 from sdtt_search.search.stopping import StopRule
 
@@ -47,6 +49,7 @@ def measure(search: Search, problems, n: int, stop: StopRule | None = None) -> d
         "nfe": sum(r.nfe for r in results), "seconds": wall,
         "repaired": sum(1 for r in results for c in r.candidates if c.repaired_rounds),
         "repair_rows": sum((r.repair or {}).get("rows", 0) for r in results),
+        "dropped": sum((r.particles or {}).get("dropped", 0) for r in results),
     }
 
 
@@ -58,6 +61,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--k", type=int, default=4)
+    p.add_argument("--every", type=int, default=1, help="particle search: sampler steps between checks")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
@@ -69,6 +73,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         problems = task.problems("test", limit=args.problems)
         plain = Search(model, task, batch_size=1, seed=args.seed)
         repairing = Search(model, task, batch_size=1, seed=args.seed, strategy="repair", repair=repair)
+        particles = Search(model, task, batch_size=1, seed=args.seed, strategy="smc",
+                           smc=ParticleConfig(every=args.every))
         for n in args.samples:
             base = measure(plain, problems, n)
             fixed = measure(repairing, problems, n)
@@ -76,19 +82,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
             equal_n = max(n, math.ceil(fixed["nfe"] / per_sample - 1e-9))
             matched = base if equal_n == n else measure(plain, problems, equal_n)
             redrawn = measure(plain, problems, n * (args.rounds + 1), StopRule(n))
+            resampled = measure(particles, problems, n)
             rows += [{"model": name, "search": f"best-of-{n}", **base},
                      {"model": name, "search": f"repair, {n} samples, {args.rounds} rounds x {args.steps} steps",
                       **fixed},
                      {"model": name, "search": f"best-of-{equal_n} (>= the repair's forward passes)", **matched},
                      {"model": name, "search": f"redraw instead: rounds of {n} until one verifies, at most "
-                                               f"{n * (args.rounds + 1)}", **redrawn}]
+                                               f"{n * (args.rounds + 1)}", **redrawn},
+                     {"model": name, "search": f"particles, {n} per problem, a check every {args.every} steps",
+                      **resampled}]
     print(f"{len(problems)} test problems per model, seed {args.seed}; {describe()}\n")
     print("| model | search | samples / problem | solved (verified@N) | pass@N | forward passes | "
-          "candidates repaired | wall s |")
+          "candidates repaired / particles dropped | wall s |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['search']} | {r['samples']:.2f} | {r['solved']:.3f} | {r['pass']:.3f} | "
-              f"{r['nfe']:.0f} | {r['repaired']} | {r['seconds']:.1f} |")
+              f"{r['nfe']:.0f} | {r['repaired'] or r['dropped']} | {r['seconds']:.1f} |")
     return rows
 
 

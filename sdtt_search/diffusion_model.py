@@ -73,13 +73,15 @@ class DiffusionModel:
 
     @sampling
     def infill(self, prompts: Sequence[str], tokens: Sequence[Sequence[int | None]], sampler: SamplerConfig, *,
-               seeds: Sequence[int]) -> Completions:
+               seeds: Sequence[int], stop_after: int | None = None) -> Completions:
         """Re-denoise part of each row's completion: ``tokens[i]`` holds row i's generated
         token ids (``gen_length`` of them) with None at the positions to draw again; the
         sampler fills only those, conditioned on the prompt and every other token (which
         stay as given). Row i's draws come from ``seeds[i]`` alone. Returns the new rows:
         ``tokens``, ``token_logprobs`` (0.0 at the given positions), texts and log-probs up
-        to EOS as ``generate`` does, and the network calls."""
+        to EOS as ``generate`` does, and the network calls. ``stop_after``: return after that
+        many sampler steps, positions not drawn yet still the mask id in ``tokens`` (a
+        stage of particle search, ``sdtt_search.search.particles``)."""
         gen_length = sampler.gen_length or self.gen_length
         if any(len(row) != gen_length for row in tokens):
             raise ValueError(f"infill needs {gen_length} token positions per row (the model's gen_length)")
@@ -90,7 +92,8 @@ class DiffusionModel:
                              device=batch.x.device)
         x = batch.x.clone()
         x[:, -gen_length:] = given
-        out = sample(self.model, x, batch.gen_mask, batch.attention_mask, sampler, mask_id=mask_id, seeds=list(seeds))
+        out = sample(self.model, x, batch.gen_mask, batch.attention_mask, sampler, mask_id=mask_id, seeds=list(seeds),
+                     stop_after=stop_after)
         ids = batch.completions(out.tokens).cpu().tolist()
         logprobs = batch.completions(out.token_logprobs).cpu().tolist()
         return Completions(texts=[self.tokenizer.decode(row) for row in ids],

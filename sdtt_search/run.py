@@ -30,10 +30,12 @@ from .fingerprint import model_fingerprint
 from .hf.options import load_options_from_config
 from .loading import load_model
 from .machine import resolve_device
-from .run_config import check_run_config, fallback_stage, repair_config, stop_rule, strategy_record
+from .run_config import (STRATEGY_OPTIONS, check_run_config, fallback_stage, search_strategy, stop_rule,
+                         strategy_options, strategy_record)
 from .sampling_config import SamplerConfig, with_overrides
 from .search.engine import Search
 from .search.cascade import Cascade, Stage
+from .search.particles import summarise_particles
 from .search.repair import summarise_repair
 from .search.report import (format_summary, plot_accuracy, score_means, summarise, summarise_cascade,
                             summarise_stopped)
@@ -80,7 +82,8 @@ class RunPlan:
     model: object
     sampler: SamplerConfig
     stop: object | None  # search.stopping.StopRule
-    repair: object | None  # search.repair.RepairConfig
+    strategy: str  # best_of_n | repair | smc
+    strategy_options: object | None  # search.repair.RepairConfig, search.particles.ParticleConfig or None
     fallback: dict | None  # the cascade's second stage (run_config.fallback_stage), sampler as a dict
     problems: list
     run_config: dict  # what results.jsonl was made with (written to run_config.json, compared on resume)
@@ -109,10 +112,10 @@ def plan_run(cfg: DictConfig) -> RunPlan:
     driver_device = ("meta" if hf_model else "cpu") if cfg.executor == "ray" else device
     model = load_model(model_name, device=driver_device, **load_options)
     _check_model_task(model, task, cfg)
-    repair = repair_config(cfg)
-    if repair is not None and model.kind == "ar":
-        raise ValueError(f"strategy=repair redraws positions in the middle of a candidate, which an autoregressive "
-                         f"model ({model_name}) cannot do without redrawing all that follows; use strategy=best_of_n")
+    strategy, options = strategy_options(cfg)
+    if strategy in STRATEGY_OPTIONS and model.kind == "ar":
+        raise ValueError(f"strategy={strategy} decodes positions in any order, which an autoregressive model "
+                         f"({model_name}) cannot do without redrawing all that follows; use strategy=best_of_n")
     sampler = sampler_from(cfg, model)
     fallback = fallback_stage(cfg)
     fallback_model = None
@@ -130,21 +133,21 @@ def plan_run(cfg: DictConfig) -> RunPlan:
         "seed": cfg.seed, "split": cfg.split, "sampler": sampler.to_dict(), "stop": None if stop is None else stop.to_dict(),
         "fallback": fallback,
     }
-    strategy = strategy_record(cfg)
-    if strategy is not None:  # recorded only when not best_of_n: a plain run's record is unchanged
-        run_config["strategy"] = strategy
+    record = strategy_record(cfg)
+    if record is not None:  # recorded only when not best_of_n: a plain run's record is unchanged
+        run_config["strategy"] = record
     store = ResultStore(cfg.output_dir, run_config,
                         resume_keys=["task", "model", "samples", "seed", "split", "sampler", "stop", "fallback",
                                      "strategy", *fingerprints])
-    search = Search(model, task, sampler, batch_size=cfg.batch_size, seed=cfg.seed,
-                    strategy="best_of_n" if repair is None else "repair", repair=repair)
+    search = Search(model, task, sampler, batch_size=cfg.batch_size, seed=cfg.seed, strategy=strategy,
+                    **({strategy: options} if options is not None else {}))
     cascade = None
     if fallback is not None:
         cascade = Cascade([Stage(search, cfg.samples, stop.round_size, stop.on, stop.confidence, stop.fill),
                            Stage(Search(fallback_model, task, SamplerConfig.from_dict(fallback["sampler"]),
                                         batch_size=cfg.batch_size, seed=fallback["seed"]),
                                  fallback["samples"], fallback["round_size"], stop.on, stop.confidence, stop.fill)])
-    return RunPlan(task, str(model_name), model, sampler, stop, repair, fallback, problems, run_config, store, search,
+    return RunPlan(task, str(model_name), model, sampler, stop, strategy, options, fallback, problems, run_config, store, search,
                    cascade, device, load_options)
 
 
@@ -161,15 +164,14 @@ def search_problems(plan: RunPlan, cfg: DictConfig, todo: list, on_result: Calla
     search_args = {"model": plan.model_name, "task": plan.run_config["task"], "sampler": plan.sampler.to_dict(),
                    "batch_size": cfg.batch_size, "seed": cfg.seed, "device": plan.device,
                    "load_options": plan.load_options}
-    if plan.repair is not None:
-        search_args |= {"strategy": "repair", "repair": plan.repair.to_dict()}
+    search_args |= search_strategy(plan.strategy, plan.strategy_options)
     if plan.cascade is None:
         run_on_ray(search_args=search_args, problems=todo, n=cfg.samples, workers=cfg.workers, ray_cfg=cfg.ray,
                    on_result=on_result, stop=plan.stop)
         return
     fallback, stop = plan.fallback, plan.stop
     second = {**search_args, "model": fallback["model"], "sampler": fallback["sampler"], "seed": fallback["seed"],
-              "strategy": "best_of_n", "repair": None}  # the strategy is the first model's
+              **search_strategy("best_of_n", None), "repair": None, "smc": None}  # the strategy is the first model's
     rule = {"on": stop.on, "confidence": stop.confidence}
     run_cascade_on_ray(stages=[{"search_args": search_args, "samples": cfg.samples, "round_size": stop.round_size, **rule},
                                {"search_args": second, "samples": fallback["samples"],
@@ -194,8 +196,10 @@ def write_outputs(plan: RunPlan, cfg: DictConfig) -> dict:
            if plan.cascade is None
            else summarise_cascade(results, plan.cascade.describe(), task.has_verifier, wall_s=store.wall_s)),
     }
-    if plan.repair is not None:
+    if plan.strategy == "repair":
         metrics["repair"] = summarise_repair(results)
+    if plan.strategy == "smc":
+        metrics["smc"] = summarise_particles(results)
     scores = score_means(task, plan.problems, results)
     if scores:  # GSM8K: lm-eval's strict / flexible; Sudoku: matches_reference, cell_accuracy
         metrics["scores"] = scores

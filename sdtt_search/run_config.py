@@ -7,6 +7,7 @@ from omegaconf import DictConfig
 
 from .checks import is_positive_int
 from .search.engine import check_samples
+from .search.particles import ParticleConfig
 from .search.repair import RepairConfig, check_strategy
 from .search.stopping import STOP_ON, StopRule
 
@@ -27,7 +28,7 @@ def check_run_config(cfg: DictConfig) -> None:
         raise ValueError(f"workers={cfg.workers!r} must be a positive integer")
     if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
         raise ValueError(f"batch_size={cfg.batch_size!r} must be a positive integer")
-    repair_config(cfg)  # an unknown strategy or a bad repair.* fails here too
+    strategy_options(cfg)  # an unknown strategy or a bad repair.* / smc.* fails here too
     stop = stop_rule(cfg)  # a malformed stopping rule fails here, before any loading
     fallback = cfg.get("fallback") or {}
     if fallback.get("model") is None:
@@ -66,21 +67,35 @@ def fallback_stage(cfg: DictConfig) -> dict | None:
             "round_size": fallback.get("round") or cfg.stop_round, "seed": cfg.seed + 1}
 
 
-def repair_config(cfg: DictConfig) -> RepairConfig | None:
-    """The run's ``RepairConfig`` (``repair.*``) with ``strategy=repair``; None for best_of_n."""
+#: the options of each strategy that has some: ``repair.*`` and ``smc.*`` in configs/run.yaml
+STRATEGY_OPTIONS = {"repair": RepairConfig, "smc": ParticleConfig}
+
+
+def strategy_options(cfg: DictConfig) -> tuple[str, RepairConfig | ParticleConfig | None]:
+    """The run's strategy and its options (``repair.*`` for repair, ``smc.*`` for smc; None
+    for best_of_n)."""
     strategy = cfg.get("strategy", "best_of_n")
     check_strategy(strategy)
-    if strategy != "repair":
-        return None
-    node = cfg.get("repair") or {}
-    unknown = sorted(set(node) - {"rounds", "steps", "k"})
+    if strategy not in STRATEGY_OPTIONS:
+        return strategy, None
+    options = STRATEGY_OPTIONS[strategy]
+    node = cfg.get(strategy) or {}
+    known = tuple(options.__dataclass_fields__)
+    unknown = sorted(set(node) - set(known))
     if unknown:
-        raise ValueError(f"repair.{unknown[0]} is not a repair option; use repair.rounds, repair.steps, repair.k")
-    return RepairConfig(**{key: node[key] for key in node})
+        raise ValueError(f"{strategy}.{unknown[0]} is not a {strategy} option; use "
+                         + ", ".join(f"{strategy}.{key}" for key in known))
+    return strategy, options(**{key: node[key] for key in node})
+
+
+def search_strategy(strategy: str, options: RepairConfig | ParticleConfig | None) -> dict:
+    """``Search``'s keyword arguments for a strategy and its options (JSON-safe, as the Ray
+    workers take them: ``{"strategy": "smc", "smc": {...}}``)."""
+    return {"strategy": strategy, **({strategy: options.to_dict()} if options is not None else {})}
 
 
 def strategy_record(cfg: DictConfig) -> dict | None:
     """What run_config.json records of the strategy (a resume with another one is refused):
     None for best_of_n (so a plain run's record is what it always was)."""
-    repair = repair_config(cfg)
-    return None if repair is None else {"name": "repair", **repair.to_dict()}
+    strategy, options = strategy_options(cfg)
+    return None if strategy == "best_of_n" else {"name": strategy, **(options.to_dict() if options else {})}

@@ -102,9 +102,10 @@ def run_config(cfg: DictConfig, point: dict, *, in_ray: bool = False) -> DictCon
     run_cfg.fallback.samples = cfg.get("fallback_samples")
     run_cfg.fallback.round = cfg.get("fallback_round")
     run_cfg.strategy = point.get("strategy", "best_of_n")
-    for key, value in OmegaConf.to_container(cfg.get("repair") or {}, resolve=True).items():
-        if value is not None:
-            run_cfg.repair[key] = value
+    for strategy in ("repair", "smc"):  # each strategy's options (repair.*, smc.*)
+        for key, value in OmegaConf.to_container(cfg.get(strategy) or {}, resolve=True).items():
+            if value is not None:
+                run_cfg[strategy][key] = value
     run_cfg.sampler.steps = point["steps"]
     for key, value in OmegaConf.to_container(cfg.sampler, resolve=True).items():
         if value is not None:
@@ -175,7 +176,8 @@ def row(point: dict, metrics: dict) -> dict:
         "samples": n,
         "stop_round": stages[0]["round_size"] if stages else metrics.get("round_size"),
         "fallback": stages[1]["model"] if stages else None,
-        "strategy": "repair" if "repair" in metrics else "best_of_n",  # metrics.json has a repair block
+        # metrics.json has a repair or smc block
+        "strategy": next((name for name in ("repair", "smc") if name in metrics), "best_of_n"),
         "samples_drawn": metrics["samples_drawn"]["mean"] if stopped else float(n),
         "pass@1": acc.get("pass@1"),
         "maj@N": acc.get("majority") if stopped else acc.get(f"maj@{n}"),

@@ -221,6 +221,25 @@ def test_ray_repair_matches_local(ray_session, tiny_checkpoint):
     assert any(c.repaired_rounds for r in local for c in r.candidates)
 
 
+def test_ray_particle_search_matches_local(ray_session, tiny_checkpoint):
+    # strategy=smc: a problem's particles are decoded and resampled on one worker, seeded by
+    # (seed, problem, particle, stage): the same candidates as in-process
+    from sdtt_search.search.particles import ParticleConfig
+
+    smc = ParticleConfig(every=1, weights="confidence")
+    args = search_args(tiny_checkpoint, strategy="smc", smc=smc.to_dict())
+    problems = load_task("countdown", n=3).problems(limit=4)
+    local = list(Search(load_model(tiny_checkpoint), load_task("countdown", n=3),
+                        SamplerConfig.from_dict(args["sampler"]), batch_size=5, seed=args["seed"],
+                        strategy="smc", smc=smc).iter_results(problems, 3))
+    remote = []
+    run_on_ray(search_args=args, problems=problems, n=3, workers=2, ray_cfg=RAY_CFG, on_result=remote.append)
+    particles = lambda results: {r.id: ([(c.text, c.score) for c in r.candidates], r.particles)  # noqa: E731
+                                 for r in results}
+    assert particles(remote) == particles(local)
+    assert all(r.particles["checks"] > 0 for r in local)
+
+
 def test_ray_verify_and_stop_matches_local(ray_session):
     # a real zoo student, most of whose Sudoku samples verify: problems stop after a round or two
     # with stratified first tokens: the workers draw at the same points as the local search

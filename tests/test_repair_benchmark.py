@@ -5,9 +5,11 @@ from benchmarks import repair
 
 
 def test_the_repair_benchmark_compares_at_equal_forward_passes(capsys):
-    rows = repair.main(["sudoku4-sdtt-4", "--problems", "3", "--samples", "1"])
-    base, fixed, matched, redrawn = rows
-    assert base["samples"] == fixed["samples"] == 1 and base["repaired"] == 0
-    assert fixed["nfe"] >= base["nfe"] and matched["nfe"] >= fixed["nfe"] and 1 <= redrawn["samples"] <= 3
+    rows = repair.main(["sudoku4-sdtt-4", "--problems", "3", "--samples", "2"])
+    base, fixed, matched, redrawn, particles = rows
+    assert base["samples"] == fixed["samples"] == particles["samples"] == 2 and base["repaired"] == 0
+    assert fixed["nfe"] >= base["nfe"] and matched["nfe"] >= fixed["nfe"] and 2 <= redrawn["samples"] <= 6
+    assert particles["nfe"] == base["nfe"]  # one row per call: a particle's stages add up to one decode
     out = capsys.readouterr().out
-    assert "| sudoku4-sdtt-4 | best-of-1 |" in out and "CPU:" in out
+    assert "| sudoku4-sdtt-4 | best-of-2 |" in out and "| sudoku4-sdtt-4 | particles, 2 per problem" in out
+    assert "CPU:" in out

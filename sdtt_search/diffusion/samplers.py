@@ -87,6 +87,7 @@ def ancestral_sample(
     head_tokens: int = 0,
     head_temperature: float | None = None,
     heads: torch.Tensor | None = None,
+    stop_after: int | None = None,
 ) -> SampleOutput:
     """MDLM ancestral sampler (Sahoo et al. 2024, Sec. 3) with a per-row no-change cache.
 
@@ -104,6 +105,11 @@ def ancestral_sample(
     ``heads`` [B, H] (``SamplerConfig.stratify``): the token uniforms of the first H
     generated columns, whatever the step that reveals them (a column is revealed once,
     and whether it is comes from its own uniform, so each draw stays exact).
+
+    ``stop_after`` = m: return after the first m steps of the grid, masks left in place
+    and no noise removal (a stage of particle search). On this linear grid step i
+    reveals a masked position with probability 1 / (steps - i), so a later call with
+    ``steps - m`` steps continues exactly where this one stopped.
     """
     if takes_noise(model):
         raise ValueError("a noise-conditioned model (model.noise_input) decodes with sampler.method=confidence, "
@@ -120,6 +126,9 @@ def ancestral_sample(
     token_logprobs = torch.zeros(batch, length, dtype=torch.float64, device=x.device)
 
     for i in range(steps):
+        if stop_after is not None and i >= stop_after:
+            return SampleOutput(tokens=x, nfe=source.nfe, row_forwards=source.row_forwards,
+                                token_logprobs=token_logprobs)
         t, s = float(grid[i]), float(grid[i + 1])
         masked = (x == mask_id) & gen_mask
         if not masked.any():
@@ -195,6 +204,7 @@ def confidence_sample(
     heads: torch.Tensor | None = None,
     kv_cache: str | None = None,
     kv_refresh: int | None = None,
+    stop_after: int | None = None,
 ) -> SampleOutput:
     """Confidence-based parallel decoding (LLaDA, Nie et al. 2025; Fast-dLLM, Wu et al.
     2025, with ``threshold``).
@@ -242,6 +252,9 @@ def confidence_sample(
         heads: [B, H] float64 (``SamplerConfig.stratify``): the uniforms of the first H
             generated columns, fixed for the whole decode (a noise-conditioned model is
             shown them), in place of the row's own draws; the rest are the row's.
+        stop_after: return after this many steps of the schedule (idle ones included),
+            the rest still masked (a stage of particle search: the next stage is a call
+            with the steps left).
 
     A noise-conditioned model (``takes_noise``: ``model.noise_input``) is shown one
     uniform u_j per generated column, drawn once per row, and column j is drawn at u_j
@@ -271,6 +284,7 @@ def confidence_sample(
     draw = TokenDraw(mask_id, temperature, first_generated_column(gen_mask), head_tokens, head_temperature,
                      order.dream_score)
     token_logprobs = torch.zeros(batch, length, dtype=torch.float64, device=x.device)
+    budget = itertools.count() if stop_after is None else iter(range(stop_after))  # steps this call may take
 
     for b, cols in enumerate(blocks):
         in_block = torch.zeros(length, dtype=torch.bool, device=x.device)
@@ -281,6 +295,9 @@ def confidence_sample(
             candidates = (x == mask_id) & in_block & gen_mask
             if not candidates.any() or rule.block_over(step):
                 break
+            if next(budget, None) is None:  # stop_after steps taken: return the partial state
+                return SampleOutput(tokens=x, nfe=source.nfe, row_forwards=source.row_forwards,
+                                    token_logprobs=token_logprobs)
             if rule.idle(step):  # no row commits anything at this step of the schedule
                 continue
             # a noise-conditioned model's columns are drawn at the uniforms it was shown
@@ -306,10 +323,12 @@ def sample(
     mask_id: int,
     seeds: list[int] | torch.Tensor,
     heads: torch.Tensor | None = None,
+    stop_after: int | None = None,
 ) -> SampleOutput:
     """Run the sampler named by ``config.method`` with one seed per row; ``heads``
     [B, config.stratify] the rows' stratified uniforms (``Search`` makes them), None
-    for independent draws."""
+    for independent draws; ``stop_after``: return after that many steps, the rest
+    still masked (see the two samplers)."""
     seeds = [int(s) for s in seeds]
     if len(seeds) != x.shape[0]:
         raise ValueError(f"got {len(seeds)} seeds for a batch of {x.shape[0]} rows; pass one seed per row")
@@ -322,6 +341,7 @@ def sample(
             model, x, gen_mask, attention_mask, mask_id=mask_id, rng=rng, steps=config.steps,
             temperature=config.temperature, cache=config.cache, eps=config.eps,
             head_tokens=config.head_tokens, head_temperature=config.head_temperature, heads=heads,
+            stop_after=stop_after,
         )
     return confidence_sample(
         model, x, gen_mask, attention_mask, mask_id=mask_id, rng=rng, steps=config.steps,
@@ -329,5 +349,5 @@ def sample(
         threshold=config.threshold, remasking=config.remasking,
         prefix_cache=config.cache and supports_prefix_cache(model),
         head_tokens=config.head_tokens, head_temperature=config.head_temperature, window=config.window,
-        heads=heads, kv_cache=config.kv_cache, kv_refresh=config.kv_refresh,
+        heads=heads, kv_cache=config.kv_cache, kv_refresh=config.kv_refresh, stop_after=stop_after,
     )

@@ -17,22 +17,28 @@ on CUDA the promise is untested. A problem's ``nfe`` and ``seconds`` are shares 
 calls it ran in, so they do depend on its batch-mates. ``cascade.Cascade`` chains such
 searches over several models, each seeing only what the ones before it did not accept.
 With ``strategy="repair"`` a diffusion model re-denoises the blamed positions of each
-candidate that fails the verifier before anything is selected (``repair``).
+candidate that fails the verifier before anything is selected (``repair``); with
+``strategy="smc"`` a problem's candidates are decoded together as particles, the ones a
+partial check finds wrong replaced by copies of the others as they go (``particles``).
 """
 from __future__ import annotations
 
 import hashlib
 import inspect
+import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
+from ..diffusion.blocks import takes_noise
 from ..diffusion.rng import stratified_uniforms
 from ..interface import Model
 from ..sampling_config import SamplerConfig
 
 from .planning import chunked, first_round, problems_per_batch
+from .particles import (PARTICLE_COUNTS, ParticleConfig, mean_committed, parents, partial_pieces, particle_sampler, particle_seed,
+                        resample_seed, stages)
 from .repair import RepairConfig, check_strategy, repair_sampler, repair_seed, to_blame
 from .report import summarise, summarise_stopped
 from .results import Candidate, ProblemResult
@@ -113,6 +119,9 @@ class Search:
             a repaired candidate replaces the one drawn, in its place.
         repair: ``RepairConfig`` (rounds, steps, k) of ``strategy="repair"`` (default
             ``RepairConfig()``).
+        smc: ``ParticleConfig`` (every, weights) of ``strategy="smc"``, particle search
+            (``sdtt_search.search.particles``; default ``ParticleConfig()``): a problem's N
+            candidates (with early stopping, a round's) are decoded together as particles.
 
     With ``sampler.stratify`` = H, candidate i of a problem draws its first H tokens
     at point i of a randomised Halton sequence shared by the problem's candidates
@@ -130,19 +139,24 @@ class Search:
         seed: int = 0,
         strategy: str = "best_of_n",
         repair: RepairConfig | None = None,
+        smc: ParticleConfig | None = None,
     ):
         check_strategy(strategy)
         if repair is not None and strategy != "repair":
             raise ValueError(f"repair={repair} is for strategy='repair', not {strategy!r}")
-        if strategy == "repair":
+        if smc is not None and strategy != "smc":
+            raise ValueError(f"smc={smc} is for strategy='smc', not {strategy!r}")
+        if strategy in ("repair", "smc"):
             name = getattr(model, "name", type(model).__name__)
             if getattr(model, "kind", None) == "ar":
-                raise ValueError(f"strategy=repair redraws positions in the middle of a candidate, which an "
-                                 f"autoregressive model ({name}) cannot do without redrawing all that follows; "
-                                 "use strategy=best_of_n")
+                raise ValueError(f"strategy={strategy} decodes positions in any order, which an autoregressive model "
+                                 f"({name}) cannot do without redrawing all that follows; use strategy=best_of_n")
             if not callable(getattr(model, "infill", None)):
-                raise ValueError(f"strategy=repair needs a model that re-denoises masked positions (infill); "
+                raise ValueError(f"strategy={strategy} needs a model that re-denoises masked positions (infill); "
                                  f"{name} has none: use strategy=best_of_n")
+            if strategy == "smc" and takes_noise(getattr(model, "model", None)):
+                raise ValueError(f"strategy=smc: {name} is noise-conditioned (it is shown the uniforms of a whole "
+                                 "decode, which particles draw afresh each stage); use strategy=best_of_n")
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be a positive integer")
         self.model = model
@@ -153,6 +167,7 @@ class Search:
         self.seed = seed
         self.strategy = strategy
         self.repair = (repair or RepairConfig()) if strategy == "repair" else None
+        self.smc = (smc or ParticleConfig()) if strategy == "smc" else None
         if self.sampler.stratify and "heads" not in inspect.signature(model.generate).parameters:
             raise ValueError(f"sampler.stratify={self.sampler.stratify} needs a model whose generate takes heads= "
                              f"(stratified uniforms); {type(model).__name__}.generate does not: set sampler.stratify=0")
@@ -220,8 +235,11 @@ class Search:
     def _draw(self, problems: Sequence, rows: list[tuple[int, int]]) -> dict[tuple[int, int], tuple]:
         """Generate candidate i of problem p for each (p, i) in ``rows``, ``batch_size``
         rows per call: {(p, i): (text, logprobs, positions, nfe share, seconds share, token
-        ids, per-position log-probs)} (each call's network calls and time are shared out
-        over its rows; the last two None when the model does not return them)."""
+        ids, per-position log-probs, particle counts)} (each call's network calls and time
+        are shared out over its rows; token ids and log-probs None when the model does not
+        return them; particle counts None but with ``strategy="smc"``)."""
+        if self.strategy == "smc":
+            return self._draw_particles(problems, rows)
         prompts = [self.task.format_prompt(p) for p in problems]
         gen_length = self.sampler.gen_length or getattr(self.model, "gen_length", 0)
         for p in sorted({p for p, _ in rows}):
@@ -242,7 +260,71 @@ class Search:
             for row, (p, i) in enumerate(chunk):  # the call's cost (network calls, time) split by rows
                 out_rows[(p, i)] = (out.texts[row], out.logprobs[row], out.positions, out.nfe / len(chunk),
                                     elapsed / len(chunk), None if out.tokens is None else out.tokens[row],
-                                    None if out.token_logprobs is None else out.token_logprobs[row])
+                                    None if out.token_logprobs is None else out.token_logprobs[row], None)
+        return out_rows
+
+    def _draw_particles(self, problems: Sequence, rows: list[tuple[int, int]]) -> dict[tuple[int, int], tuple]:
+        """``_draw`` for ``strategy="smc"``: a problem's rows are one group of particles,
+        decoded stage by stage (``particles.stages``), ``batch_size`` rows per call; after
+        each stage but the last, the particles a partial check finds violated take the
+        state of survivors (``particles.parents``). The eighth item of a row counts the
+        checks of it, the times it was dropped, and the times it was found violated with no
+        survivor to copy."""
+        config, tokenizer = self.smc, self.model.tokenizer
+        sampler = particle_sampler(self.sampler)
+        gen_length = sampler.gen_length or getattr(self.model, "gen_length", 0)
+        prompts = [self.task.format_prompt(p) for p in problems]
+        for p in sorted({p for p, _ in rows}):
+            check_prompt(self.model, problems[p].id, prompts[p], gen_length)
+        groups: dict[int, list[int]] = {}
+        for p, i in rows:
+            groups.setdefault(p, []).append(i)
+        state = {key: [None] * gen_length for key in rows}  # committed token ids, None = masked
+        logprob = {key: [0.0] * gen_length for key in rows}
+        text: dict[tuple[int, int], str] = {}
+        spent = {key: [0.0, 0.0, 0] for key in rows}  # network calls, seconds, positions run
+        counts = {key: dict.fromkeys(PARTICLE_COUNTS, 0) for key in rows}
+        blocks = -(-gen_length // sampler.block_length) if sampler.block_length else 1
+        plan = stages(sampler.steps, config.every, blocks)
+        for stage, (steps, stop_after) in enumerate(plan):
+            stage_sampler = sampler.replace(steps=steps)
+            for lo in range(0, len(rows), self.batch_size):
+                chunk = rows[lo : lo + self.batch_size]
+                start = time.perf_counter()
+                out = self.model.infill([prompts[p] for p, _ in chunk], [state[key] for key in chunk], stage_sampler,
+                                        seeds=[particle_seed(self.seed, problems[p].id, i, stage) for p, i in chunk],
+                                        stop_after=stop_after)
+                elapsed = time.perf_counter() - start
+                for r, key in enumerate(chunk):
+                    old = state[key]
+                    new = [None if t == tokenizer.mask_id else t for t in out.tokens[r]]
+                    logprob[key] = [out.token_logprobs[r][j] if old[j] is None and new[j] is not None
+                                    else logprob[key][j] for j in range(gen_length)]
+                    state[key], text[key] = new, out.texts[r]
+                    spent[key][0] += out.nfe / len(chunk)
+                    spent[key][1] += elapsed / len(chunk)
+                    spent[key][2] += out.positions  # a stage runs the whole row through the network
+            if stop_after is None:
+                break
+            for p, indices in groups.items():  # check every particle, then resample the group
+                keys = [(p, i) for i in indices]
+                alive = [not self.task.partial_check(problems[p], *partial_pieces(tokenizer, state[k])).violated
+                         for k in keys]
+                scores = [mean_committed(logprob[k], state[k]) for k in keys]
+                rng = random.Random(resample_seed(self.seed, problems[p].id, indices[0], stage))
+                picks = parents(alive, scores, config.weights, rng)
+                before = {k: (list(state[k]), list(logprob[k])) for k in keys}
+                for j, (k, ok, parent) in enumerate(zip(keys, alive, picks)):
+                    counts[k]["checks"] += 1
+                    if not ok:
+                        counts[k]["dropped" if parent != j else "stranded"] += 1
+                        state[k], logprob[k] = (list(v) for v in before[keys[parent]])
+        out_rows: dict[tuple[int, int], tuple] = {}
+        for key in rows:
+            tokens, full = state[key], logprob[key]
+            end = next((j for j, t in enumerate(tokens) if t == tokenizer.eos_id), len(tokens) - 1)
+            out_rows[key] = (text[key], full[: end + 1], spent[key][2], spent[key][0], spent[key][1], tokens, full,
+                             counts[key])
         return out_rows
 
     def _repair(self, problems: Sequence, drawn: dict[tuple[int, int], tuple],
@@ -290,7 +372,7 @@ class Search:
                     full = [out.token_logprobs[r][j] if j in blamed else old[6][j] for j in range(len(tokens))]
                     end = next((j for j, t in enumerate(tokens) if t == tokenizer.eos_id), len(tokens) - 1)
                     logprobs = full[: end + 1]
-                    drawn[(p, i)] = (out.texts[r], logprobs, old[2], old[3], old[4], tokens, full)
+                    drawn[(p, i)] = (out.texts[r], logprobs, old[2], old[3], old[4], tokens, full, old[7])
                     scored[(p, i)] = self._score(problems[p], prompts[p], out.texts[r], logprobs, round_)
                     cost = spent.setdefault(p, {"rows": 0, "nfe": 0.0, "seconds": 0.0, "positions": 0})
                     cost["rows"] += 1
@@ -325,6 +407,8 @@ class Search:
                 result.seconds += cost["seconds"]
                 result.positions += cost["positions"]
                 result.repair = {key: cost[key] for key in ("rows", "nfe", "seconds")}
+            if self.strategy == "smc":
+                result.particles = {key: sum(r[7][key] for r in rows) for key in PARTICLE_COUNTS}
             result.selected = {name: pick(candidates) for name, pick in SELECTORS.items()
                                if name != "reward" or self.reward_fn is not None}
             results.append(result)

@@ -43,7 +43,8 @@ class SearchWorker:
     ``search_args``: ``model`` (zoo name or checkpoint dir), ``task`` (task
     config dict), ``sampler`` (``SamplerConfig.to_dict()``), ``batch_size``,
     ``seed``, ``device`` (where this actor runs the model), optionally ``strategy`` and
-    ``repair`` (``RepairConfig`` fields) of ``Search``. ``run_on_ray`` starts
+    its options, ``repair`` (``RepairConfig`` fields) or ``smc`` (``ParticleConfig``
+    fields), of ``Search``. ``run_on_ray`` starts
     the module's ``SearchWorker`` as its actor class, so a subclass put in its place
     (the fault-injection tests' crashing worker) runs instead.
     """
@@ -56,6 +57,7 @@ class SearchWorker:
         from sdtt_search.loading import load_model
 
         from .engine import Search
+        from .particles import ParticleConfig
         from .repair import RepairConfig
 
         device = str(search_args.get("device") or "cpu")
@@ -63,11 +65,12 @@ class SearchWorker:
             torch.set_num_threads(int(threads))
         model = load_model(search_args["model"], device=device, **(search_args.get("load_options") or {}))
         task = task_from_config(search_args["task"])
-        repair = search_args.get("repair")
+        repair, smc = search_args.get("repair"), search_args.get("smc")
         self.search = Search(model, task, SamplerConfig.from_dict(search_args["sampler"]),
                              batch_size=int(search_args["batch_size"]), seed=int(search_args["seed"]),
                              strategy=search_args.get("strategy") or "best_of_n",
-                             repair=None if repair is None else RepairConfig(**repair))
+                             repair=None if repair is None else RepairConfig(**repair),
+                             smc=None if smc is None else ParticleConfig(**smc))
 
     def generate(self, problems: Sequence, n: int, stop: dict | None = None) -> list:
         """``generate_problems``, or with ``stop`` (a ``StopRule``'s fields) ``until_stopped``."""

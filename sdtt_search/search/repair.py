@@ -26,8 +26,8 @@ from typing import Any, Sequence
 from ..checks import is_positive_int
 from ..sampling_config import SamplerConfig
 
-#: what ``Search(strategy=...)`` accepts: plain best-of-N, or best-of-N with repair
-STRATEGIES = ("best_of_n", "repair")
+#: what ``Search(strategy=...)`` accepts: plain best-of-N, best-of-N with repair, particle search
+STRATEGIES = ("best_of_n", "repair", "smc")
 
 
 @dataclass(frozen=True)

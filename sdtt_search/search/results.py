@@ -49,12 +49,16 @@ class ProblemResult:
     # repair (``Search(strategy="repair")``): infill rows run, and their shares of network calls
     # and seconds (already in nfe, positions and seconds); None without repair
     repair: dict[str, float] | None = None
+    # particle search (``Search(strategy="smc")``): partial checks run, particles dropped
+    # (each took a survivor's state), particles started again; None without it
+    particles: dict[str, int] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict: a score that is not a finite number is written as null."""
         data = asdict(self)
-        if data["repair"] is None:  # results lines without repair stay as they were
-            del data["repair"]
+        for key in ("repair", "particles"):  # results lines without them stay as they were
+            if data[key] is None:
+                del data[key]
         for c in data["candidates"]:
             if c["repaired_rounds"] is None:
                 del c["repaired_rounds"]

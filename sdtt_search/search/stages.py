@@ -34,8 +34,11 @@ def merge_stage(so_far: ProblemResult | None, result: ProblemResult, stage: int,
     so_far.tokens += result.tokens
     so_far.positions += result.positions
     so_far.seconds += result.seconds
-    if result.repair is not None:  # a stage that repairs (``Search(strategy="repair")``)
-        so_far.repair = {key: (so_far.repair or {}).get(key, 0) + value for key, value in result.repair.items()}
+    for field in ("repair", "particles"):  # a stage that repairs, or runs particle search
+        spent = getattr(result, field)
+        if spent is not None:
+            setattr(so_far, field, {key: (getattr(so_far, field) or {}).get(key, 0) + value
+                                    for key, value in spent.items()})
     so_far.stage_samples[stage] = len(result.candidates)
     so_far.stage_seconds[stage] = result.seconds
     return so_far
