@@ -52,15 +52,16 @@ class DiffusionModel:
 
     @sampling
     def generate(self, prompts: Sequence[str], sampler: SamplerConfig, *, seeds: Sequence[int],
-                 heads=None) -> Completions:
+                 heads=None, trace: bool = False) -> Completions:
         gen_length = sampler.gen_length or self.gen_length
         if not gen_length:
             raise ValueError(f"model {self.name} has no gen_length in its meta; set sampler.gen_length")
         out = generate(self.model, self.tokenizer, list(prompts), sampler, seeds=list(seeds), gen_length=gen_length,
-                       heads=heads)
+                       heads=heads, trace=trace)
         tokens, token_logprobs = out.tokens.tolist(), out.token_logprobs.tolist()
         return Completions(texts=out.texts, logprobs=[self._up_to_eos(t, lp) for t, lp in zip(tokens, token_logprobs)],
-                           nfe=out.nfe, positions=gen_length, tokens=tokens, token_logprobs=token_logprobs)
+                           nfe=out.nfe, positions=gen_length, tokens=tokens, token_logprobs=token_logprobs,
+                           trails=out.trails)
 
     def _up_to_eos(self, ids: Sequence[int], logprobs: Sequence[float]) -> list[float]:
         """A row's log-probs up to and including its first EOS (all of them without one)."""

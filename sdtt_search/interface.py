@@ -31,6 +31,8 @@ class Completions:
             None; a model that can re-denoise a candidate (``infill``) fills it.
         token_logprobs: per row, the log-prob of every generated position's token (0.0
             where a position was given, not drawn), or None; filled beside ``tokens``.
+        trails: per row, the text of each sampler step's prediction of the clean
+            completion (``generate(..., trace=True)``, temporal voting), or None.
     """
 
     texts: list[str]
@@ -39,6 +41,7 @@ class Completions:
     positions: int
     tokens: list[list[int]] | None = None
     token_logprobs: list[list[float]] | None = None
+    trails: list[list[str]] | None = None
 
 
 class TextTokenizer(Protocol):

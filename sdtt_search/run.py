@@ -136,11 +136,14 @@ def plan_run(cfg: DictConfig) -> RunPlan:
     record = strategy_record(cfg)
     if record is not None:  # recorded only when not best_of_n: a plain run's record is unchanged
         run_config["strategy"] = record
+    temporal = bool(cfg.get("temporal", False))
+    if temporal:  # results lines then hold each candidate's trail
+        run_config["temporal"] = True
     store = ResultStore(cfg.output_dir, run_config,
-                        resume_keys=["task", "model", "samples", "seed", "split", "sampler", "stop", "fallback",
+                        resume_keys=["task", "model", "samples", "seed", "split", "sampler", "stop", "fallback", "temporal",
                                      "strategy", *fingerprints])
     search = Search(model, task, sampler, batch_size=cfg.batch_size, seed=cfg.seed, strategy=strategy,
-                    **({strategy: options} if options is not None else {}))
+                    temporal=temporal, **({strategy: options} if options is not None else {}))
     cascade = None
     if fallback is not None:
         cascade = Cascade([Stage(search, cfg.samples, stop.round_size, stop.on, stop.confidence, stop.fill),
@@ -165,6 +168,8 @@ def search_problems(plan: RunPlan, cfg: DictConfig, todo: list, on_result: Calla
                    "batch_size": cfg.batch_size, "seed": cfg.seed, "device": plan.device,
                    "load_options": plan.load_options}
     search_args |= search_strategy(plan.strategy, plan.strategy_options)
+    if plan.search.temporal:
+        search_args["temporal"] = True
     if plan.cascade is None:
         run_on_ray(search_args=search_args, problems=todo, n=cfg.samples, workers=cfg.workers, ray_cfg=cfg.ray,
                    on_result=on_result, stop=plan.stop)

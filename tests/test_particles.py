@@ -11,6 +11,7 @@ import torch
 
 from sdtt_search import load_model
 from sdtt_search import run as run_module
+from sdtt_search.cli import task_from_config
 from sdtt_search.diffusion.commit_rules import transfer_counts
 from sdtt_search.interface import Completions
 from sdtt_search.sampling_config import SamplerConfig
@@ -145,7 +146,7 @@ def test_partial_pieces_stop_at_a_committed_eos():
 @pytest.mark.parametrize("name", ["sudoku4-sdtt-4", "countdown-cd3-wide-teacher"])
 def test_a_sampler_stopped_after_m_steps_continues_on_the_schedule_of_one_call(name):
     model = load_model(name)
-    task = load_task("countdown", n=3) if "countdown" in name else SUDOKU
+    task = task_from_config(model.meta["task"])
     prompts = [task.format_prompt(p) for p in task.problems("test", limit=3)]
     sampler = model.default_sampler()
     if "sudoku" in name:  # LLaDA's linear schedule in one block: 17 positions in 4 steps commit 5, 4, 4, 4
@@ -186,7 +187,7 @@ def _texts(results):
 @pytest.mark.parametrize("name", ["sudoku4-sdtt-4", "countdown-cd3-wide-teacher"])
 def test_particles_do_not_depend_on_the_batch_or_the_problems_beside_them(name):
     model = load_model(name)
-    task = load_task("countdown", n=3) if "countdown" in name else SUDOKU
+    task = task_from_config(model.meta["task"])
     problems = task.problems("test", limit=4)
     config = ParticleConfig(every=2, weights="confidence")
     together = Search(model, task, strategy="smc", smc=config, batch_size=512, seed=3).generate_problems(problems, 6)
@@ -206,7 +207,7 @@ def test_particle_search_solves_more_than_independent_draws_on_cd3():
     # the CD3 teacher decodes left to right; a partial check of each finished equation drops
     # the particles whose arithmetic went wrong: pass@1 rises at the same network calls
     model = load_model("countdown-cd3-wide-teacher")
-    task = load_task("countdown", n=3)
+    task = task_from_config(model.meta["task"])  # operands 1-100, targets 1-100
     problems = task.problems("test", limit=24)
     plain = Search(model, task, seed=1).best_of_n(problems, 8)
     smc = Search(model, task, strategy="smc", seed=1).best_of_n(problems, 8)

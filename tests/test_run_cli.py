@@ -448,8 +448,8 @@ def test_a_prompt_longer_than_the_context_is_refused_unread(tiny_ckpt, tmp_path,
 def test_nan_scores_are_written_as_json_null_with_a_warning(tiny_ckpt, tmp_path, monkeypatch, capsys):  # noqa: F811
     original = Search._score
 
-    def nan_score(self, *args):
-        candidate = original(self, *args)
+    def nan_score(self, *args, **kwargs):
+        candidate = original(self, *args, **kwargs)
         candidate.score = float("nan")
         return candidate
 

@@ -20,6 +20,8 @@ class Generation:
         tokens: [B, gen_length] generated token ids.
         token_logprobs: [B, gen_length] model log-prob of each generated token.
         nfe: network calls made; row_forwards: rows processed over all calls.
+        trails: with ``trace=True``, per row the decoded text of each step's prediction
+            of the clean completion, in step order (temporal voting); else None.
     """
 
     texts: list[str]
@@ -27,6 +29,7 @@ class Generation:
     token_logprobs: torch.Tensor
     nfe: int
     row_forwards: int
+    trails: list[list[str]] | None = None
 
 
 def generate(
@@ -38,6 +41,7 @@ def generate(
     seeds: Sequence[int] | None = None,
     gen_length: int | None = None,
     heads: torch.Tensor | None = None,
+    trace: bool = False,
 ) -> Generation:
     """Sample one completion per prompt with a masked diffusion model.
 
@@ -49,6 +53,7 @@ def generate(
         gen_length: completion length (default ``config.gen_length``).
         heads: [B, config.stratify] float64 stratified uniforms of the first generated
             tokens (``SamplerConfig.stratify``; ``Search`` makes them), or None.
+        trace: also decode each step's prediction of the clean completion (``trails``).
     """
     length = gen_length or config.gen_length
     if length is None:
@@ -59,9 +64,16 @@ def generate(
         [tokenizer.encode(p) for p in prompts], length,
         pad_id=tokenizer.pad_id, mask_id=tokenizer.mask_id, device=device,
     )
+    steps: list[torch.Tensor] | None = [] if trace else None
     out = sample(model, batch.x, batch.gen_mask, batch.attention_mask, config, mask_id=tokenizer.mask_id, seeds=seeds,
-                 heads=heads)
+                 heads=heads, trace=steps)
     tokens = batch.completions(out.tokens).cpu()
     texts = [tokenizer.decode(row.tolist()) for row in tokens]
     logprobs = batch.completions(out.token_logprobs).cpu()
-    return Generation(texts=texts, tokens=tokens, token_logprobs=logprobs, nfe=out.nfe, row_forwards=out.row_forwards)
+    trails = None
+    if steps is not None:
+        trails = [[tokenizer.decode(row.tolist()) for row in batch.completions(step.to(batch.x.device)).cpu()]
+                  for step in steps]
+        trails = [list(row) for row in zip(*trails)] if trails else [[] for _ in prompts]
+    return Generation(texts=texts, tokens=tokens, token_logprobs=logprobs, nfe=out.nfe, row_forwards=out.row_forwards,
+                      trails=trails)

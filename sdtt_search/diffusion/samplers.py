@@ -88,6 +88,7 @@ def ancestral_sample(
     head_temperature: float | None = None,
     heads: torch.Tensor | None = None,
     stop_after: int | None = None,
+    trace: list | None = None,
 ) -> SampleOutput:
     """MDLM ancestral sampler (Sahoo et al. 2024, Sec. 3) with a per-row no-change cache.
 
@@ -110,6 +111,10 @@ def ancestral_sample(
     and no noise removal (a stage of particle search). On this linear grid step i
     reveals a masked position with probability 1 / (steps - i), so a later call with
     ``steps - m`` steps continues exactly where this one stopped.
+
+    ``trace``: a list to which each step that calls the network appends the step's
+    prediction of the clean sequence, [B, L] long: committed tokens, and at every masked
+    position the network's most likely token (temporal voting, ``Search(temporal=True)``).
     """
     if takes_noise(model):
         raise ValueError("a noise-conditioned model (model.noise_input) decodes with sampler.method=confidence, "
@@ -139,6 +144,8 @@ def ancestral_sample(
         if not reveal.any():
             continue
         logits = source.logits(x, t)
+        if trace is not None:
+            trace.append(torch.where(masked, token_probs(logits, mask_id, 1.0).argmax(-1), x).cpu())
         model_probs = token_probs(logits[reveal], mask_id, 1.0)
         probs = draw_probs(logits[reveal], mask_id, temperature, model_probs,
                            head_of(reveal, gen_start, head_tokens, head_temperature))
@@ -205,6 +212,7 @@ def confidence_sample(
     kv_cache: str | None = None,
     kv_refresh: int | None = None,
     stop_after: int | None = None,
+    trace: list | None = None,
 ) -> SampleOutput:
     """Confidence-based parallel decoding (LLaDA, Nie et al. 2025; Fast-dLLM, Wu et al.
     2025, with ``threshold``).
@@ -255,6 +263,9 @@ def confidence_sample(
         stop_after: return after this many steps of the schedule (idle ones included),
             the rest still masked (a stage of particle search: the next stage is a call
             with the steps left).
+        trace: a list to which each step appends its prediction of the clean sequence,
+            [B, L] long: committed tokens, and the step's draw at every position it drew
+            (temporal voting, ``Search(temporal=True)``).
 
     A noise-conditioned model (``takes_noise``: ``model.noise_input``) is shown one
     uniform u_j per generated column, drawn once per row, and column j is drawn at u_j
@@ -306,6 +317,8 @@ def confidence_sample(
             last_step = rule.take_step(candidates.any(-1))  # [B]: rows that commit all they have left
             proposal = draw.proposal(x, cols, u_token)
             source.propose(x, cols, candidates, proposal, whole_tail=bool(last_step.any()))  # logits -> tokens
+            if trace is not None:
+                trace.append(torch.where(proposal.tokens != mask_id, proposal.tokens, x).cpu())
             score = order.score(proposal, candidates, lambda: rng.uniform(positions, key=(b, step, 1)))
             commit = rule.commit(candidates, proposal.probs, rank(candidates, score), step, last_step)
             x = torch.where(commit, proposal.tokens, x)
@@ -324,11 +337,13 @@ def sample(
     seeds: list[int] | torch.Tensor,
     heads: torch.Tensor | None = None,
     stop_after: int | None = None,
+    trace: list | None = None,
 ) -> SampleOutput:
     """Run the sampler named by ``config.method`` with one seed per row; ``heads``
     [B, config.stratify] the rows' stratified uniforms (``Search`` makes them), None
     for independent draws; ``stop_after``: return after that many steps, the rest
-    still masked (see the two samplers)."""
+    still masked; ``trace``: a list that collects each step's prediction of the clean
+    sequence (see the two samplers)."""
     seeds = [int(s) for s in seeds]
     if len(seeds) != x.shape[0]:
         raise ValueError(f"got {len(seeds)} seeds for a batch of {x.shape[0]} rows; pass one seed per row")
@@ -341,7 +356,7 @@ def sample(
             model, x, gen_mask, attention_mask, mask_id=mask_id, rng=rng, steps=config.steps,
             temperature=config.temperature, cache=config.cache, eps=config.eps,
             head_tokens=config.head_tokens, head_temperature=config.head_temperature, heads=heads,
-            stop_after=stop_after,
+            stop_after=stop_after, trace=trace,
         )
     return confidence_sample(
         model, x, gen_mask, attention_mask, mask_id=mask_id, rng=rng, steps=config.steps,
@@ -349,5 +364,5 @@ def sample(
         threshold=config.threshold, remasking=config.remasking,
         prefix_cache=config.cache and supports_prefix_cache(model),
         head_tokens=config.head_tokens, head_temperature=config.head_temperature, window=config.window,
-        heads=heads, kv_cache=config.kv_cache, kv_refresh=config.kv_refresh, stop_after=stop_after,
+        heads=heads, kv_cache=config.kv_cache, kv_refresh=config.kv_refresh, stop_after=stop_after, trace=trace,
     )

@@ -122,6 +122,9 @@ class Search:
         smc: ``ParticleConfig`` (every, weights) of ``strategy="smc"``, particle search
             (``sdtt_search.search.particles``; default ``ParticleConfig()``): a problem's N
             candidates (with early stopping, a round's) are decoded together as particles.
+        temporal: also read an answer from each sampler step's prediction of the clean
+            completion (``Candidate.trail``; a diffusion model's ``generate(trace=True)``),
+            for the ``temporal`` selector and temporal@k (``select.temporal``).
 
     With ``sampler.stratify`` = H, candidate i of a problem draws its first H tokens
     at point i of a randomised Halton sequence shared by the problem's candidates
@@ -140,6 +143,7 @@ class Search:
         strategy: str = "best_of_n",
         repair: RepairConfig | None = None,
         smc: ParticleConfig | None = None,
+        temporal: bool = False,
     ):
         check_strategy(strategy)
         if repair is not None and strategy != "repair":
@@ -168,13 +172,21 @@ class Search:
         self.strategy = strategy
         self.repair = (repair or RepairConfig()) if strategy == "repair" else None
         self.smc = (smc or ParticleConfig()) if strategy == "smc" else None
+        self.temporal = bool(temporal)
+        if self.temporal and "trace" not in inspect.signature(model.generate).parameters:
+            raise ValueError(f"temporal voting reads the predictions of a diffusion decode's steps; "
+                             f"{getattr(model, 'name', type(model).__name__)} gives none (generate takes no trace=): "
+                             "set temporal=false")
+        if self.temporal and strategy != "best_of_n":
+            raise ValueError(f"temporal voting reads the steps of candidates drawn in one decode; strategy={strategy} "
+                             "changes them after: use strategy=best_of_n with temporal=true")
         if self.sampler.stratify and "heads" not in inspect.signature(model.generate).parameters:
             raise ValueError(f"sampler.stratify={self.sampler.stratify} needs a model whose generate takes heads= "
                              f"(stratified uniforms); {type(model).__name__}.generate does not: set sampler.stratify=0")
 
     # ------------------------------------------------------------------ core
     def _score(self, problem, prompt: str, text: str, logprobs: list[float],
-               repaired_rounds: int | None = None) -> Candidate:
+               repaired_rounds: int | None = None, trail: list[str] | None = None) -> Candidate:
         task = self.task
         verified = task.verify(problem, text) if task.has_verifier else None
         return Candidate(
@@ -185,6 +197,8 @@ class Search:
             score=sum(logprobs) / len(logprobs) if logprobs else 0.0,
             reward=None if self.reward_fn is None else float(self.reward_fn(prompt, text)),
             repaired_rounds=repaired_rounds,
+            trail=None if trail is None else [[task.extract_answer(t), bool(task.is_correct(problem, t))]
+                                              for t in trail],
         )
 
     def generate_problems(self, problems: Sequence, n: int) -> list[ProblemResult]:
@@ -235,9 +249,10 @@ class Search:
     def _draw(self, problems: Sequence, rows: list[tuple[int, int]]) -> dict[tuple[int, int], tuple]:
         """Generate candidate i of problem p for each (p, i) in ``rows``, ``batch_size``
         rows per call: {(p, i): (text, logprobs, positions, nfe share, seconds share, token
-        ids, per-position log-probs, particle counts)} (each call's network calls and time
-        are shared out over its rows; token ids and log-probs None when the model does not
-        return them; particle counts None but with ``strategy="smc"``)."""
+        ids, per-position log-probs, particle counts, step texts)} (each call's network calls
+        and time are shared out over its rows; token ids and log-probs None when the model
+        does not return them; particle counts None but with ``strategy="smc"``; step texts,
+        each step's prediction of the clean completion, None but with ``temporal``)."""
         if self.strategy == "smc":
             return self._draw_particles(problems, rows)
         prompts = [self.task.format_prompt(p) for p in problems]
@@ -248,6 +263,8 @@ class Search:
         for lo in range(0, len(rows), self.batch_size):
             chunk = rows[lo : lo + self.batch_size]
             extra = {}
+            if self.temporal:
+                extra["trace"] = True
             if self.sampler.stratify:
                 extra["heads"] = stratified_uniforms([problem_seed(self.seed, problems[p].id) for p, _ in chunk],
                                                      [i for _, i in chunk], self.sampler.stratify)
@@ -260,7 +277,8 @@ class Search:
             for row, (p, i) in enumerate(chunk):  # the call's cost (network calls, time) split by rows
                 out_rows[(p, i)] = (out.texts[row], out.logprobs[row], out.positions, out.nfe / len(chunk),
                                     elapsed / len(chunk), None if out.tokens is None else out.tokens[row],
-                                    None if out.token_logprobs is None else out.token_logprobs[row], None)
+                                    None if out.token_logprobs is None else out.token_logprobs[row], None,
+                                    None if out.trails is None else out.trails[row])
         return out_rows
 
     def _draw_particles(self, problems: Sequence, rows: list[tuple[int, int]]) -> dict[tuple[int, int], tuple]:
@@ -324,7 +342,7 @@ class Search:
             tokens, full = state[key], logprob[key]
             end = next((j for j, t in enumerate(tokens) if t == tokenizer.eos_id), len(tokens) - 1)
             out_rows[key] = (text[key], full[: end + 1], spent[key][2], spent[key][0], spent[key][1], tokens, full,
-                             counts[key])
+                             counts[key], None)
         return out_rows
 
     def _repair(self, problems: Sequence, drawn: dict[tuple[int, int], tuple],
@@ -372,7 +390,7 @@ class Search:
                     full = [out.token_logprobs[r][j] if j in blamed else old[6][j] for j in range(len(tokens))]
                     end = next((j for j, t in enumerate(tokens) if t == tokenizer.eos_id), len(tokens) - 1)
                     logprobs = full[: end + 1]
-                    drawn[(p, i)] = (out.texts[r], logprobs, old[2], old[3], old[4], tokens, full, old[7])
+                    drawn[(p, i)] = (out.texts[r], logprobs, old[2], old[3], old[4], tokens, full, old[7], None)
                     scored[(p, i)] = self._score(problems[p], prompts[p], out.texts[r], logprobs, round_)
                     cost = spent.setdefault(p, {"rows": 0, "nfe": 0.0, "seconds": 0.0, "positions": 0})
                     cost["rows"] += 1
@@ -383,7 +401,8 @@ class Search:
 
     def _score_rows(self, problems: Sequence, drawn: dict[tuple[int, int], tuple]) -> dict[tuple[int, int], Candidate]:
         prompts = {p: self.task.format_prompt(problems[p]) for p in {p for p, _ in drawn}}
-        return {(p, i): self._score(problems[p], prompts[p], row[0], row[1]) for (p, i), row in drawn.items()}
+        return {(p, i): self._score(problems[p], prompts[p], row[0], row[1], trail=row[8])
+                for (p, i), row in drawn.items()}
 
     def _results(self, problems: Sequence, drawn: dict[tuple[int, int], tuple],
                  scored: dict[tuple[int, int], Candidate], spent: dict[int, dict] | None = None) -> list[ProblemResult]:
@@ -410,7 +429,8 @@ class Search:
             if self.strategy == "smc":
                 result.particles = {key: sum(r[7][key] for r in rows) for key in PARTICLE_COUNTS}
             result.selected = {name: pick(candidates) for name, pick in SELECTORS.items()
-                               if name != "reward" or self.reward_fn is not None}
+                               if (name != "reward" or self.reward_fn is not None)
+                               and (name != "temporal" or self.temporal)}
             results.append(result)
         return results
 

@@ -7,7 +7,8 @@ problem (never "the first k"), computed exactly where a closed form exists:
 * verified@k: pick uniformly among the verifier-accepted samples of the subset;
 * confidence@k: pick the highest-scoring sample of the subset (order statistics);
 * maj@k: majority vote over the subset's extracted answers, ties split evenly,
-  averaged over random subsets (exact for k = 1 and k = n).
+  averaged over random subsets (exact for k = 1 and k = n);
+* temporal@k: the same with weighted votes (``weighted_vote_at_k``; temporal voting).
 """
 from __future__ import annotations
 
@@ -117,6 +118,41 @@ def majority_at_k(
     right = np.array([bool(correct_answers.get(a, False)) for a in classes])
     credit = (winners & right).sum(1) / np.maximum(winners.sum(1), 1)
     return float(credit.mean())
+
+
+def weighted_vote_credit(votes: Sequence[dict], correct_answers: dict) -> float:
+    """Credit of a weighted vote: each sample's ``{answer: weight}`` summed; 1 / (#tied
+    winners) for each correct winner (weights equal within 1e-12 tie)."""
+    total: dict = {}
+    for sample in votes:
+        for answer, weight in sample.items():
+            total[answer] = total.get(answer, 0.0) + weight
+    if not total:
+        return 0.0
+    top = max(total.values())
+    winners = [a for a, w in total.items() if w >= top - 1e-12]
+    return sum(bool(correct_answers.get(a, False)) for a in winners) / len(winners)
+
+
+def weighted_vote_at_k(votes: Sequence[dict], correct_answers: dict, k: int, *, subsets: int = 256,
+                       seed: int = 0) -> float:
+    """A weighted vote's accuracy over size-k subsets of the n samples: exact for k = 1 (each
+    sample's own vote) and k = n, else averaged over ``subsets`` random subsets (seeded).
+
+    Args:
+        votes: per sample, ``{answer: weight}`` (``select.temporal_votes``).
+        correct_answers: answer -> bool.
+    """
+    n = len(votes)
+    if not 1 <= k <= n:
+        raise ValueError(f"need 1 <= k <= n, got n={n} k={k}")
+    if k == n:
+        return weighted_vote_credit(votes, correct_answers)
+    if k == 1:
+        return sum(weighted_vote_credit([v], correct_answers) for v in votes) / n
+    rng = np.random.default_rng(seed)
+    picks = np.argpartition(rng.random((subsets, n)), k - 1, axis=1)[:, :k]
+    return float(np.mean([weighted_vote_credit([votes[i] for i in row], correct_answers) for row in picks]))
 
 
 def ks_up_to(n: int) -> list[int]:

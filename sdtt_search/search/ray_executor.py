@@ -44,7 +44,7 @@ class SearchWorker:
     config dict), ``sampler`` (``SamplerConfig.to_dict()``), ``batch_size``,
     ``seed``, ``device`` (where this actor runs the model), optionally ``strategy`` and
     its options, ``repair`` (``RepairConfig`` fields) or ``smc`` (``ParticleConfig``
-    fields), of ``Search``. ``run_on_ray`` starts
+    fields), of ``Search``, and ``temporal``. ``run_on_ray`` starts
     the module's ``SearchWorker`` as its actor class, so a subclass put in its place
     (the fault-injection tests' crashing worker) runs instead.
     """
@@ -70,7 +70,8 @@ class SearchWorker:
                              batch_size=int(search_args["batch_size"]), seed=int(search_args["seed"]),
                              strategy=search_args.get("strategy") or "best_of_n",
                              repair=None if repair is None else RepairConfig(**repair),
-                             smc=None if smc is None else ParticleConfig(**smc))
+                             smc=None if smc is None else ParticleConfig(**smc),
+                             temporal=bool(search_args.get("temporal", False)))
 
     def generate(self, problems: Sequence, n: int, stop: dict | None = None) -> list:
         """``generate_problems``, or with ``stop`` (a ``StopRule``'s fields) ``until_stopped``."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 from statistics import mean
 from typing import Sequence
 
-from .metrics import ks_up_to, majority_at_k, pass_at_k, top_score_at_k, verified_at_k
+from .metrics import ks_up_to, majority_at_k, pass_at_k, top_score_at_k, verified_at_k, weighted_vote_at_k
 from .results import ProblemResult
+from .select import temporal_votes
 from .stages import accepts, stage_candidates
 from .stopping import StopRule
 
@@ -22,6 +23,8 @@ def accuracy_curves(results: Sequence[ProblemResult], n: int, *, has_verifier: b
     if not results:
         return acc
     kinds = ["pass", "maj"] + (["verified"] if has_verifier else []) + ["confidence"]
+    if all(c.trail is not None for r in results for c in r.candidates):  # Search(temporal=True)
+        kinds.append("temporal")
     for kind in kinds:
         for k in ks_up_to(n):
             # first k: each problem's first k candidates, all of them scored (size k of k: exact)
@@ -43,6 +46,9 @@ def _at_k(kind: str, result: ProblemResult, candidates: list, k: int) -> float:
         return majority_at_k([c.answer for c in candidates], _answer_truth(candidates), k, seed=hash_seed(result.id, k))
     if kind == "verified":
         return verified_at_k([bool(c.verified) for c in candidates], correct, k)
+    if kind == "temporal":
+        votes = [temporal_votes(c) for c in candidates]
+        return weighted_vote_at_k(votes, _answer_truth(candidates, trails=True), k, seed=hash_seed(result.id, k))
     return top_score_at_k([c.score for c in candidates], correct, k)
 
 
@@ -51,13 +57,18 @@ def hash_seed(problem_id: str, k: int) -> int:
     return sum((i + 1) * ord(ch) for i, ch in enumerate(problem_id)) * 1009 + k
 
 
-def _answer_truth(candidates: Sequence) -> dict:
+def _answer_truth(candidates: Sequence, trails: bool = False) -> dict:
     """answer -> correct, from the candidates that produced it (an answer key is
-    correct iff the candidates giving it were judged correct)."""
+    correct iff the candidates giving it were judged correct); with ``trails`` also the
+    answers of their intermediate predictions (``Candidate.trail``, judged as they were
+    read)."""
     truth: dict = {}
     for c in candidates:
         if c.answer is not None:
             truth[c.answer] = truth.get(c.answer, False) or c.correct
+        for answer, correct in (c.trail or []) if trails else []:
+            if answer is not None:
+                truth[answer] = truth.get(answer, False) or bool(correct)
     return truth
 
 
@@ -184,14 +195,15 @@ def format_summary(metrics: dict) -> str:
                 f"{tp['seconds_per_problem'] * 1e3:.1f} ms per problem, {tp['forward_passes']} forward passes")
     acc = metrics.get("accuracy", {})
     n = metrics.get("samples", 1)
-    kinds = [kind for kind in ("pass", "maj", "verified", "confidence") if f"{kind}@1" in acc]
+    kinds = [kind for kind in ("pass", "maj", "verified", "confidence", "temporal") if f"{kind}@1" in acc]
     lines = ["| k | " + " | ".join(f"{kind}@k" for kind in kinds) + " |", "|---" * (len(kinds) + 1) + "|"]
     for k in ks_up_to(n):
         lines.append(f"| {k} | " + " | ".join(f"{acc[f'{kind}@{k}']:.3f}" for kind in kinds) + " |")
     legend = {"pass": "pass@k: some of k samples is correct (an oracle's pick)",
               "maj": "maj@k: the most frequent answer of k samples is correct",
               "verified": "verified@k: the verifier's pick of k samples (most confident verified) is correct",
-              "confidence": "confidence@k: the most confident of k samples (mean log-prob) is correct"}
+              "confidence": "confidence@k: the most confident of k samples (mean log-prob) is correct",
+              "temporal": "temporal@k: the weighted vote of k samples' final and intermediate answers is correct"}
     lines += ["", *(legend[kind] for kind in kinds)]
     tp = metrics.get("throughput", {})
     if metrics.get("scores"):

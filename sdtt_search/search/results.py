@@ -17,6 +17,9 @@ class Candidate:
         log-probability of the generated tokens (nats/token); reward: external
         reward model score, if one was given; repaired_rounds: how many times it was
         re-denoised (``Search(strategy="repair")``; None without repair, left out of
+        results lines then); trail: per sampler step, in step order, the answer read from
+        the step's prediction of the clean completion and whether it is correct, as
+        ``[answer, correct]`` (``Search(temporal=True)``; None without, left out of
         results lines then).
     """
 
@@ -27,6 +30,7 @@ class Candidate:
     score: float
     reward: float | None = None
     repaired_rounds: int | None = None
+    trail: list[list] | None = None  # [[answer | None, correct], ...]
 
 
 @dataclass
@@ -60,8 +64,9 @@ class ProblemResult:
             if data[key] is None:
                 del data[key]
         for c in data["candidates"]:
-            if c["repaired_rounds"] is None:
-                del c["repaired_rounds"]
+            for key in ("repaired_rounds", "trail"):
+                if c[key] is None:
+                    del c[key]
             for key in ("score", "reward"):
                 if isinstance(c[key], float) and not math.isfinite(c[key]):
                     c[key] = None
