@@ -136,3 +136,11 @@ def test_a_tiny_model_trains_distils_and_searches_end_to_end(tmp_path):
         assert metrics["task"] == "wordproblems" and "maj@2" in metrics["accuracy"]
         assert "verified@2" not in metrics["accuracy"]  # no verifier on a word problem
         assert set(metrics["scores"]) == {"strict", "flexible", "numeric"}
+    # the voting benchmark reads both families side by side (temporal voting for the diffusion student)
+    from benchmarks import voting
+
+    runs = voting.main([str(student), str(twin), "--problems", "3", "--samples", "2", "--round", "1"])
+    assert [r["kind"] for r in runs] == ["diffusion", "ar"]
+    assert "temporal@2" in runs[0]["accuracy"] and "temporal@2" not in runs[1]["accuracy"]
+    assert all(set(r["ladder"]) == {1} and r["ladder"][1]["problems"] == 3 for r in runs)
+    assert all(1 <= r["settled_majority"]["samples_drawn"] <= 2 for r in runs)
