@@ -30,7 +30,7 @@ from .fingerprint import model_fingerprint
 from .hf.options import load_options_from_config
 from .loading import load_model
 from .machine import resolve_device
-from .run_config import (STRATEGY_OPTIONS, check_run_config, fallback_stage, search_strategy, stop_rule,
+from .run_config import (check_run_config, fallback_stage, search_strategy, stop_rule,
                          strategy_options, strategy_record)
 from .sampling_config import SamplerConfig, with_overrides
 from .search.engine import Search
@@ -113,8 +113,8 @@ def plan_run(cfg: DictConfig) -> RunPlan:
     model = load_model(model_name, device=driver_device, **load_options)
     _check_model_task(model, task, cfg)
     strategy, options = strategy_options(cfg)
-    if strategy in STRATEGY_OPTIONS and model.kind == "ar":
-        raise ValueError(f"strategy={strategy} decodes positions in any order, which an autoregressive model "
+    if strategy == "repair" and model.kind == "ar":
+        raise ValueError(f"strategy=repair decodes positions in any order, which an autoregressive model "
                          f"({model_name}) cannot do without redrawing all that follows; use strategy=best_of_n")
     sampler = sampler_from(cfg, model)
     fallback = fallback_stage(cfg)

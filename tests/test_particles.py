@@ -245,9 +245,73 @@ def test_smc_errors_are_one_line(tmp_path, capsys):
         def generate(self, prompts, sampler, *, seeds):
             raise AssertionError
 
-    with pytest.raises(ValueError, match="strategy=smc decodes positions in any order.*use strategy=best_of_n"):
+    with pytest.raises(ValueError, match="strategy=smc on an AR model extends prefixes.*use strategy=best_of_n"):
         Search(AR(), SUDOKU, SamplerConfig(method="autoregressive"), strategy="smc")
     capsys.readouterr()
     assert run_module.main(["task=sudoku", "strategy=smc", "+smc.depth=2", "limit=1", f"output_dir={tmp_path}"]) != 0
     err = capsys.readouterr().err.strip()
     assert "smc.depth is not a smc option; use smc.every, smc.weights" in err and "\n" not in err
+
+
+# ------------------------------------------------------------------ the AR counterpart: prefixes
+class ScriptedAR:
+    """An AR model whose ``extend`` is scripted: stage 0 draws the first token, ``first[seed]``
+    (the reference's own otherwise); later stages draw the reference's next tokens."""
+
+    kind = "ar"
+    name = "scripted-ar"
+    gen_length = GEN
+    context_length = None
+    tokenizer = TOK
+    meta: dict = {}
+
+    def __init__(self, first: dict[int, str]):
+        self.first, self.calls = first, []
+        self.refs = {SUDOKU.format_prompt(p): p.reference for p in PROBLEMS}
+
+    def default_sampler(self) -> SamplerConfig:
+        return SamplerConfig(method="autoregressive", steps=GEN, gen_length=GEN)
+
+    def generate(self, prompts, sampler, *, seeds):  # pragma: no cover - particle search only extends
+        raise AssertionError("particle search extends prefixes")
+
+    def extend(self, prompts, prefixes, sampler, *, seeds, max_tokens):
+        self.calls.append({"prefixes": [list(x) for x in prefixes], "seeds": list(seeds), "max_tokens": max_tokens})
+        tokens = []
+        for prompt, prefix, seed in zip(prompts, prefixes, seeds):
+            full = TOK.encode(self.refs[prompt]) + [TOK.eos_id]
+            new = full[len(prefix): len(prefix) + max_tokens]
+            if not prefix:
+                new[0] = TOK.encode(self.first.get(seed, self.refs[prompt][0]))[0]
+            tokens.append(new)
+        return Completions(texts=[""] * len(prompts), logprobs=[[-0.5] * len(t) for t in tokens], nfe=max_tokens,
+                           positions=max_tokens, tokens=tokens, token_logprobs=[[-0.5] * len(t) for t in tokens])
+
+
+def test_ar_prefixes_that_a_check_finds_wrong_take_a_survivors_prefix():
+    first = {s: "9" for s in _seeds(0, (0, 1, 3), 0) + _seeds(2, range(4), 0)}
+    model = ScriptedAR(first)
+    results = Search(model, NineFirst(size=4), strategy="smc", smc=ParticleConfig(every=6)).generate_problems(
+        PROBLEMS, 4)
+    a, b, c = (p.reference for p in PROBLEMS)
+    assert [cand.text for cand in results[0].candidates] == [a] * 4
+    assert [cand.text for cand in results[2].candidates] == ["9" + c[1:]] * 4
+    assert [r.particles["dropped"] for r in results] == [3, 0, 0] and results[2].particles["stranded"] == 8
+    # 17 positions in stages of 6 tokens: 6, 6, 5; every particle of stage 1 extends particle 2's prefix
+    assert [call["max_tokens"] for call in model.calls] == [6, 6, 5]
+    assert [x[:1] for x in model.calls[1]["prefixes"][:4]] == [TOK.encode(a[0])] * 4
+    assert model.calls[1]["seeds"][:4] == _seeds(0, range(4), 1)
+
+
+def test_the_ar_twin_prunes_prefixes_batch_invariantly_and_solves_more():
+    model = load_model("countdown-cd3-wide-ar", ar_backend="transformers")
+    task = task_from_config(model.meta["task"])
+    problems = task.problems("test", limit=12)
+    config = ParticleConfig(every=3)
+    together = Search(model, task, strategy="smc", smc=config, batch_size=512, seed=4).generate_problems(problems, 4)
+    alone = [r for p in problems
+             for r in Search(model, task, strategy="smc", smc=config, batch_size=3, seed=4).generate_problems([p], 4)]
+    assert _texts(together) == _texts(alone)
+    plain = Search(model, task, seed=4).generate_problems(problems, 4)
+    solved = lambda results: sum(c.correct for r in results for c in r.candidates)  # noqa: E731
+    assert solved(together) > solved(plain)

@@ -74,6 +74,27 @@ class ARModel:
                            positions=int(round(generated)))
 
 
+    def extend(self, prompts: Sequence[str], prefixes: Sequence[Sequence[int]], sampler: SamplerConfig, *,
+               seeds: Sequence[int], max_tokens: int) -> Completions:
+        """Continue each row's completion by at most ``max_tokens`` tokens: row i is
+        ``prompts[i]`` followed by the ids ``prefixes[i]`` it has generated so far (the
+        whole of it runs through the network again). Returns the new ids (``tokens``, EOS
+        included if drawn), their log-probs (``token_logprobs``), the texts of prefix + new
+        ids and the decoding steps (particle search over prefixes,
+        ``sdtt_search.search.particles.draw_prefixes``)."""
+        if len(seeds) != len(prompts) or len(prefixes) != len(prompts):
+            raise ValueError(f"got {len(prompts)} prompts, {len(prefixes)} prefixes and {len(seeds)} seeds; "
+                             "pass one of each per row")
+        ids = [self.tokenizer.encode(p) + list(prefix) for p, prefix in zip(prompts, prefixes)]
+        before = self.backend.nfe
+        samples = self.backend.generate(ids, seeds=list(seeds), max_tokens=max_tokens,
+                                        temperature=float(sampler.temperature), top_p=float(sampler.top_p))
+        return Completions(texts=[self.tokenizer.decode(list(prefix) + s.token_ids) for prefix, s in zip(prefixes, samples)],
+                           logprobs=[s.logprobs for s in samples], nfe=self.backend.nfe - before,
+                           positions=max((len(s.token_ids) for s in samples), default=0),
+                           tokens=[s.token_ids for s in samples], token_logprobs=[s.logprobs for s in samples])
+
+
 def _count_parameters(directory: Path) -> int | None:
     try:
         from safetensors import safe_open

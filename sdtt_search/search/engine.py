@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -37,8 +36,7 @@ from ..interface import Model
 from ..sampling_config import SamplerConfig
 
 from .planning import chunked, first_round, problems_per_batch
-from .particles import (PARTICLE_COUNTS, ParticleConfig, mean_committed, parents, partial_pieces, particle_sampler, particle_seed,
-                        resample_seed, stages)
+from .particles import PARTICLE_COUNTS, ParticleConfig, draw_particles, draw_prefixes
 from .repair import RepairConfig, check_strategy, repair_sampler, repair_seed, to_blame
 from .report import summarise, summarise_stopped
 from .results import Candidate, ProblemResult
@@ -150,7 +148,11 @@ class Search:
             raise ValueError(f"repair={repair} is for strategy='repair', not {strategy!r}")
         if smc is not None and strategy != "smc":
             raise ValueError(f"smc={smc} is for strategy='smc', not {strategy!r}")
-        if strategy in ("repair", "smc"):
+        if strategy == "smc" and getattr(model, "kind", None) == "ar":
+            if not callable(getattr(model, "extend", None)):
+                raise ValueError(f"strategy=smc on an AR model extends prefixes (extend); "
+                                 f"{getattr(model, 'name', type(model).__name__)} has none: use strategy=best_of_n")
+        elif strategy in ("repair", "smc"):
             name = getattr(model, "name", type(model).__name__)
             if getattr(model, "kind", None) == "ar":
                 raise ValueError(f"strategy={strategy} decodes positions in any order, which an autoregressive model "
@@ -282,68 +284,14 @@ class Search:
         return out_rows
 
     def _draw_particles(self, problems: Sequence, rows: list[tuple[int, int]]) -> dict[tuple[int, int], tuple]:
-        """``_draw`` for ``strategy="smc"``: a problem's rows are one group of particles,
-        decoded stage by stage (``particles.stages``), ``batch_size`` rows per call; after
-        each stage but the last, the particles a partial check finds violated take the
-        state of survivors (``particles.parents``). The eighth item of a row counts the
-        checks of it, the times it was dropped, and the times it was found violated with no
-        survivor to copy."""
-        config, tokenizer = self.smc, self.model.tokenizer
-        sampler = particle_sampler(self.sampler)
-        gen_length = sampler.gen_length or getattr(self.model, "gen_length", 0)
+        """``_draw`` for ``strategy="smc"``: a problem's rows are one group of particles
+        (``particles.draw_particles``; an AR model's are prefixes, ``particles.draw_prefixes``)."""
+        gen_length = self.sampler.gen_length or getattr(self.model, "gen_length", 0)
         prompts = [self.task.format_prompt(p) for p in problems]
         for p in sorted({p for p, _ in rows}):
             check_prompt(self.model, problems[p].id, prompts[p], gen_length)
-        groups: dict[int, list[int]] = {}
-        for p, i in rows:
-            groups.setdefault(p, []).append(i)
-        state = {key: [None] * gen_length for key in rows}  # committed token ids, None = masked
-        logprob = {key: [0.0] * gen_length for key in rows}
-        text: dict[tuple[int, int], str] = {}
-        spent = {key: [0.0, 0.0, 0] for key in rows}  # network calls, seconds, positions run
-        counts = {key: dict.fromkeys(PARTICLE_COUNTS, 0) for key in rows}
-        blocks = -(-gen_length // sampler.block_length) if sampler.block_length else 1
-        plan = stages(sampler.steps, config.every, blocks)
-        for stage, (steps, stop_after) in enumerate(plan):
-            stage_sampler = sampler.replace(steps=steps)
-            for lo in range(0, len(rows), self.batch_size):
-                chunk = rows[lo : lo + self.batch_size]
-                start = time.perf_counter()
-                out = self.model.infill([prompts[p] for p, _ in chunk], [state[key] for key in chunk], stage_sampler,
-                                        seeds=[particle_seed(self.seed, problems[p].id, i, stage) for p, i in chunk],
-                                        stop_after=stop_after)
-                elapsed = time.perf_counter() - start
-                for r, key in enumerate(chunk):
-                    old = state[key]
-                    new = [None if t == tokenizer.mask_id else t for t in out.tokens[r]]
-                    logprob[key] = [out.token_logprobs[r][j] if old[j] is None and new[j] is not None
-                                    else logprob[key][j] for j in range(gen_length)]
-                    state[key], text[key] = new, out.texts[r]
-                    spent[key][0] += out.nfe / len(chunk)
-                    spent[key][1] += elapsed / len(chunk)
-                    spent[key][2] += out.positions  # a stage runs the whole row through the network
-            if stop_after is None:
-                break
-            for p, indices in groups.items():  # check every particle, then resample the group
-                keys = [(p, i) for i in indices]
-                alive = [not self.task.partial_check(problems[p], *partial_pieces(tokenizer, state[k])).violated
-                         for k in keys]
-                scores = [mean_committed(logprob[k], state[k]) for k in keys]
-                rng = random.Random(resample_seed(self.seed, problems[p].id, indices[0], stage))
-                picks = parents(alive, scores, config.weights, rng)
-                before = {k: (list(state[k]), list(logprob[k])) for k in keys}
-                for j, (k, ok, parent) in enumerate(zip(keys, alive, picks)):
-                    counts[k]["checks"] += 1
-                    if not ok:
-                        counts[k]["dropped" if parent != j else "stranded"] += 1
-                        state[k], logprob[k] = (list(v) for v in before[keys[parent]])
-        out_rows: dict[tuple[int, int], tuple] = {}
-        for key in rows:
-            tokens, full = state[key], logprob[key]
-            end = next((j for j, t in enumerate(tokens) if t == tokenizer.eos_id), len(tokens) - 1)
-            out_rows[key] = (text[key], full[: end + 1], spent[key][2], spent[key][0], spent[key][1], tokens, full,
-                             counts[key], None)
-        return out_rows
+        draw = draw_prefixes if getattr(self.model, "kind", None) == "ar" else draw_particles
+        return draw(self, problems, prompts, rows)
 
     def _repair(self, problems: Sequence, drawn: dict[tuple[int, int], tuple],
                 scored: dict[tuple[int, int], Candidate]) -> dict[int, dict]:

@@ -29,12 +29,18 @@ they would decode alone. Particle i of a problem draws stage j from
 (seed, problem id, its first particle, j) (``resample_seed``), so the candidates do not
 depend on the batch, the executor or a resume. No torch here; the model's ``infill``
 samples.
+
+An autoregressive model gets the same search over prefixes (``draw_prefixes``, its fair
+counterpart): a stage extends each particle by ``every`` tokens (``ARModel.extend``, the
+prompt and the prefix run again through the network), and the partial check reads the
+prefix, an equation being complete once the comma after it is drawn.
 """
 from __future__ import annotations
 
 import hashlib
 import math
 import random
+import time
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
@@ -149,3 +155,129 @@ def summarise_particles(results: Sequence) -> dict[str, Any]:
     state), and particles found violated with no survivor to copy."""
     spent = [r.particles or {} for r in results]
     return {key: sum(s.get(key, 0) for s in spent) for key in PARTICLE_COUNTS}
+
+
+def resample_groups(search, problems: Sequence, groups: dict[int, list[int]], stage: int, state: dict,
+                    carried: tuple[dict, ...], counts: dict) -> None:
+    """After stage ``stage``: check every particle of every group (``Task.partial_check`` on
+    ``state``'s tokens, None = masked) and give each violated one a survivor's state and
+    the entries of ``carried`` (dicts by particle key, e.g. log-probs), in place."""
+    tokenizer, weights = search.model.tokenizer, search.smc.weights
+    logprob = carried[0]
+    for p, indices in groups.items():
+        keys = [(p, i) for i in indices]
+        alive = [not search.task.partial_check(problems[p], *partial_pieces(tokenizer, state[k])).violated
+                 for k in keys]
+        scores = [mean_committed(logprob[k], state[k]) for k in keys]
+        picks = parents(alive, scores, weights, random.Random(resample_seed(search.seed, problems[p].id, indices[0],
+                                                                            stage)))
+        before = {k: (list(state[k]), *(d[k] if isinstance(d[k], bool) else list(d[k]) for d in carried))
+                  for k in keys}
+        for j, (k, ok, parent) in enumerate(zip(keys, alive, picks)):
+            counts[k]["checks"] += 1
+            if not ok:
+                counts[k]["dropped" if parent != j else "stranded"] += 1
+                source = before[keys[parent]]
+                state[k] = list(source[0])
+                for d, value in zip(carried, source[1:]):
+                    d[k] = value if isinstance(value, bool) else list(value)
+
+
+def _groups(rows: list[tuple[int, int]]) -> dict[int, list[int]]:
+    groups: dict[int, list[int]] = {}
+    for p, i in rows:
+        groups.setdefault(p, []).append(i)
+    return groups
+
+
+def draw_particles(search, problems: Sequence, prompts: Sequence[str],
+                   rows: list[tuple[int, int]]) -> dict[tuple[int, int], tuple]:
+    """A diffusion model's particles: ``Search._draw``'s rows, a problem's rows one group,
+    decoded stage by stage (``stages``) with ``model.infill(..., stop_after=)``,
+    ``search.batch_size`` rows per call, resampled after each stage but the last
+    (``resample_groups``). A row's eighth item counts its checks, the times it was dropped
+    and the times it was found violated with no survivor to copy."""
+    model, tokenizer = search.model, search.model.tokenizer
+    sampler = particle_sampler(search.sampler)
+    gen_length = sampler.gen_length or model.gen_length
+    state = {key: [None] * gen_length for key in rows}  # committed token ids, None = masked
+    logprob = {key: [0.0] * gen_length for key in rows}
+    text: dict[tuple[int, int], str] = {}
+    spent = {key: [0.0, 0.0, 0] for key in rows}  # network calls, seconds, positions run
+    counts = {key: dict.fromkeys(PARTICLE_COUNTS, 0) for key in rows}
+    blocks = -(-gen_length // sampler.block_length) if sampler.block_length else 1
+    plan = stages(sampler.steps, search.smc.every, blocks)
+    for stage, (steps, stop_after) in enumerate(plan):
+        stage_sampler = sampler.replace(steps=steps)
+        for lo in range(0, len(rows), search.batch_size):
+            chunk = rows[lo : lo + search.batch_size]
+            start = time.perf_counter()
+            out = model.infill([prompts[p] for p, _ in chunk], [state[key] for key in chunk], stage_sampler,
+                               seeds=[particle_seed(search.seed, problems[p].id, i, stage) for p, i in chunk],
+                               stop_after=stop_after)
+            elapsed = time.perf_counter() - start
+            for r, key in enumerate(chunk):
+                old = state[key]
+                new = [None if t == tokenizer.mask_id else t for t in out.tokens[r]]
+                logprob[key] = [out.token_logprobs[r][j] if old[j] is None and new[j] is not None
+                                else logprob[key][j] for j in range(gen_length)]
+                state[key], text[key] = new, out.texts[r]
+                spent[key][0] += out.nfe / len(chunk)
+                spent[key][1] += elapsed / len(chunk)
+                spent[key][2] += out.positions  # a stage runs the whole row through the network
+        if stop_after is None:
+            break
+        resample_groups(search, problems, _groups(rows), stage, state, (logprob,), counts)
+    out_rows: dict[tuple[int, int], tuple] = {}
+    for key in rows:
+        tokens, full = state[key], logprob[key]
+        end = next((j for j, t in enumerate(tokens) if t == tokenizer.eos_id), len(tokens) - 1)
+        out_rows[key] = (text[key], full[: end + 1], spent[key][2], spent[key][0], spent[key][1], tokens, full,
+                         counts[key], None)
+    return out_rows
+
+
+def draw_prefixes(search, problems: Sequence, prompts: Sequence[str],
+                  rows: list[tuple[int, int]]) -> dict[tuple[int, int], tuple]:
+    """An AR model's particles: prefixes extended ``every`` tokens a stage
+    (``model.extend``), the ones whose prefix a partial check finds violated given a
+    survivor's prefix after each stage; a particle that drew EOS (or ``gen_length``
+    tokens) is finished and only copied. Rows as ``draw_particles``'."""
+    model, tokenizer = search.model, search.model.tokenizer
+    gen_length = search.sampler.gen_length or model.gen_length
+    sampler = search.sampler.replace(head_tokens=0, head_temperature=None, stratify=0)
+    every = search.smc.every
+    state: dict[tuple[int, int], list[int]] = {key: [] for key in rows}
+    logprob: dict[tuple[int, int], list[float]] = {key: [] for key in rows}
+    done = {key: False for key in rows}
+    spent = {key: [0.0, 0.0, 0] for key in rows}
+    counts = {key: dict.fromkeys(PARTICLE_COUNTS, 0) for key in rows}
+    n_stages = -(-gen_length // every)
+    for stage in range(n_stages):
+        todo = [key for key in rows if not done[key]]
+        if not todo:
+            break
+        for lo in range(0, len(todo), search.batch_size):
+            chunk = todo[lo : lo + search.batch_size]
+            start = time.perf_counter()
+            out = model.extend([prompts[p] for p, _ in chunk], [state[key] for key in chunk], sampler,
+                               seeds=[particle_seed(search.seed, problems[p].id, i, stage) for p, i in chunk],
+                               max_tokens=min(every, gen_length - stage * every))
+            elapsed = time.perf_counter() - start
+            for r, key in enumerate(chunk):
+                state[key] += out.tokens[r]
+                logprob[key] += out.token_logprobs[r]
+                done[key] = tokenizer.eos_id in out.tokens[r] or len(state[key]) >= gen_length
+                spent[key][0] += out.nfe / len(chunk)
+                spent[key][1] += elapsed / len(chunk)
+                spent[key][2] += len(state[key])  # the prefix runs through the network again each stage
+        if stage < n_stages - 1:
+            resample_groups(search, problems, _groups(rows), stage, state, (logprob, done), counts)
+    out_rows: dict[tuple[int, int], tuple] = {}
+    for key in rows:
+        tokens = state[key]
+        end = next((j for j, t in enumerate(tokens) if t == tokenizer.eos_id), len(tokens))
+        text = tokenizer.decode(tokens[:end])
+        out_rows[key] = (text, logprob[key][: end + 1], spent[key][2], spent[key][0], spent[key][1], None, None,
+                         counts[key], None)
+    return out_rows
