@@ -1,0 +1,153 @@
+"""Diffusion-native search against the AR twin's own search, at equal wall time, in one run.
+
+    python -m benchmarks.native_search --problems 200 --samples 8 \\
+        countdown-cd3-wide-teacher countdown-cd3-wide-sdtt-8 countdown-cd3-wide-ar:ar_backend=transformers
+
+Every model (zoo names or checkpoint directories of one task with a verifier; frontier
+specs, so ``name:key=value`` overrides the sampler) runs every search its family has, with
+N = ``--samples`` candidates per problem:
+
+* ``best-of-N``: N independent candidates, the verifier's pick;
+* ``verify-and-stop``: rounds of ``--round`` candidates until one verifies, at most N;
+* ``particles``: ``strategy="smc"``, N particles checked every ``--every`` steps (an AR
+  model: every ``--ar-every`` tokens of its prefixes);
+* ``repair`` (diffusion only): best-of-N, each failing candidate re-denoised where blamed.
+
+Two regimes: many problems at a time (``--search-batch`` rows per network call, the
+problems packed), and one problem at a time (``--latency-problems`` problems, each
+searched alone: a user waiting for one answer). Reported: solved (verified@N: the
+verifier's pick is correct), pass@N, samples drawn, forward passes and milliseconds per
+problem. Then, per regime, which search of which model solves the most within each
+budget of milliseconds per problem. Prints markdown naming the machine; timings are
+comparable only within one run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from sdtt_search import Search
+from sdtt_search.cli import task_from_config
+from sdtt_search.machine import describe
+from sdtt_search.search.particles import ParticleConfig
+from sdtt_search.search.repair import RepairConfig
+from sdtt_search.search.stopping import StopRule
+
+from .frontier.models import load_spec
+
+
+def searches(model, task, n: int, args) -> list[tuple[str, dict, StopRule | None]]:
+    """(label, Search keyword arguments, stop rule) of every search the model's family has."""
+    every = args.ar_every if model.kind == "ar" else args.every
+    out = [(f"best-of-{n}", {}, None),
+           (f"verify-and-stop, rounds of {args.round}, at most {n}", {}, StopRule(args.round)),
+           (f"particles, {n}, a check every {every} {'tokens' if model.kind == 'ar' else 'steps'}",
+            {"strategy": "smc", "smc": ParticleConfig(every=every)}, None)]
+    if model.kind != "ar" and callable(getattr(model, "infill", None)):
+        out.append((f"repair, {n}, 2 rounds x 2 steps", {"strategy": "repair", "repair": RepairConfig()}, None))
+    return out
+
+
+def run_search(search: Search, problems, n: int, stop: StopRule | None) -> tuple[list, float]:
+    start = time.perf_counter()
+    results = search.generate_problems(problems, n) if stop is None else search.until_stopped(problems, n, stop)
+    return results, time.perf_counter() - start
+
+
+def summary(results, wall: float) -> dict:
+    solved = 0.0
+    for r in results:
+        verified = [c for c in r.candidates if c.verified]
+        solved += max(verified, key=lambda c: c.score).correct if verified else 0.0
+    count = len(results)
+    return {"solved": solved / count, "pass": sum(any(c.correct for c in r.candidates) for r in results) / count,
+            "samples": sum(len(r.candidates) for r in results) / count, "nfe": sum(r.nfe for r in results),
+            "ms_per_problem": 1e3 * wall / count}
+
+
+def measure_model(spec: str, model, task, problems, latency_problems, args) -> list[dict]:
+    rows = []
+    for label, kwargs, stop in searches(model, task, args.samples, args):
+        many = Search(model, task, model.default_sampler(), batch_size=args.search_batch, seed=args.seed, **kwargs)
+        results, wall = run_search(many, problems, args.samples, stop)
+        row = {"model": spec, "kind": model.kind, "search": label, "many": summary(results, wall)}
+        if latency_problems:
+            alone = Search(model, task, model.default_sampler(), batch_size=max(args.samples, 1), seed=args.seed,
+                           **kwargs)
+            one, total = [], 0.0
+            for problem in latency_problems:
+                results, wall = run_search(alone, [problem], args.samples, stop)
+                one += results
+                total += wall
+            row["one"] = summary(one, total)
+        rows.append(row)
+    return rows
+
+
+def best_within(rows: list[dict], regime: str, budget_ms: float, kind: str) -> dict | None:
+    """The search of a family (``kind``) that solves the most within ``budget_ms`` per problem."""
+    fitting = [r for r in rows if r["kind"] == kind and regime in r and r[regime]["ms_per_problem"] <= budget_ms]
+    return max(fitting, key=lambda r: r[regime]["solved"], default=None)
+
+
+def markdown(rows: list[dict], machine: str, problems: int, latency: int, n: int, task: str) -> str:
+    lines = [f"{task}: {problems} test problems many at a time, {latency} one at a time; N = {n}; {machine}", "",
+             "| model | search | solved | pass@N | samples | forward passes | ms/problem (many) | solved (one) | "
+             "ms/problem (one) |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        m, o = r["many"], r.get("one")
+        lines.append(f"| {r['model']} | {r['search']} | {m['solved']:.3f} | {m['pass']:.3f} | {m['samples']:.2f} | "
+                     f"{m['nfe']:.0f} | {m['ms_per_problem']:.2f} | "
+                     + (f"{o['solved']:.3f} | {o['ms_per_problem']:.1f} |" if o else "- | - |"))
+    for regime, name in (("many", "many problems at a time"), ("one", "one problem at a time")):
+        times = sorted({r[regime]["ms_per_problem"] for r in rows if regime in r})
+        if not times:
+            continue
+        lines += ["", f"Equal wall time, {name}: the best search of each family within B ms per problem", "",
+                  "| budget | diffusion: best | solved | AR: best | solved |", "|---|---|---|---|---|"]
+        for budget in times:
+            cells = []
+            for kind in ("diffusion", "ar"):
+                best = best_within(rows, regime, budget, kind)
+                cells += ([f"{best['model']}, {best['search']}", f"{best[regime]['solved']:.3f}"] if best
+                          else ["-", "0"])
+            lines.append(f"| {budget:.2f} ms | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("models", nargs="+")
+    p.add_argument("--problems", type=int, default=200)
+    p.add_argument("--latency-problems", type=int, default=20, help="problems searched one at a time (0: skip)")
+    p.add_argument("--samples", type=int, default=8)
+    p.add_argument("--round", type=int, default=2, help="verify-and-stop round size")
+    p.add_argument("--every", type=int, default=1, help="diffusion particles: sampler steps between checks")
+    p.add_argument("--ar-every", type=int, default=4, help="AR particles: tokens between checks")
+    p.add_argument("--search-batch", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    models = {spec: load_spec(spec, args.device, "transformers") for spec in args.models}
+    task = task_from_config(next(iter(models.values())).meta["task"])
+    if not task.has_verifier:
+        raise SystemExit(f"{task.name} has no verifier: use python -m benchmarks.voting")
+    problems = task.problems("test", limit=args.problems)
+    latency_problems = problems[: args.latency_problems]
+    rows = [row for spec, model in models.items()
+            for row in measure_model(spec, model, task, problems, latency_problems, args)]
+    report = markdown(rows, describe(), len(problems), len(latency_problems), args.samples, task.name)
+    print(report)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "native_search.json").write_text(json.dumps({"machine": describe(), "rows": rows}, indent=2))
+        (out / "native_search.md").write_text(report + "\n")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""``python -m benchmarks.native_search`` on a few problems: both families, every search, both regimes."""
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import native_search
+
+
+def test_every_search_of_both_families_in_both_regimes(capsys):
+    rows = native_search.main(["sudoku4-sdtt-2", "sudoku4-ar:ar_backend=transformers", "--problems", "3",
+                               "--latency-problems", "2", "--samples", "2", "--round", "1", "--ar-every", "6"])
+    labels = [(r["kind"], r["search"].split(",")[0]) for r in rows]
+    assert labels == [("diffusion", "best-of-2"), ("diffusion", "verify-and-stop"), ("diffusion", "particles"),
+                      ("diffusion", "repair"), ("ar", "best-of-2"), ("ar", "verify-and-stop"), ("ar", "particles")]
+    for r in rows:
+        assert 0 <= r["many"]["solved"] <= r["many"]["pass"] <= 1 and r["many"]["ms_per_problem"] > 0
+        assert 1 <= r["many"]["samples"] <= 2 and "one" in r
+    out = capsys.readouterr().out
+    assert "Equal wall time, many problems at a time" in out and "CPU:" in out
+
+
+def test_a_task_without_a_verifier_is_sent_to_the_voting_benchmark():
+    with pytest.raises(SystemExit, match="benchmarks.voting"):
+        native_search.main(["gsm8k-sdtt", "--problems", "1"])
