@@ -44,6 +44,8 @@ DATA_NOTES = {
                  "generated test split",
     "sudoku": "generated on the fly by `tasks.sudoku` (unique-solution puzzles; the training stream excludes every "
               "test and validation puzzle); evaluated on the generated test split",
+    "wordproblems": "generated on the fly by `tasks.wordproblems` ({min_ops}-{max_ops} operations; the training stream "
+                    "excludes every test and validation problem); evaluated on the generated test split",
 }
 
 
@@ -93,6 +95,10 @@ def card(name: str, meta: dict, model_cfg: dict, params: int, metrics: dict, sam
         from tasks.countdown import CountdownTask
 
         data = data.format(**{**CountdownTask(n=3).options, **(task.get("options") or {})})
+    if task["name"] == "wordproblems":
+        from tasks.wordproblems import WordProblemsTask
+
+        data = data.format(**{**WordProblemsTask(test_size=0, validation_size=0).options, **(task.get("options") or {})})
     backend = f", {metrics['backend']} backend" if metrics.get("backend") else ""
     if task["name"] == "gsm8k":
         command += "  (GSM8K data: add task.path=<dir with test.jsonl> or set SDTT_DATA_DIR)"

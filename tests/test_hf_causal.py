@@ -15,7 +15,8 @@ from tasks import load_task
 SAMPLER = SamplerConfig(method="autoregressive", steps=6, gen_length=6, temperature=1.0)
 
 
-def _write_causal_lm(directory, arch: str, *, seed: int = 0, max_positions: int = 512, chat: bool = True):
+def _write_causal_lm(directory, arch: str, *, seed: int = 0, max_positions: int = 512, chat: bool = True,
+                     width: int = 32, heads: int = 4):
     """A random tiny causal LM of ``arch`` (llama | qwen2 | mistral | gpt2) and a chat tokenizer, saved offline."""
     import transformers as tf
 
@@ -28,8 +29,8 @@ def _write_causal_lm(directory, arch: str, *, seed: int = 0, max_positions: int 
         config_cls, model_cls = {"llama": (tf.LlamaConfig, tf.LlamaForCausalLM),
                                  "qwen2": (tf.Qwen2Config, tf.Qwen2ForCausalLM),
                                  "mistral": (tf.MistralConfig, tf.MistralForCausalLM)}[arch]
-        shape = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions, **ids)
+        shape = dict(vocab_size=len(tok), hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
+                     num_attention_heads=heads, num_key_value_heads=2, max_position_embeddings=max_positions, **ids)
     torch.manual_seed(seed)
     model = model_cls(config_cls(**shape))
     directory.mkdir(parents=True, exist_ok=True)
@@ -152,5 +153,27 @@ def test_without_a_chat_template_the_prompt_is_plain(tmp_path):
     assert model.format_prompt(PROMPTS[0]).endswith(PROMPTS[0])
 
 
-def test_vllm_is_refused_for_a_causal_lm(causal_dir):
-    assert "transformers only" in _one_line_error(f"hf:{causal_dir}", ar_backend="vllm")
+def test_vllm_without_vllm_installed_is_a_one_line_error(causal_dir, monkeypatch):
+    # with vLLM installed the model is served by it (tests/test_vllm_backend.py, in CI's vLLM environment)
+    import sdtt_search.ar.backends as backends
+
+    monkeypatch.setattr(backends, "vllm_available", lambda: False)
+    with pytest.raises(RuntimeError) as err:
+        load_model(f"hf:{causal_dir}", ar_backend="vllm")
+    assert "needs vLLM" in str(err.value) and "\n" not in str(err.value)
+    assert load_model(f"hf:{causal_dir}").backend_name == "transformers"  # auto, without vLLM
+
+
+def test_particle_search_extends_formatted_prompts(tmp_path):
+    from sdtt_search.search.particles import ParticleConfig
+
+    directory = _write_causal_lm(tmp_path / "smc", "llama")
+    model = load_model(f"hf:{directory}")
+    task = load_task("countdown", n=3)
+    problems = task.problems("test", limit=2)
+    sampler = SAMPLER.replace(gen_length=8)
+    results = Search(model, task, sampler, strategy="smc", smc=ParticleConfig(every=4)).generate_problems(problems, 3)
+    assert all(len(r.candidates) == 3 and r.particles["checks"] > 0 for r in results)
+    # a particle's text is a continuation of the formatted prompt, as generate draws it
+    drawn = model.extend([problems[0].prompt], [[]], sampler, seeds=[1], max_tokens=8)
+    assert drawn.texts[0] == model.generate([problems[0].prompt], sampler, seeds=[1]).texts[0]

@@ -240,6 +240,29 @@ def test_ray_particle_search_matches_local(ray_session, tiny_checkpoint):
     assert all(r.particles["checks"] > 0 for r in local)
 
 
+def test_ray_serves_a_hub_causal_lm_as_local(ray_session, tmp_path):
+    # hf:<dir> of a causal LM: the driver only describes it, each worker loads its replica, and the
+    # candidates are those of the in-process search (per-candidate seeds on the transformers backend)
+    from test_hf_causal import _write_causal_lm
+
+    directory = _write_causal_lm(tmp_path / "tiny-qwen2", "qwen2")
+    spec = f"hf:{directory}"
+    described = load_model(spec, device="meta", ar_backend="transformers")
+    assert described.kind == "ar" and described.backend_name == "transformers"
+    with pytest.raises(RuntimeError, match="only described"):
+        described.generate(["q"], described.default_sampler(), seeds=[0])
+    sampler = SamplerConfig(method="autoregressive", steps=6, gen_length=6, temperature=1.0)
+    task = {"name": "countdown", "options": {"n": 3}}
+    args = {"model": spec, "task": task, "sampler": sampler.to_dict(), "batch_size": 4, "seed": 2, "device": "cpu",
+            "load_options": {"ar_backend": "transformers"}}
+    problems = load_task("countdown", n=3).problems(limit=3)
+    local = Search(load_model(spec, ar_backend="transformers"), load_task("countdown", n=3), sampler, batch_size=4,
+                   seed=2).generate_problems(problems, 2)
+    remote = []
+    run_on_ray(search_args=args, problems=problems, n=2, workers=2, ray_cfg=RAY_CFG, on_result=remote.append)
+    assert _by_id(remote) == _by_id(local)
+
+
 def test_ray_verify_and_stop_matches_local(ray_session):
     # a real zoo student, most of whose Sudoku samples verify: problems stop after a round or two
     # with stratified first tokens: the workers draw at the same points as the local search

@@ -111,3 +111,18 @@ def test_vllm_greedy_head_is_the_greedy_decode_and_the_tail_is_sampled(vllm_mode
     assert len(set(out.texts)) > 1  # the second pass samples the rest at temperature 1
     plain = vllm_model.generate(["12+3="] * 8, SamplerConfig(method="autoregressive", gen_length=10), seeds=range(8))
     assert not all(text.startswith(head) for text in plain.texts)
+
+
+def test_a_hub_causal_lm_is_served_by_vllm(tmp_path):
+    # hf:<dir> of a Llama-format checkpoint (config, safetensors, a chat tokenizer): vLLM samples it on
+    # the formatted prompts, and its greedy completions are the transformers backend's
+    from test_hf_causal import PROMPTS, _write_causal_lm
+
+    directory = _write_causal_lm(tmp_path / "tiny-llama", "llama", width=64, heads=2)  # vLLM's CPU attention: head_dim 32
+    served = load_model(f"hf:{directory}", ar_backend="vllm")
+    local = load_model(f"hf:{directory}", ar_backend="transformers")
+    assert served.backend_name == "vllm" and local.backend_name == "transformers"
+    greedy = SamplerConfig(method="autoregressive", temperature=0.0, gen_length=8)
+    assert served.generate(PROMPTS, greedy, seeds=[0, 1, 2]).texts == local.generate(PROMPTS, greedy, seeds=[0, 1, 2]).texts
+    sampled = served.generate(PROMPTS[:1] * 3, served.default_sampler().replace(gen_length=8), seeds=[4, 5, 4])
+    assert sampled.texts[0] == sampled.texts[2]  # a candidate depends on its seed

@@ -1,11 +1,12 @@
 """Hugging Face causal LMs (Llama, Qwen2, Mistral, GPT-2, ...) as the autoregressive baseline.
 
 ``load_model("hf:<id or dir>")`` comes here when config.json's ``architectures`` names a
-``...ForCausalLM`` that is none of the diffusion families: the network is
-``AutoModelForCausalLM``'s, sampled by the ``transformers`` backend
-(``sdtt_search.ar.backends``: per-candidate seeds, batch-invariant), prompts are formatted
-as for the diffusion families (``prompting``: chat template, answer instruction), and a
-completion stops at the tokenizer's EOS. vLLM is not used for these models.
+``...ForCausalLM`` that is none of the diffusion families: the network is sampled by vLLM
+(``ar_backend=vllm``, or ``auto`` where vLLM is installed: one request per candidate with
+its seed, prefix caching) or by ``AutoModelForCausalLM`` on the ``transformers`` backend
+(per-candidate seeds, batch-invariant) (``sdtt_search.ar.backends``); prompts are
+formatted as for the diffusion families (``prompting``: chat template, answer
+instruction), and a completion stops at the tokenizer's EOS.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..ar.backends import TransformersBackend
+from ..ar.backends import TransformersBackend, VLLMBackend, resolve_backend
 from ..ar.model import ARModel
 from ..interface import Completions
 from ..sampling_config import SamplerConfig
@@ -49,6 +50,18 @@ def context_length(config: dict) -> int | None:
     return None
 
 
+class DescribedBackend:
+    """The engine of a causal LM that is only described (``device="meta"``: a Ray driver,
+    whose workers load their own replicas): a name, and no sampling."""
+
+    def __init__(self, name: str):
+        self.name, self.nfe = name, 0
+
+    def generate(self, *args, **kwargs):
+        raise RuntimeError("this hf: causal LM was only described (device=meta), not loaded; load it with "
+                           "device=cuda or cpu")
+
+
 class HFCausalModel(ARModel):
     """An ``ARModel`` whose task prompts are formatted (chat template, answer instruction) before sampling.
 
@@ -76,13 +89,19 @@ class HFCausalModel(ARModel):
                                  "shorten the prompt or lower sampler.gen_length")
         return super().generate(texts, sampler, seeds=seeds, heads=heads)
 
+    def extend(self, prompts: Sequence[str], prefixes: Sequence[Sequence[int]], sampler: SamplerConfig, *,
+               seeds: Sequence[int], max_tokens: int) -> Completions:
+        """``ARModel.extend`` on the formatted prompts (particle search over prefixes)."""
+        return super().extend([self.format_prompt(p) for p in prompts], prefixes, sampler, seeds=seeds,
+                              max_tokens=max_tokens)
+
     #: no re-denoising of candidates (``Search(strategy="repair")``) for an AR model
     infill = None
 
 
 def load_causal_lm(source: HFSource, config: dict, *, trust_remote_code: bool, dtype: torch.dtype,
                    device: torch.device, n_params: int | None, chat: bool | None, answer_format: str | None,
-                   system_prompt: str | None, tokenizer: str | None) -> HFCausalModel:
+                   system_prompt: str | None, tokenizer: str | None, backend: str = "auto") -> HFCausalModel:
     """An ``HFCausalModel`` over ``source`` (config.json already read and classified)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -96,13 +115,24 @@ def load_causal_lm(source: HFSource, config: dict, *, trust_remote_code: bool, d
         raise ValueError(f"{spec}: could not load the tokenizer ({_first_line(err)}); pass "
                          "hf.tokenizer=<a compatible one>") from None
     tok = HFTokenizer(hf_tok, mask_id=NO_MASK)
-    hf_logging.disable_progress_bar()
-    try:
-        network = AutoModelForCausalLM.from_pretrained(source.load_location(), revision=source.revision,
-                                                       trust_remote_code=trust_remote_code, dtype=dtype)
-    except Exception as err:  # noqa: BLE001 - one line whatever went wrong
-        raise ValueError(f"{spec}: loading the causal LM failed ({type(err).__name__}: {_first_line(err)})") from None
-    backend = TransformersBackend(network.to(device), pad_id=tok.pad_id, eos_id=tok.eos_id)
+    context = context_length(config)
+    if device.type == "meta":
+        engine = DescribedBackend(resolve_backend(backend))
+    elif resolve_backend(backend) == "vllm":
+        if source.revision:
+            raise ValueError(f"{spec}: a revision (@...) is not passed to vLLM; download that revision to a "
+                             "directory and load hf:<dir>, or use ar_backend=transformers")
+        engine = VLLMBackend(source.load_location(), eos_id=tok.eos_id, device=device, max_model_len=context or 2048,
+                             trust_remote_code=trust_remote_code)
+    else:
+        hf_logging.disable_progress_bar()
+        try:
+            network = AutoModelForCausalLM.from_pretrained(source.load_location(), revision=source.revision,
+                                                           trust_remote_code=trust_remote_code, dtype=dtype)
+        except Exception as err:  # noqa: BLE001 - one line whatever went wrong
+            raise ValueError(f"{spec}: loading the causal LM failed ({type(err).__name__}: {_first_line(err)})") \
+                from None
+        engine = TransformersBackend(network.to(device), pad_id=tok.pad_id, eos_id=tok.eos_id)
     use_chat = tok.has_chat_template if chat is None else bool(chat)
     if use_chat and not tok.has_chat_template:
         raise ValueError(f"{spec}: chat=true but the tokenizer has no chat template; pass hf.chat=false")
@@ -111,5 +141,5 @@ def load_causal_lm(source: HFSource, config: dict, *, trust_remote_code: bool, d
             "source": source.location, "revision": source.revision, "dtype": str(dtype).removeprefix("torch."),
             "parameters": n_params, "gen_length": DEFAULT_GEN_LENGTH, "chat": use_chat,
             "answer_format": answer_format}
-    return HFCausalModel(backend, tok, meta, spec, prompt_format=fmt, num_parameters=n_params,
-                         context_length=context_length(config))
+    return HFCausalModel(engine, tok, meta, spec, prompt_format=fmt, num_parameters=n_params,
+                         context_length=context)

@@ -54,17 +54,15 @@ def load_hf_model(
         native: LLaDA and Dream: build the network here (``sdtt_search.hf.llada`` /
             ``.dream``: no remote code, left padding, Fast-dLLM's caches). None (default):
             whenever its config.json is one those modules build; False: the repository's code.
-        ar_backend: causal LMs: "auto" or "transformers" (the only engine for them; "vllm" is a
-            one-line ``ValueError``).
+        ar_backend: causal LMs: "auto" (vLLM when installed, else transformers), "vllm" or
+            "transformers" (``sdtt_search.ar.backends``).
     """
     source = parse_source(spec)
     config = read_config(source)
     if family is None and _is_plain_causal_lm(config, source):
-        if ar_backend == "vllm":
-            raise ValueError(f"{spec} is a causal LM: hf: causal LMs are sampled by transformers only; "
-                             "use ar_backend=transformers (or auto)")
         return _load_causal(source, config, trust_remote_code=trust_remote_code, dtype=dtype, device=device,
-                            chat=chat, answer_format=answer_format, system_prompt=system_prompt, tokenizer=tokenizer)
+                            chat=chat, answer_format=answer_format, system_prompt=system_prompt, tokenizer=tokenizer,
+                            ar_backend=ar_backend)
     family = detect_family(config, hint=source.location, family=family)
     use_native = _use_native(family, config, native, spec)
     if family in REMOTE_FAMILIES and not use_native and needs_remote_code(config) and not trust_remote_code:
@@ -128,11 +126,9 @@ def _is_plain_causal_lm(config: dict, source: HFSource) -> bool:
 
 
 def _load_causal(source: HFSource, config: dict, *, trust_remote_code: bool, dtype, device, chat, answer_format,
-                 system_prompt, tokenizer) -> HFCausalModel:
+                 system_prompt, tokenizer, ar_backend: str = "auto") -> HFCausalModel:
     """Checks (architecture, remote code, weights) with one-line errors, then ``load_causal_lm``."""
     spec = source.spec
-    if str(device) == "meta":
-        raise ValueError(f"{spec} is a causal LM; it runs in this process only (executor=local), not on Ray workers")
     if needs_remote_code(config):
         if not (config.get("auto_map") or {}).get("AutoModelForCausalLM"):
             raise ValueError(f"{spec}: architecture {config.get('architectures')} (model_type="
@@ -143,12 +139,12 @@ def _load_causal(source: HFSource, config: dict, *, trust_remote_code: bool, dty
                              "trust_remote_code=true (CLI) / trust_remote_code=True (API)")
     if source.local and not any(any(source.path.glob(p)) for p in ("*.safetensors", "pytorch_model*.bin")):
         raise ValueError(f"{spec}: {source.path} has no weights (*.safetensors or pytorch_model*.bin)")
-    device = resolve_device(device)
+    device = torch.device("meta") if str(device) == "meta" else resolve_device(device)
     n_params = count_parameters(source, config)
-    run_dtype = choose_dtype(dtype, device, n_params, spec)
+    run_dtype = choose_dtype(dtype, torch.device("cuda") if device.type == "meta" else device, n_params, spec)
     return load_causal_lm(source, config, trust_remote_code=trust_remote_code, dtype=run_dtype, device=device,
                           n_params=n_params, chat=chat, answer_format=answer_format, system_prompt=system_prompt,
-                          tokenizer=tokenizer)
+                          tokenizer=tokenizer, backend=ar_backend)
 
 
 def _use_native(family: str, config: dict, native: bool | None, spec: str) -> bool:
