@@ -138,6 +138,15 @@ def test_stages_follow_the_schedule_of_one_call():
         stages(6, 1, blocks=4)
 
 
+def test_a_threshold_students_budget_is_rounded_down_to_whole_blocks():
+    model = load_model("countdown-cd3-wide-sdtt-8")  # blocks of 2 over 12 tokens, a threshold with a 10-step budget
+    task = task_from_config(model.meta["task"])
+    sampler = model.default_sampler()
+    assert sampler.threshold is not None and sampler.steps % 6
+    results = Search(model, task, sampler, strategy="smc").generate_problems(task.problems("test", limit=2), 2)
+    assert all(r.particles["checks"] == 2 * 5 for r in results)  # 6 steps, one block each: 5 checks per particle
+
+
 def test_partial_pieces_stop_at_a_committed_eos():
     assert partial_pieces(TOK, [TOK.encode("1")[0], None, TOK.eos_id, TOK.encode("2")[0]]) == (["1", None], True)
     assert partial_pieces(TOK, [None, TOK.encode("3")[0]]) == ([None, "3"], False)

@@ -96,7 +96,8 @@ def particle_sampler(sampler: SamplerConfig) -> SamplerConfig:
     """The sampler of particle search: the search's, without a confidence threshold,
     approximate key/value caches, a window or stratified heads, so that every particle
     commits on the same linear schedule and a stage is ``every`` steps for all of them
-    (blocks and the exact prefix cache of a causal denoiser stay)."""
+    (blocks and the exact prefix cache of a causal denoiser stay; with blocks, ``steps`` is
+    rounded down to a multiple of them, at least one step per block)."""
     return sampler.replace(threshold=None, window=None, kv_cache=None, kv_refresh=None, stratify=0)
 
 
@@ -206,6 +207,8 @@ def draw_particles(search, problems: Sequence, prompts: Sequence[str],
     spent = {key: [0.0, 0.0, 0] for key in rows}  # network calls, seconds, positions run
     counts = {key: dict.fromkeys(PARTICLE_COUNTS, 0) for key in rows}
     blocks = -(-gen_length // sampler.block_length) if sampler.block_length else 1
+    if sampler.steps % blocks:  # a threshold's step budget, say: whole steps per block, rounded down
+        sampler = sampler.replace(steps=max(blocks, sampler.steps // blocks * blocks))
     plan = stages(sampler.steps, search.smc.every, blocks)
     for stage, (steps, stop_after) in enumerate(plan):
         stage_sampler = sampler.replace(steps=steps)
