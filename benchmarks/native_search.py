@@ -10,7 +10,7 @@ N = ``--samples`` candidates per problem:
 * ``best-of-N``: N independent candidates, the verifier's pick;
 * ``verify-and-stop``: rounds of ``--round`` candidates until one verifies, at most N;
 * ``particles``: ``strategy="smc"``, N particles checked every ``--every`` steps (an AR
-  model: every ``--ar-every`` tokens of its prefixes);
+  model: every ``--ar-every`` tokens of its prefixes; none for a noise-conditioned student);
 * ``repair`` (diffusion only): best-of-N, each failing candidate re-denoised where blamed.
 
 Two regimes: many problems at a time (``--search-batch`` rows per network call, the
@@ -30,6 +30,7 @@ from pathlib import Path
 
 from sdtt_search import Search
 from sdtt_search.cli import task_from_config
+from sdtt_search.diffusion.blocks import takes_noise
 from sdtt_search.machine import describe
 from sdtt_search.search.particles import ParticleConfig
 from sdtt_search.search.repair import RepairConfig
@@ -42,9 +43,10 @@ def searches(model, task, n: int, args) -> list[tuple[str, dict, StopRule | None
     """(label, Search keyword arguments, stop rule) of every search the model's family has."""
     every = args.ar_every if model.kind == "ar" else args.every
     out = [(f"best-of-{n}", {}, None),
-           (f"verify-and-stop, rounds of {args.round}, at most {n}", {}, StopRule(args.round)),
-           (f"particles, {n}, a check every {every} {'tokens' if model.kind == 'ar' else 'steps'}",
-            {"strategy": "smc", "smc": ParticleConfig(every=every)}, None)]
+           (f"verify-and-stop, rounds of {args.round}, at most {n}", {}, StopRule(args.round))]
+    if not takes_noise(getattr(model, "model", None)):  # a noise-conditioned student has no particle search
+        out.append((f"particles, {n}, a check every {every} {'tokens' if model.kind == 'ar' else 'steps'}",
+                    {"strategy": "smc", "smc": ParticleConfig(every=every)}, None))
     if model.kind != "ar" and callable(getattr(model, "infill", None)):
         out.append((f"repair, {n}, 2 rounds x 2 steps", {"strategy": "repair", "repair": RepairConfig()}, None))
     return out
