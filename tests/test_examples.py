@@ -66,3 +66,9 @@ def test_fast_dllm_example():
     # the cache changes what a call costs, not how many calls the steps take
     assert rows["blocks + dual cache"]["calls"] == rows["blocks"]["calls"]
     assert rows["threshold 0.9"]["calls"] < rows["blocks"]["calls"]  # several tokens per step
+
+
+def test_voting_example(capsys):
+    _module("voting").main(["--model", "wordproblems-sdtt-37", "--samples", "2", "--limit", "3"])
+    out = capsys.readouterr().out
+    assert "wordproblems problems x 2 samples" in out and "temporal@2" in out and "settled majority" in out

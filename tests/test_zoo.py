@@ -58,6 +58,20 @@ def test_search_task_models_keep_an_accuracy_floor(name):
     assert measured > 0.5 and pass1 >= measured / 2, (name, pass1, measured)
 
 
+@pytest.mark.parametrize("name", ["wordproblems-teacher", "wordproblems-sdtt-37", "wordproblems-ar"])
+def test_word_problem_models_keep_an_accuracy_floor(name):
+    """The voting models (no verifier: scored against the reference) solve at least half
+    their card's pass@1 on 20 test problems x 2 seeded samples."""
+    model = load_model(name, ar_backend="transformers")
+    task = task_from_config(model.meta["task"])
+    problems = [p for p in task.problems("test", limit=20) for _ in range(2)]
+    out = model.generate([task.format_prompt(p) for p in problems], model.default_sampler(),
+                         seeds=range(1000, 1000 + len(problems)))
+    pass1 = sum(task.is_correct(p, t) for p, t in zip(problems, out.texts)) / len(problems)
+    measured = json.loads((ZOO_DIR / name / "metrics.json").read_text())["accuracy"]["pass@1"]
+    assert 0.3 <= measured and pass1 >= measured / 2, (name, pass1, measured)
+
+
 def test_the_sudoku_student_solves_puzzles():
     """The embedded default is a real model: most sampled boards are valid solutions."""
     model = load_model(default_model_for("sudoku"))

@@ -38,6 +38,7 @@ DEFAULT_MODELS = {
     "countdown": "countdown-cd3-wide-sdtt-8",
     "gsm8k": "gsm8k-sdtt",
     "sudoku": "sudoku4-sdtt-4",
+    "wordproblems": "wordproblems-sdtt-37",
 }
 
 
