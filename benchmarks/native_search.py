@@ -24,9 +24,7 @@ comparable only within one run.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 from sdtt_search import Search
 from sdtt_search.cli import task_from_config
@@ -37,6 +35,7 @@ from sdtt_search.search.repair import RepairConfig
 from sdtt_search.search.stopping import StopRule
 
 from .frontier.models import load_spec
+from .saved_run import save_run
 
 
 def searches(model, task, n: int, args) -> list[tuple[str, dict, StopRule | None]]:
@@ -144,10 +143,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     report = markdown(rows, describe(), len(problems), len(latency_problems), args.samples, task.name)
     print(report)
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "native_search.json").write_text(json.dumps({"machine": describe(), "rows": rows}, indent=2))
-        (out / "native_search.md").write_text(report + "\n")
+        save_run(args.out, "native_search", report, {"rows": rows})
     return rows
 
 

@@ -24,10 +24,8 @@ comparable only within one run.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
-from pathlib import Path
 
 from sdtt_search import Search
 from sdtt_search.cli import task_from_config
@@ -36,6 +34,7 @@ from sdtt_search.search.report import accuracy_curves
 from sdtt_search.search.stopping import StopRule
 
 from .frontier.models import load_spec
+from .saved_run import save_run
 
 SELECTORS = ("maj", "confidence", "temporal")
 
@@ -144,10 +143,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     report = markdown(runs, args.samples, len(problems), budgets, describe(), task.name)
     print(report)
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "voting.json").write_text(json.dumps({"machine": describe(), "runs": runs}, indent=2))
-        (out / "voting.md").write_text(report + "\n")
+        save_run(args.out, "voting", report, {"runs": runs})
     return runs
 
 
