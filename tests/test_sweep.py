@@ -237,3 +237,15 @@ def test_a_sweep_compares_best_of_n_with_repair(tiny_ckpt, tmp_path):  # noqa: F
     assert "repair" not in json.loads((plain / "metrics.json").read_text())
     assert "repair" in json.loads((repaired / "metrics.json").read_text())
     assert json.loads((repaired / "run_config.json").read_text())["strategy"]["rounds"] == 1
+
+
+def test_a_sweep_runs_particle_search_with_its_options(tiny_ckpt, tmp_path):  # noqa: F811
+    assert sweep_module.main(_args(tiny_ckpt, tmp_path, "steps=[2]", "samples=[2]", "strategies=[best_of_n,smc]",
+                                   "smc.every=1", "smc.weights=confidence", "plot=false")) == 0
+    with open(tmp_path / "sweep.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["strategy"] for r in rows] == ["best_of_n", "smc"]
+    particles = tmp_path / Path(tiny_ckpt).name / "steps2-n2-smc"
+    assert json.loads((particles / "run_config.json").read_text())["strategy"] == {"name": "smc", "every": 1,
+                                                                                    "weights": "confidence"}
+    assert json.loads((particles / "metrics.json").read_text())["smc"]["checks"] > 0
