@@ -177,3 +177,19 @@ def test_particle_search_extends_formatted_prompts(tmp_path):
     # a particle's text is a continuation of the formatted prompt, as generate draws it
     drawn = model.extend([problems[0].prompt], [[]], sampler, seeds=[1], max_tokens=8)
     assert drawn.texts[0] == model.generate([problems[0].prompt], sampler, seeds=[1]).texts[0]
+
+
+def test_completions_stop_at_end_of_turn_tokens_too(causal_dir):
+    # an instruct model ends its turn with <|eot_id|> / <|im_end|> rather than EOS: any stop id ends a completion
+    from sdtt_search.ar.backends import TransformersBackend
+
+    model = load_model(f"hf:{causal_dir}", ar_backend="transformers")
+    tok = model.tokenizer
+    assert tok.stop_ids > {tok.eos_id} and model.backend.stop_ids == tok.stop_ids  # the fixture's <|eot_id|>
+    ids = tok.encode(model.format_prompt(PROMPTS[0]))
+    (free,) = model.backend.generate([ids], seeds=[3], max_tokens=6, temperature=0.0, top_p=1.0)
+    first = free.token_ids[0]
+    assert first not in model.backend.stop_ids
+    stopping = TransformersBackend(model.backend.model, pad_id=tok.pad_id, eos_id=tok.eos_id, stop_ids=[first])
+    (cut,) = stopping.generate([ids], seeds=[3], max_tokens=6, temperature=0.0, top_p=1.0)
+    assert cut.token_ids == [first] and len(cut.logprobs) == 1

@@ -156,15 +156,17 @@ class TransformersBackend:
     Args:
         model: a ``PreTrainedModel`` causal LM (eval mode) on its device.
         pad_id / eos_id: token ids.
+        stop_ids: more ids that end a completion (an instruct model's end-of-turn tokens).
     """
 
     name = "transformers"
 
-    def __init__(self, model, *, pad_id: int, eos_id: int):
+    def __init__(self, model, *, pad_id: int, eos_id: int, stop_ids: Sequence[int] = ()):
         self.model = make_batch_invariant(model.eval())  # linear layers in whole row tiles
         _use_invariant_attention(self.model)
         self.pad_id = pad_id
         self.eos_id = eos_id
+        self.stop_ids = frozenset({int(eos_id), *(int(i) for i in stop_ids)})
         self.nfe = 0
 
     @classmethod
@@ -206,7 +208,7 @@ class TransformersBackend:
         out = self.model.generate(
             input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_tokens, do_sample=False,
             num_beams=1, logits_processor=LogitsProcessorList([picker]), pad_token_id=self.pad_id,
-            eos_token_id=self.eos_id, use_cache=True, temperature=None, top_p=None, top_k=None,
+            eos_token_id=sorted(self.stop_ids), use_cache=True, temperature=None, top_p=None, top_k=None,
         )
         new = out[:, width:].tolist()
         steps = len(picker.logprobs)
@@ -217,7 +219,7 @@ class TransformersBackend:
             kept = []
             for token in row_ids:
                 kept.append(token)
-                if token == self.eos_id:
+                if token in self.stop_ids:
                     break
             samples.append(ARSample(token_ids=kept, logprobs=row_lps[:len(kept)]))
         return samples
@@ -242,7 +244,8 @@ class VLLMBackend:
 
     name = "vllm"
 
-    def __init__(self, directory: str | Path, *, eos_id: int, device: torch.device, max_model_len: int, **engine_kwargs):
+    def __init__(self, directory: str | Path, *, eos_id: int, device: torch.device, max_model_len: int,
+                 stop_ids: Sequence[int] = (), **engine_kwargs):
         # In-process engine (no spawned core process) on loopback only.
         os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -259,6 +262,7 @@ class VLLMBackend:
         kwargs.update(engine_kwargs)
         self.llm = LLM(**kwargs)
         self.eos_id = eos_id
+        self.stop_ids = frozenset({int(eos_id), *(int(i) for i in stop_ids)})  # EOS and end-of-turn ids
         self.nfe = 0
 
     def generate(self, prompts: Sequence[Sequence[int]], *, seeds: Sequence[int], max_tokens: int,
@@ -271,7 +275,7 @@ class VLLMBackend:
             samples = self._pass(prompts, seeds, max_tokens, temperature, top_p)
         else:
             samples = self._pass(prompts, seeds, head, float(head_temperature), top_p)
-            rest = [i for i, s in enumerate(samples) if len(s.token_ids) == head and s.token_ids[-1] != self.eos_id]
+            rest = [i for i, s in enumerate(samples) if len(s.token_ids) == head and s.token_ids[-1] not in self.stop_ids]
             if rest and max_tokens > head:
                 tails = self._pass([list(prompts[i]) + samples[i].token_ids for i in rest],
                                    [int(seeds[i]) + _TAIL_SEED for i in rest], max_tokens - head, temperature, top_p)
@@ -315,7 +319,7 @@ class VLLMBackend:
                     pick = int(categorical(_filter_top_p(torch.softmax(raw / t, -1), top_p), heads[i, step : step + 1])[0])
                 drawn[i].append(ids[pick])
                 logprobs[i].append(float(raw[pick]))
-            rows = [i for i in rows if drawn[i][-1] != self.eos_id]
+            rows = [i for i in rows if drawn[i][-1] not in self.stop_ids]
         samples = [ARSample(token_ids=d, logprobs=lp) for d, lp in zip(drawn, logprobs)]
         if rows and max_tokens > steps:
             rest = max(head_tokens - steps, 0)
@@ -333,7 +337,7 @@ class VLLMBackend:
         from vllm.inputs import TokensPrompt
 
         params = [SamplingParams(n=1, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=int(s) % (2**63),
-                                 stop_token_ids=[self.eos_id], logprobs=0, detokenize=False) for s in seeds]
+                                 stop_token_ids=sorted(self.stop_ids), logprobs=0, detokenize=False) for s in seeds]
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params, use_tqdm=False)
         samples = []
         for out in outs:

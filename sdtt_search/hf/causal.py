@@ -6,7 +6,8 @@
 its seed, prefix caching) or by ``AutoModelForCausalLM`` on the ``transformers`` backend
 (per-candidate seeds, batch-invariant) (``sdtt_search.ar.backends``); prompts are
 formatted as for the diffusion families (``prompting``: chat template, answer
-instruction), and a completion stops at the tokenizer's EOS.
+instruction), and a completion stops at the tokenizer's EOS or an end-of-turn token
+(``HFTokenizer.stop_ids``: ``<|im_end|>``, ``<|eot_id|>``, ...).
 """
 from __future__ import annotations
 
@@ -123,7 +124,7 @@ def load_causal_lm(source: HFSource, config: dict, *, trust_remote_code: bool, d
             raise ValueError(f"{spec}: a revision (@...) is not passed to vLLM; download that revision to a "
                              "directory and load hf:<dir>, or use ar_backend=transformers")
         engine = VLLMBackend(source.load_location(), eos_id=tok.eos_id, device=device, max_model_len=context or 2048,
-                             trust_remote_code=trust_remote_code)
+                             stop_ids=sorted(tok.stop_ids), trust_remote_code=trust_remote_code)
     else:
         hf_logging.disable_progress_bar()
         try:
@@ -132,7 +133,8 @@ def load_causal_lm(source: HFSource, config: dict, *, trust_remote_code: bool, d
         except Exception as err:  # noqa: BLE001 - one line whatever went wrong
             raise ValueError(f"{spec}: loading the causal LM failed ({type(err).__name__}: {_first_line(err)})") \
                 from None
-        engine = TransformersBackend(network.to(device), pad_id=tok.pad_id, eos_id=tok.eos_id)
+        engine = TransformersBackend(network.to(device), pad_id=tok.pad_id, eos_id=tok.eos_id,
+                                     stop_ids=sorted(tok.stop_ids))
     use_chat = tok.has_chat_template if chat is None else bool(chat)
     if use_chat and not tok.has_chat_template:
         raise ValueError(f"{spec}: chat=true but the tokenizer has no chat template; pass hf.chat=false")

@@ -250,6 +250,7 @@ def draw_prefixes(search, problems: Sequence, prompts: Sequence[str],
     gen_length = search.sampler.gen_length or model.gen_length
     sampler = search.sampler.replace(head_tokens=0, head_temperature=None, stratify=0)
     every = search.smc.every
+    stops = getattr(tokenizer, "stop_ids", None) or {tokenizer.eos_id}  # EOS, and a hub model's end-of-turn ids
     state: dict[tuple[int, int], list[int]] = {key: [] for key in rows}
     logprob: dict[tuple[int, int], list[float]] = {key: [] for key in rows}
     done = {key: False for key in rows}
@@ -270,7 +271,7 @@ def draw_prefixes(search, problems: Sequence, prompts: Sequence[str],
             for r, key in enumerate(chunk):
                 state[key] += out.tokens[r]
                 logprob[key] += out.token_logprobs[r]
-                done[key] = tokenizer.eos_id in out.tokens[r] or len(state[key]) >= gen_length
+                done[key] = any(t in stops for t in out.tokens[r]) or len(state[key]) >= gen_length
                 spent[key][0] += out.nfe / len(chunk)
                 spent[key][1] += elapsed / len(chunk)
                 spent[key][2] += len(state[key])  # the prefix runs through the network again each stage
@@ -279,7 +280,7 @@ def draw_prefixes(search, problems: Sequence, prompts: Sequence[str],
     out_rows: dict[tuple[int, int], tuple] = {}
     for key in rows:
         tokens = state[key]
-        end = next((j for j, t in enumerate(tokens) if t == tokenizer.eos_id), len(tokens))
+        end = next((j for j, t in enumerate(tokens) if t in stops), len(tokens))
         text = tokenizer.decode(tokens[:end])
         out_rows[key] = (text, logprob[key][: end + 1], spent[key][2], spent[key][0], spent[key][1], None, None,
                          counts[key], None)
