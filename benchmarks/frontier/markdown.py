@@ -73,6 +73,13 @@ def markdown(report: dict) -> str:
     for n in names:
         cells = [f"{t['samples_per_s']:.1f} \\| {t['tokens_per_s']:.0f}" for t in models[n]["throughput"]]
         out.append(f"| {n} | " + " | ".join(cells) + " |")
+    if all("forward_passes" in t for n in names for t in models[n]["throughput"]):  # runs since 2026-12-07
+        out += ["", "Forward passes per sample \\| generated tokens per forward pass (machine-free: they travel "
+                "across cards, tokens/s does not):", "",
+                "| model | " + " | ".join(f"batch {b}" for b in batches) + " |", "|---|" + "---|" * len(batches)]
+        for n in names:
+            cells = [f"{t['forward_passes']:.0f} \\| {t['tokens_per_pass']:.2f}" for t in models[n]["throughput"]]
+            out.append(f"| {n} | " + " | ".join(cells) + " |")
     if report["speedups"]:
         lat_ks = list(report["speedups"][0].get("latency", {}))
         out += ["", (f"Speed-up over {report['speedups'][0]['teacher']} (samples/s ratio, measured side by side"

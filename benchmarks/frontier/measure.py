@@ -66,14 +66,22 @@ def throughput(model, task, problems, batch: int, repeats: int) -> dict:
     sampler = model.default_sampler()
     prompts = prompts_for(task, problems, batch)
     model.generate(prompts, sampler, seeds=range(batch))
-    times, tokens = [], []
+    times, tokens, passes = [], [], []
     for r in range(repeats):
         start = time.perf_counter()
         out = model.generate(prompts, sampler, seeds=range((r + 1) * batch, (r + 2) * batch))
         times.append(time.perf_counter() - start)
         tokens.append(generated_tokens(out))
+        passes.append(out.nfe)
     t = statistics.median(times)
-    return {"batch": batch, "seconds": t, "samples_per_s": batch / t, "tokens_per_s": statistics.median(tokens) / t}
+    return {"batch": batch, "seconds": t, "samples_per_s": batch / t, "tokens_per_s": statistics.median(tokens) / t,
+            **pass_counts(statistics.median(tokens) / batch, statistics.median(passes))}
+
+
+def pass_counts(tokens_per_sample: float, passes: float) -> dict:
+    """The machine-free pair beside tokens/s: forward passes a sample goes through (the
+    call's network calls: every row of a call is in each) and generated tokens per pass."""
+    return {"forward_passes": passes, "tokens_per_pass": tokens_per_sample / passes if passes else 0.0}
 
 
 def interleaved_timing(models: dict, task, problems, batches: list[int], repeats: int, samples: int,
@@ -90,8 +98,8 @@ def interleaved_timing(models: dict, task, problems, batches: list[int], repeats
     search slice's, whose calls hold many candidates of one prompt (a prefix cache runs a
     shared prompt once)."""
     names = list(models)
-    raw = {n: {"times": {b: [] for b in batches}, "tokens": {b: [] for b in batches}, "search": [], "round": []}
-           for n in names}
+    raw = {n: {"times": {b: [] for b in batches}, "tokens": {b: [] for b in batches},
+               "passes": {b: [] for b in batches}, "search": [], "round": []} for n in names}
     chunk = problems[: max(1, search_calls * search_batch // samples)]
     distinct = problems[: search_calls * search_batch]
     for r in range(repeats + 1):
@@ -105,6 +113,7 @@ def interleaved_timing(models: dict, task, problems, batches: list[int], repeats
                 if r:
                     raw[n]["times"][b].append(time.perf_counter() - start)
                     raw[n]["tokens"][b].append(generated_tokens(out))
+                    raw[n]["passes"][b].append(out.nfe)
             start = time.perf_counter()
             Search(model, task, sampler, batch_size=search_batch, seed=1000 + r).generate_problems(chunk, samples)
             if r:
@@ -118,8 +127,10 @@ def interleaved_timing(models: dict, task, problems, batches: list[int], repeats
         rows = []
         for b in batches:
             t = statistics.median(raw[n]["times"][b])
-            rows.append({"batch": b, "seconds": t, "samples_per_s": b / t,
-                         "tokens_per_s": statistics.median(raw[n]["tokens"][b]) / t, "repeats": raw[n]["times"][b]})
+            tokens = statistics.median(raw[n]["tokens"][b])
+            rows.append({"batch": b, "seconds": t, "samples_per_s": b / t, "tokens_per_s": tokens / t,
+                         **pass_counts(tokens / b, statistics.median(raw[n]["passes"][b])),
+                         "repeats": raw[n]["times"][b]})
         out[n] = {"throughput": rows, "seconds_per_sample": statistics.median(raw[n]["search"]),
                   "seconds_per_sample_repeats": raw[n]["search"],
                   "seconds_per_round_sample": statistics.median(raw[n]["round"]),
