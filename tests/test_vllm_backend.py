@@ -113,12 +113,15 @@ def test_vllm_greedy_head_is_the_greedy_decode_and_the_tail_is_sampled(vllm_mode
     assert not all(text.startswith(head) for text in plain.texts)
 
 
-def test_a_hub_causal_lm_is_served_by_vllm(tmp_path):
+def test_a_hub_causal_lm_is_served_by_vllm(tmp_path, monkeypatch):
     # hf:<dir> of a Llama-format checkpoint (config, safetensors, a chat tokenizer): vLLM samples it on
     # the formatted prompts, and its greedy completions are the transformers backend's
     from test_hf_causal import PROMPTS, _write_causal_lm
 
     directory = _write_causal_lm(tmp_path / "tiny-llama", "llama", width=64, heads=2)  # vLLM's CPU attention: head_dim 32
+    # a second engine in this process: vLLM's CPU budget is a share of the node's memory, minus what the
+    # module's first engine already holds
+    monkeypatch.setenv("SDTT_VLLM_CPU_MEMORY_FRACTION", "0.3")
     served = load_model(f"hf:{directory}", ar_backend="vllm")
     local = load_model(f"hf:{directory}", ar_backend="transformers")
     assert served.backend_name == "vllm" and local.backend_name == "transformers"
