@@ -11,7 +11,9 @@ N = ``--samples`` candidates per problem:
 * ``verify-and-stop``: rounds of ``--round`` candidates until one verifies, at most N;
 * ``particles``: ``strategy="smc"``, N particles checked every ``--every`` steps (an AR
   model: every ``--ar-every`` tokens of its prefixes; none for a noise-conditioned student);
-* ``repair`` (diffusion only): best-of-N, each failing candidate re-denoised where blamed.
+* ``repair`` (diffusion only): best-of-N, each failing candidate re-denoised where blamed;
+* ``order search`` (diffusion only): a beam of N states over commit orders and tokens,
+  ``--branch`` children a state.
 
 Two regimes: many problems at a time (``--search-batch`` rows per network call, the
 problems packed), and one problem at a time (``--latency-problems`` problems, each
@@ -30,6 +32,7 @@ from sdtt_search import Search
 from sdtt_search.cli import task_from_config
 from sdtt_search.diffusion.blocks import takes_noise
 from sdtt_search.machine import describe
+from sdtt_search.search.order_search import OrderConfig
 from sdtt_search.search.particles import ParticleConfig
 from sdtt_search.search.repair import RepairConfig
 from sdtt_search.search.stopping import StopRule
@@ -48,6 +51,9 @@ def searches(model, task, n: int, args) -> list[tuple[str, dict, StopRule | None
                     {"strategy": "smc", "smc": ParticleConfig(every=every)}, None))
     if model.kind != "ar" and callable(getattr(model, "infill", None)):
         out.append((f"repair, {n}, 2 rounds x 2 steps", {"strategy": "repair", "repair": RepairConfig()}, None))
+    if model.kind != "ar" and callable(getattr(model, "predict", None)):
+        out.append((f"order search, a beam of {n}, branch {args.branch}",
+                    {"strategy": "order", "order": OrderConfig(branch=args.branch)}, None))
     return out
 
 
@@ -127,6 +133,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--round", type=int, default=2, help="verify-and-stop round size")
     p.add_argument("--every", type=int, default=1, help="diffusion particles: sampler steps between checks")
     p.add_argument("--ar-every", type=int, default=4, help="AR particles: tokens between checks")
+    p.add_argument("--branch", type=int, default=4, help="order search: children of each beam state")
     p.add_argument("--search-batch", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")

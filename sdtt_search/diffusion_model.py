@@ -7,6 +7,10 @@ from typing import Sequence
 import torch
 
 from .diffusion import build_batch, generate, sample
+from .diffusion.blocks import denoise, first_generated_column
+from .diffusion.draws import token_probs
+from .diffusion.logits_sources import masked_fraction, sigma_for
+from .diffusion.schedule import LogLinearSchedule
 from .interface import Completions
 from .model.invariant import sampling
 from .sampling_config import SamplerConfig, with_overrides
@@ -100,3 +104,24 @@ class DiffusionModel:
         return Completions(texts=[self.tokenizer.decode(row) for row in ids],
                            logprobs=[self._up_to_eos(t, lp) for t, lp in zip(ids, logprobs)], nfe=out.nfe,
                            positions=gen_length, tokens=ids, token_logprobs=logprobs)
+
+    @sampling
+    @torch.no_grad()
+    def predict(self, prompts: Sequence[str], tokens: Sequence[Sequence[int | None]]) -> torch.Tensor:
+        """One network call: [B, G, V] float64 log-probabilities of every token at each of
+        row i's ``G = len(tokens[i])`` generated positions given the prompt and the tokens
+        ``tokens[i]`` holds (None: masked), the MASK token excluded (order search,
+        ``sdtt_search.search.order_search``). A time-conditioned model is shown the row's
+        masked share as its time."""
+        gen_length = len(tokens[0]) if tokens else self.gen_length
+        mask_id = self.tokenizer.mask_id
+        batch = build_batch([self.tokenizer.encode(p) for p in prompts], gen_length, pad_id=self.tokenizer.pad_id,
+                            mask_id=mask_id, device=self.device)
+        x = batch.x.clone()
+        x[:, -gen_length:] = torch.tensor([[mask_id if t is None else int(t) for t in row] for row in tokens],
+                                          dtype=torch.long, device=x.device)
+        t = masked_fraction(x, batch.gen_mask, mask_id)
+        logits = denoise(self.model, x, attention_mask=batch.attention_mask,
+                         sigma=sigma_for(self.model, LogLinearSchedule(), t),
+                         gen_start=first_generated_column(batch.gen_mask))
+        return token_probs(logits[:, -gen_length:], mask_id, 1.0).log()

@@ -176,7 +176,8 @@ def search_problems(plan: RunPlan, cfg: DictConfig, todo: list, on_result: Calla
         return
     fallback, stop = plan.fallback, plan.stop
     second = {**search_args, "model": fallback["model"], "sampler": fallback["sampler"], "seed": fallback["seed"],
-              **search_strategy("best_of_n", None), "repair": None, "smc": None}  # the strategy is the first model's
+              **search_strategy("best_of_n", None), "repair": None, "smc": None,
+              "order": None}  # the strategy is the first model's
     rule = {"on": stop.on, "confidence": stop.confidence}
     run_cascade_on_ray(stages=[{"search_args": search_args, "samples": cfg.samples, "round_size": stop.round_size, **rule},
                                {"search_args": second, "samples": fallback["samples"],
@@ -205,6 +206,8 @@ def write_outputs(plan: RunPlan, cfg: DictConfig) -> dict:
         metrics["repair"] = summarise_repair(results)
     if plan.strategy == "smc":
         metrics["smc"] = summarise_particles(results)
+    if plan.strategy == "order":
+        metrics["order"] = plan.strategy_options.to_dict()
     scores = score_means(task, plan.problems, results)
     if scores:  # GSM8K: lm-eval's strict / flexible; Sudoku: matches_reference, cell_accuracy
         metrics["scores"] = scores

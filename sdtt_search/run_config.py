@@ -7,6 +7,7 @@ from omegaconf import DictConfig
 
 from .checks import is_positive_int
 from .search.engine import check_samples
+from .search.order_search import OrderConfig
 from .search.particles import ParticleConfig
 from .search.repair import RepairConfig, check_strategy
 from .search.stopping import STOP_ON, StopRule
@@ -68,12 +69,12 @@ def fallback_stage(cfg: DictConfig) -> dict | None:
 
 
 #: the options of each strategy that has some: ``repair.*`` and ``smc.*`` in configs/run.yaml
-STRATEGY_OPTIONS = {"repair": RepairConfig, "smc": ParticleConfig}
+STRATEGY_OPTIONS = {"repair": RepairConfig, "smc": ParticleConfig, "order": OrderConfig}
 
 
-def strategy_options(cfg: DictConfig) -> tuple[str, RepairConfig | ParticleConfig | None]:
-    """The run's strategy and its options (``repair.*`` for repair, ``smc.*`` for smc; None
-    for best_of_n)."""
+def strategy_options(cfg: DictConfig) -> tuple[str, RepairConfig | ParticleConfig | OrderConfig | None]:
+    """The run's strategy and its options (``repair.*``, ``smc.*``, ``order.*``; None for
+    best_of_n)."""
     strategy = cfg.get("strategy", "best_of_n")
     check_strategy(strategy)
     if strategy not in STRATEGY_OPTIONS:
@@ -88,7 +89,7 @@ def strategy_options(cfg: DictConfig) -> tuple[str, RepairConfig | ParticleConfi
     return strategy, options(**{key: node[key] for key in node})
 
 
-def search_strategy(strategy: str, options: RepairConfig | ParticleConfig | None) -> dict:
+def search_strategy(strategy: str, options: RepairConfig | ParticleConfig | OrderConfig | None) -> dict:
     """``Search``'s keyword arguments for a strategy and its options (JSON-safe, as the Ray
     workers take them: ``{"strategy": "smc", "smc": {...}}``)."""
     return {"strategy": strategy, **({strategy: options.to_dict()} if options is not None else {})}

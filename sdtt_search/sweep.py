@@ -102,7 +102,7 @@ def run_config(cfg: DictConfig, point: dict, *, in_ray: bool = False) -> DictCon
     run_cfg.fallback.samples = cfg.get("fallback_samples")
     run_cfg.fallback.round = cfg.get("fallback_round")
     run_cfg.strategy = point.get("strategy", "best_of_n")
-    for strategy in ("repair", "smc"):  # each strategy's options (repair.*, smc.*)
+    for strategy in ("repair", "smc", "order"):  # each strategy's options (repair.*, smc.*, order.*)
         for key, value in OmegaConf.to_container(cfg.get(strategy) or {}, resolve=True).items():
             if value is not None:
                 run_cfg[strategy][key] = value
@@ -177,7 +177,7 @@ def row(point: dict, metrics: dict) -> dict:
         "stop_round": stages[0]["round_size"] if stages else metrics.get("round_size"),
         "fallback": stages[1]["model"] if stages else None,
         # metrics.json has a repair or smc block
-        "strategy": next((name for name in ("repair", "smc") if name in metrics), "best_of_n"),
+        "strategy": next((name for name in ("repair", "smc", "order") if name in metrics), "best_of_n"),
         "samples_drawn": metrics["samples_drawn"]["mean"] if stopped else float(n),
         "pass@1": acc.get("pass@1"),
         "maj@N": acc.get("majority") if stopped else acc.get(f"maj@{n}"),

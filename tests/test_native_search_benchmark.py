@@ -11,7 +11,8 @@ def test_every_search_of_both_families_in_both_regimes(capsys):
                                "--latency-problems", "2", "--samples", "2", "--round", "1", "--ar-every", "6"])
     labels = [(r["kind"], r["search"].split(",")[0]) for r in rows]
     assert labels == [("diffusion", "best-of-2"), ("diffusion", "verify-and-stop"), ("diffusion", "particles"),
-                      ("diffusion", "repair"), ("ar", "best-of-2"), ("ar", "verify-and-stop"), ("ar", "particles")]
+                      ("diffusion", "repair"), ("diffusion", "order search"), ("ar", "best-of-2"),
+                      ("ar", "verify-and-stop"), ("ar", "particles")]
     for r in rows:
         assert 0 <= r["many"]["solved"] <= r["many"]["pass"] <= 1 and r["many"]["ms_per_problem"] > 0
         assert 1 <= r["many"]["samples"] <= 2 and "one" in r

@@ -36,6 +36,7 @@ from ..interface import Model
 from ..sampling_config import SamplerConfig
 
 from .planning import chunked, first_round, problems_per_batch
+from .order_search import OrderConfig, draw_order_search
 from .particles import PARTICLE_COUNTS, ParticleConfig, draw_particles, draw_prefixes
 from .repair import RepairConfig, check_strategy, repair_sampler, repair_seed, to_blame
 from .report import summarise, summarise_stopped
@@ -120,6 +121,9 @@ class Search:
         smc: ``ParticleConfig`` (every, weights) of ``strategy="smc"``, particle search
             (``sdtt_search.search.particles``; default ``ParticleConfig()``): a problem's N
             candidates (with early stopping, a round's) are decoded together as particles.
+        order: ``OrderConfig`` (branch) of ``strategy="order"``, order search
+            (``sdtt_search.search.order_search``): a problem's N candidates are a beam over
+            which positions to commit next and what.
         temporal: also read an answer from each sampler step's prediction of the clean
             completion (``Candidate.trail``; a diffusion model's ``generate(trace=True)``),
             for the ``temporal`` selector and temporal@k (``select.temporal``).
@@ -141,6 +145,7 @@ class Search:
         strategy: str = "best_of_n",
         repair: RepairConfig | None = None,
         smc: ParticleConfig | None = None,
+        order: OrderConfig | None = None,
         temporal: bool = False,
     ):
         check_strategy(strategy)
@@ -148,6 +153,12 @@ class Search:
             raise ValueError(f"repair={repair} is for strategy='repair', not {strategy!r}")
         if smc is not None and strategy != "smc":
             raise ValueError(f"smc={smc} is for strategy='smc', not {strategy!r}")
+        if order is not None and strategy != "order":
+            raise ValueError(f"order={order} is for strategy='order', not {strategy!r}")
+        if strategy == "order" and not callable(getattr(model, "predict", None)):
+            raise ValueError(f"strategy=order needs a masked diffusion model whose predict gives every position's "
+                             f"distribution; {getattr(model, 'name', type(model).__name__)} has none (an AR model "
+                             "has one order): use strategy=best_of_n or smc")
         if strategy == "smc" and getattr(model, "kind", None) == "ar":
             if not callable(getattr(model, "extend", None)):
                 raise ValueError(f"strategy=smc on an AR model extends prefixes (extend); "
@@ -174,6 +185,7 @@ class Search:
         self.strategy = strategy
         self.repair = (repair or RepairConfig()) if strategy == "repair" else None
         self.smc = (smc or ParticleConfig()) if strategy == "smc" else None
+        self.order = (order or OrderConfig()) if strategy == "order" else None
         self.temporal = bool(temporal)
         if self.temporal and "trace" not in inspect.signature(model.generate).parameters:
             raise ValueError(f"temporal voting reads the predictions of a diffusion decode's steps; "
@@ -255,7 +267,7 @@ class Search:
         and time are shared out over its rows; token ids and log-probs None when the model
         does not return them; particle counts None but with ``strategy="smc"``; step texts,
         each step's prediction of the clean completion, None but with ``temporal``)."""
-        if self.strategy == "smc":
+        if self.strategy in ("smc", "order"):
             return self._draw_particles(problems, rows)
         prompts = [self.task.format_prompt(p) for p in problems]
         gen_length = self.sampler.gen_length or getattr(self.model, "gen_length", 0)
@@ -290,7 +302,8 @@ class Search:
         prompts = [self.task.format_prompt(p) for p in problems]
         for p in sorted({p for p, _ in rows}):
             check_prompt(self.model, problems[p].id, prompts[p], gen_length)
-        draw = draw_prefixes if getattr(self.model, "kind", None) == "ar" else draw_particles
+        draw = (draw_order_search if self.strategy == "order"
+                else draw_prefixes if getattr(self.model, "kind", None) == "ar" else draw_particles)
         return draw(self, problems, prompts, rows)
 
     def _repair(self, problems: Sequence, drawn: dict[tuple[int, int], tuple],

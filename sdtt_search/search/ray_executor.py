@@ -57,6 +57,7 @@ class SearchWorker:
         from sdtt_search.loading import load_model
 
         from .engine import Search
+        from .order_search import OrderConfig
         from .particles import ParticleConfig
         from .repair import RepairConfig
 
@@ -65,12 +66,13 @@ class SearchWorker:
             torch.set_num_threads(int(threads))
         model = load_model(search_args["model"], device=device, **(search_args.get("load_options") or {}))
         task = task_from_config(search_args["task"])
-        repair, smc = search_args.get("repair"), search_args.get("smc")
+        repair, smc, order = search_args.get("repair"), search_args.get("smc"), search_args.get("order")
         self.search = Search(model, task, SamplerConfig.from_dict(search_args["sampler"]),
                              batch_size=int(search_args["batch_size"]), seed=int(search_args["seed"]),
                              strategy=search_args.get("strategy") or "best_of_n",
                              repair=None if repair is None else RepairConfig(**repair),
                              smc=None if smc is None else ParticleConfig(**smc),
+                             order=None if order is None else OrderConfig(**order),
                              temporal=bool(search_args.get("temporal", False)))
 
     def generate(self, problems: Sequence, n: int, stop: dict | None = None) -> list:

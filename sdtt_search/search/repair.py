@@ -26,8 +26,9 @@ from typing import Any, Sequence
 from ..checks import is_positive_int
 from ..sampling_config import SamplerConfig
 
-#: what ``Search(strategy=...)`` accepts: plain best-of-N, best-of-N with repair, particle search
-STRATEGIES = ("best_of_n", "repair", "smc")
+#: what ``Search(strategy=...)`` accepts: plain best-of-N, best-of-N with repair, particle search,
+#: order search
+STRATEGIES = ("best_of_n", "repair", "smc", "order")
 
 
 @dataclass(frozen=True)

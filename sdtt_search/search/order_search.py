@@ -1,0 +1,168 @@
+"""Order search: a beam over which positions a masked diffusion model commits next, and what.
+
+A left-to-right model has one order; a masked diffusion model may commit any masked
+position at any step, and which ones it commits first changes what it writes after
+(Order-Token Search, arXiv 2601.20339, searches jointly over orders and tokens). Here a
+problem's N candidates are the N states of a beam (``Search(strategy="order")``). At each of
+the sampler's ``steps`` steps every state commits k positions, k from LLaDA's linear
+schedule (``transfer_counts``; within the current block with ``block_length``), and
+expands into ``branch`` children from one network call (``model.predict``):
+
+* child 0 commits the k positions whose most likely token is most likely, with those
+  tokens (the greedy order);
+* child c > 0 draws a token at every masked position at the sampler's temperature and
+  commits the k positions whose drawn token's log-probability plus a Gumbel draw is
+  highest (another order, other tokens).
+
+A child's score is its parent's plus the log-probabilities of what it commits (the log of
+the probability of the path, given the order). Children the task's partial check finds
+violated are dropped (all of a state's children kept if every child of every state is);
+identical children merge; the N best by score form the next beam. Draws come from
+(seed, problem id, the beam's first candidate, step, parent rank, child) alone, so a
+problem's candidates do not depend on its batch. The candidates are the final beam, best
+first (repeated best-first when fewer than N states survive).
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import torch
+
+from ..checks import is_positive_int
+from ..diffusion.commit_rules import transfer_counts
+from .particles import partial_pieces
+
+
+@dataclass(frozen=True)
+class OrderConfig:
+    """How order search expands its beam (``Search(strategy="order")``; its width is the
+    number of candidates).
+
+    Attributes:
+        branch: children of each state at each step (child 0 greedy, the others drawn).
+    """
+
+    branch: int = 4
+
+    def __post_init__(self) -> None:
+        if not is_positive_int(self.branch):
+            raise ValueError(f"order.branch={self.branch!r} must be a positive integer")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def expansion_seed(seed: int, problem_id: str, first: int, step: int, parent: int, child: int) -> int:
+    """63-bit seed of child ``child`` of the beam state ranked ``parent`` at ``step``."""
+    text = f"{seed}|{problem_id}|{first}|order|{step}|{parent}|{child}"
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") >> 1
+
+
+def schedule(gen_length: int, steps: int, block_length: int | None) -> list[tuple[int, int, int]]:
+    """Per step: (first column of its block, end of its block, positions to commit), LLaDA's
+    linear schedule within each block (steps shared out over the blocks)."""
+    block = block_length or gen_length
+    starts = list(range(0, gen_length, block))
+    if steps < len(starts):
+        raise ValueError(f"steps={steps} is fewer than the {len(starts)} blocks; use steps >= gen_length / block_length")
+    out = []
+    for b, lo in enumerate(starts):
+        hi = min(lo + block, gen_length)
+        block_steps = steps // len(starts) + (1 if b < steps % len(starts) else 0)
+        counts = transfer_counts(torch.tensor([hi - lo]), block_steps)[0].tolist()
+        out += [(lo, hi, int(k)) for k in counts]
+    return out
+
+
+def expand(logp: torch.Tensor, tokens: list, lo: int, hi: int, k: int, child: int, temperature: float,
+           seed: int) -> tuple[list, float]:
+    """One child of a state: (its tokens, the log-probability of what it commits).
+
+    Args:
+        logp: [G, V] float64 log-probabilities at every generated position.
+        tokens: the state's tokens (None = masked); only masked positions in [lo, hi) commit.
+    """
+    masked = [j for j in range(lo, hi) if tokens[j] is None]
+    k = min(k, len(masked))
+    if k == 0:
+        return list(tokens), 0.0
+    rows = logp[masked]  # [M, V]
+    if child == 0 or temperature == 0:
+        drawn = rows.argmax(-1)
+        key = rows.gather(-1, drawn[:, None]).squeeze(-1)
+    else:
+        gen = torch.Generator().manual_seed(seed)
+        gumbel = -torch.log(-torch.log(torch.rand(rows.shape, generator=gen, dtype=torch.float64).clamp(1e-300, 1.0)))
+        drawn = (rows / temperature + gumbel).argmax(-1)  # a draw at the temperature (Gumbel-max)
+        chosen = rows.gather(-1, drawn[:, None]).squeeze(-1)
+        order_noise = -torch.log(-torch.log(torch.rand(len(masked), generator=gen, dtype=torch.float64).clamp(1e-300, 1.0)))
+        key = chosen + order_noise  # another order: confident positions first, perturbed
+    picks = sorted(torch.argsort(-key, stable=True)[:k].tolist())
+    out, gain = list(tokens), 0.0
+    for i in picks:
+        out[masked[i]] = int(drawn[i])
+        gain += float(rows[i, drawn[i]])
+    return out, gain
+
+
+def draw_order_search(search, problems: Sequence, prompts: Sequence[str],
+                      rows: list[tuple[int, int]]) -> dict[tuple[int, int], tuple]:
+    """``Search._draw`` for ``strategy="order"``: a problem's rows are the width of its beam."""
+    model, task, tokenizer = search.model, search.task, search.model.tokenizer
+    sampler, branch = search.sampler, search.order.branch
+    gen_length = sampler.gen_length or model.gen_length
+    groups: dict[int, list[int]] = {}
+    for p, i in rows:
+        groups.setdefault(p, []).append(i)
+    beams = {p: [([None] * gen_length, [0.0] * gen_length, 0.0)] for p in groups}  # (tokens, log-probs, score)
+    spent = {p: [0.0, 0.0, 0] for p in groups}  # network calls, seconds, positions run
+    for step, (lo, hi, k) in enumerate(schedule(gen_length, sampler.steps, sampler.block_length)):
+        if k == 0:
+            continue
+        states = [(p, r) for p in groups for r in range(len(beams[p]))]
+        logps: dict[tuple[int, int], torch.Tensor] = {}
+        for start in range(0, len(states), search.batch_size):
+            chunk = states[start : start + search.batch_size]
+            began = time.perf_counter()
+            out = model.predict([prompts[p] for p, _ in chunk], [beams[p][r][0] for p, r in chunk])
+            elapsed = time.perf_counter() - began
+            for row, key in enumerate(chunk):
+                logps[key] = out[row]
+            for p in {p for p, _ in chunk}:
+                share = sum(1 for q, _ in chunk if q == p) / len(chunk)
+                spent[p][0] += share
+                spent[p][1] += elapsed * share
+                spent[p][2] += gen_length * sum(1 for q, _ in chunk if q == p)
+        for p, indices in groups.items():
+            children = []
+            for r, (tokens, lps, score) in enumerate(beams[p]):
+                for c in range(branch):
+                    seed = expansion_seed(search.seed, problems[p].id, indices[0], step, r, c)
+                    new, gain = expand(logps[(p, r)], tokens, lo, hi, k, c, sampler.temperature, seed)
+                    new_lps = [logps[(p, r)][j, t].item() if tokens[j] is None and t is not None else lps[j]
+                               for j, t in enumerate(new)]
+                    children.append((new, new_lps, score + gain))
+            alive = [ch for ch in children
+                     if not task.partial_check(problems[p], *partial_pieces(tokenizer, ch[0])).violated]
+            pool, seen, beam = alive or children, set(), []
+            for child in sorted(pool, key=lambda ch: -ch[2]):  # stable: ties keep the order they were made in
+                key = tuple(child[0])
+                if key not in seen:
+                    seen.add(key)
+                    beam.append(child)
+                if len(beam) == len(indices):
+                    break
+            beams[p] = beam
+    out_rows: dict[tuple[int, int], tuple] = {}
+    for p, indices in groups.items():
+        beam = beams[p]
+        for rank, i in enumerate(indices):
+            tokens, lps, _ = beam[rank % len(beam)]
+            end = next((j for j, t in enumerate(tokens) if t == tokenizer.eos_id), len(tokens) - 1)
+            share = 1 / len(indices)
+            out_rows[(p, i)] = (tokenizer.decode(tokens), lps[: end + 1], spent[p][2] * share, spent[p][0] * share,
+                                spent[p][1] * share, tokens, lps, None, None)
+    return out_rows
