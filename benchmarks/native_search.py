@@ -12,8 +12,8 @@ N = ``--samples`` candidates per problem:
 * ``particles``: ``strategy="smc"``, N particles checked every ``--every`` steps (an AR
   model: every ``--ar-every`` tokens of its prefixes; none for a noise-conditioned student);
 * ``repair`` (diffusion only): best-of-N, each failing candidate re-denoised where blamed;
-* ``order search`` (diffusion only): a beam of N states over commit orders and tokens,
-  ``--branch`` children a state.
+* ``order search``: a beam of N states over commit orders and tokens, ``--branch``
+  children a state (an AR model: a beam over prefixes, its one order).
 
 Two regimes: many problems at a time (``--search-batch`` rows per network call, the
 problems packed), and one problem at a time (``--latency-problems`` problems, each
@@ -51,8 +51,9 @@ def searches(model, task, n: int, args) -> list[tuple[str, dict, StopRule | None
                     {"strategy": "smc", "smc": ParticleConfig(every=every)}, None))
     if model.kind != "ar" and callable(getattr(model, "infill", None)):
         out.append((f"repair, {n}, 2 rounds x 2 steps", {"strategy": "repair", "repair": RepairConfig()}, None))
-    if model.kind != "ar" and callable(getattr(model, "predict", None)):
-        out.append((f"order search, a beam of {n}, branch {args.branch}",
+    if callable(getattr(model, "extend" if model.kind == "ar" else "predict", None)):
+        what = "a beam over prefixes" if model.kind == "ar" else "order search, a beam"
+        out.append((f"{what} of {n}, branch {args.branch}",
                     {"strategy": "order", "order": OrderConfig(branch=args.branch)}, None))
     return out
 

@@ -12,7 +12,7 @@ def test_every_search_of_both_families_in_both_regimes(capsys):
     labels = [(r["kind"], r["search"].split(",")[0]) for r in rows]
     assert labels == [("diffusion", "best-of-2"), ("diffusion", "verify-and-stop"), ("diffusion", "particles"),
                       ("diffusion", "repair"), ("diffusion", "order search"), ("ar", "best-of-2"),
-                      ("ar", "verify-and-stop"), ("ar", "particles")]
+                      ("ar", "verify-and-stop"), ("ar", "particles"), ("ar", "a beam over prefixes of 2")]
     for r in rows:
         assert 0 <= r["many"]["solved"] <= r["many"]["pass"] <= 1 and r["many"]["ms_per_problem"] > 0
         assert 1 <= r["many"]["samples"] <= 2 and "one" in r

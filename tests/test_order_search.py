@@ -147,12 +147,72 @@ def test_order_search_on_the_command_line(tmp_path, capsys):
     assert "order.branch=0 must be a positive integer" in capsys.readouterr().err
 
 
-def test_an_ar_model_has_no_order_search():
+def test_a_model_without_predict_or_extend_has_no_order_search():
     class AR:
         kind, name = "ar", "countdown-cd3-ar"
 
         def generate(self, prompts, sampler, *, seeds):
             raise AssertionError
 
-    with pytest.raises(ValueError, match="an AR model has one order.*use strategy=best_of_n or smc"):
+    with pytest.raises(ValueError, match="countdown-cd3-ar has neither: use strategy=best_of_n"):
         Search(AR(), SUDOKU, SamplerConfig(method="autoregressive"), strategy="order")
+
+
+class FixedAR:
+    """An AR model whose next-token distribution depends on the position only (``extend``)."""
+
+    kind = "ar"
+    name = "fixed-ar"
+    gen_length = GEN
+    context_length = None
+    tokenizer = TOK
+    meta: dict = {}
+
+    def __init__(self):
+        self.logp = _fixed_logp()
+
+    def default_sampler(self) -> SamplerConfig:
+        return SamplerConfig(method="autoregressive", steps=GEN, gen_length=GEN, temperature=1.0)
+
+    def generate(self, prompts, sampler, *, seeds):  # pragma: no cover - order search only extends
+        raise AssertionError
+
+    def extend(self, prompts, prefixes, sampler, *, seeds, max_tokens):
+        from sdtt_search.interface import Completions
+
+        tokens, lps = [], []
+        for prefix, seed in zip(prefixes, seeds):
+            row = self.logp[len(prefix)]
+            if sampler.temperature == 0:
+                token = int(row.argmax())
+            else:
+                token = int(torch.multinomial(row.exp(), 1, generator=torch.Generator().manual_seed(seed)))
+            tokens.append([token])
+            lps.append([float(row[token])])
+        return Completions(texts=[""] * len(prompts), logprobs=lps, nfe=1, positions=1, tokens=tokens,
+                           token_logprobs=lps)
+
+
+def test_an_ar_models_order_search_is_a_beam_over_prefixes():
+    model = FixedAR()
+    results = Search(model, type(SUDOKU)(size=4), strategy="order", order=OrderConfig(branch=3)).generate_problems(
+        PROBLEMS, 4)
+    best_text = TOK.decode(model.logp.argmax(-1).tolist())
+    for r in results:
+        scores = [_path_score(model.logp, c.text) for c in r.candidates]
+        assert r.candidates[0].text == best_text and scores == sorted(scores, reverse=True)
+        assert len({c.text for c in r.candidates}) == 4
+    pruned = Search(FixedAR(), NineFirst(size=4), strategy="order", order=OrderConfig(branch=3)).generate_problems(
+        PROBLEMS, 4)
+    assert best_text.startswith("9") and all(not c.text.startswith("9") for r in pruned for c in r.candidates)
+
+
+def test_the_ar_twins_beam_does_not_depend_on_the_batch():
+    model = load_model("countdown-cd3-wide-ar", ar_backend="transformers")
+    task = task_from_config(model.meta["task"])
+    problems = task.problems("test", limit=3)
+    together = Search(model, task, strategy="order", order=OrderConfig(branch=2), batch_size=64,
+                      seed=2).generate_problems(problems, 2)
+    alone = [r for p in problems for r in Search(model, task, strategy="order", order=OrderConfig(branch=2),
+                                                 batch_size=3, seed=2).generate_problems([p], 2)]
+    assert [[c.text for c in r.candidates] for r in together] == [[c.text for c in r.candidates] for r in alone]

@@ -36,7 +36,7 @@ from ..interface import Model
 from ..sampling_config import SamplerConfig
 
 from .planning import chunked, first_round, problems_per_batch
-from .order_search import OrderConfig, draw_order_search
+from .order_search import OrderConfig, draw_order_search, draw_prefix_beam
 from .particles import PARTICLE_COUNTS, ParticleConfig, draw_particles, draw_prefixes
 from .repair import RepairConfig, check_strategy, repair_sampler, repair_seed, to_blame
 from .report import summarise, summarise_stopped
@@ -155,10 +155,11 @@ class Search:
             raise ValueError(f"smc={smc} is for strategy='smc', not {strategy!r}")
         if order is not None and strategy != "order":
             raise ValueError(f"order={order} is for strategy='order', not {strategy!r}")
-        if strategy == "order" and not callable(getattr(model, "predict", None)):
-            raise ValueError(f"strategy=order needs a masked diffusion model whose predict gives every position's "
-                             f"distribution; {getattr(model, 'name', type(model).__name__)} has none (an AR model "
-                             "has one order): use strategy=best_of_n or smc")
+        if strategy == "order" and not callable(getattr(model, "predict" if getattr(model, "kind", None) != "ar"
+                                                     else "extend", None)):
+            raise ValueError(f"strategy=order needs a diffusion model whose predict gives every position's "
+                             f"distribution, or an AR model that extends prefixes; "
+                             f"{getattr(model, 'name', type(model).__name__)} has neither: use strategy=best_of_n")
         if strategy == "smc" and getattr(model, "kind", None) == "ar":
             if not callable(getattr(model, "extend", None)):
                 raise ValueError(f"strategy=smc on an AR model extends prefixes (extend); "
@@ -302,8 +303,11 @@ class Search:
         prompts = [self.task.format_prompt(p) for p in problems]
         for p in sorted({p for p, _ in rows}):
             check_prompt(self.model, problems[p].id, prompts[p], gen_length)
-        draw = (draw_order_search if self.strategy == "order"
-                else draw_prefixes if getattr(self.model, "kind", None) == "ar" else draw_particles)
+        ar = getattr(self.model, "kind", None) == "ar"
+        if self.strategy == "order":
+            draw = draw_prefix_beam if ar else draw_order_search
+        else:
+            draw = draw_prefixes if ar else draw_particles
         return draw(self, problems, prompts, rows)
 
     def _repair(self, problems: Sequence, drawn: dict[tuple[int, int], tuple],

@@ -166,3 +166,75 @@ def draw_order_search(search, problems: Sequence, prompts: Sequence[str],
             out_rows[(p, i)] = (tokenizer.decode(tokens), lps[: end + 1], spent[p][2] * share, spent[p][0] * share,
                                 spent[p][1] * share, tokens, lps, None, None)
     return out_rows
+
+
+def draw_prefix_beam(search, problems: Sequence, prompts: Sequence[str],
+                     rows: list[tuple[int, int]]) -> dict[tuple[int, int], tuple]:
+    """Order search for an AR model, whose one order leaves a beam over tokens: each state
+    (a prefix) is extended by one token ``branch`` ways (``model.extend``: child 0 greedy,
+    the others drawn at the sampler's temperature, seeded as the diffusion children), scored
+    by the log-probability of the prefix, pruned by the partial check, the N best kept; a
+    state that drew EOS is finished and competes unchanged. The AR counterpart of
+    ``draw_order_search`` (the prompt and prefix run through the network again each step)."""
+    model, task, tokenizer = search.model, search.task, search.model.tokenizer
+    sampler, branch = search.sampler, search.order.branch
+    gen_length = sampler.gen_length or model.gen_length
+    stops = getattr(tokenizer, "stop_ids", None) or {tokenizer.eos_id}
+    groups: dict[int, list[int]] = {}
+    for p, i in rows:
+        groups.setdefault(p, []).append(i)
+    beams = {p: [([], [], 0.0, False)] for p in groups}  # (ids, log-probs, score, finished)
+    spent = {p: [0.0, 0.0, 0] for p in groups}
+    for step in range(gen_length):
+        todo = [(p, r, c) for p in groups for r, state in enumerate(beams[p]) if not state[3] for c in range(branch)]
+        if not todo:
+            break
+        drawn: dict[tuple[int, int, int], tuple[list[int], list[float]]] = {}
+        for start in range(0, len(todo), search.batch_size):
+            chunk = todo[start : start + search.batch_size]
+            for greedy in (True, False):  # the greedy children at temperature 0, the others at the sampler's
+                part = [key for key in chunk if (key[2] == 0) == greedy]
+                if not part:
+                    continue
+                began = time.perf_counter()
+                out = model.extend([prompts[p] for p, _, _ in part], [beams[p][r][0] for p, r, _ in part],
+                                   sampler.replace(temperature=0.0) if greedy else sampler,
+                                   seeds=[expansion_seed(search.seed, problems[p].id, groups[p][0], step, r, c)
+                                          for p, r, c in part], max_tokens=1)
+                elapsed = time.perf_counter() - began
+                for row, key in enumerate(part):
+                    drawn[key] = (out.tokens[row], out.token_logprobs[row])
+                for p in {p for p, _, _ in part}:
+                    share = sum(1 for q, _, _ in part if q == p) / len(part)
+                    spent[p][0] += out.nfe * share
+                    spent[p][1] += elapsed * share
+                    spent[p][2] += sum(len(beams[q][r][0]) + 1 for q, r, _ in part if q == p)
+        for p, indices in groups.items():
+            children = [state for state in beams[p] if state[3]]
+            for r, (ids, lps, score, _) in enumerate(beams[p]):
+                if beams[p][r][3]:
+                    continue
+                for c in range(branch):
+                    new, new_lps = drawn[(p, r, c)]
+                    ended = any(t in stops for t in new) or len(ids) + len(new) >= gen_length
+                    children.append((ids + new, lps + new_lps, score + sum(new_lps), ended))
+            alive = [ch for ch in children
+                     if not task.partial_check(problems[p], *partial_pieces(tokenizer, ch[0])).violated]
+            pool, seen, beam = alive or children, set(), []
+            for child in sorted(pool, key=lambda ch: -ch[2]):
+                if tuple(child[0]) not in seen:
+                    seen.add(tuple(child[0]))
+                    beam.append(child)
+                if len(beam) == len(indices):
+                    break
+            beams[p] = beam
+    out_rows: dict[tuple[int, int], tuple] = {}
+    for p, indices in groups.items():
+        beam = beams[p]
+        for rank, i in enumerate(indices):
+            ids, lps, _, _ = beam[rank % len(beam)]
+            end = next((j for j, t in enumerate(ids) if t in stops), len(ids))
+            share = 1 / len(indices)
+            out_rows[(p, i)] = (tokenizer.decode(ids[:end]), lps[: end + 1], spent[p][2] * share, spent[p][0] * share,
+                                spent[p][1] * share, None, None, None, None)
+    return out_rows
