@@ -136,12 +136,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--ar-every", type=int, default=4, help="AR particles: tokens between checks")
     p.add_argument("--branch", type=int, default=4, help="order search: children of each beam state")
     p.add_argument("--search-batch", type=int, default=256)
+    p.add_argument("--task-path", default=None, help="a public test file of the models' task (task.path)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     models = {spec: load_spec(spec, args.device, "transformers") for spec in args.models}
-    task = task_from_config(next(iter(models.values())).meta["task"])
+    meta_task = dict(next(iter(models.values())).meta["task"])
+    if args.task_path:  # a public test file of the task (docs/scoring.md)
+        meta_task["path"] = args.task_path
+    task = task_from_config(meta_task)
     if not task.has_verifier:
         raise SystemExit(f"{task.name} has no verifier: use python -m benchmarks.voting")
     problems = task.problems("test", limit=args.problems)
