@@ -240,6 +240,21 @@ def test_ray_particle_search_matches_local(ray_session, tiny_checkpoint):
     assert all(r.particles["checks"] > 0 for r in local)
 
 
+def test_ray_order_search_matches_local(ray_session, tiny_checkpoint):
+    # strategy=order: a problem's beam is expanded on one worker, seeded by (seed, problem, step, parent, child)
+    from sdtt_search.search.order_search import OrderConfig
+
+    order = OrderConfig(branch=2)
+    args = search_args(tiny_checkpoint, strategy="order", order=order.to_dict())
+    problems = load_task("countdown", n=3).problems(limit=4)
+    local = list(Search(load_model(tiny_checkpoint), load_task("countdown", n=3),
+                        SamplerConfig.from_dict(args["sampler"]), batch_size=5, seed=args["seed"],
+                        strategy="order", order=order).iter_results(problems, 3))
+    remote = []
+    run_on_ray(search_args=args, problems=problems, n=3, workers=2, ray_cfg=RAY_CFG, on_result=remote.append)
+    assert _by_id(remote) == _by_id(local)
+
+
 def test_ray_serves_a_hub_causal_lm_as_local(ray_session, tmp_path):
     # hf:<dir> of a causal LM: the driver only describes it, each worker loads its replica, and the
     # candidates are those of the in-process search (per-candidate seeds on the transformers backend)
