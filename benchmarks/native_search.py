@@ -10,7 +10,8 @@ N = ``--samples`` candidates per problem:
 * ``best-of-N``: N independent candidates, the verifier's pick;
 * ``verify-and-stop``: rounds of ``--round`` candidates until one verifies, at most N;
 * ``particles``: ``strategy="smc"``, N particles checked every ``--every`` steps (an AR
-  model: every ``--ar-every`` tokens of its prefixes; none for a noise-conditioned student);
+  model: every ``--ar-every`` tokens of its prefixes; none for a noise-conditioned student,
+  nor order search);
 * ``repair`` (diffusion only): best-of-N, each failing candidate re-denoised where blamed;
 * ``order search``: a beam of N states over commit orders and tokens, ``--branch``
   children a state (an AR model: a beam over prefixes, its one order).
@@ -51,7 +52,8 @@ def searches(model, task, n: int, args) -> list[tuple[str, dict, StopRule | None
                     {"strategy": "smc", "smc": ParticleConfig(every=every)}, None))
     if model.kind != "ar" and callable(getattr(model, "infill", None)):
         out.append((f"repair, {n}, 2 rounds x 2 steps", {"strategy": "repair", "repair": RepairConfig()}, None))
-    if callable(getattr(model, "extend" if model.kind == "ar" else "predict", None)):
+    if callable(getattr(model, "extend" if model.kind == "ar" else "predict", None)) \
+            and not takes_noise(getattr(model, "model", None)):
         what = "a beam over prefixes" if model.kind == "ar" else "order search, a beam"
         out.append((f"{what} of {n}, branch {args.branch}",
                     {"strategy": "order", "order": OrderConfig(branch=args.branch)}, None))

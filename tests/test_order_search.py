@@ -216,3 +216,9 @@ def test_the_ar_twins_beam_does_not_depend_on_the_batch():
     alone = [r for p in problems for r in Search(model, task, strategy="order", order=OrderConfig(branch=2),
                                                  batch_size=3, seed=2).generate_problems([p], 2)]
     assert [[c.text for c in r.candidates] for r in together] == [[c.text for c in r.candidates] for r in alone]
+
+
+def test_a_noise_conditioned_student_has_no_order_search():
+    model = load_model("countdown-cd3-wide-sdtt-4")
+    with pytest.raises(ValueError, match="noise-conditioned"):
+        Search(model, task_from_config(model.meta["task"]), strategy="order")

@@ -175,6 +175,9 @@ class Search:
             if strategy == "smc" and takes_noise(getattr(model, "model", None)):
                 raise ValueError(f"strategy=smc: {name} is noise-conditioned (it is shown the uniforms of a whole "
                                  "decode, which particles draw afresh each stage); use strategy=best_of_n")
+        if strategy == "order" and takes_noise(getattr(model, "model", None)):
+            raise ValueError(f"strategy=order: {getattr(model, 'name', '')} is noise-conditioned (it expects the "
+                             "uniforms its draws are made at, which a beam's choices are not); use strategy=best_of_n")
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be a positive integer")
         self.model = model
