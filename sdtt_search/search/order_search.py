@@ -108,6 +108,21 @@ def expand(logp: torch.Tensor, tokens: list, lo: int, hi: int, k: int, child: in
     return out, gain
 
 
+def next_beam(task, problem, tokenizer, children: list[tuple], width: int) -> list[tuple]:
+    """The ``width`` best children by score (their third item) that the partial check does
+    not find violated (all of them when every one is), identical token lists merged; ties
+    keep the order the children were made in."""
+    alive = [ch for ch in children if not task.partial_check(problem, *partial_pieces(tokenizer, ch[0])).violated]
+    seen, beam = set(), []
+    for child in sorted(alive or children, key=lambda ch: -ch[2]):
+        if tuple(child[0]) not in seen:
+            seen.add(tuple(child[0]))
+            beam.append(child)
+        if len(beam) == width:
+            break
+    return beam
+
+
 def draw_order_search(search, problems: Sequence, prompts: Sequence[str],
                       rows: list[tuple[int, int]]) -> dict[tuple[int, int], tuple]:
     """``Search._draw`` for ``strategy="order"``: a problem's rows are the width of its beam."""
@@ -145,17 +160,7 @@ def draw_order_search(search, problems: Sequence, prompts: Sequence[str],
                     new_lps = [logps[(p, r)][j, t].item() if tokens[j] is None and t is not None else lps[j]
                                for j, t in enumerate(new)]
                     children.append((new, new_lps, score + gain))
-            alive = [ch for ch in children
-                     if not task.partial_check(problems[p], *partial_pieces(tokenizer, ch[0])).violated]
-            pool, seen, beam = alive or children, set(), []
-            for child in sorted(pool, key=lambda ch: -ch[2]):  # stable: ties keep the order they were made in
-                key = tuple(child[0])
-                if key not in seen:
-                    seen.add(key)
-                    beam.append(child)
-                if len(beam) == len(indices):
-                    break
-            beams[p] = beam
+            beams[p] = next_beam(task, problems[p], tokenizer, children, len(indices))
     out_rows: dict[tuple[int, int], tuple] = {}
     for p, indices in groups.items():
         beam = beams[p]
@@ -218,16 +223,7 @@ def draw_prefix_beam(search, problems: Sequence, prompts: Sequence[str],
                     new, new_lps = drawn[(p, r, c)]
                     ended = any(t in stops for t in new) or len(ids) + len(new) >= gen_length
                     children.append((ids + new, lps + new_lps, score + sum(new_lps), ended))
-            alive = [ch for ch in children
-                     if not task.partial_check(problems[p], *partial_pieces(tokenizer, ch[0])).violated]
-            pool, seen, beam = alive or children, set(), []
-            for child in sorted(pool, key=lambda ch: -ch[2]):
-                if tuple(child[0]) not in seen:
-                    seen.add(tuple(child[0]))
-                    beam.append(child)
-                if len(beam) == len(indices):
-                    break
-            beams[p] = beam
+            beams[p] = next_beam(task, problems[p], tokenizer, children, len(indices))
     out_rows: dict[tuple[int, int], tuple] = {}
     for p, indices in groups.items():
         beam = beams[p]
