@@ -68,13 +68,18 @@ class DiffusionModel:
                            trails=out.trails)
 
     def _up_to_eos(self, ids: Sequence[int], logprobs: Sequence[float]) -> list[float]:
-        """A row's log-probs up to and including its first EOS (all of them without one)."""
+        """A row's log-probs up to and including its first EOS or other stop id (all of them without one)."""
+        stops = getattr(self.tokenizer, "stop_ids", None) or {self.tokenizer.eos_id}
         row = []
         for token, lp in zip(ids, logprobs):
             row.append(lp)
-            if token == self.tokenizer.eos_id:
+            if token in stops:
                 break
         return row
+
+    def _encode_prompts(self, prompts: Sequence[str]) -> list[list[int]]:
+        """The token ids the network is conditioned on for each task prompt (``infill``, ``predict``)."""
+        return [self.tokenizer.encode(p) for p in prompts]
 
     @sampling
     def infill(self, prompts: Sequence[str], tokens: Sequence[Sequence[int | None]], sampler: SamplerConfig, *,
@@ -91,7 +96,7 @@ class DiffusionModel:
         if any(len(row) != gen_length for row in tokens):
             raise ValueError(f"infill needs {gen_length} token positions per row (the model's gen_length)")
         mask_id = self.tokenizer.mask_id
-        batch = build_batch([self.tokenizer.encode(p) for p in prompts], gen_length, pad_id=self.tokenizer.pad_id,
+        batch = build_batch(self._encode_prompts(prompts), gen_length, pad_id=self.tokenizer.pad_id,
                             mask_id=mask_id, device=self.device)
         given = torch.tensor([[mask_id if t is None else int(t) for t in row] for row in tokens], dtype=torch.long,
                              device=batch.x.device)
@@ -115,7 +120,7 @@ class DiffusionModel:
         masked share as its time."""
         gen_length = len(tokens[0]) if tokens else self.gen_length
         mask_id = self.tokenizer.mask_id
-        batch = build_batch([self.tokenizer.encode(p) for p in prompts], gen_length, pad_id=self.tokenizer.pad_id,
+        batch = build_batch(self._encode_prompts(prompts), gen_length, pad_id=self.tokenizer.pad_id,
                             mask_id=mask_id, device=self.device)
         x = batch.x.clone()
         x[:, -gen_length:] = torch.tensor([[mask_id if t is None else int(t) for t in row] for row in tokens],

@@ -158,6 +158,31 @@ def test_search_with_fast_dllms_dual_cache(llada_checkpoint):
     assert runs[None] != runs["dual"]
 
 
+def test_a_hub_diffusion_model_takes_the_native_searches(llada_checkpoint):
+    # infill and predict see the formatted prompt generate sees: an infill of nothing given is generate's
+    # decode, and repair, particle and order search run on a hub LLaDA as on the zoo's models
+    from sdtt_search.search.order_search import OrderConfig
+    from sdtt_search.search.particles import ParticleConfig
+    from sdtt_search.search.repair import RepairConfig
+    from tasks import load_task
+
+    model = load_model(f"hf:{llada_checkpoint}")
+    assert model.meta["chat"] is True  # the fixture's tokenizer has a chat template: prompts are formatted
+    task = load_task("countdown", n=3)
+    problems = task.problems("test", limit=2)
+    sampler = SamplerConfig(method="confidence", steps=4, gen_length=8, block_length=4, temperature=1.0)
+    prompts = [p.prompt for p in problems]
+    drawn = model.generate(prompts, sampler, seeds=[3, 4])
+    assert model.infill(prompts, [[None] * 8] * 2, sampler, seeds=[3, 4]).texts == drawn.texts
+    assert model.predict(prompts, [[None] * 8] * 2).shape[:2] == (2, 8)
+    for strategy, options in (("repair", {"repair": RepairConfig(rounds=1, steps=2)}),
+                              ("smc", {"smc": ParticleConfig(every=1)}), ("order", {"order": OrderConfig(branch=2)})):
+        results = Search(model, task, sampler, batch_size=4, strategy=strategy, **options).generate_problems(problems, 2)
+        assert all(len(r.candidates) == 2 for r in results), strategy
+    voted = Search(model, task, sampler, batch_size=4, temporal=True).generate_problems(problems, 2)
+    assert all(len(c.trail) == 4 for r in voted for c in r.candidates)  # one prediction a step
+
+
 def test_what_cannot_be_built_natively_is_named():
     assert native_reason(TOY) is None
     assert "block_type" in native_reason({**TOY, "block_type": "sequential"})

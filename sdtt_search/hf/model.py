@@ -59,9 +59,11 @@ class HFDiffusionModel(DiffusionModel):
             return sampler
         return fast_dllm(sampler, threshold, kv_cache)
 
-    #: no re-denoising of candidates (``Search(strategy="repair")``): its prompts are formatted and its
-    #: answers end at any of several stop tokens, which ``DiffusionModel.infill`` does not know
-    infill = None
+    def _encode_prompts(self, prompts: Sequence[str]) -> list[list[int]]:
+        """The formatted prompts' ids (chat template, answer instruction), as ``generate`` conditions on:
+        ``infill`` and ``predict`` (repair, particle and order search) then see what ``generate`` sees."""
+        tokenizer = self.tokenizer.for_chat() if self.prompt_format.chat else self.tokenizer
+        return [tokenizer.encode(self.format_prompt(p)) for p in prompts]
 
     def format_prompt(self, prompt: str) -> str:
         """The text the model is conditioned on for a task prompt (chat template, answer instruction)."""
@@ -69,11 +71,13 @@ class HFDiffusionModel(DiffusionModel):
 
     @sampling
     def generate(self, prompts: Sequence[str], sampler: SamplerConfig, *, seeds: Sequence[int],
-                 heads=None) -> Completions:
+                 heads=None, trace: bool = False) -> Completions:
         """One completion per prompt; texts and log-probs stop at the first end-of-answer token.
 
         Prompts are formatted (``format_prompt``), left-padded and sampled together;
         a row's completion is the one it gets alone (per-row seeds; no padding reaches the network).
+        Token ids and per-position log-probs come back too (repair); ``trace``: each step's
+        prediction of the clean completion (temporal voting).
         """
         if self.model is None:
             raise RuntimeError(f"{self.name} was only described (device=meta), not loaded; load it with device=cuda or cpu")
@@ -81,13 +85,8 @@ class HFDiffusionModel(DiffusionModel):
         tokenizer = self.tokenizer.for_chat() if self.prompt_format.chat else self.tokenizer
         texts = [self.format_prompt(p) for p in prompts]
         out = generate(self.model, tokenizer, texts, sampler, seeds=list(seeds), gen_length=gen_length,
-                       heads=heads)
-        logprobs = []
-        for ids, lps in zip(out.tokens.tolist(), out.token_logprobs.tolist()):
-            row = []
-            for token, lp in zip(ids, lps):
-                row.append(lp)
-                if token in tokenizer.stop_ids:
-                    break
-            logprobs.append(row)
-        return Completions(texts=out.texts, logprobs=logprobs, nfe=out.nfe, positions=gen_length)
+                       heads=heads, trace=trace)
+        tokens, token_logprobs = out.tokens.tolist(), out.token_logprobs.tolist()
+        return Completions(texts=out.texts, logprobs=[self._up_to_eos(t, lp) for t, lp in zip(tokens, token_logprobs)],
+                           nfe=out.nfe, positions=gen_length, tokens=tokens, token_logprobs=token_logprobs,
+                           trails=out.trails)

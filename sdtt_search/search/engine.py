@@ -38,7 +38,7 @@ from ..sampling_config import SamplerConfig
 from .planning import chunked, first_round, problems_per_batch
 from .order_search import OrderConfig, draw_order_search, draw_prefix_beam
 from .particles import PARTICLE_COUNTS, ParticleConfig, draw_particles, draw_prefixes
-from .repair import RepairConfig, check_strategy, repair_sampler, repair_seed, to_blame
+from .repair import RepairConfig, check_strategy, repair_sampler, repair_seed, stop_ids, to_blame
 from .report import summarise, summarise_stopped
 from .results import Candidate, ProblemResult
 from .select import SELECTORS, RewardFn
@@ -356,7 +356,7 @@ class Search:
                     blamed = set(blame)
                     tokens = out.tokens[r]
                     full = [out.token_logprobs[r][j] if j in blamed else old[6][j] for j in range(len(tokens))]
-                    end = next((j for j, t in enumerate(tokens) if t == tokenizer.eos_id), len(tokens) - 1)
+                    end = next((j for j, t in enumerate(tokens) if t in stop_ids(tokenizer)), len(tokens) - 1)
                     logprobs = full[: end + 1]
                     drawn[(p, i)] = (out.texts[r], logprobs, old[2], old[3], old[4], tokens, full, old[7], None)
                     scored[(p, i)] = self._score(problems[p], prompts[p], out.texts[r], logprobs, round_)

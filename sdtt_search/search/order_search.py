@@ -34,6 +34,7 @@ import torch
 from ..checks import is_positive_int
 from ..diffusion.commit_rules import transfer_counts
 from .particles import partial_pieces
+from .repair import stop_ids
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,7 @@ def draw_order_search(search, problems: Sequence, prompts: Sequence[str],
         beam = beams[p]
         for rank, i in enumerate(indices):
             tokens, lps, _ = beam[rank % len(beam)]
-            end = next((j for j, t in enumerate(tokens) if t == tokenizer.eos_id), len(tokens) - 1)
+            end = next((j for j, t in enumerate(tokens) if t in stop_ids(tokenizer)), len(tokens) - 1)
             share = 1 / len(indices)
             out_rows[(p, i)] = (tokenizer.decode(tokens), lps[: end + 1], spent[p][2] * share, spent[p][0] * share,
                                 spent[p][1] * share, tokens, lps, None, None)
@@ -184,7 +185,7 @@ def draw_prefix_beam(search, problems: Sequence, prompts: Sequence[str],
     model, task, tokenizer = search.model, search.task, search.model.tokenizer
     sampler, branch = search.sampler, search.order.branch
     gen_length = sampler.gen_length or model.gen_length
-    stops = getattr(tokenizer, "stop_ids", None) or {tokenizer.eos_id}
+    stops = stop_ids(tokenizer)
     groups: dict[int, list[int]] = {}
     for p, i in rows:
         groups.setdefault(p, []).append(i)

@@ -46,6 +46,7 @@ from typing import Any, Sequence
 
 from ..checks import is_positive_int
 from ..sampling_config import SamplerConfig
+from .repair import stop_ids
 
 WEIGHTS = ("uniform", "confidence")
 #: what a problem's ``ProblemResult.particles`` counts
@@ -120,10 +121,10 @@ def stages(steps: int, every: int, blocks: int = 1) -> list[tuple[int, int | Non
 
 def partial_pieces(tokenizer, tokens: Sequence[int | None]) -> tuple[list[str | None], bool]:
     """A partial completion as ``Task.partial_check`` reads it: each generated position's
-    text (None where still masked) before the first committed EOS, and whether there is
-    one."""
-    eos = tokenizer.eos_id
-    end = next((j for j, t in enumerate(tokens) if t == eos), None)
+    text (None where still masked) before the first committed EOS (or other stop id), and
+    whether there is one."""
+    stops = stop_ids(tokenizer)
+    end = next((j for j, t in enumerate(tokens) if t in stops), None)
     span = tokens if end is None else tokens[:end]
     return [None if t is None else tokenizer.decode([t]) for t in span], end is not None
 
@@ -234,7 +235,7 @@ def draw_particles(search, problems: Sequence, prompts: Sequence[str],
     out_rows: dict[tuple[int, int], tuple] = {}
     for key in rows:
         tokens, full = state[key], logprob[key]
-        end = next((j for j, t in enumerate(tokens) if t == tokenizer.eos_id), len(tokens) - 1)
+        end = next((j for j, t in enumerate(tokens) if t in stop_ids(tokenizer)), len(tokens) - 1)
         out_rows[key] = (text[key], full[: end + 1], spent[key][2], spent[key][0], spent[key][1], tokens, full,
                          counts[key], None)
     return out_rows
@@ -250,7 +251,7 @@ def draw_prefixes(search, problems: Sequence, prompts: Sequence[str],
     gen_length = search.sampler.gen_length or model.gen_length
     sampler = search.sampler.replace(head_tokens=0, head_temperature=None, stratify=0)
     every = search.smc.every
-    stops = getattr(tokenizer, "stop_ids", None) or {tokenizer.eos_id}  # EOS, and a hub model's end-of-turn ids
+    stops = stop_ids(tokenizer)
     state: dict[tuple[int, int], list[int]] = {key: [] for key in rows}
     logprob: dict[tuple[int, int], list[float]] = {key: [] for key in rows}
     done = {key: False for key in rows}

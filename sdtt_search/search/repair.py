@@ -76,10 +76,16 @@ def repair_sampler(sampler: SamplerConfig, steps: int) -> SamplerConfig:
                            kv_refresh=None, head_tokens=0, head_temperature=None, stratify=0)
 
 
+def stop_ids(tokenizer) -> set[int]:
+    """The ids that end a completion: EOS, and a hub tokenizer's end-of-turn ids (``stop_ids``)."""
+    return set(getattr(tokenizer, "stop_ids", None) or {tokenizer.eos_id})
+
+
 def pieces_of(tokenizer, tokens: Sequence[int]) -> tuple[list[str], bool]:
-    """The decoded text of each generated position before the first EOS, and whether there is one."""
-    eos = tokenizer.eos_id
-    end = next((j for j, t in enumerate(tokens) if t == eos), None)
+    """The decoded text of each generated position before the first EOS (or other stop id),
+    and whether there is one."""
+    stops = stop_ids(tokenizer)
+    end = next((j for j, t in enumerate(tokens) if t in stops), None)
     span = tokens if end is None else tokens[:end]
     return [tokenizer.decode([t]) for t in span], end is not None
 
