@@ -8,6 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from ar_fixtures import tiny_ar
+from test_hf_fixtures import single_thread  # noqa: F401 - pytest fixture
+from test_hf_native import llada_checkpoint  # noqa: F401 - pytest fixture
 
 from benchmarks import cascade_check, gpu_bench, stop_check
 from benchmarks import cascade_pricing as pricing
@@ -761,3 +763,26 @@ def test_accuracy_runs_can_come_from_several_saved_frontiers(tmp_path):
     assert store.saved_accuracy(None, args) == {}
     with pytest.raises(SystemExit, match="no such file"):
         store.saved_accuracy([tmp_path / "missing.json"], args)
+
+
+def test_hub_diffusion_and_hub_ar_models_share_a_frontier(tmp_path, llada_checkpoint):  # noqa: F811
+    # hf: models record no task: --task with --task-options gives it, and both families run side by side,
+    # with forward passes per sample and tokens per forward pass beside tokens/s
+    from test_hf_causal import _write_causal_lm
+
+    causal = _write_causal_lm(tmp_path / "tiny-qwen2", "qwen2")
+    out = tmp_path / "out"
+    diffusion = f"hf:{llada_checkpoint}:steps=4,gen_length=8,block_length=4,temperature=1.0"
+    ar = f"hf:{causal}:gen_length=8"
+    args = cli.parse(["--task", "countdown", "--task-options", "n=3", "--models", diffusion, ar, "--problems", "2",
+                      "--samples", "2", "--batches", "1", "2", "--repeats", "1", "--share-batch", "2",
+                      "--flops-batch", "2", "--search-batch", "4", "--latency-problems", "0", "--ar-backend",
+                      "transformers", "--out", str(out)])
+    cli.run(args)
+    saved = json.loads((out / "frontier.json").read_text())
+    assert [m["kind"] for m in saved["models"].values()] == ["diffusion", "ar"]
+    for d in saved["models"].values():
+        assert all(t["forward_passes"] > 0 and t["tokens_per_pass"] > 0 for t in d["throughput"])
+    assert "tokens per forward pass" in (out / "frontier.md").read_text()
+    with pytest.raises(SystemExit, match="records no task: pass --task"):
+        cli.load_models([f"hf:{causal}"], "cpu", "transformers")

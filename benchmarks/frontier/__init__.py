@@ -4,9 +4,11 @@
         --models sudoku4-teacher sudoku4-sdtt-4 sudoku4-sdtt-2 sudoku4-ar \\
         --problems 100 --samples 64 --batches 1 8 64 256 --out benchmarks/runs/<date>-sudoku-frontier
 
-A model is a zoo name or a checkpoint directory, optionally with sampler overrides
-(``countdown-cd3-num-teacher:threshold=0.9,steps=12``) or an AR engine
-(``sudoku4-ar:ar_backend=transformers``). For every model:
+A model is a zoo name, a checkpoint directory or a hub model (``hf:<id or dir>``), optionally
+with sampler overrides (``countdown-cd3-num-teacher:threshold=0.9,steps=12``) or an AR engine
+(``sudoku4-ar:ar_backend=transformers``). Hub models record no task: ``--task countdown
+--task-options n=3`` (``--task-path`` for GSM8K data) gives it, so hub diffusion and AR
+models and zoo models of that task share one run. For every model:
   * samples/s and generated tokens/s at each batch size (same prompts for every model;
     a warm-up call, then the median of ``--repeats`` calls); generated tokens are the
     tokens of each completion up to and including EOS;

@@ -4,6 +4,7 @@ re-renders a saved run with the current analysis. Only ratios within one run are
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -35,7 +36,10 @@ def run(args: argparse.Namespace) -> dict:
               "split": args.split}
     started = time.perf_counter()
     reused = saved_accuracy(args.accuracy_from, args)
-    models, task = load_models(args.models, args.device, args.ar_backend)
+    hub_task = None
+    if args.task_options is not None or args.task_path:  # for hub models, which record no task
+        hub_task = {"name": args.task, "options": _options(args.task_options or []), "path": args.task_path}
+    models, task = load_models(args.models, args.device, args.ar_backend, hub_task)
     problems = task.problems(args.split, limit=args.problems)
     for name, model in models.items():
         report["models"][name] = measure_one(name, model, args, task, problems, reused)
@@ -64,16 +68,34 @@ def run(args: argparse.Namespace) -> dict:
     return report
 
 
-def load_models(specs: list[str], device: str, ar_backend: str) -> tuple[dict, object]:
-    """({spec: model}, the task read from the first model's meta); models of another task
-    are refused (SystemExit)."""
+def _options(items: list[str]) -> dict:
+    """``key=value`` strings as task options (numbers read as numbers)."""
+    out = {}
+    for item in items:
+        key, _, raw = item.partition("=")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def load_models(specs: list[str], device: str, ar_backend: str, hub_task: dict | None = None) -> tuple[dict, object]:
+    """({spec: model}, the task read from the first model's meta); a hub model (``hf:``,
+    which records no task) takes ``hub_task`` (``--task`` with ``--task-options`` /
+    ``--task-path``), so hub diffusion and AR models and zoo models of that task compare in
+    one run; models of another task are refused (SystemExit)."""
     models, task, task_meta = {}, None, None
     for name in specs:
         model = load_spec(name, device, ar_backend)
+        own = model.meta.get("task") or hub_task
+        if own is None:
+            raise SystemExit(f"{name} records no task: pass --task <name> --task-options key=value ... "
+                             "(and --task-path for GSM8K) for hub models")
         if task is None:
-            task_meta = model.meta["task"]
+            task_meta = own
             task = task_from_config(task_meta)
-        elif not same_task(model.meta.get("task"), task_meta):
+        elif not same_task(own, task_meta):
             raise SystemExit(f"{name} is a {model.meta.get('task')} model, the first model is {task_meta}: "
                              "compare models of one task")
         models[name] = model
@@ -113,7 +135,10 @@ def render(path: Path) -> dict:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=COMMAND, description=sys.modules[__package__].__doc__.splitlines()[0])
     p.add_argument("--render", type=Path, help="re-render the tables of a saved frontier.json (measures nothing)")
-    p.add_argument("--task", help="a label for the report (the task is read from the first model)")
+    p.add_argument("--task", help="a label for the report (the task is read from the first model); with "
+                   "--task-options or --task-path, the task of hub models, which record none")
+    p.add_argument("--task-options", nargs="*", default=None, help="hub models' task options, e.g. n=3")
+    p.add_argument("--task-path", default=None, help="hub models' task data (e.g. a GSM8K test.jsonl)")
     p.add_argument("--models", nargs="+",
                    help="zoo names or checkpoint directories of one task; name:key=value,... overrides the sampler")
     p.add_argument("--problems", type=int, default=100)

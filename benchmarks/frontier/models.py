@@ -61,12 +61,14 @@ def _value(raw: str):
 
 
 def load_spec(spec: str, device: str, ar_backend: str, *, force_backend: bool = False):
-    """``name`` or ``name:key=value,key=value`` (sampler overrides, e.g.
+    """``name`` or ``name:key=value,key=value`` (sampler overrides after the last colon, e.g.
     ``countdown-cd3-num-teacher:threshold=0.9,steps=12``; ``ar_backend=`` picks an AR
     model's engine unless ``force_backend``; ``as_denoiser=true`` reads an AR twin as a
     causal denoiser decoded one token per call with the prefix cache): the model with
     that default sampler."""
-    name, _, overrides = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
+    name, _, overrides = spec.rpartition(":") if not Path(spec).exists() else (spec, "", "")
+    if not name or "=" not in overrides:  # no overrides: "hf:<id or dir>" keeps its colon
+        name, overrides = spec, ""
     values = {}
     for item in filter(None, overrides.split(",")):
         key, _, raw = item.partition("=")
