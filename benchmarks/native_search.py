@@ -21,8 +21,9 @@ problems packed), and one problem at a time (``--latency-problems`` problems, ea
 searched alone: a user waiting for one answer). Reported: solved (verified@N: the
 verifier's pick is correct), pass@N, samples drawn, forward passes and milliseconds per
 problem. Then, per regime, which search of which model solves the most within each
-budget of milliseconds per problem. Prints markdown naming the machine; timings are
-comparable only within one run.
+budget of milliseconds per problem. With ``--coverage K``: per model, the problems K
+independent samples never solve, and how many of those each search solves. Prints markdown
+naming the machine; timings are comparable only within one run.
 """
 from __future__ import annotations
 
@@ -66,23 +67,38 @@ def run_search(search: Search, problems, n: int, stop: StopRule | None) -> tuple
     return results, time.perf_counter() - start
 
 
+def picked_correct(result) -> bool:
+    """Whether the verifier's pick (the best-scored verified candidate) is correct."""
+    verified = [c for c in result.candidates if c.verified]
+    return bool(verified) and max(verified, key=lambda c: c.score).correct
+
+
 def summary(results, wall: float) -> dict:
-    solved = 0.0
-    for r in results:
-        verified = [c for c in r.candidates if c.verified]
-        solved += max(verified, key=lambda c: c.score).correct if verified else 0.0
     count = len(results)
-    return {"solved": solved / count, "pass": sum(any(c.correct for c in r.candidates) for r in results) / count,
+    return {"solved": sum(picked_correct(r) for r in results) / count,
+            "pass": sum(any(c.correct for c in r.candidates) for r in results) / count,
             "samples": sum(len(r.candidates) for r in results) / count, "nfe": sum(r.nfe for r in results),
             "ms_per_problem": 1e3 * wall / count}
 
 
+def never_solved(model, task, problems, k: int, args) -> set[str]:
+    """Ids of the problems none of ``k`` independent samples of the model solves (a verified
+    candidate that is correct)."""
+    search = Search(model, task, model.default_sampler(), batch_size=args.search_batch, seed=args.seed + 1)
+    return {r.id for r in search.generate_problems(problems, k)
+            if not any(c.verified and c.correct for c in r.candidates)}
+
+
 def measure_model(spec: str, model, task, problems, latency_problems, args) -> list[dict]:
     rows = []
+    hard = never_solved(model, task, problems, args.coverage, args) if args.coverage else None
     for label, kwargs, stop in searches(model, task, args.samples, args):
         many = Search(model, task, model.default_sampler(), batch_size=args.search_batch, seed=args.seed, **kwargs)
         results, wall = run_search(many, problems, args.samples, stop)
         row = {"model": spec, "kind": model.kind, "search": label, "many": summary(results, wall)}
+        if hard is not None:  # problems k independent samples never solve, and how many of them this search does
+            row["beyond"] = {"k": args.coverage, "never_solved": len(hard),
+                             "solved": sum(picked_correct(r) for r in results if r.id in hard)}
         if latency_problems:
             alone = Search(model, task, model.default_sampler(), batch_size=max(args.samples, 1), seed=args.seed,
                            **kwargs)
@@ -111,6 +127,14 @@ def markdown(rows: list[dict], machine: str, problems: int, latency: int, n: int
         lines.append(f"| {r['model']} | {r['search']} | {m['solved']:.3f} | {m['pass']:.3f} | {m['samples']:.2f} | "
                      f"{m['nfe']:.0f} | {m['ms_per_problem']:.2f} | "
                      + (f"{o['solved']:.3f} | {o['ms_per_problem']:.1f} |" if o else "- | - |"))
+    beyond = [r for r in rows if "beyond" in r]
+    if beyond:
+        k = beyond[0]["beyond"]["k"]
+        lines += ["", f"Beyond independent sampling: of the problems {k} independent samples of a model never solve, "
+                  "how many each search solves", "", "| model | search | never solved by best-of-" + str(k)
+                  + " | solved by the search |", "|---|---|---|---|"]
+        lines += [f"| {r['model']} | {r['search']} | {r['beyond']['never_solved']} | {r['beyond']['solved']} |"
+                  for r in beyond]
     for regime, name in (("many", "many problems at a time"), ("one", "one problem at a time")):
         times = sorted({r[regime]["ms_per_problem"] for r in rows if regime in r})
         if not times:
@@ -139,6 +163,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--branch", type=int, default=4, help="order search: children of each beam state")
     p.add_argument("--search-batch", type=int, default=256)
     p.add_argument("--task-path", default=None, help="a public test file of the models' task (task.path)")
+    p.add_argument("--coverage", type=int, default=0,
+                   help="K > 0: per model, the problems K independent samples never solve, and per search how "
+                        "many of them it solves")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None)

@@ -23,3 +23,10 @@ def test_every_search_of_both_families_in_both_regimes(capsys):
 def test_a_task_without_a_verifier_is_sent_to_the_voting_benchmark():
     with pytest.raises(SystemExit, match="benchmarks.voting"):
         native_search.main(["gsm8k-sdtt", "--problems", "1"])
+
+
+def test_coverage_counts_what_each_search_solves_beyond_k_independent_samples():
+    rows = native_search.main(["sudoku4-sdtt-2", "--problems", "4", "--latency-problems", "0", "--samples", "2",
+                               "--coverage", "4"])
+    for r in rows:
+        assert r["beyond"]["k"] == 4 and 0 <= r["beyond"]["solved"] <= r["beyond"]["never_solved"] <= 4
