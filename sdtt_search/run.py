@@ -113,9 +113,6 @@ def plan_run(cfg: DictConfig) -> RunPlan:
     model = load_model(model_name, device=driver_device, **load_options)
     _check_model_task(model, task, cfg)
     strategy, options = strategy_options(cfg)
-    if strategy == "repair" and model.kind == "ar":
-        raise ValueError(f"strategy=repair decodes positions in any order, which an autoregressive model "
-                         f"({model_name}) cannot do without redrawing all that follows; use strategy=best_of_n")
     sampler = sampler_from(cfg, model)
     fallback = fallback_stage(cfg)
     fallback_model = None

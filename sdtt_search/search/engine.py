@@ -81,6 +81,42 @@ def check_prompt(model, problem_id: str, prompt: str, gen_length: int) -> None:
                              "generated); shorten the prompt (fewer shots) or use a model with a longer context")
 
 
+#: what each strategy needs of a model, by family: the method it calls (None: refused)
+STRATEGY_NEEDS = {"repair": {"diffusion": "infill", "ar": None}, "smc": {"diffusion": "infill", "ar": "extend"},
+                  "order": {"diffusion": "predict", "ar": "extend"}}
+
+
+def check_model_for(strategy: str, model) -> None:
+    """A one-line error when ``model`` cannot run ``strategy``: an AR model cannot redraw
+    positions in the middle (repair), every strategy but best-of-N needs its method
+    (``STRATEGY_NEEDS``), and a noise-conditioned student is tied to the uniforms of one
+    whole decode (particles and beams draw otherwise)."""
+    if strategy not in STRATEGY_NEEDS:
+        return
+    name = getattr(model, "name", type(model).__name__)
+    ar = getattr(model, "kind", None) == "ar"
+    needed = STRATEGY_NEEDS[strategy]["ar" if ar else "diffusion"]
+    if needed is None:
+        raise ValueError(f"strategy={strategy} decodes positions in any order, which an autoregressive model "
+                         f"({name}) cannot do without redrawing all that follows; use strategy=best_of_n")
+    if not callable(getattr(model, needed, None)):
+        if strategy == "order":
+            raise ValueError(f"strategy=order needs a diffusion model whose predict gives every position's "
+                             f"distribution, or an AR model that extends prefixes; {name} has neither: "
+                             "use strategy=best_of_n")
+        if ar:
+            raise ValueError(f"strategy={strategy} on an AR model extends prefixes (extend); {name} has none: "
+                             "use strategy=best_of_n")
+        raise ValueError(f"strategy={strategy} needs a model that re-denoises masked positions (infill); "
+                         f"{name} has none: use strategy=best_of_n")
+    if strategy == "smc" and takes_noise(getattr(model, "model", None)):
+        raise ValueError(f"strategy=smc: {name} is noise-conditioned (it is shown the uniforms of a whole "
+                         "decode, which particles draw afresh each stage); use strategy=best_of_n")
+    if strategy == "order" and takes_noise(getattr(model, "model", None)):
+        raise ValueError(f"strategy=order: {name} is noise-conditioned (it expects the uniforms its draws are "
+                         "made at, which a beam's choices are not); use strategy=best_of_n")
+
+
 def candidate_seed(seed: int, problem_id: str, index: int) -> int:
     """63-bit seed of candidate ``index`` of a problem (stable across runs and machines)."""
     digest = hashlib.blake2b(f"{seed}|{problem_id}|{index}".encode(), digest_size=8).digest()
@@ -149,35 +185,10 @@ class Search:
         temporal: bool = False,
     ):
         check_strategy(strategy)
-        if repair is not None and strategy != "repair":
-            raise ValueError(f"repair={repair} is for strategy='repair', not {strategy!r}")
-        if smc is not None and strategy != "smc":
-            raise ValueError(f"smc={smc} is for strategy='smc', not {strategy!r}")
-        if order is not None and strategy != "order":
-            raise ValueError(f"order={order} is for strategy='order', not {strategy!r}")
-        if strategy == "order" and not callable(getattr(model, "predict" if getattr(model, "kind", None) != "ar"
-                                                     else "extend", None)):
-            raise ValueError(f"strategy=order needs a diffusion model whose predict gives every position's "
-                             f"distribution, or an AR model that extends prefixes; "
-                             f"{getattr(model, 'name', type(model).__name__)} has neither: use strategy=best_of_n")
-        if strategy == "smc" and getattr(model, "kind", None) == "ar":
-            if not callable(getattr(model, "extend", None)):
-                raise ValueError(f"strategy=smc on an AR model extends prefixes (extend); "
-                                 f"{getattr(model, 'name', type(model).__name__)} has none: use strategy=best_of_n")
-        elif strategy in ("repair", "smc"):
-            name = getattr(model, "name", type(model).__name__)
-            if getattr(model, "kind", None) == "ar":
-                raise ValueError(f"strategy={strategy} decodes positions in any order, which an autoregressive model "
-                                 f"({name}) cannot do without redrawing all that follows; use strategy=best_of_n")
-            if not callable(getattr(model, "infill", None)):
-                raise ValueError(f"strategy={strategy} needs a model that re-denoises masked positions (infill); "
-                                 f"{name} has none: use strategy=best_of_n")
-            if strategy == "smc" and takes_noise(getattr(model, "model", None)):
-                raise ValueError(f"strategy=smc: {name} is noise-conditioned (it is shown the uniforms of a whole "
-                                 "decode, which particles draw afresh each stage); use strategy=best_of_n")
-        if strategy == "order" and takes_noise(getattr(model, "model", None)):
-            raise ValueError(f"strategy=order: {getattr(model, 'name', '')} is noise-conditioned (it expects the "
-                             "uniforms its draws are made at, which a beam's choices are not); use strategy=best_of_n")
+        for name, options in (("repair", repair), ("smc", smc), ("order", order)):
+            if options is not None and strategy != name:
+                raise ValueError(f"{name}={options} is for strategy={name!r}, not {strategy!r}")
+        check_model_for(strategy, model)
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be a positive integer")
         self.model = model
@@ -272,7 +283,7 @@ class Search:
         does not return them; particle counts None but with ``strategy="smc"``; step texts,
         each step's prediction of the clean completion, None but with ``temporal``)."""
         if self.strategy in ("smc", "order"):
-            return self._draw_particles(problems, rows)
+            return self._draw_groups(problems, rows)
         prompts = [self.task.format_prompt(p) for p in problems]
         gen_length = self.sampler.gen_length or getattr(self.model, "gen_length", 0)
         for p in sorted({p for p, _ in rows}):
@@ -299,9 +310,11 @@ class Search:
                                     None if out.trails is None else out.trails[row])
         return out_rows
 
-    def _draw_particles(self, problems: Sequence, rows: list[tuple[int, int]]) -> dict[tuple[int, int], tuple]:
-        """``_draw`` for ``strategy="smc"``: a problem's rows are one group of particles
-        (``particles.draw_particles``; an AR model's are prefixes, ``particles.draw_prefixes``)."""
+    def _draw_groups(self, problems: Sequence, rows: list[tuple[int, int]]) -> dict[tuple[int, int], tuple]:
+        """``_draw`` for the strategies whose candidates of a problem are made together: its
+        rows are one group of particles (``strategy="smc"``: ``particles.draw_particles``, an AR
+        model's prefixes ``particles.draw_prefixes``) or one beam (``strategy="order"``:
+        ``order_search.draw_order_search``, an AR model's ``draw_prefix_beam``)."""
         gen_length = self.sampler.gen_length or getattr(self.model, "gen_length", 0)
         prompts = [self.task.format_prompt(p) for p in problems]
         for p in sorted({p for p, _ in rows}):
