@@ -81,6 +81,17 @@ class DiffusionModel:
         """The token ids the network is conditioned on for each task prompt (``infill``, ``predict``)."""
         return [self.tokenizer.encode(p) for p in prompts]
 
+    def _given_rows(self, prompts: Sequence[str], tokens: Sequence[Sequence[int | None]], gen_length: int):
+        """(the batch of the formatted prompts, its x [B, L] with each row's ``tokens`` in the
+        generated region, MASK where None): what ``infill`` and ``predict`` start from."""
+        mask_id = self.tokenizer.mask_id
+        batch = build_batch(self._encode_prompts(prompts), gen_length, pad_id=self.tokenizer.pad_id,
+                            mask_id=mask_id, device=self.device)
+        x = batch.x.clone()
+        x[:, -gen_length:] = torch.tensor([[mask_id if t is None else int(t) for t in row] for row in tokens],
+                                          dtype=torch.long, device=x.device)
+        return batch, x
+
     @sampling
     def infill(self, prompts: Sequence[str], tokens: Sequence[Sequence[int | None]], sampler: SamplerConfig, *,
                seeds: Sequence[int], stop_after: int | None = None) -> Completions:
@@ -96,12 +107,7 @@ class DiffusionModel:
         if any(len(row) != gen_length for row in tokens):
             raise ValueError(f"infill needs {gen_length} token positions per row (the model's gen_length)")
         mask_id = self.tokenizer.mask_id
-        batch = build_batch(self._encode_prompts(prompts), gen_length, pad_id=self.tokenizer.pad_id,
-                            mask_id=mask_id, device=self.device)
-        given = torch.tensor([[mask_id if t is None else int(t) for t in row] for row in tokens], dtype=torch.long,
-                             device=batch.x.device)
-        x = batch.x.clone()
-        x[:, -gen_length:] = given
+        batch, x = self._given_rows(prompts, tokens, gen_length)
         out = sample(self.model, x, batch.gen_mask, batch.attention_mask, sampler, mask_id=mask_id, seeds=list(seeds),
                      stop_after=stop_after)
         ids = batch.completions(out.tokens).cpu().tolist()
@@ -120,11 +126,7 @@ class DiffusionModel:
         masked share as its time."""
         gen_length = len(tokens[0]) if tokens else self.gen_length
         mask_id = self.tokenizer.mask_id
-        batch = build_batch(self._encode_prompts(prompts), gen_length, pad_id=self.tokenizer.pad_id,
-                            mask_id=mask_id, device=self.device)
-        x = batch.x.clone()
-        x[:, -gen_length:] = torch.tensor([[mask_id if t is None else int(t) for t in row] for row in tokens],
-                                          dtype=torch.long, device=x.device)
+        batch, x = self._given_rows(prompts, tokens, gen_length)
         t = masked_fraction(x, batch.gen_mask, mask_id)
         logits = denoise(self.model, x, attention_mask=batch.attention_mask,
                          sigma=sigma_for(self.model, LogLinearSchedule(), t),

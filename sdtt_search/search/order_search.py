@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
@@ -33,7 +34,7 @@ import torch
 
 from ..checks import is_positive_int
 from ..diffusion.commit_rules import transfer_counts
-from .particles import partial_pieces
+from .particles import group_rows, partial_pieces
 from .repair import stop_ids
 
 
@@ -130,9 +131,7 @@ def draw_order_search(search, problems: Sequence, prompts: Sequence[str],
     model, task, tokenizer = search.model, search.task, search.model.tokenizer
     sampler, branch = search.sampler, search.order.branch
     gen_length = sampler.gen_length or model.gen_length
-    groups: dict[int, list[int]] = {}
-    for p, i in rows:
-        groups.setdefault(p, []).append(i)
+    groups, stops = group_rows(rows), stop_ids(tokenizer)
     beams = {p: [([None] * gen_length, [0.0] * gen_length, 0.0)] for p in groups}  # (tokens, log-probs, score)
     spent = {p: [0.0, 0.0, 0] for p in groups}  # network calls, seconds, positions run
     for step, (lo, hi, k) in enumerate(schedule(gen_length, sampler.steps, sampler.block_length)):
@@ -147,11 +146,10 @@ def draw_order_search(search, problems: Sequence, prompts: Sequence[str],
             elapsed = time.perf_counter() - began
             for row, key in enumerate(chunk):
                 logps[key] = out[row]
-            for p in {p for p, _ in chunk}:
-                share = sum(1 for q, _ in chunk if q == p) / len(chunk)
-                spent[p][0] += share
-                spent[p][1] += elapsed * share
-                spent[p][2] += gen_length * sum(1 for q, _ in chunk if q == p)
+            for p, rows_of_p in Counter(p for p, _ in chunk).items():  # the call's cost shared out by rows
+                spent[p][0] += rows_of_p / len(chunk)
+                spent[p][1] += elapsed * rows_of_p / len(chunk)
+                spent[p][2] += gen_length * rows_of_p
         for p, indices in groups.items():
             children = []
             for r, (tokens, lps, score) in enumerate(beams[p]):
@@ -167,7 +165,7 @@ def draw_order_search(search, problems: Sequence, prompts: Sequence[str],
         beam = beams[p]
         for rank, i in enumerate(indices):
             tokens, lps, _ = beam[rank % len(beam)]
-            end = next((j for j, t in enumerate(tokens) if t in stop_ids(tokenizer)), len(tokens) - 1)
+            end = next((j for j, t in enumerate(tokens) if t in stops), len(tokens) - 1)
             share = 1 / len(indices)
             out_rows[(p, i)] = (tokenizer.decode(tokens), lps[: end + 1], spent[p][2] * share, spent[p][0] * share,
                                 spent[p][1] * share, tokens, lps, None, None)
@@ -185,10 +183,7 @@ def draw_prefix_beam(search, problems: Sequence, prompts: Sequence[str],
     model, task, tokenizer = search.model, search.task, search.model.tokenizer
     sampler, branch = search.sampler, search.order.branch
     gen_length = sampler.gen_length or model.gen_length
-    stops = stop_ids(tokenizer)
-    groups: dict[int, list[int]] = {}
-    for p, i in rows:
-        groups.setdefault(p, []).append(i)
+    groups, stops = group_rows(rows), stop_ids(tokenizer)
     beams = {p: [([], [], 0.0, False)] for p in groups}  # (ids, log-probs, score, finished)
     spent = {p: [0.0, 0.0, 0] for p in groups}
     for step in range(gen_length):
@@ -208,13 +203,11 @@ def draw_prefix_beam(search, problems: Sequence, prompts: Sequence[str],
                                    seeds=[expansion_seed(search.seed, problems[p].id, groups[p][0], step, r, c)
                                           for p, r, c in part], max_tokens=1)
                 elapsed = time.perf_counter() - began
-                for row, key in enumerate(part):
-                    drawn[key] = (out.tokens[row], out.token_logprobs[row])
-                for p in {p for p, _, _ in part}:
-                    share = sum(1 for q, _, _ in part if q == p) / len(part)
-                    spent[p][0] += out.nfe * share
-                    spent[p][1] += elapsed * share
-                    spent[p][2] += sum(len(beams[q][r][0]) + 1 for q, r, _ in part if q == p)
+                for row, (p, r, c) in enumerate(part):  # the call's cost shared out by rows
+                    drawn[(p, r, c)] = (out.tokens[row], out.token_logprobs[row])
+                    spent[p][0] += out.nfe / len(part)
+                    spent[p][1] += elapsed / len(part)
+                    spent[p][2] += len(beams[p][r][0]) + 1  # the prefix runs through the network again
         for p, indices in groups.items():
             children = [state for state in beams[p] if state[3]]
             for r, (ids, lps, score, _) in enumerate(beams[p]):

@@ -171,12 +171,15 @@ def resample_groups(search, problems: Sequence, groups: dict[int, list[int]], st
         alive = [not search.task.partial_check(problems[p], *partial_pieces(tokenizer, state[k])).violated
                  for k in keys]
         scores = [mean_committed(logprob[k], state[k]) for k in keys]
+        for k in keys:
+            counts[k]["checks"] += 1
+        if all(alive):
+            continue
         picks = parents(alive, scores, weights, random.Random(resample_seed(search.seed, problems[p].id, indices[0],
                                                                             stage)))
         before = {k: (list(state[k]), *(d[k] if isinstance(d[k], bool) else list(d[k]) for d in carried))
                   for k in keys}
         for j, (k, ok, parent) in enumerate(zip(keys, alive, picks)):
-            counts[k]["checks"] += 1
             if not ok:
                 counts[k]["dropped" if parent != j else "stranded"] += 1
                 source = before[keys[parent]]
@@ -185,7 +188,9 @@ def resample_groups(search, problems: Sequence, groups: dict[int, list[int]], st
                     d[k] = value if isinstance(value, bool) else list(value)
 
 
-def _groups(rows: list[tuple[int, int]]) -> dict[int, list[int]]:
+def group_rows(rows: list[tuple[int, int]]) -> dict[int, list[int]]:
+    """``Search._draw``'s (problem, index) rows as {problem: its indices, in order}: a
+    problem's group of particles, or its beam."""
     groups: dict[int, list[int]] = {}
     for p, i in rows:
         groups.setdefault(p, []).append(i)
@@ -211,6 +216,7 @@ def draw_particles(search, problems: Sequence, prompts: Sequence[str],
     if sampler.steps % blocks:  # a threshold's step budget, say: whole steps per block, rounded down
         sampler = sampler.replace(steps=max(blocks, sampler.steps // blocks * blocks))
     plan = stages(sampler.steps, search.smc.every, blocks)
+    groups, stops = group_rows(rows), stop_ids(tokenizer)
     for stage, (steps, stop_after) in enumerate(plan):
         stage_sampler = sampler.replace(steps=steps)
         for lo in range(0, len(rows), search.batch_size):
@@ -231,11 +237,11 @@ def draw_particles(search, problems: Sequence, prompts: Sequence[str],
                 spent[key][2] += out.positions  # a stage runs the whole row through the network
         if stop_after is None:
             break
-        resample_groups(search, problems, _groups(rows), stage, state, (logprob,), counts)
+        resample_groups(search, problems, groups, stage, state, (logprob,), counts)
     out_rows: dict[tuple[int, int], tuple] = {}
     for key in rows:
         tokens, full = state[key], logprob[key]
-        end = next((j for j, t in enumerate(tokens) if t in stop_ids(tokenizer)), len(tokens) - 1)
+        end = next((j for j, t in enumerate(tokens) if t in stops), len(tokens) - 1)
         out_rows[key] = (text[key], full[: end + 1], spent[key][2], spent[key][0], spent[key][1], tokens, full,
                          counts[key], None)
     return out_rows
@@ -257,7 +263,7 @@ def draw_prefixes(search, problems: Sequence, prompts: Sequence[str],
     done = {key: False for key in rows}
     spent = {key: [0.0, 0.0, 0] for key in rows}
     counts = {key: dict.fromkeys(PARTICLE_COUNTS, 0) for key in rows}
-    n_stages = -(-gen_length // every)
+    n_stages, groups = -(-gen_length // every), group_rows(rows)
     for stage in range(n_stages):
         todo = [key for key in rows if not done[key]]
         if not todo:
@@ -277,7 +283,7 @@ def draw_prefixes(search, problems: Sequence, prompts: Sequence[str],
                 spent[key][1] += elapsed / len(chunk)
                 spent[key][2] += len(state[key])  # the prefix runs through the network again each stage
         if stage < n_stages - 1:
-            resample_groups(search, problems, _groups(rows), stage, state, (logprob, done), counts)
+            resample_groups(search, problems, groups, stage, state, (logprob, done), counts)
     out_rows: dict[tuple[int, int], tuple] = {}
     for key in rows:
         tokens = state[key]
