@@ -30,7 +30,7 @@ import time
 from sdtt_search import Search
 from sdtt_search.cli import task_from_config
 from sdtt_search.machine import describe
-from sdtt_search.search.report import accuracy_curves
+from sdtt_search.search.report import accuracy_curves, answer_truth
 from sdtt_search.search.stopping import StopRule
 
 from .frontier.models import load_spec
@@ -57,7 +57,7 @@ def measure(spec: str, model, task, problems, n: int, batch: int, round_size: in
     ladder = {ops: {"problems": len(rs), **{key: value for key, value in accuracy_curves(rs, n, has_verifier=False)
                                             .items() if key in ("pass@1", f"maj@{n}")}}
               for ops, rs in sorted(by_ops.items())}
-    majority_right = sum(_truth(r).get(r.selected.get("majority"), False) for r in stopped)
+    majority_right = sum(answer_truth(r.candidates).get(r.selected.get("majority"), False) for r in stopped)
     return {
         "model": spec, "kind": model.kind, "seconds_per_sample": wall / (len(problems) * n), "search_wall_s": wall,
         "accuracy": curves,
@@ -67,14 +67,6 @@ def measure(spec: str, model, task, problems, n: int, batch: int, round_size: in
                              "wall_s": stop_wall},
         "ladder": ladder,
     }
-
-
-def _truth(result) -> dict:
-    truth: dict = {}
-    for c in result.candidates:
-        if c.answer is not None:
-            truth[c.answer] = truth.get(c.answer, False) or c.correct
-    return truth
 
 
 def at_budget(run: dict, n: int, budget: float) -> dict:

@@ -68,18 +68,13 @@ def markdown(report: dict) -> str:
                    f"{d['search']['seconds_per_sample'] * 1e3:.2f} ms | {_round_ms(d['search'])} | {_share(d)} | "
                    f"{d['flops_per_token'] / 1e9:.4f}"
                    f"{'' if d['flops_source'] == 'counted' else ' (' + d['flops_source'] + ')'} |")
-    out += ["", "Throughput, samples/s \\| generated tokens/s (median of repeats after a warm-up):", "",
-            "| model | " + " | ".join(f"batch {b}" for b in batches) + " |", "|---|" + "---|" * len(batches)]
-    for n in names:
-        cells = [f"{t['samples_per_s']:.1f} \\| {t['tokens_per_s']:.0f}" for t in models[n]["throughput"]]
-        out.append(f"| {n} | " + " | ".join(cells) + " |")
+    out += _per_batch_table("Throughput, samples/s \\| generated tokens/s (median of repeats after a warm-up):",
+                            names, models, batches, lambda t: f"{t['samples_per_s']:.1f} \\| {t['tokens_per_s']:.0f}")
     if all("forward_passes" in t for n in names for t in models[n]["throughput"]):  # runs since 2026-12-07
-        out += ["", "Forward passes per sample \\| generated tokens per forward pass (machine-free: they travel "
-                "across cards, tokens/s does not):", "",
-                "| model | " + " | ".join(f"batch {b}" for b in batches) + " |", "|---|" + "---|" * len(batches)]
-        for n in names:
-            cells = [f"{t['forward_passes']:.0f} \\| {t['tokens_per_pass']:.2f}" for t in models[n]["throughput"]]
-            out.append(f"| {n} | " + " | ".join(cells) + " |")
+        out += _per_batch_table(
+            "Forward passes per sample \\| generated tokens per forward pass (machine-free: they travel across "
+            "cards, tokens/s does not):", names, models, batches,
+            lambda t: f"{t['forward_passes']:.0f} \\| {t['tokens_per_pass']:.2f}")
     if report["speedups"]:
         lat_ks = list(report["speedups"][0].get("latency", {}))
         out += ["", (f"Speed-up over {report['speedups'][0]['teacher']} (samples/s ratio, measured side by side"
@@ -118,6 +113,15 @@ def markdown(report: dict) -> str:
             out.append(f"| {row['student']} | {row['ar']} | " + " | ".join(cells) + " |")
     out += ["", "Targets:", "", *report["targets"], ""]
     return "\n".join(out)
+
+
+def _per_batch_table(caption: str, names: list[str], models: dict, batches: list[int], cell) -> list[str]:
+    """A table of one row per model and one column per batch size, ``cell(throughput row)`` in each."""
+    out = ["", caption, "", "| model | " + " | ".join(f"batch {b}" for b in batches) + " |",
+           "|---|" + "---|" * len(batches)]
+    for n in names:
+        out.append(f"| {n} | " + " | ".join(cell(t) for t in models[n]["throughput"]) + " |")
+    return out
 
 
 def _latency_markdown(report: dict) -> list[str]:

@@ -43,12 +43,12 @@ def _at_k(kind: str, result: ProblemResult, candidates: list, k: int) -> float:
     if kind == "pass":
         return pass_at_k(len(candidates), sum(correct), k)
     if kind == "maj":
-        return majority_at_k([c.answer for c in candidates], _answer_truth(candidates), k, seed=hash_seed(result.id, k))
+        return majority_at_k([c.answer for c in candidates], answer_truth(candidates), k, seed=hash_seed(result.id, k))
     if kind == "verified":
         return verified_at_k([bool(c.verified) for c in candidates], correct, k)
     if kind == "temporal":
         votes = [temporal_votes(c) for c in candidates]
-        return weighted_vote_at_k(votes, _answer_truth(candidates, trails=True), k, seed=hash_seed(result.id, k))
+        return weighted_vote_at_k(votes, answer_truth(candidates, trails=True), k, seed=hash_seed(result.id, k))
     return top_score_at_k([c.score for c in candidates], correct, k)
 
 
@@ -57,7 +57,7 @@ def hash_seed(problem_id: str, k: int) -> int:
     return sum((i + 1) * ord(ch) for i, ch in enumerate(problem_id)) * 1009 + k
 
 
-def _answer_truth(candidates: Sequence, trails: bool = False) -> dict:
+def answer_truth(candidates: Sequence, trails: bool = False) -> dict:
     """answer -> correct, from the candidates that produced it (an answer key is
     correct iff the candidates giving it were judged correct); with ``trails`` also the
     answers of their intermediate predictions (``Candidate.trail``, judged as they were
@@ -153,7 +153,7 @@ def _stopped_blocks(results: Sequence[ProblemResult], has_verifier: bool, wall_s
     """accuracy, solved_share, samples_drawn and throughput of a search that stopped early."""
     drawn = [len(r.candidates) for r in results]
     count = max(len(results), 1)
-    accuracy = {"majority": sum(_answer_truth(r.candidates).get(r.selected.get("majority"), False) for r in results) / count}
+    accuracy = {"majority": sum(answer_truth(r.candidates).get(r.selected.get("majority"), False) for r in results) / count}
     if has_verifier:
         accuracy["verified"] = sum(map(verified_pick_correct, results)) / count
     return {
