@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 
 from .diffusion import build_batch, generate, sample
-from .diffusion.blocks import denoise, first_generated_column
+from .diffusion.blocks import denoise_distinct, first_generated_column
 from .diffusion.draws import token_probs
 from .diffusion.logits_sources import masked_fraction, sigma_for
 from .diffusion.schedule import LogLinearSchedule
@@ -128,7 +128,7 @@ class DiffusionModel:
         mask_id = self.tokenizer.mask_id
         batch, x = self._given_rows(prompts, tokens, gen_length)
         t = masked_fraction(x, batch.gen_mask, mask_id)
-        logits = denoise(self.model, x, attention_mask=batch.attention_mask,
-                         sigma=sigma_for(self.model, LogLinearSchedule(), t),
-                         gen_start=first_generated_column(batch.gen_mask))
+        logits, _ = denoise_distinct(self.model, x, attention_mask=batch.attention_mask,
+                                     sigma=sigma_for(self.model, LogLinearSchedule(), t),
+                                     gen_start=first_generated_column(batch.gen_mask))
         return token_probs(logits[:, -gen_length:], mask_id, 1.0).log()

@@ -2,7 +2,8 @@
 
 A ``LogitsSource`` gives ``confidence_sample`` the logits [B, len(cols), V] of the
 current block's columns and counts what it spent: ``nfe`` (network calls, each possibly
-over a subset of the rows) and ``row_forwards`` (rows the calls ran). ``propose`` draws
+over a subset of the rows) and ``row_forwards`` (rows the calls ran; identical rows of a
+call run once, ``blocks.denoise_distinct``, where no cache is kept). ``propose`` draws
 the step's candidates from them (``draws.Proposal``):
 
 * ``FullForward``: the whole sequence, every step (LLaDA's ``generate``;
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..sampling_config import KV_CACHES
-from .blocks import attention_block, denoise, first_generated_column, is_time_conditioned
+from .blocks import attention_block, denoise, denoise_distinct, first_generated_column, is_time_conditioned
 from .draws import Proposal
 from .schedule import LogLinearSchedule
 
@@ -90,14 +91,14 @@ class RowReusedLogits:
         if rows.numel() == 0:
             return self.cached
         t_rows = torch.full((rows.numel(),), float(t), device=x.device)
-        out = denoise(self.model, x[rows], attention_mask=self.attention_mask[rows],
-                      sigma=sigma_for(self.model, self.schedule, t_rows), gen_start=self.gen_start)
+        out, run = denoise_distinct(self.model, x[rows], attention_mask=self.attention_mask[rows],
+                                    sigma=sigma_for(self.model, self.schedule, t_rows), gen_start=self.gen_start)
         if self.cached is None:
             self.cached = torch.empty(batch, length, out.shape[-1], dtype=out.dtype, device=x.device)
         self.cached[rows] = out
         self.fresh[rows] = True
         self.nfe += 1
-        self.row_forwards += rows.numel()
+        self.row_forwards += run
         return self.cached
 
     def changed(self, rows: torch.Tensor) -> None:
@@ -138,10 +139,11 @@ class FullForward(LogitsSource):
 
     def logits(self, x: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         t_rows = masked_fraction(x, self.gen_mask, self.mask_id)
-        out = denoise(self.model, x, attention_mask=self.attention_mask,
-                      sigma=sigma_for(self.model, self.schedule, t_rows), gen_start=self.gen_start, noise=self.noise)
+        out, run = denoise_distinct(self.model, x, attention_mask=self.attention_mask,
+                                    sigma=sigma_for(self.model, self.schedule, t_rows), gen_start=self.gen_start,
+                                    noise=self.noise)
         self.nfe += 1
-        self.row_forwards += x.shape[0]
+        self.row_forwards += run
         return out[:, cols]
 
 
