@@ -50,9 +50,10 @@ class _RowCounter:
         self.forward = model.forward
 
     def __enter__(self):
-        def counted(x, *args, **kwargs):
+        def counted(*args, **kwargs):
+            x = args[0] if args else kwargs["input_ids"]
             self.rows.append(x.shape[0])
-            return self.forward(x, *args, **kwargs)
+            return self.forward(*args, **kwargs)
         self.model.forward = counted
         return self
 
@@ -95,3 +96,15 @@ def test_order_search_predict_runs_identical_states_once():
     assert counter.rows == [2]
     assert torch.equal(out[0], out[1])
     assert torch.equal(out[0], model.predict([prompts[0]], [states[0]])[0])
+
+
+def test_an_ar_models_candidates_share_their_prompts_prefill():
+    task = load_task("sudoku", size=4)
+    model = load_model("sudoku4-ar", device="cpu", ar_backend="transformers")
+    problems = task.problems("test", limit=2)
+    inner = model.backend.model.model
+    with _RowCounter(inner) as counter:
+        packed = Search(model, task, model.default_sampler(), batch_size=64, seed=1).generate_problems(problems, 4)
+    assert counter.rows[0] == 2 and counter.rows[1] == 8  # the prompts once, then every candidate
+    alone = Search(model, task, model.default_sampler(), batch_size=1, seed=1).generate_problems(problems, 4)
+    assert _texts(packed) == _texts(alone)

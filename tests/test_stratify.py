@@ -100,13 +100,13 @@ def test_a_noise_student_is_shown_the_stratified_uniforms(monkeypatch):
     model = tiny_llama_denoiser(True).enable_noise_input().eval()
     batch = three_prompt_batch(gen_length=6, samples=2)
     seen = []
-    denoise = logits_sources.denoise  # the full forward's call of the network
+    denoise = logits_sources.denoise_distinct  # the full forward's call of the network
 
     def spy(*args, noise=None, **kwargs):
         seen.append(noise.clone())
         return denoise(*args, noise=noise, **kwargs)
 
-    monkeypatch.setattr(logits_sources, "denoise", spy)
+    monkeypatch.setattr(logits_sources, "denoise_distinct", spy)
     heads = stratified_uniforms([1, 1, 2, 2, 3, 3], [0, 1] * 3, 2)
     config = SamplerConfig(method="confidence", steps=6, temperature=1.0, remasking="prefix", threshold=0.9,
                            cache=False, stratify=2)

@@ -150,6 +150,19 @@ def _use_invariant_attention(model) -> None:
     model.set_attn_implementation(INVARIANT_ATTENTION)
 
 
+def _cache_argument() -> str:
+    """The name transformers gives a model's KV cache argument: ``cache`` from 5.x on, where
+    ``past_key_values`` is deprecated; ``past_key_values`` before."""
+    import inspect
+
+    from transformers import LlamaForCausalLM
+
+    return "cache" if "cache" in inspect.signature(LlamaForCausalLM.forward).parameters else "past_key_values"
+
+
+_CACHE_ARG = None  # set on first use (importing transformers is slow)
+
+
 class TransformersBackend:
     """``transformers`` ``generate`` with a KV cache.
 
@@ -191,6 +204,27 @@ class TransformersBackend:
         device = next(module.parameters()).device
         return cls(hf.to(device=device, dtype=next(module.parameters()).dtype), pad_id=pad_id, eos_id=eos_id)
 
+    def _shared_prefill(self, ids: torch.Tensor, mask: torch.Tensor):
+        """The KV cache [B rows] of every prompt column but the last, each distinct padded
+        prompt run once (a problem's N candidates share one prefill, as vLLM's prefix
+        caching gives them; ``diffusion.blocks.distinct_rows``). Always taken, whatever
+        the duplicates, so a row's bits do not depend on its batch-mates; ``generate``
+        then runs the last prompt column and decodes from this cache."""
+        from transformers import DynamicCache
+
+        from ..diffusion.blocks import distinct_rows
+
+        shared = distinct_rows(ids, mask)
+        first, inverse = shared if shared is not None else (None, None)
+        head, head_mask = (ids, mask) if first is None else (ids[first], mask[first])
+        positions = (head_mask.cumsum(-1) - 1).masked_fill(head_mask == 0, 1)  # as generate numbers them
+        cache = DynamicCache(config=self.model.config)
+        self.model(input_ids=head[:, :-1], attention_mask=head_mask[:, :-1], position_ids=positions[:, :-1],
+                   use_cache=True, logits_to_keep=1, **{_CACHE_ARG: cache})
+        if inverse is not None:
+            cache.reorder_cache(inverse)
+        return cache
+
     @torch.no_grad()
     def generate(self, prompts: Sequence[Sequence[int]], *, seeds: Sequence[int], max_tokens: int,
                  temperature: float, top_p: float, head_tokens: int = 0,
@@ -205,14 +239,19 @@ class TransformersBackend:
             ids[row, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
             mask[row, width - len(p):] = 1
         picker = SeededTokenPicker(seeds, width, temperature, top_p, device, head_tokens, head_temperature, heads)
+        ids, mask = ids.to(device), mask.to(device)
+        global _CACHE_ARG
+        _CACHE_ARG = _CACHE_ARG or _cache_argument()
+        cache = self._shared_prefill(ids, mask) if width > 1 else None
         out = self.model.generate(
-            input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_tokens, do_sample=False,
+            input_ids=ids, attention_mask=mask, max_new_tokens=max_tokens, do_sample=False,
             num_beams=1, logits_processor=LogitsProcessorList([picker]), pad_token_id=self.pad_id,
             eos_token_id=sorted(self.stop_ids), use_cache=True, temperature=None, top_p=None, top_k=None,
+            **({} if cache is None else {_CACHE_ARG: cache}),
         )
         new = out[:, width:].tolist()
         steps = len(picker.logprobs)
-        self.nfe += steps
+        self.nfe += steps + (cache is not None)
         lps = torch.stack(picker.logprobs, 1).tolist() if steps else [[] for _ in prompts]
         samples = []
         for row_ids, row_lps in zip(new, lps):
