@@ -9,6 +9,9 @@ N = ``--samples`` candidates per problem:
 
 * ``best-of-N``: N independent candidates, the verifier's pick;
 * ``verify-and-stop``: rounds of ``--round`` candidates until one verifies, at most N;
+  and again with the first ``--stratify`` tokens stratified over a problem's candidates
+  (``SamplerConfig.stratify``: they spread over the model's first choices), the
+  strongest independent-sampling search;
 * ``particles``: ``strategy="smc"``, N particles checked every ``--every`` steps (an AR
   model: every ``--ar-every`` tokens of its prefixes; none for a noise-conditioned student,
   nor order search);
@@ -28,6 +31,7 @@ naming the machine; timings are comparable only within one run.
 from __future__ import annotations
 
 import argparse
+import inspect
 import time
 
 from sdtt_search import Search
@@ -48,6 +52,9 @@ def searches(model, task, n: int, args) -> list[tuple[str, dict, StopRule | None
     every = args.ar_every if model.kind == "ar" else args.every
     out = [(f"best-of-{n}", {}, None),
            (f"verify-and-stop, rounds of {args.round}, at most {n}", {}, StopRule(args.round))]
+    if args.stratify and "heads" in inspect.signature(model.generate).parameters:
+        out.append((f"verify-and-stop, stratified first {args.stratify} tokens, rounds of {args.round}, at most {n}",
+                    {"stratify": args.stratify}, StopRule(args.round)))
     if not takes_noise(getattr(model, "model", None)):  # a noise-conditioned student has no particle search
         out.append((f"particles, {n}, a check every {every} {'tokens' if model.kind == 'ar' else 'steps'}",
                     {"strategy": "smc", "smc": ParticleConfig(every=every)}, None))
@@ -93,15 +100,16 @@ def measure_model(spec: str, model, task, problems, latency_problems, args) -> l
     rows = []
     hard = never_solved(model, task, problems, args.coverage, args) if args.coverage else None
     for label, kwargs, stop in searches(model, task, args.samples, args):
-        many = Search(model, task, model.default_sampler(), batch_size=args.search_batch, seed=args.seed, **kwargs)
+        kwargs = dict(kwargs)
+        sampler = model.default_sampler().replace(stratify=kwargs.pop("stratify", 0))
+        many = Search(model, task, sampler, batch_size=args.search_batch, seed=args.seed, **kwargs)
         results, wall = run_search(many, problems, args.samples, stop)
         row = {"model": spec, "kind": model.kind, "search": label, "many": summary(results, wall)}
         if hard is not None:  # problems k independent samples never solve, and how many of them this search does
             row["beyond"] = {"k": args.coverage, "never_solved": len(hard),
                              "solved": sum(picked_correct(r) for r in results if r.id in hard)}
         if latency_problems:
-            alone = Search(model, task, model.default_sampler(), batch_size=max(args.samples, 1), seed=args.seed,
-                           **kwargs)
+            alone = Search(model, task, sampler, batch_size=max(args.samples, 1), seed=args.seed, **kwargs)
             one, total = [], 0.0
             for problem in latency_problems:
                 results, wall = run_search(alone, [problem], args.samples, stop)
@@ -161,6 +169,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--every", type=int, default=1, help="diffusion particles: sampler steps between checks")
     p.add_argument("--ar-every", type=int, default=4, help="AR particles: tokens between checks")
     p.add_argument("--branch", type=int, default=4, help="order search: children of each beam state")
+    p.add_argument("--stratify", type=int, default=3,
+                   help="verify-and-stop with the first H tokens stratified over a problem's candidates (0: no row)")
     p.add_argument("--search-batch", type=int, default=256)
     p.add_argument("--task-path", default=None, help="a public test file of the models' task (task.path)")
     p.add_argument("--coverage", type=int, default=0,

@@ -9,10 +9,13 @@ from benchmarks import native_search
 def test_every_search_of_both_families_in_both_regimes(capsys):
     rows = native_search.main(["sudoku4-sdtt-2", "sudoku4-ar:ar_backend=transformers", "--problems", "3",
                                "--latency-problems", "2", "--samples", "2", "--round", "1", "--ar-every", "6"])
-    labels = [(r["kind"], r["search"].split(",")[0]) for r in rows]
-    assert labels == [("diffusion", "best-of-2"), ("diffusion", "verify-and-stop"), ("diffusion", "particles"),
+    labels = [(r["kind"], r["search"].split(",")[0] + (" stratified" if "stratified" in r["search"] else ""))
+              for r in rows]
+    assert labels == [("diffusion", "best-of-2"), ("diffusion", "verify-and-stop"),
+                      ("diffusion", "verify-and-stop stratified"), ("diffusion", "particles"),
                       ("diffusion", "repair"), ("diffusion", "order search"), ("ar", "best-of-2"),
-                      ("ar", "verify-and-stop"), ("ar", "particles"), ("ar", "a beam over prefixes of 2")]
+                      ("ar", "verify-and-stop"), ("ar", "verify-and-stop stratified"), ("ar", "particles"),
+                      ("ar", "a beam over prefixes of 2")]
     for r in rows:
         assert 0 <= r["many"]["solved"] <= r["many"]["pass"] <= 1 and r["many"]["ms_per_problem"] > 0
         assert 1 <= r["many"]["samples"] <= 2 and "one" in r
