@@ -1,0 +1,113 @@
+"""Learning curves of twins: a diffusion model and its AR twin at equal training steps.
+
+    python -m benchmarks.learning_curve runs/cd4-curve/mdlm-* runs/cd4-curve/ar-* \\
+        --problems 64 --samples 16 --split validation
+
+Each argument is a checkpoint directory (a snapshot of one of the twins' training runs);
+its family (``kind``) and training steps come from its own metadata, so the twins pair up
+by step. The two families were trained on the same stream with the same model size, batch
+and steps (``distill.pretrain objective=mdlm|ar``): equal training compute per step.
+
+Each snapshot is sampled as its family decodes (temperature 1, the same problems and
+seeds): the AR twin left to right; the diffusion model in every order the library has
+(``--decodings``): its ancestral sampler, and one token a step committed by the most
+confident position first (``low_confidence``), by the largest margin between its two most
+likely tokens (``margin``) or by the lowest entropy (``entropy``, Kim et al. 2025 "Train
+for the worst, plan for the best"). Reported: pass@1 (the mean over samples) and
+verified@k (a verifier's pick among k samples), per step, and the diffusion model's best
+decoding against the AR twin. Prints markdown naming the machine.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+from sdtt_search import Search
+from sdtt_search.cli import task_from_config
+from sdtt_search.loading import load_model
+from sdtt_search.machine import describe
+
+from .saved_run import save_run
+
+ORDERS = ("low_confidence", "margin", "entropy")
+
+
+def decodings(model, names: list[str]) -> dict[str, object]:
+    """{name: SamplerConfig} of each decoding of ``names`` the model's family has."""
+    if model.kind == "ar":
+        return {"left to right": model.default_sampler().replace(temperature=1.0)}
+    base = model.default_sampler().replace(temperature=1.0)
+    out = {}
+    for name in names:
+        if name == "ancestral":
+            out[name] = base
+        elif name in ORDERS:  # one token a step, in the order the rule picks
+            out[name] = base.replace(method="confidence", remasking=name, steps=model.gen_length, block_length=None,
+                                     threshold=None)
+        else:
+            raise SystemExit(f"unknown decoding {name!r}: use ancestral or one of {', '.join(ORDERS)}")
+    return out
+
+
+def measure(path: str, task, problems, samples: int, names: list[str], seed: int) -> list[dict]:
+    model = load_model(path, device="cpu", ar_backend="transformers")
+    step = int(model.meta.get("train_steps", 0))
+    rows = []
+    for name, sampler in decodings(model, names).items():
+        start = time.perf_counter()
+        result = Search(model, task, sampler, batch_size=256, seed=seed).best_of_n(problems, samples)
+        wall = time.perf_counter() - start
+        acc = result.metrics["accuracy"]
+        rows.append({"path": path, "kind": model.kind, "step": step, "decoding": name, "pass@1": acc["pass@1"],
+                     f"verified@{samples}": acc[f"verified@{samples}"],
+                     "ms_per_sample": 1e3 * wall / (len(problems) * samples)})
+        print(f"{path} step {step} {name}: pass@1 {acc['pass@1']:.3f} verified@{samples} "
+              f"{acc[f'verified@{samples}']:.3f} ({wall:.0f} s)", flush=True)
+    return rows
+
+
+def markdown(rows: list[dict], samples: int, problems: int, split: str, task: str, machine: str) -> str:
+    v = f"verified@{samples}"
+    lines = [f"{task}: {problems} {split} problems x {samples} samples, temperature 1; {machine}", "",
+             "| step | family | decoding | pass@1 | " + v + " | ms/sample |", "|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["step"], r["kind"] != "diffusion", r["decoding"])):
+        lines.append(f"| {r['step']} | {r['kind']} | {r['decoding']} | {r['pass@1']:.3f} | {r[v]:.3f} | "
+                     f"{r['ms_per_sample']:.1f} |")
+    lines += ["", "Per step, the diffusion model's best decoding (by " + v + ") against the AR twin", "",
+              "| step | diffusion (best decoding) | " + v + " | AR | " + v + " | ratio |", "|---|---|---|---|---|---|"]
+    for step in sorted({r["step"] for r in rows}):
+        diff = max((r for r in rows if r["step"] == step and r["kind"] == "diffusion"), key=lambda r: r[v],
+                   default=None)
+        ar = next((r for r in rows if r["step"] == step and r["kind"] == "ar"), None)
+        if diff and ar:
+            ratio = f"{diff[v] / ar[v]:.2f}" if ar[v] > 0 else ("-" if diff[v] == 0 else "inf")
+            lines.append(f"| {step} | {diff['decoding']} | {diff[v]:.3f} | left to right | {ar[v]:.3f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoints", nargs="+", help="snapshot directories of the twins' runs (or zoo names)")
+    p.add_argument("--problems", type=int, default=64)
+    p.add_argument("--samples", type=int, default=16)
+    p.add_argument("--split", default="validation")
+    p.add_argument("--decodings", nargs="+", default=["ancestral", *ORDERS])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    first = load_model(args.checkpoints[0], device="cpu", ar_backend="transformers")
+    task = task_from_config(first.meta["task"])
+    if not task.has_verifier:
+        raise SystemExit(f"{task.name} has no verifier: verified@k needs one")
+    problems = task.problems(args.split, limit=args.problems)
+    rows = [row for path in args.checkpoints
+            for row in measure(path, task, problems, args.samples, args.decodings, args.seed)]
+    report = markdown(rows, args.samples, len(problems), args.split, task.name, describe())
+    print(report)
+    if args.out:
+        save_run(args.out, "learning_curve", report, {"rows": rows})
+    return rows
+
+
+if __name__ == "__main__":
+    main()

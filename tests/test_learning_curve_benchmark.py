@@ -1,0 +1,23 @@
+"""``python -m benchmarks.learning_curve`` on two zoo twins and a few problems."""
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import learning_curve
+
+
+def test_twins_pair_up_by_step_and_each_family_decodes_its_own_ways(capsys):
+    rows = learning_curve.main(["sudoku4-sdtt-2", "sudoku4-ar", "--problems", "3", "--samples", "2",
+                                "--split", "test", "--decodings", "ancestral", "margin"])
+    assert [(r["kind"], r["decoding"]) for r in rows] == [("diffusion", "ancestral"), ("diffusion", "margin"),
+                                                          ("ar", "left to right")]
+    for r in rows:
+        assert 0 <= r["pass@1"] <= r["verified@2"] <= 1 and r["ms_per_sample"] > 0
+    out = capsys.readouterr().out
+    assert "best decoding" in out and "CPU:" in out
+
+
+def test_an_unknown_decoding_is_a_one_line_error():
+    with pytest.raises(SystemExit, match="unknown decoding"):
+        learning_curve.main(["sudoku4-sdtt-2", "--problems", "1", "--samples", "1", "--split", "test",
+                             "--decodings", "spiral"])
