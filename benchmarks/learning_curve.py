@@ -14,8 +14,9 @@ seeds): the AR twin left to right; the diffusion model in every order the librar
 confident position first (``low_confidence``), by the largest margin between its two most
 likely tokens (``margin``) or by the lowest entropy (``entropy``, Kim et al. 2025 "Train
 for the worst, plan for the best"). Reported: pass@1 (the mean over samples) and
-verified@k (a verifier's pick among k samples), per step, and the diffusion model's best
-decoding against the AR twin. Prints markdown naming the machine.
+verified@k (a verifier's pick among k samples), the share of samples whose completed steps
+the task's partial check accepts (partial credit, ``consistent_share``), per step, and the
+diffusion model's best decoding against the AR twin. Prints markdown naming the machine.
 """
 from __future__ import annotations
 
@@ -49,6 +50,17 @@ def decodings(model, names: list[str]) -> dict[str, object]:
     return out
 
 
+def consistent_share(task, problems, results) -> float:
+    """Share of samples whose completed steps the task's partial check accepts, the last
+    step left open (``Task.partial_check`` on the text's characters, not ended): partial
+    credit that moves before pass@1 does (Countdown: every equation but the last exact and
+    on numbers still available)."""
+    by_id = {p.id: p for p in problems}
+    verdicts = [not task.partial_check(by_id[r.id], list(c.text), False).violated
+                for r in results for c in r.candidates]
+    return sum(verdicts) / max(len(verdicts), 1)
+
+
 def measure(path: str, task, problems, samples: int, names: list[str], seed: int) -> list[dict]:
     model = load_model(path, device="cpu", ar_backend="transformers")
     step = int(model.meta.get("train_steps", 0))
@@ -60,19 +72,21 @@ def measure(path: str, task, problems, samples: int, names: list[str], seed: int
         acc = result.metrics["accuracy"]
         rows.append({"path": path, "kind": model.kind, "step": step, "decoding": name, "pass@1": acc["pass@1"],
                      f"verified@{samples}": acc[f"verified@{samples}"],
+                     "consistent": consistent_share(task, problems, result.problems),
                      "ms_per_sample": 1e3 * wall / (len(problems) * samples)})
         print(f"{path} step {step} {name}: pass@1 {acc['pass@1']:.3f} verified@{samples} "
-              f"{acc[f'verified@{samples}']:.3f} ({wall:.0f} s)", flush=True)
+              f"{acc[f'verified@{samples}']:.3f} consistent {rows[-1]['consistent']:.3f} ({wall:.0f} s)", flush=True)
     return rows
 
 
 def markdown(rows: list[dict], samples: int, problems: int, split: str, task: str, machine: str) -> str:
     v = f"verified@{samples}"
     lines = [f"{task}: {problems} {split} problems x {samples} samples, temperature 1; {machine}", "",
-             "| step | family | decoding | pass@1 | " + v + " | ms/sample |", "|---|---|---|---|---|---|"]
+             "| step | family | decoding | pass@1 | " + v + " | steps consistent | ms/sample |",
+             "|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["step"], r["kind"] != "diffusion", r["decoding"])):
         lines.append(f"| {r['step']} | {r['kind']} | {r['decoding']} | {r['pass@1']:.3f} | {r[v]:.3f} | "
-                     f"{r['ms_per_sample']:.1f} |")
+                     f"{r['consistent']:.3f} | {r['ms_per_sample']:.1f} |")
     lines += ["", "Per step, the diffusion model's best decoding (by " + v + ") against the AR twin", "",
               "| step | diffusion (best decoding) | " + v + " | AR | " + v + " | ratio |", "|---|---|---|---|---|---|"]
     for step in sorted({r["step"] for r in rows}):

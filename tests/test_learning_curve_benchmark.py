@@ -21,3 +21,20 @@ def test_an_unknown_decoding_is_a_one_line_error():
     with pytest.raises(SystemExit, match="unknown decoding"):
         learning_curve.main(["sudoku4-sdtt-2", "--problems", "1", "--samples", "1", "--split", "test",
                              "--decodings", "spiral"])
+
+
+def test_consistent_share_is_the_partial_checks_verdict_with_the_last_step_open():
+    from types import SimpleNamespace
+
+    from tasks import load_task
+
+    task = load_task("countdown", n=3)
+    problem = task.problems("test", limit=1)[0]
+    solution = task.solve(problem)
+    first, rest = solution.split(",", 1)
+    a, op_b = first.split("=")[0], first.split("=")[1]
+    wrong = f"{a}={int(op_b) + 1},{rest}"  # the first equation's arithmetic broken
+    open_last = solution.rsplit("=", 1)[0] + "=1"  # only the last equation wrong: still consistent
+    cands = [SimpleNamespace(text=t) for t in (solution, wrong, open_last)]
+    share = learning_curve.consistent_share(task, [problem], [SimpleNamespace(id=problem.id, candidates=cands)])
+    assert share == 2 / 3
