@@ -20,7 +20,7 @@ from sdtt_search.ar.checkpoint import is_ar_checkpoint, load_ar_pretrained, save
 from sdtt_search.cli import cli_main
 from sdtt_search.checkpoint import load_pretrained, save_pretrained
 from sdtt_search.machine import describe
-from sdtt_search.diffusion import SamplerConfig, ar_loss, fit_blocks, mdlm_loss
+from sdtt_search.diffusion import SamplerConfig, ar_loss, fit_blocks, mdlm_loss, mdm_loss
 from sdtt_search.model import Denoiser, ModelConfig, build_denoiser
 from sdtt_search.model.llama import CausalLM, CausalLMConfig
 from sdtt_search.tokenizer import Tokenizer
@@ -36,7 +36,7 @@ from .trainer import TrainConfig, Trainer
 
 log = logging.getLogger("distill.pretrain")
 
-OBJECTIVES = ("mdlm", "ar")
+OBJECTIVES = ("mdlm", "mdm", "ar")
 
 
 def build_model(cfg: DictConfig, tokenizer: Tokenizer, gen_length: int, max_prompt: int) -> Denoiser | CausalLM:
@@ -69,11 +69,18 @@ def ar_targets(x: torch.Tensor, maskable: torch.Tensor, eos_id: int) -> torch.Te
     return maskable & ~after_eos
 
 
-def make_loss(objective: str, mask_id: int, eos_id: int | None = None, semi_ar: float = 0.0):
+def make_loss(objective: str, mask_id: int, eos_id: int | None = None, semi_ar: float = 0.0,
+              mdm: dict | None = None):
     if objective == "mdlm":
         def loss_fn(model, batch, generator):
             return mdlm_loss(model, batch.x, batch.maskable, mask_id=mask_id,
                              attention_mask=batch.attention_mask, generator=generator, semi_ar=semi_ar)
+    elif objective == "mdm":
+        weights = dict(mdm or {})
+
+        def loss_fn(model, batch, generator):
+            return mdm_loss(model, batch.x, batch.maskable, mask_id=mask_id, attention_mask=batch.attention_mask,
+                            generator=generator, **weights)
     else:
         def loss_fn(model, batch, generator):
             targets = batch.maskable if eos_id is None else ar_targets(batch.x, batch.maskable, eos_id)
@@ -110,6 +117,10 @@ def run(cfg: DictConfig) -> Path:
         raise ValueError(f"objective={cfg.objective!r} is unknown; use one of {', '.join(OBJECTIVES)}")
     if not 0.0 <= float(cfg.semi_ar) <= 1.0:
         raise ValueError(f"semi_ar={cfg.semi_ar!r} must be a fraction in [0, 1]")
+    if cfg.get("mdm"):
+        unknown = set(to_dict(cfg.mdm)) - {"steps", "alpha", "gamma"}
+        if unknown:
+            raise ValueError(f"mdm.{sorted(unknown)[0]} is unknown; mdm takes steps, alpha and gamma")
     dist = DistContext.from_env()
     device = resolve_device(cfg.device)
     if device.type == "cuda" and dist.enabled:
@@ -164,6 +175,7 @@ def run(cfg: DictConfig) -> Path:
             "sampler": None if cfg.objective == "ar" else {k: v for k, v in sampler.to_dict().items() if k != "steps"},
             "init_from": str(cfg.init_from) if cfg.init_from else None,
             "semi_ar": float(cfg.semi_ar),
+            "objective": str(cfg.objective),
             "train_steps": step,
             "train_seconds": round(trainer.train_seconds, 1),
             "device": str(device),
@@ -174,7 +186,8 @@ def run(cfg: DictConfig) -> Path:
         else:
             save_pretrained(export, trainer.ema.model, tokenizer, meta=meta)
 
-    trainer = Trainer(model=model, loss_fn=make_loss(cfg.objective, tokenizer.mask_id, tokenizer.eos_id, float(cfg.semi_ar)), stream=stream,
+    trainer = Trainer(model=model, loss_fn=make_loss(cfg.objective, tokenizer.mask_id, tokenizer.eos_id, float(cfg.semi_ar),
+                                                      to_dict(cfg.get("mdm")) if cfg.get("mdm") else None), stream=stream,
                       config=train_cfg, output_dir=out_dir, dist=dist,
                       evaluate=evaluate, on_save=export_checkpoint)
     history = trainer.run()

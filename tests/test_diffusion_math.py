@@ -8,7 +8,7 @@ import torch
 from fakes import FixedModel
 
 from sdtt_search.diffusion import NEG_INF, LogLinearSchedule, mask_tokens, mdlm_loss, sample_times, subs_log_probs
-from sdtt_search.diffusion.loss import ar_loss, window_masks
+from sdtt_search.diffusion.loss import ar_loss, mdm_loss, window_masks
 
 
 def test_loglinear_weight_is_one_over_t():
@@ -88,6 +88,41 @@ def test_mdlm_loss_weight_is_one_over_t_on_masked_tokens():
     z = model.calls[0]
     lp = torch.log_softmax(torch.tensor([0.3, -0.2, 0.1]), -1)
     manual = sum(float(-lp[x[b][z[b] == mask_id]].sum() / t[b]) for b in range(2)) / x.numel()
+    assert math.isclose(out.loss.item(), manual, rel_tol=1e-5)
+
+
+def test_mdm_loss_hand_computed():
+    """Ye et al.'s MDM loss by hand: focal token weight alpha (1 - p)^gamma on each masked
+    token's nll, the row's time weight steps (1 - rate) + 1, mean over masked tokens."""
+    mask_id = 3
+    model = FixedModel(torch.tensor([0.0, math.log(2), math.log(3), 100.0]))  # p = 1/6, 2/6, 3/6
+    x = torch.tensor([[0, 1, 2], [2, 2, 0]])
+    maskable = torch.tensor([[False, True, True], [True, True, True]])
+    out = mdm_loss(model, x, maskable, mask_id=mask_id, schedule=LogLinearSchedule(eps=0.0),
+                   t=torch.tensor([1.0, 1.0]), steps=20, alpha=0.25, gamma=2.0)
+    p = {0: 1 / 6, 1: 2 / 6, 2: 3 / 6}
+    focal = {k: 0.25 * (1 - v) ** 2 * -math.log(v) for k, v in p.items()}
+    weight = 20 * (1 - 1.0) + 1  # everything masked: the lightest time weight
+    expected = weight * (focal[1] + focal[2] + focal[2] + focal[2] + focal[0]) / 5
+    assert out.num_masked == 5
+    assert math.isclose(out.loss.item(), expected, rel_tol=1e-5)
+
+
+def test_mdm_loss_weighs_lightly_masked_rows_more():
+    """With alpha = 1, gamma = 0 the token weight is 1 and a row masked at rate m
+    counts steps (1 - m) + 1 times its nll: at m = 0.25 vs 0.75, (20*0.75+1)/(20*0.25+1)."""
+    mask_id = 3
+    model = FixedModel(torch.tensor([0.3, -0.2, 0.1, 0.0]))
+    x = torch.randint(0, 3, (2, 4000), generator=torch.Generator().manual_seed(0))
+    maskable = torch.ones_like(x, dtype=torch.bool)
+    t = torch.tensor([0.25, 0.75])
+    schedule = LogLinearSchedule(eps=0.0)
+    out = mdm_loss(model, x, maskable, mask_id=mask_id, t=t, schedule=schedule, steps=20, alpha=1.0, gamma=0.0,
+                   generator=torch.Generator().manual_seed(3))
+    z = model.calls[0]
+    lp = torch.log_softmax(torch.tensor([0.3, -0.2, 0.1]), -1)
+    sums = [float(-lp[x[b][z[b] == mask_id]].sum()) for b in range(2)]
+    manual = (sums[0] * (20 * 0.75 + 1) + sums[1] * (20 * 0.25 + 1)) / int((z == mask_id).sum())
     assert math.isclose(out.loss.item(), manual, rel_tol=1e-5)
 
 

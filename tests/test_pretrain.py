@@ -65,9 +65,20 @@ def test_ar_objective_trains_a_llama_format_twin_that_transformers_loads(tmp_pat
         assert torch.allclose(hf(input_ids=x).logits, loaded.model(x), atol=1e-5)
 
 
+def test_mdm_objective_trains_a_denoiser_that_decodes_in_its_own_order(tmp_path):
+    export = pretrain.run(pretrain_config(tmp_path, "objective=mdm", "eval.sampler.method=confidence",
+                                          "+eval.sampler.remasking=margin"))
+    loaded = load_pretrained(export)
+    assert loaded.meta["kind"] == "diffusion" and loaded.meta["objective"] == "mdm"
+    assert loaded.meta["sampler"]["remasking"] == "margin"
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "log.jsonl").read_text().splitlines()
+              if "loss" in json.loads(line)]
+    assert len(losses) == 12 and all(0 < v < 1e3 for v in losses)
+
+
 @pytest.mark.parametrize("override,needle", [
     ("objective=gpt", "objective"), ("train.lr=-1", "train.lr"), ("train.schedule=linear", "train.schedule"),
-    ("semi_ar=2", "semi_ar"),
+    ("semi_ar=2", "semi_ar"), ("+mdm.beta=2", "mdm.beta"),
 ])
 def test_bad_values_are_one_line_errors(tmp_path, override, needle):
     with pytest.raises(ValueError) as err:
