@@ -6,6 +6,7 @@
 # particles), many problems at a time and one at a time.
 #
 #   bash benchmarks/gpu_train_planning.sh cd4|cd5|sudoku9
+#   OBJECTIVE=mdm bash benchmarks/gpu_train_planning.sh sudoku9   # Ye et al.'s MDM loss
 #
 # Ye et al. (ICLR 2025, "Beyond Autoregression") report CD4 91.5 % for an 85M diffusion model
 # against 45.8 % for the same-size AR model, and 9x9 Sudoku 100 % (6M) against about 20 %.
@@ -29,6 +30,7 @@ MIN_STEPS="${MIN_STEPS:-8}"
 PROBLEMS="${PROBLEMS:-500}"; LATENCY="${LATENCY:-20}"; SAMPLES="${SAMPLES:-16}"
 WORKERS="${WORKERS:-8}"
 EVAL="${EVAL:-128}"                                   # validation problems of each stage's own check
+OBJECTIVE="${OBJECTIVE:-mdlm}"                        # mdlm (NELBO) or mdm (Ye et al.'s reweighted loss, decoded margin-first)
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$OUT"
 quiet() { grep -v "it/s" | tail -"$1"; }   # drop tqdm lines, keep the summary
@@ -42,8 +44,11 @@ esac
 common=("${task[@]}" model="$MODEL" device="$DEVICE" train.steps="$STEPS" train.batch_size="$BATCH" train.warmup=100
         train.eval_every=0 train.save_every=250 train.data_workers="$WORKERS" eval.problems="$EVAL")
 
-echo "== masked diffusion model ($STEPS steps of $BATCH, $MODEL, cap ${CAP}s)"
-timeout "$CAP" "$PY" -m distill.pretrain "${common[@]}" objective=mdlm output_dir="$OUT/mdlm" 2>&1 | quiet 3
+decode=()
+[ "$OBJECTIVE" = mdm ] && decode=(eval.sampler.method=confidence +eval.sampler.remasking=margin)
+echo "== masked diffusion model ($OBJECTIVE, $STEPS steps of $BATCH, $MODEL, cap ${CAP}s)"
+timeout "$CAP" "$PY" -m distill.pretrain "${common[@]}" objective="$OBJECTIVE" "${decode[@]}" output_dir="$OUT/mdlm" \
+  2>&1 | quiet 3
 [ -f "$OUT/mdlm/checkpoint/config.json" ] || { echo "no diffusion checkpoint was exported; stopping"; exit 2; }
 
 echo "== its AR twin (the same size, stream, steps and batch; its tokenizer)"
