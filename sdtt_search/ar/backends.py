@@ -14,6 +14,8 @@ Both take token-id prompts and return token ids and the sampled tokens' log-prob
 """
 from __future__ import annotations
 
+import functools
+
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -150,17 +152,15 @@ def _use_invariant_attention(model) -> None:
     model.set_attn_implementation(INVARIANT_ATTENTION)
 
 
+@functools.lru_cache(maxsize=None)
 def _cache_argument() -> str:
     """The name transformers gives a model's KV cache argument: ``cache`` from 5.x on, where
-    ``past_key_values`` is deprecated; ``past_key_values`` before."""
+    ``past_key_values`` is deprecated; ``past_key_values`` before (imported on first use)."""
     import inspect
 
     from transformers import LlamaForCausalLM
 
     return "cache" if "cache" in inspect.signature(LlamaForCausalLM.forward).parameters else "past_key_values"
-
-
-_CACHE_ARG = None  # set on first use (importing transformers is slow)
 
 
 class TransformersBackend:
@@ -220,7 +220,7 @@ class TransformersBackend:
         positions = (head_mask.cumsum(-1) - 1).masked_fill(head_mask == 0, 1)  # as generate numbers them
         cache = DynamicCache(config=self.model.config)
         self.model(input_ids=head[:, :-1], attention_mask=head_mask[:, :-1], position_ids=positions[:, :-1],
-                   use_cache=True, logits_to_keep=1, **{_CACHE_ARG: cache})
+                   use_cache=True, logits_to_keep=1, **{_cache_argument(): cache})
         if inverse is not None:
             cache.reorder_cache(inverse)
         return cache
@@ -240,14 +240,12 @@ class TransformersBackend:
             mask[row, width - len(p):] = 1
         picker = SeededTokenPicker(seeds, width, temperature, top_p, device, head_tokens, head_temperature, heads)
         ids, mask = ids.to(device), mask.to(device)
-        global _CACHE_ARG
-        _CACHE_ARG = _CACHE_ARG or _cache_argument()
         cache = self._shared_prefill(ids, mask) if width > 1 else None
         out = self.model.generate(
             input_ids=ids, attention_mask=mask, max_new_tokens=max_tokens, do_sample=False,
             num_beams=1, logits_processor=LogitsProcessorList([picker]), pad_token_id=self.pad_id,
             eos_token_id=sorted(self.stop_ids), use_cache=True, temperature=None, top_p=None, top_k=None,
-            **({} if cache is None else {_CACHE_ARG: cache}),
+            **({} if cache is None else {_cache_argument(): cache}),
         )
         new = out[:, width:].tolist()
         steps = len(picker.logprobs)
