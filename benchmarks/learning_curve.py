@@ -8,6 +8,10 @@ its family (``kind``) and training steps come from its own metadata, so the twin
 by step. The two families were trained on the same stream with the same model size, batch
 and steps (``distill.pretrain objective=mdlm|ar``): equal training compute per step.
 
+With ``--out`` the rows are saved after each snapshot, and a later run with the same
+problems, samples, split and seed reuses the snapshots already measured (add new
+snapshots as training goes on).
+
 Each snapshot is sampled as its family decodes (temperature 1, the same problems and
 seeds): the AR twin left to right; the diffusion model in every order the library has
 (``--decodings``): its ancestral sampler, and one token a step committed by the most
@@ -21,7 +25,9 @@ diffusion model's best decoding against the AR twin. Prints markdown naming the 
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 from sdtt_search import Search
 from sdtt_search.cli import task_from_config
@@ -114,13 +120,27 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if not task.has_verifier:
         raise SystemExit(f"{task.name} has no verifier: verified@k needs one")
     problems = task.problems(args.split, limit=args.problems)
-    rows = [row for path in args.checkpoints
-            for row in measure(path, task, problems, args.samples, args.decodings, args.seed)]
+    setting = {"problems": len(problems), "samples": args.samples, "split": args.split, "seed": args.seed}
+    done = saved_rows(args.out, setting)
+    rows = []
+    for path in args.checkpoints:
+        kept = [r for r in done if r["path"] == path]
+        rows += kept or measure(path, task, problems, args.samples, args.decodings, args.seed)
+        if args.out:  # written as it goes: a stopped run resumes at the next snapshot
+            save_run(args.out, "learning_curve", markdown(rows, args.samples, len(problems), args.split, task.name,
+                                                          describe()), {"setting": setting, "rows": rows})
     report = markdown(rows, args.samples, len(problems), args.split, task.name, describe())
     print(report)
-    if args.out:
-        save_run(args.out, "learning_curve", report, {"rows": rows})
     return rows
+
+
+def saved_rows(out: str | None, setting: dict) -> list[dict]:
+    """The rows an earlier run with the same setting saved under ``out`` (none otherwise)."""
+    path = Path(out or "") / "learning_curve.json"
+    if not out or not path.is_file():
+        return []
+    saved = json.loads(path.read_text())
+    return saved["rows"] if saved.get("setting") == setting else []
 
 
 if __name__ == "__main__":

@@ -38,3 +38,16 @@ def test_consistent_share_is_the_partial_checks_verdict_with_the_last_step_open(
     cands = [SimpleNamespace(text=t) for t in (solution, wrong, open_last)]
     share = learning_curve.consistent_share(task, [problem], [SimpleNamespace(id=problem.id, candidates=cands)])
     assert share == 2 / 3
+
+
+def test_a_saved_run_is_resumed_snapshot_by_snapshot(tmp_path, monkeypatch):
+    args = ["sudoku4-sdtt-2", "--problems", "2", "--samples", "2", "--split", "test", "--decodings", "margin",
+            "--out", str(tmp_path)]
+    first = learning_curve.main(args)
+    measured = []
+    real = learning_curve.measure
+    monkeypatch.setattr(learning_curve, "measure", lambda path, *a: measured.append(path) or real(path, *a))
+    again = learning_curve.main(args[:1] + ["sudoku4-ar"] + args[1:])
+    assert measured == ["sudoku4-ar"] and again[: len(first)] == first
+    other = learning_curve.main(args[:4] + ["3"] + args[5:])  # other samples: nothing reused
+    assert measured == ["sudoku4-ar", "sudoku4-sdtt-2"] and len(other) == 1
