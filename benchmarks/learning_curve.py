@@ -33,6 +33,7 @@ from sdtt_search import Search
 from sdtt_search.cli import task_from_config
 from sdtt_search.loading import load_model
 from sdtt_search.machine import describe
+from sdtt_search.zoo import resolve_model_path
 
 from .saved_run import save_run
 
@@ -56,6 +57,12 @@ def decodings(model, names: list[str]) -> dict[str, object]:
     return out
 
 
+def objective(meta: dict, kind: str) -> str:
+    """The training objective a checkpoint records (``distill.pretrain objective=``); older
+    diffusion checkpoints that do not say were trained with ``mdlm``."""
+    return str(meta.get("objective") or ("ar" if kind == "ar" else "mdlm"))
+
+
 def consistent_share(task, problems, results) -> float:
     """Share of samples whose completed steps the task's partial check accepts, the last
     step left open (``Task.partial_check`` on the text's characters, not ended): partial
@@ -76,7 +83,8 @@ def measure(path: str, task, problems, samples: int, names: list[str], seed: int
         result = Search(model, task, sampler, batch_size=256, seed=seed).best_of_n(problems, samples)
         wall = time.perf_counter() - start
         acc = result.metrics["accuracy"]
-        rows.append({"path": path, "kind": model.kind, "step": step, "decoding": name, "pass@1": acc["pass@1"],
+        rows.append({"path": path, "kind": model.kind, "objective": objective(model.meta, model.kind), "step": step,
+                     "decoding": name, "pass@1": acc["pass@1"],
                      f"verified@{samples}": acc[f"verified@{samples}"],
                      "consistent": consistent_share(task, problems, result.problems),
                      "ms_per_sample": 1e3 * wall / (len(problems) * samples)})
@@ -88,10 +96,10 @@ def measure(path: str, task, problems, samples: int, names: list[str], seed: int
 def markdown(rows: list[dict], samples: int, problems: int, split: str, task: str, machine: str) -> str:
     v = f"verified@{samples}"
     lines = [f"{task}: {problems} {split} problems x {samples} samples, temperature 1; {machine}", "",
-             "| step | family | decoding | pass@1 | " + v + " | steps consistent | ms/sample |",
+             "| step | objective | decoding | pass@1 | " + v + " | steps consistent | ms/sample |",
              "|---|---|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: (r["step"], r["kind"] != "diffusion", r["decoding"])):
-        lines.append(f"| {r['step']} | {r['kind']} | {r['decoding']} | {r['pass@1']:.3f} | {r[v]:.3f} | "
+    for r in sorted(rows, key=lambda r: (r["step"], r["kind"] != "diffusion", r["objective"], r["decoding"])):
+        lines.append(f"| {r['step']} | {r['objective']} | {r['decoding']} | {r['pass@1']:.3f} | {r[v]:.3f} | "
                      f"{r['consistent']:.3f} | {r['ms_per_sample']:.1f} |")
     lines += ["", "Per step, the diffusion model's best decoding (by " + v + ") against the AR twin", "",
               "| step | diffusion (best decoding) | " + v + " | AR | " + v + " | ratio |", "|---|---|---|---|---|---|"]
@@ -101,7 +109,8 @@ def markdown(rows: list[dict], samples: int, problems: int, split: str, task: st
         ar = next((r for r in rows if r["step"] == step and r["kind"] == "ar"), None)
         if diff and ar:
             ratio = f"{diff[v] / ar[v]:.2f}" if ar[v] > 0 else ("-" if diff[v] == 0 else "inf")
-            lines.append(f"| {step} | {diff['decoding']} | {diff[v]:.3f} | left to right | {ar[v]:.3f} | {ratio} |")
+            lines.append(f"| {step} | {diff['objective']}, {diff['decoding']} | {diff[v]:.3f} | left to right | "
+                         f"{ar[v]:.3f} | {ratio} |")
     return "\n".join(lines)
 
 
@@ -140,7 +149,24 @@ def saved_rows(out: str | None, setting: dict) -> list[dict]:
     if not out or not path.is_file():
         return []
     saved = json.loads(path.read_text())
-    return saved["rows"] if saved.get("setting") == setting else []
+    if saved.get("setting") != setting:
+        return []
+    return [r if "objective" in r else {**r, "objective": objective(recorded_meta(r["path"]), r["kind"])}
+            for r in saved["rows"]]
+
+
+def recorded_meta(spec: str) -> dict:
+    """The ``meta`` a checkpoint directory (or zoo name) records, read without loading it."""
+    try:
+        directory = resolve_model_path(spec)
+    except ValueError:
+        return {}
+    for name in ("sdtt_search.json", "config.json"):
+        if (directory / name).is_file():
+            meta = json.loads((directory / name).read_text()).get("meta")
+            if meta:
+                return meta
+    return {}
 
 
 if __name__ == "__main__":
