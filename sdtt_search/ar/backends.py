@@ -14,7 +14,6 @@ Both take token-id prompts and return token ids and the sampled tokens' log-prob
 """
 from __future__ import annotations
 
-import functools
 
 import importlib.util
 import os
@@ -152,15 +151,34 @@ def _use_invariant_attention(model) -> None:
     model.set_attn_implementation(INVARIANT_ATTENTION)
 
 
-@functools.lru_cache(maxsize=None)
-def _cache_argument() -> str:
-    """The name transformers gives a model's KV cache argument: ``cache`` from 5.x on, where
-    ``past_key_values`` is deprecated; ``past_key_values`` before (imported on first use)."""
+def _cache_argument(model) -> str:
+    """The name ``model``'s forward gives its KV cache argument: ``cache`` from transformers
+    5.x on, where ``past_key_values`` is deprecated; ``past_key_values`` before."""
     import inspect
 
-    from transformers import LlamaForCausalLM
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
-    return "cache" if "cache" in inspect.signature(LlamaForCausalLM.forward).parameters else "past_key_values"
+
+def _empty_cache(config):
+    """A transformers ``DynamicCache`` (built from the model's config where the version takes one)."""
+    from transformers import DynamicCache
+
+    try:
+        return DynamicCache(config=config)
+    except TypeError:  # transformers before the layered caches
+        return DynamicCache()
+
+
+def _keep_last_logits(model) -> dict:
+    """The forward argument that computes only the last position's logits, where the model
+    takes one (``logits_to_keep``; ``num_logits_to_keep`` in older transformers)."""
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    for name in ("logits_to_keep", "num_logits_to_keep"):
+        if name in params:
+            return {name: 1}
+    return {}
 
 
 class TransformersBackend:
@@ -210,17 +228,15 @@ class TransformersBackend:
         caching gives them; ``diffusion.blocks.distinct_rows``). Always taken, whatever
         the duplicates, so a row's bits do not depend on its batch-mates; ``generate``
         then runs the last prompt column and decodes from this cache."""
-        from transformers import DynamicCache
-
         from ..diffusion.blocks import distinct_rows
 
         shared = distinct_rows(ids, mask)
         first, inverse = shared if shared is not None else (None, None)
         head, head_mask = (ids, mask) if first is None else (ids[first], mask[first])
         positions = (head_mask.cumsum(-1) - 1).masked_fill(head_mask == 0, 1)  # as generate numbers them
-        cache = DynamicCache(config=self.model.config)
+        cache = _empty_cache(self.model.config)
         self.model(input_ids=head[:, :-1], attention_mask=head_mask[:, :-1], position_ids=positions[:, :-1],
-                   use_cache=True, logits_to_keep=1, **{_cache_argument(): cache})
+                   use_cache=True, **_keep_last_logits(self.model), **{_cache_argument(self.model): cache})
         if inverse is not None:
             cache.reorder_cache(inverse)
         return cache
@@ -245,7 +261,7 @@ class TransformersBackend:
             input_ids=ids, attention_mask=mask, max_new_tokens=max_tokens, do_sample=False,
             num_beams=1, logits_processor=LogitsProcessorList([picker]), pad_token_id=self.pad_id,
             eos_token_id=sorted(self.stop_ids), use_cache=True, temperature=None, top_p=None, top_k=None,
-            **({} if cache is None else {_cache_argument(): cache}),
+            **({} if cache is None else {_cache_argument(self.model): cache}),
         )
         new = out[:, width:].tolist()
         steps = len(picker.logprobs)
