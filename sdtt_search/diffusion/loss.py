@@ -107,6 +107,19 @@ def window_masks(
     return window, future
 
 
+def masked_nll(model: DenoiserFn, x: torch.Tensor, z: torch.Tensor, loss_positions: torch.Tensor, t: torch.Tensor,
+               *, mask_id: int, attention_mask: torch.Tensor | None, schedule: LogLinearSchedule,
+               gen_start: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The denoiser on z_t [B, L] at times t [B]: (-log p_theta(x_l | z_t) [M] at the M
+    masked positions among ``loss_positions``, those positions [B, L] bool). SUBS
+    restricted to what a loss needs: zero masking probability, then the cross-entropy at
+    masked positions (carry-over makes the others exactly 0)."""
+    logits = denoise(model, z, attention_mask=attention_mask, sigma=schedule.sigma(t), gen_start=gen_start)
+    logits = logits.float().index_fill(-1, torch.tensor([mask_id], device=x.device), NEG_INF)
+    masked = (z == mask_id) & loss_positions
+    return F.cross_entropy(logits[masked], x[masked], reduction="none"), masked
+
+
 def mdlm_loss(
     model: DenoiserFn,
     x: torch.Tensor,
@@ -154,13 +167,8 @@ def mdlm_loss(
         z = torch.where(rows[:, None] & ~window & ~future & maskable, x, z)
         z = torch.where(future, torch.full_like(z, mask_id), z)
         loss_positions = torch.where(rows[:, None], window, maskable)
-    logits = denoise(model, z, attention_mask=attention_mask, sigma=schedule.sigma(t),
-                     gen_start=first_generated_column(maskable))
-    # SUBS restricted to what the loss needs: zero masking probability, then the
-    # cross-entropy at masked positions (carry-over makes the others exactly 0).
-    logits = logits.float().index_fill(-1, torch.tensor([mask_id], device=x.device), NEG_INF)
-    masked = (z == mask_id) & loss_positions
-    nll = F.cross_entropy(logits[masked], x[masked], reduction="none")
+    nll, masked = masked_nll(model, x, z, loss_positions, t, mask_id=mask_id, attention_mask=attention_mask,
+                             schedule=schedule, gen_start=first_generated_column(maskable))
     weight = schedule.loss_weight(t)[:, None].expand_as(x)[masked]
     num_tokens = int(maskable.sum())
     loss = (nll * weight).sum() / max(num_tokens, 1)
@@ -202,11 +210,8 @@ def mdm_loss(
         t = sample_times(x.shape[0], eps=schedule.eps, antithetic=antithetic, generator=generator, device=x.device)
     rate = schedule.move_chance(t)
     z = mask_tokens(x, rate, maskable, mask_id, generator)
-    logits = denoise(model, z, attention_mask=attention_mask, sigma=schedule.sigma(t),
-                     gen_start=first_generated_column(maskable))
-    logits = logits.float().index_fill(-1, torch.tensor([mask_id], device=x.device), NEG_INF)
-    masked = (z == mask_id) & maskable
-    nll = F.cross_entropy(logits[masked], x[masked], reduction="none")
+    nll, masked = masked_nll(model, x, z, maskable, t, mask_id=mask_id, attention_mask=attention_mask,
+                             schedule=schedule, gen_start=first_generated_column(maskable))
     focal = alpha * (1.0 - torch.exp(-nll)).pow(gamma) * nll
     weight = (steps * (1.0 - rate) + 1.0)[:, None].expand_as(x)[masked]
     num_masked = int(masked.sum())
