@@ -2,6 +2,8 @@
 
     python -m distill.ship runs/sdtt-sudoku/round-2-steps-4 --name sudoku4-sdtt-4 --samples 64 --limit 500
 
+``--store-dtype float16`` halves the zoo's bytes: the weights are stored in float16 and every
+loader casts them back to float32 (the card's numbers are measured on the stored weights).
 The checkpoint is re-saved under ``sdtt_search/zoo/<name>/``, evaluated with the
 search engine on the task's test split (the same code ``sdtt_search.run`` uses),
 and the card records data, size, steps, training time, machine and the numbers,
@@ -13,6 +15,10 @@ import argparse
 import json
 import time
 from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from sdtt_search.ar import is_ar_checkpoint, load_ar_pretrained, save_ar_pretrained
 from sdtt_search.checkpoint import load_pretrained, save_pretrained
@@ -84,7 +90,7 @@ def _teacher_note(sdtt: dict) -> str:
 
 
 def card(name: str, meta: dict, model_cfg: dict, params: int, metrics: dict, samples: int, limit: int, note: str,
-         sampler: SamplerConfig | None = None) -> str:
+         sampler: SamplerConfig | None = None, store_dtype: str = "float32") -> str:
     task = meta["task"]
     acc = metrics["accuracy"]
     opts = " ".join(f"task.options.{k}={v}" for k, v in (task.get("options") or {}).items())
@@ -126,6 +132,7 @@ def card(name: str, meta: dict, model_cfg: dict, params: int, metrics: dict, sam
             sampling += "; causal attention, decoded with the exact prefix KV cache"
         if model_cfg.get("noise_input"):
             sampling += "; shown each column's sampling uniform (`model.noise_input`)"
+    stored = f"; stored in {store_dtype}, loaded as float32" if store_dtype != "float32" else ""
     return f"""# {name}
 
 {note}
@@ -134,7 +141,7 @@ def card(name: str, meta: dict, model_cfg: dict, params: int, metrics: dict, sam
 |---|---|
 | task | {task['name']} {json.dumps(task.get('options') or {})} |
 | kind | {meta.get('kind', 'diffusion')} ({lineage}) |
-| parameters | {params / 1e6:.2f}M (hidden {model_cfg['hidden_size']}, {model_cfg['n_layers']} layers, {model_cfg['n_heads']} heads, vocab {model_cfg['vocab_size']}) |
+| parameters | {params / 1e6:.2f}M (hidden {model_cfg['hidden_size']}, {model_cfg['n_layers']} layers, {model_cfg['n_heads']} heads, vocab {model_cfg['vocab_size']}){stored} |
 | sampling | {sampling} |
 | training | {meta.get('train_steps', '?')} pretraining steps, {meta.get('train_seconds', '?')} s on {meta.get('machine', 'the project CPU machine')} |
 | data | {data} |
@@ -150,6 +157,31 @@ while other jobs shared the CPU: for speed ratios see `docs/results.md`, measure
 
 Reproduce: `{command}`
 """
+
+
+STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
+def store_weights_as(directory: Path, dtype: str) -> None:
+    """Rewrite ``directory/model.safetensors`` with its floating tensors in ``dtype`` (metadata kept).
+
+    Loaders cast floating weights back to float32, so only storage changes; a weight
+    float16 cannot hold (|w| > 65504) is an error rather than an inf in the zoo.
+    """
+    if dtype not in STORE_DTYPES:
+        raise ValueError(f"--store-dtype must be one of {sorted(STORE_DTYPES)}, got {dtype!r}")
+    path = directory / "model.safetensors"
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata()
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    limit = torch.finfo(STORE_DTYPES[dtype]).max
+    for name, t in state.items():
+        if t.is_floating_point() and t.abs().max().item() > limit:
+            raise ValueError(f"{name} has a weight beyond {dtype}'s range ({limit:g}); ship it with --store-dtype float32")
+    state = {k: (t.to(STORE_DTYPES[dtype]) if t.is_floating_point() else t).contiguous() for k, t in state.items()}
+    tmp = path.with_suffix(".tmp")
+    save_file(state, str(tmp), metadata=metadata)
+    tmp.replace(path)
 
 
 def _value(text: str):
@@ -168,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=500)
     parser.add_argument("--note", default="")
     parser.add_argument("--sampler", default="", help="record a default decoding, e.g. method=confidence,block_length=1,steps=25")
+    parser.add_argument("--store-dtype", default="float32", choices=sorted(STORE_DTYPES),
+                        help="dtype the weights are stored in (float16 halves the bytes; they load as float32)")
     args = parser.parse_args(argv)
     is_ar = is_ar_checkpoint(args.checkpoint)
     loaded = load_ar_pretrained(args.checkpoint) if is_ar else load_pretrained(args.checkpoint)
@@ -183,10 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     meta["task"] = {k: v for k, v in meta["task"].items() if k != "path"}
     target = ZOO_DIR / args.name
     (save_ar_pretrained if is_ar else save_pretrained)(target, loaded.model, loaded.tokenizer, meta=meta)
+    if args.store_dtype != "float32":
+        store_weights_as(target, args.store_dtype)
     metrics = evaluate(target, args.samples, args.limit)
     sampler = None if is_ar else load_model(target).default_sampler()
     text = card(args.name, meta, loaded.model.config.to_dict(), loaded.model.num_parameters, metrics, args.samples,
-                args.limit, args.note, sampler)
+                args.limit, args.note, sampler, store_dtype=args.store_dtype)
     (target / "MODEL.md").write_text(text)
     (target / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(text)

@@ -76,3 +76,46 @@ def test_card_names_a_noise_conditioned_student_and_its_prefix_decoding():
     assert "SDTT round 1 (fkl, tail, noise-conditioned, on-policy) from a 12-step teacher" in text
     assert "unbroken run of tokens drawn with probability >= 0.8" in text and "at most 4 steps" in text
     assert "sampling uniform (`model.noise_input`)" in text
+
+
+def test_float16_storage_halves_the_bytes_and_loads_as_float32(tmp_path, checkpoint, monkeypatch):
+    """Diffusion checkpoint: the stored file shrinks, parameters come back float32 and equal the fp16 rounding."""
+    from sdtt_search.checkpoint import load_pretrained
+
+    monkeypatch.setattr(ship, "ZOO_DIR", tmp_path / "zoo")
+    assert ship.main([str(checkpoint), "--name", "half", "--samples", "1", "--limit", "2", "--store-dtype", "float16"]) == 0
+    full = (checkpoint / "model.safetensors").stat().st_size
+    half = (tmp_path / "zoo" / "half" / "model.safetensors").stat().st_size
+    assert half < 0.6 * full
+    original = load_pretrained(checkpoint).model.state_dict()
+    loaded = load_pretrained(tmp_path / "zoo" / "half").model.state_dict()
+    for name, tensor in loaded.items():
+        assert tensor.dtype == torch.float32, name
+        assert torch.equal(tensor, original[name].to(torch.float16).to(torch.float32)), name
+    assert "stored in float16, loaded as float32" in (tmp_path / "zoo" / "half" / "MODEL.md").read_text()
+
+
+def test_float16_storage_of_an_ar_twin_loads_as_float32_in_both_loaders(tmp_path, monkeypatch):
+    from sdtt_search.ar import load_ar_pretrained
+    from sdtt_search.ar.backends import TransformersBackend
+    from tests.ar_fixtures import tiny_ar
+
+    model, tok = tiny_ar(tmp_path / "ar")
+    ship.store_weights_as(tmp_path / "ar", "float16")
+    native = load_ar_pretrained(tmp_path / "ar").model
+    hf = TransformersBackend.from_directory(tmp_path / "ar", pad_id=tok.pad_id, eos_id=tok.eos_id,
+                                            device=torch.device("cpu")).model
+    want = model.lm_head.weight.detach().to(torch.float16).to(torch.float32)
+    assert native.lm_head.weight.dtype == torch.float32 and torch.equal(native.lm_head.weight, want)
+    assert hf.lm_head.weight.dtype == torch.float32 and torch.equal(hf.lm_head.weight, want)
+
+
+def test_float16_storage_refuses_weights_it_cannot_hold(tmp_path):
+    from safetensors.torch import save_file
+
+    (tmp_path / "m").mkdir()
+    save_file({"w": torch.tensor([1.0, 7e4])}, str(tmp_path / "m" / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="beyond float16's range"):
+        ship.store_weights_as(tmp_path / "m", "float16")
+    with pytest.raises(ValueError, match="--store-dtype must be one of"):
+        ship.store_weights_as(tmp_path / "m", "int8")
