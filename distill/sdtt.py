@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -656,6 +657,14 @@ def prepare(cfg: DictConfig) -> tuple[Distillation, Trainer]:
     tokenizer, meta = source.tokenizer, teacher_meta(cfg, source)
     plan = round_plan(cfg, meta, source, options)
     gen_length = int(meta["gen_length"])
+    if not str(cfg.teacher).startswith("hf:") and is_ar_checkpoint(resolve_model_path(cfg.teacher)) \
+            and plan.teacher_steps < gen_length:
+        # A teacher step that commits two tokens asks the causal model for a token whose
+        # left neighbour is still masked: the targets are noise and the students learn nothing.
+        fit = plan.min_steps * 2 ** math.ceil(math.log2(gen_length / plan.min_steps))
+        raise ValueError(f"teacher={cfg.teacher} is an AR model, which decodes one token per step: teacher_steps "
+                         f"({plan.teacher_steps}) must be at least gen_length ({gen_length}); pass teacher_steps={fit} "
+                         f"or a shorter gen_length")
     task = build_task(meta["task"])
     problems = eval_problems(task, cfg.eval.split, cfg.eval.problems)
     lora = LoRASpec(**to_dict(cfg.lora)) if cfg.lora.r else None

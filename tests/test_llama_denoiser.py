@@ -146,6 +146,10 @@ def test_an_ar_twin_is_a_causal_denoiser_teacher_and_sdtt_distils_it(tmp_path):
         with pytest.raises(ValueError, match=needle):
             sdtt.run(sdtt_config(tmp_path / "bad", trained, "semi_ar=1.0", "eval.block_length=1", "teacher_steps=32",
                                  "min_steps=8", f"student_init={other}"))
+    # an AR teacher commits one token a step: fewer steps than tokens is a one-line error
+    with pytest.raises(ValueError, match=r"teacher_steps \(4\) must be at least gen_length \(\d+\); pass teacher_steps="):
+        sdtt.run(sdtt_config(tmp_path / "short", trained, "semi_ar=1.0", "eval.block_length=1", "teacher_steps=4",
+                             "min_steps=2"))
     rows = sdtt.run(sdtt_config(tmp_path / "sdtt", trained, "semi_ar=1.0", "eval.block_length=1", "teacher_steps=32",
                                 "min_steps=8", "eval.method=confidence"))
     assert [r["student_steps"] for r in rows] == [16, 8]
