@@ -72,6 +72,35 @@ def test_word_problem_models_keep_an_accuracy_floor(name):
     assert 0.3 <= measured and pass1 >= measured / 2, (name, pass1, measured)
 
 
+CD4_MODELS = [n for n in available_models() if n.startswith("countdown-cd4-")]
+
+
+def test_cd4_is_shipped_as_twins_and_a_student():
+    """The planning task's models: a diffusion teacher, an SDTT student and the AR twin of one size."""
+    roles = {}
+    for name in CD4_MODELS:
+        meta = load_model(name, ar_backend="transformers").meta
+        assert meta["task"] == {"name": "countdown", "options": {"n": 4}, "gen_length": None,
+                                "tokenizer": {"kind": "numbers", "max_number": 999}}, name
+        roles[name] = "ar" if meta.get("kind") == "ar" else "student" if meta.get("sdtt") else "teacher"
+    assert {"ar", "student", "teacher"} <= set(roles.values()), roles
+
+
+@pytest.mark.parametrize("name", CD4_MODELS)
+def test_cd4_models_keep_an_accuracy_floor(name):
+    """Each CD4 model solves at least half its card's pass@1 on 64 test problems x 4 seeded
+    samples (cards: the teacher 0.026, about 7 of 256; the student and the twin 0.13-0.16,
+    about 35-40; a scrambled or mis-loaded model solves none)."""
+    model = load_model(name, ar_backend="transformers")
+    task = task_from_config(model.meta["task"])
+    problems = [p for p in task.problems("test", limit=64) for _ in range(4)]
+    out = model.generate([task.format_prompt(p) for p in problems], model.default_sampler(),
+                         seeds=range(1000, 1000 + len(problems)))
+    pass1 = sum(task.verify(p, t) for p, t in zip(problems, out.texts)) / len(problems)
+    measured = json.loads((ZOO_DIR / name / "metrics.json").read_text())["accuracy"]["pass@1"]
+    assert measured >= 0.02 and pass1 >= measured / 2, (name, pass1, measured)
+
+
 def test_the_sudoku_student_solves_puzzles():
     """The embedded default is a real model: most sampled boards are valid solutions."""
     model = load_model(default_model_for("sudoku"))
