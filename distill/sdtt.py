@@ -657,14 +657,6 @@ def prepare(cfg: DictConfig) -> tuple[Distillation, Trainer]:
     tokenizer, meta = source.tokenizer, teacher_meta(cfg, source)
     plan = round_plan(cfg, meta, source, options)
     gen_length = int(meta["gen_length"])
-    if not str(cfg.teacher).startswith("hf:") and is_ar_checkpoint(resolve_model_path(cfg.teacher)) \
-            and plan.teacher_steps < gen_length:
-        # A teacher step that commits two tokens asks the causal model for a token whose
-        # left neighbour is still masked: the targets are noise and the students learn nothing.
-        fit = plan.min_steps * 2 ** math.ceil(math.log2(gen_length / plan.min_steps))
-        raise ValueError(f"teacher={cfg.teacher} is an AR model, which decodes one token per step: teacher_steps "
-                         f"({plan.teacher_steps}) must be at least gen_length ({gen_length}); pass teacher_steps={fit} "
-                         f"or a shorter gen_length")
     task = build_task(meta["task"])
     problems = eval_problems(task, cfg.eval.split, cfg.eval.problems)
     lora = LoRASpec(**to_dict(cfg.lora)) if cfg.lora.r else None
@@ -679,6 +671,14 @@ def prepare(cfg: DictConfig) -> tuple[Distillation, Trainer]:
     block_length = cfg.eval.block_length or dict(meta.get("sampler") or {}).get("block_length")
     student_blocks = student_block_lengths(plan, block_length, gen_length, options.tail)
     check_against_models(cfg, options, student, block_length, lora)
+    if not options.tail and not str(cfg.teacher).startswith("hf:") \
+            and is_ar_checkpoint(resolve_model_path(cfg.teacher)) and plan.teacher_steps < gen_length:
+        # Block-wise rounds: a teacher step that commits two tokens asks the causal model for a
+        # token whose left neighbour is still masked: noise targets, students that learn nothing.
+        fit = plan.min_steps * 2 ** math.ceil(math.log2(gen_length / plan.min_steps))
+        raise ValueError(f"teacher={cfg.teacher} is an AR model, which decodes one token per step: teacher_steps "
+                         f"({plan.teacher_steps}) must be at least gen_length ({gen_length}); pass teacher_steps={fit} "
+                         f"or a shorter gen_length")
     if options.noise_input:
         student.enable_noise_input()
     if cfg.block_causal:
