@@ -42,6 +42,18 @@ def test_zoo_model_loads_and_samples(name):
     assert len(out.texts) == 2 and out.nfe <= sampler.steps + 1
 
 
+def _sampled_and_carded_pass1(name: str, model, limit: int, repeats: int, score: str = "verify") -> tuple[float, float]:
+    """(pass@1 of ``model`` at its default decoding on the first ``limit`` test problems x
+    ``repeats`` seeded samples, scored by ``task.<score>``; the pass@1 its card measured)."""
+    task = task_from_config(model.meta["task"])
+    problems = [p for p in task.problems("test", limit=limit) for _ in range(repeats)]
+    out = model.generate([task.format_prompt(p) for p in problems], model.default_sampler(),
+                         seeds=range(1000, 1000 + len(problems)))
+    correct = getattr(task, score)
+    pass1 = sum(correct(p, t) for p, t in zip(problems, out.texts)) / len(problems)
+    return pass1, json.loads((ZOO_DIR / name / "metrics.json").read_text())["accuracy"]["pass@1"]
+
+
 @pytest.mark.parametrize("name", SEARCH_TASK_MODELS)
 def test_search_task_models_keep_an_accuracy_floor(name):
     """Each Countdown CD3 / Sudoku 4x4 model, at its default decoding, solves at least half
@@ -49,12 +61,7 @@ def test_search_task_models_keep_an_accuracy_floor(name):
     far above the ~0 of a model whose weights were scrambled or mis-loaded."""
     model = load_model(name)
     assert model.meta["task"]["name"] == ("countdown" if name.startswith("countdown") else "sudoku"), name
-    task = task_from_config(model.meta["task"])
-    problems = [p for p in task.problems("test", limit=20) for _ in range(2)]
-    out = model.generate([task.format_prompt(p) for p in problems], model.default_sampler(),
-                         seeds=range(1000, 1000 + len(problems)))
-    pass1 = sum(task.verify(p, t) for p, t in zip(problems, out.texts)) / len(problems)
-    measured = json.loads((ZOO_DIR / name / "metrics.json").read_text())["accuracy"]["pass@1"]
+    pass1, measured = _sampled_and_carded_pass1(name, model, limit=20, repeats=2)
     assert measured > 0.5 and pass1 >= measured / 2, (name, pass1, measured)
 
 
@@ -63,12 +70,7 @@ def test_word_problem_models_keep_an_accuracy_floor(name):
     """The voting models (no verifier: scored against the reference) solve at least half
     their card's pass@1 on 20 test problems x 2 seeded samples."""
     model = load_model(name, ar_backend="transformers")
-    task = task_from_config(model.meta["task"])
-    problems = [p for p in task.problems("test", limit=20) for _ in range(2)]
-    out = model.generate([task.format_prompt(p) for p in problems], model.default_sampler(),
-                         seeds=range(1000, 1000 + len(problems)))
-    pass1 = sum(task.is_correct(p, t) for p, t in zip(problems, out.texts)) / len(problems)
-    measured = json.loads((ZOO_DIR / name / "metrics.json").read_text())["accuracy"]["pass@1"]
+    pass1, measured = _sampled_and_carded_pass1(name, model, limit=20, repeats=2, score="is_correct")
     assert 0.3 <= measured and pass1 >= measured / 2, (name, pass1, measured)
 
 
@@ -91,13 +93,7 @@ def test_cd4_models_keep_an_accuracy_floor(name):
     """Each CD4 model solves at least half its card's pass@1 on 64 test problems x 4 seeded
     samples (cards: the teacher 0.026, about 7 of 256; the student and the twin 0.13-0.16,
     about 35-40; a scrambled or mis-loaded model solves none)."""
-    model = load_model(name, ar_backend="transformers")
-    task = task_from_config(model.meta["task"])
-    problems = [p for p in task.problems("test", limit=64) for _ in range(4)]
-    out = model.generate([task.format_prompt(p) for p in problems], model.default_sampler(),
-                         seeds=range(1000, 1000 + len(problems)))
-    pass1 = sum(task.verify(p, t) for p, t in zip(problems, out.texts)) / len(problems)
-    measured = json.loads((ZOO_DIR / name / "metrics.json").read_text())["accuracy"]["pass@1"]
+    pass1, measured = _sampled_and_carded_pass1(name, load_model(name, ar_backend="transformers"), limit=64, repeats=4)
     assert measured >= 0.02 and pass1 >= measured / 2, (name, pass1, measured)
 
 
