@@ -19,7 +19,8 @@ confident position first (``low_confidence``), by the largest margin between its
 likely tokens (``margin``) or by the lowest entropy (``entropy``, Kim et al. 2025 "Train
 for the worst, plan for the best"). Reported: pass@1 (the mean over samples) and
 verified@k (a verifier's pick among k samples), the share of samples whose completed steps
-the task's partial check accepts (partial credit, ``consistent_share``), per step, and the
+the task's partial check accepts (partial credit, ``consistent_share``), the share of blank
+cells filled right where the task scores it (Sudoku's ``cell_accuracy``), per step, and the
 diffusion model's best decoding against the AR twin. Prints markdown naming the machine.
 """
 from __future__ import annotations
@@ -33,6 +34,7 @@ from sdtt_search import Search
 from sdtt_search.cli import task_from_config
 from sdtt_search.loading import load_model
 from sdtt_search.machine import describe
+from sdtt_search.search.report import score_means
 from sdtt_search.zoo import resolve_model_path
 
 from .saved_run import save_run
@@ -87,6 +89,7 @@ def measure(path: str, task, problems, samples: int, names: list[str], seed: int
                      "decoding": name, "pass@1": acc["pass@1"],
                      f"verified@{samples}": acc[f"verified@{samples}"],
                      "consistent": consistent_share(task, problems, result.problems),
+                     "scores": score_means(task, problems, result.problems),
                      "ms_per_sample": 1e3 * wall / (len(problems) * samples)})
         print(f"{path} step {step} {name}: pass@1 {acc['pass@1']:.3f} verified@{samples} "
               f"{acc[f'verified@{samples}']:.3f} consistent {rows[-1]['consistent']:.3f} ({wall:.0f} s)", flush=True)
@@ -95,12 +98,14 @@ def measure(path: str, task, problems, samples: int, names: list[str], seed: int
 
 def markdown(rows: list[dict], samples: int, problems: int, split: str, task: str, machine: str) -> str:
     v = f"verified@{samples}"
+    cells = any("cell_accuracy" in r.get("scores", {}) for r in rows)  # Sudoku: blank cells equal to the solution
     lines = [f"{task}: {problems} {split} problems x {samples} samples, temperature 1; {machine}", "",
-             "| step | objective | decoding | pass@1 | " + v + " | steps consistent | ms/sample |",
-             "|---|---|---|---|---|---|---|"]
+             "| step | objective | decoding | pass@1 | " + v + " | steps consistent |" + (" cells right |" if cells else "")
+             + " ms/sample |", "|---|---|---|---|---|---|---|" + ("---|" if cells else "")]
     for r in sorted(rows, key=lambda r: (r["step"], r["kind"] != "diffusion", r["objective"], r["decoding"])):
+        cell = f" {r.get('scores', {}).get('cell_accuracy', float('nan')):.3f} |" if cells else ""
         lines.append(f"| {r['step']} | {r['objective']} | {r['decoding']} | {r['pass@1']:.3f} | {r[v]:.3f} | "
-                     f"{r['consistent']:.3f} | {r['ms_per_sample']:.1f} |")
+                     f"{r['consistent']:.3f} |{cell} {r['ms_per_sample']:.1f} |")
     lines += ["", "Per step, the diffusion model's best decoding (by " + v + ") against the AR twin", "",
               "| step | diffusion (best decoding) | " + v + " | AR | " + v + " | ratio |", "|---|---|---|---|---|---|"]
     for step in sorted({r["step"] for r in rows}):

@@ -51,3 +51,11 @@ def test_a_saved_run_is_resumed_snapshot_by_snapshot(tmp_path, monkeypatch):
     assert measured == ["sudoku4-ar"] and again[: len(first)] == first
     other = learning_curve.main(args[:4] + ["3"] + args[5:])  # other samples: nothing reused
     assert measured == ["sudoku4-ar", "sudoku4-sdtt-2"] and len(other) == 1
+
+
+def test_sudoku_rows_carry_the_share_of_cells_filled_right():
+    rows = learning_curve.main(["sudoku4-ar", "--problems", "2", "--samples", "2", "--split", "test"])
+    cells = rows[0]["scores"]["cell_accuracy"]
+    assert 0.0 <= cells <= 1.0 and rows[0]["scores"]["correct"] == rows[0]["pass@1"]
+    table = learning_curve.markdown(rows, 2, 2, "test", "sudoku", "cpu")
+    assert "cells right" in table and f"{cells:.3f}" in table
