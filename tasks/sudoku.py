@@ -133,6 +133,52 @@ def count_solutions(puzzle: str, size: int, limit: int = 2) -> int:
     return count
 
 
+SINGLES_ORDERS = ("reading", "any")
+
+
+def fill_singles(puzzle: str, size: int, order: str = "any") -> str | None:
+    """The grid a solver that only writes naked singles reaches, or None where it gets stuck.
+
+    A naked single is a blank whose peers (row, column, box) already hold every digit but
+    one. ``order="reading"`` writes the blanks left to right, top to bottom, each one a
+    naked single at its turn given the givens and the cells written before it (a
+    left-to-right writer that never guesses, as an AR model commits); ``order="any"``
+    writes any naked single anywhere, again and again (a decoder that commits the most
+    certain cell first). Bounded: at most ``size**2`` passes over the grid. Never raises on
+    a malformed puzzle (None).
+    """
+    if order not in SINGLES_ORDERS:
+        raise ValueError(f"order must be one of {', '.join(SINGLES_ORDERS)}, got {order!r}")
+    n = size * size
+    if size not in _UNITS or not isinstance(puzzle, str) or len(puzzle) != n or not puzzle.isascii() \
+            or not puzzle.isdigit():
+        return None
+    digits = set("123456789"[:size])
+    grid = list(puzzle)
+    peers = _PEERS[size]
+
+    def single(i: int) -> str | None:
+        left = digits - {grid[j] for j in peers[i]}
+        return left.pop() if len(left) == 1 else None
+
+    if order == "reading":
+        for i in range(n):
+            if grid[i] == "0":
+                grid[i] = single(i) or ""
+                if not grid[i]:
+                    return None
+    else:
+        for _ in range(n):
+            progress = False
+            for i in range(n):
+                if grid[i] == "0" and (d := single(i)):
+                    grid[i], progress = d, True
+            if not progress:
+                break
+    out = "".join(grid)
+    return out if "0" not in out and is_valid_solution(out, size) else None
+
+
 def partial_check(puzzle: str, size: int, pieces: Sequence[str | None]) -> PartialVerdict:
     """Check a partly decoded grid (see :mod:`tasks.partial`): position i is cell i, one
     character per position (anything else: ``unknown``). Violated when a committed cell
