@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-from tasks.sudoku import SudokuTask, fill_singles
+from tasks.sudoku import SINGLES_ORDERS, SudokuTask, fill_singles
 
 from .saved_run import save_run
 
@@ -26,7 +26,7 @@ def shares(size: int, givens: int, puzzles: int) -> dict:
     """{"givens", "puzzles", "reading", "any"}: the share of the test split's first ``puzzles``
     puzzles each order of the singles solver finishes (a finished grid is a valid completion)."""
     problems = SudokuTask(size=size, givens=givens, test_size=puzzles).problems("test", limit=puzzles)
-    solved = {order: sum(fill_singles(p.prompt, size, order) is not None for p in problems) for order in ("reading", "any")}
+    solved = {order: sum(fill_singles(p.prompt, size, order) is not None for p in problems) for order in SINGLES_ORDERS}
     return {"givens": givens, "puzzles": len(problems), **{k: v / len(problems) for k, v in solved.items()}}
 
 

@@ -164,9 +164,9 @@ def fill_singles(puzzle: str, size: int, order: str = "any") -> str | None:
     if order == "reading":
         for i in range(n):
             if grid[i] == "0":
-                grid[i] = single(i) or ""
-                if not grid[i]:
+                if (d := single(i)) is None:
                     return None
+                grid[i] = d
     else:
         for _ in range(n):
             progress = False
