@@ -5,7 +5,7 @@
 # (benchmarks.native_search: best-of-N, verify-and-stop, particles, repair; the AR twin's prefix
 # particles), many problems at a time and one at a time.
 #
-#   bash benchmarks/gpu_train_planning.sh cd4|cd5|sudoku9
+#   bash benchmarks/gpu_train_planning.sh cd4|cd5|sudoku6|sudoku9
 #   OBJECTIVE=mdm bash benchmarks/gpu_train_planning.sh sudoku9   # Ye et al.'s MDM loss
 #
 # Ye et al. (ICLR 2025, "Beyond Autoregression") report CD4 91.5 % for an 85M diffusion model
@@ -38,8 +38,9 @@ quiet() { grep -v "it/s" | tail -"$1"; }   # drop tqdm lines, keep the summary
 case "$TASK" in
   cd4) task=(task=countdown task.options.n=4 task.tokenizer.kind=numbers) ;;
   cd5) task=(task=countdown task.options.n=5 task.tokenizer.kind=numbers) ;;
+  sudoku6) task=(task=sudoku task.options.size=6) ;;
   sudoku9) task=(task=sudoku task.options.size=9 model.max_length=192) ;;
-  *) echo "unknown task $TASK: use cd4, cd5 or sudoku9"; exit 2 ;;
+  *) echo "unknown task $TASK: use cd4, cd5, sudoku6 or sudoku9"; exit 2 ;;
 esac
 common=("${task[@]}" model="$MODEL" device="$DEVICE" train.steps="$STEPS" train.batch_size="$BATCH" train.warmup=100
         train.eval_every=0 train.save_every=250 train.data_workers="$WORKERS" eval.problems="$EVAL")

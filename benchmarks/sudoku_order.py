@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-from tasks.sudoku import SINGLES_ORDERS, SudokuTask, fill_singles
+from tasks.sudoku import SINGLES_ORDERS, SIZES, SudokuTask, fill_singles
 
 from .saved_run import save_run
 
@@ -39,7 +39,7 @@ def markdown(rows: list[dict], size: int) -> str:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size", type=int, default=9, choices=(4, 9))
+    p.add_argument("--size", type=int, default=9, choices=SIZES)
     p.add_argument("--givens", type=int, nargs="+", default=[30, 36, 40, 45, 50])
     p.add_argument("--puzzles", type=int, default=200)
     p.add_argument("--out", default=None)

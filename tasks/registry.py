@@ -24,6 +24,7 @@ _ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     **{f"cd{n}": ("countdown", {"n": n}) for n in (3, 4, 5)},
     **{f"countdown{n}": ("countdown", {"n": n}) for n in (3, 4, 5)},
     "sudoku4": ("sudoku", {"size": 4}),
+    "sudoku6": ("sudoku", {"size": 6}),
     "sudoku9": ("sudoku", {"size": 9}),
     "openai/gsm8k": ("gsm8k", {}),
 }

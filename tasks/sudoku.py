@@ -1,6 +1,7 @@
-"""Sudoku (4x4 and 9x9) with a generator of unique-solution puzzles.
+"""Sudoku (4x4, 6x6 and 9x9) with a generator of unique-solution puzzles.
 
-A grid is a digit string read row by row: 16 characters for 4x4, 81 for 9x9,
+A grid is a digit string read row by row: 16 characters for 4x4, 36 for 6x6
+(boxes of 2 rows x 3 columns), 81 for 9x9,
 ``0`` for a blank. The prompt is the puzzle string, the target the solution.
 
 * :meth:`SudokuTask.extract_answer`: the first run of exactly ``size**2`` ASCII
@@ -32,11 +33,14 @@ from .errors import TaskError
 from .jsonl import read_jsonl
 from .partial import CONSISTENT, UNKNOWN_VERDICT, VIOLATED, PartialVerdict, well_formed
 
-DEFAULT_GIVENS = {4: 8, 9: 36}
-MIN_GIVENS = {4: 4, 9: 17}
-DEFAULT_SPLIT_SIZE = {4: 1000, 9: 200}
+#: the supported sizes and their box shapes (rows, columns)
+BOX_SHAPES = {4: (2, 2), 6: (2, 3), 9: (3, 3)}
+SIZES = tuple(BOX_SHAPES)
+DEFAULT_GIVENS = {4: 8, 6: 14, 9: 36}
+MIN_GIVENS = {4: 4, 6: 8, 9: 17}
+DEFAULT_SPLIT_SIZE = {4: 1000, 6: 500, 9: 200}
 MAX_TEXT_CHARS = 10_000
-_RUN_RE = {size: re.compile(r"(?<![0-9])[0-9]{%d}(?![0-9])" % (size * size), re.ASCII) for size in (4, 9)}
+_RUN_RE = {size: re.compile(r"(?<![0-9])[0-9]{%d}(?![0-9])" % (size * size), re.ASCII) for size in SIZES}
 _WS_RE = re.compile(r"[ \t\r\n\f\v]+")
 #: accepted CSV headers (lower-cased): Kaggle's 9x9 sets, the public 4x4 test set
 CSV_HEADERS = (["quizzes", "solutions"], ["puzzle", "solution"])
@@ -45,25 +49,21 @@ CSV_HEADERS = (["quizzes", "solutions"], ["puzzle", "solution"])
 # ---------------------------------------------------------------------------
 # grid helpers
 # ---------------------------------------------------------------------------
-def _box(size: int) -> int:
-    return 2 if size == 4 else 3
-
-
 def _units(size: int) -> list[list[int]]:
-    b = _box(size)
+    h, w = BOX_SHAPES[size]
     rows = [[r * size + c for c in range(size)] for r in range(size)]
     cols = [[r * size + c for r in range(size)] for c in range(size)]
     boxes = [
-        [(br * b + r) * size + bc * b + c for r in range(b) for c in range(b)]
-        for br in range(b)
-        for bc in range(b)
+        [(band * h + r) * size + stack * w + c for r in range(h) for c in range(w)]
+        for band in range(size // h)
+        for stack in range(size // w)
     ]
     return rows + cols + boxes
 
 
-_UNITS = {s: _units(s) for s in (4, 9)}
+_UNITS = {s: _units(s) for s in SIZES}
 _PEERS = {
-    s: [sorted({j for u in _UNITS[s] if i in u for j in u} - {i}) for i in range(s * s)] for s in (4, 9)
+    s: [sorted({j for u in _UNITS[s] if i in u for j in u} - {i}) for i in range(s * s)] for s in SIZES
 }
 
 
@@ -222,21 +222,25 @@ def partial_check(puzzle: str, size: int, pieces: Sequence[str | None]) -> Parti
 def random_solution(rng: random.Random, size: int) -> str:
     """A random complete grid: a base pattern shuffled by validity-preserving
     symmetries (digit relabelling, row/column permutations within bands/stacks,
-    band/stack permutations, transposition)."""
-    b = _box(size)
+    band/stack permutations, and transposition where boxes are square).
+
+    The base pattern for boxes of ``h`` rows x ``w`` columns puts
+    ``(w * (r % h) + r // h + c) % size`` at row ``r``, column ``c``.
+    """
+    h, w = BOX_SHAPES[size]
 
     def shuffled(seq: list[int]) -> list[int]:
         seq = list(seq)
         rng.shuffle(seq)
         return seq
 
-    bands = shuffled(list(range(b)))
-    rows = [g * b + r for g in bands for r in shuffled(list(range(b)))]
-    stacks = shuffled(list(range(b)))
-    cols = [g * b + c for g in stacks for c in shuffled(list(range(b)))]
+    bands = shuffled(list(range(size // h)))
+    rows = [g * h + r for g in bands for r in shuffled(list(range(h)))]
+    stacks = shuffled(list(range(size // w)))
+    cols = [g * w + c for g in stacks for c in shuffled(list(range(w)))]
     digits = shuffled(list(range(1, size + 1)))
-    grid = [[digits[(b * (r % b) + r // b + c) % size] for c in cols] for r in rows]
-    if rng.random() < 0.5:
+    grid = [[digits[(w * (r % h) + r // h + c) % size] for c in cols] for r in rows]
+    if h == w and rng.random() < 0.5:
         grid = [list(col) for col in zip(*grid)]
     return "".join(str(v) for row in grid for v in row)
 
@@ -273,10 +277,11 @@ class SudokuTask(Task):
     """Sudoku with a gold-free verifier.
 
     Options:
-        size: 4 or 9 (default 9).
-        givens: number of givens of generated puzzles (default 8 for 4x4, 36 for 9x9).
+        size: 4, 6 (boxes of 2 rows x 3 columns) or 9 (default 9).
+        givens: number of givens of generated puzzles (default 8 for 4x4, 14 for
+            6x6, 36 for 9x9).
         test_size, validation_size: sizes of the generated fixed splits
-            (default 1000 for 4x4, 200 for 9x9).
+            (default 1000 for 4x4, 500 for 6x6, 200 for 9x9).
         path: a jsonl file of ``{"input": puzzle, "output": solution}`` or a CSV
             with columns ``quizzes,solutions`` or ``Puzzle,Solution`` (``.`` is
             read as a blank), served for every split; or a directory of
@@ -295,8 +300,8 @@ class SudokuTask(Task):
         validation_size: int | None = None,
         path: str | os.PathLike[str] | None = None,
     ) -> None:
-        if size not in (4, 9) or isinstance(size, bool):
-            raise TaskError(f"sudoku option size must be 4 or 9, got {size!r}")
+        if size not in SIZES or isinstance(size, bool):
+            raise TaskError(f"sudoku option size must be 4, 6 or 9, got {size!r}")
         givens = DEFAULT_GIVENS[size] if givens is None else givens
         if not isinstance(givens, int) or isinstance(givens, bool) or not MIN_GIVENS[size] <= givens <= size * size:
             raise TaskError(f"sudoku option givens must be an integer in {MIN_GIVENS[size]}..{size * size}, got {givens!r}")
@@ -401,16 +406,16 @@ class SudokuTask(Task):
     def train_examples(self, seed: int = 0) -> Iterator[tuple[str, str]]:
         """Fresh generated puzzles forever, none equal to a test/validation puzzle.
 
-        For 9x9 a training puzzle also never shares a held-out solution grid. A 4x4
-        board has only 288 solution grids, all of which the held-out splits use, so
-        there only the puzzles themselves are held out.
+        For 6x6 and 9x9 a training puzzle also never shares a held-out solution grid.
+        A 4x4 board has only 288 solution grids, all of which the held-out splits
+        use, so there only the puzzles themselves are held out.
         """
         held: set[str] = set()
         for split in ("test", "validation"):
             try:
                 for p in self.problems(split):
                     held.add(p.prompt)
-                    if self.size == 9:
+                    if self.size != 4:
                         held.add(p.reference)
             except TaskError:
                 if self.path is None:

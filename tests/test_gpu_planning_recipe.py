@@ -33,4 +33,4 @@ def test_the_cd4_recipe_trains_mdm_twins_a_student_and_compares_their_searches(t
 def test_an_unknown_task_is_a_one_line_error(tmp_path):
     done = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_train_planning.sh"), "cd9"], cwd=REPO,
                           capture_output=True, text=True, env={**os.environ, "OUT": str(tmp_path / "x")})
-    assert done.returncode == 2 and "unknown task cd9: use cd4, cd5 or sudoku9" in done.stdout
+    assert done.returncode == 2 and "unknown task cd9: use cd4, cd5, sudoku6 or sudoku9" in done.stdout

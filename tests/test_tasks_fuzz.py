@@ -87,8 +87,8 @@ def parsers():
     cdp = Problem(id="t", prompt="15,44,79,50", reference="44-15=29,79-29=50", meta={})
     gsm = load_task("gsm8k", path=_data_dir())
     g18 = Problem(id="t", prompt="q", reference="18")
-    s4, s9 = load_task("sudoku", size=4, test_size=1), load_task("sudoku", size=9, test_size=1)
-    p4, p9 = s4.problems("test")[0], s9.problems("test")[0]
+    s4, s6, s9 = (load_task("sudoku", size=size, test_size=1) for size in (4, 6, 9))
+    p4, p6, p9 = s4.problems("test")[0], s6.problems("test")[0], s9.problems("test")[0]
     _warm_math_verify()  # import math-verify and fill sympy's caches before timing anything
     return {
         "safe_arith.parse_equations": parse_equations,
@@ -99,6 +99,7 @@ def parsers():
         "gsm8k.score": lambda t: gsm.score(g18, t),
         "gsm8k.is_correct": lambda t: gsm.is_correct(g18, t),
         "sudoku4.verify": lambda t: s4.verify(p4, t) or s4.is_correct(p4, t) or s4.extract_answer(t),
+        "sudoku6.verify": lambda t: s6.verify(p6, t) or s6.is_correct(p6, t) or s6.extract_answer(t),
         "sudoku9.verify": lambda t: s9.verify(p9, t) or s9.is_correct(p9, t) or s9.extract_answer(t),
         "sudoku4.score": lambda t: s4.score(p4, t)["cell_accuracy"] > 0,  # hostile text fills no cell
     }

@@ -42,6 +42,7 @@ def test_unknown_task_lists_available():
         ("CD4", CountdownTask, "n", 4),
         ("countdown5", CountdownTask, "n", 5),
         ("sudoku4", SudokuTask, "size", 4),
+        ("sudoku6", SudokuTask, "size", 6),
         ("sudoku9", SudokuTask, "size", 9),
     ],
 )
@@ -60,7 +61,7 @@ def test_options_and_errors_are_one_line():
         with pytest.raises(TaskError) as exc:
             load_task("countdown", **bad)
         assert "\n" not in str(exc.value)
-    with pytest.raises(TaskError, match="size must be 4 or 9"):
+    with pytest.raises(TaskError, match="size must be 4, 6 or 9"):
         load_task("sudoku", size=5)
     with pytest.raises(TaskError, match="givens"):
         load_task("sudoku", size=4, givens=2)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 
 import pytest
 
 from tasks import load_task
-from tasks.sudoku import agrees_with, count_solutions, is_valid_solution
+from tasks.sudoku import BOX_SHAPES, SIZES, _UNITS, agrees_with, count_solutions, is_valid_solution, random_solution
 
 
 @pytest.fixture(scope="module")
@@ -17,11 +18,16 @@ def s4():
 
 
 @pytest.fixture(scope="module")
+def s6():
+    return load_task("sudoku", size=6, test_size=60, validation_size=20)
+
+
+@pytest.fixture(scope="module")
 def s9():
     return load_task("sudoku", size=9, test_size=30, validation_size=10)
 
 
-@pytest.mark.parametrize("which", ["s4", "s9"])
+@pytest.mark.parametrize("which", ["s4", "s6", "s9"])
 def test_generated_puzzles_unique_and_verified(which, request):
     task = request.getfixturevalue(which)
     size = task.size
@@ -41,6 +47,7 @@ def test_generated_puzzles_unique_and_verified(which, request):
 
 def test_default_givens():
     assert load_task("sudoku4").options["givens"] == 8
+    assert load_task("sudoku6").options["givens"] == 14
     assert load_task("sudoku9").options["givens"] == 36
     hard = load_task("sudoku", size=9, givens=28, test_size=3)
     assert all(count_solutions(p.prompt, 9) == 1 for p in hard.problems("test"))
@@ -65,6 +72,38 @@ def test_extract_and_verify(s9):
     assert not s9.verify(p, "".join(bad))
     assert not s9.verify(p, p.prompt)  # blanks are not a solution
     assert not s9.verify(p, sol.replace("1", "١"))  # Arabic-Indic digit
+
+
+@pytest.mark.parametrize("size", [4, 6, 9])
+def test_every_unit_of_each_size_is_a_row_column_or_box(size):
+    units = _UNITS[size]
+    assert len(units) == 3 * size and all(len(u) == size and len(set(u)) == size for u in units)
+    # every cell lies in exactly one row, one column and one box
+    assert all(sum(i in u for u in units) == 3 for i in range(size * size))
+    h, w = BOX_SHAPES[size]
+    first_box = units[2 * size]
+    assert first_box == [r * size + c for r in range(h) for c in range(w)]
+
+
+def test_6x6_boxes_are_two_rows_by_three_columns(s6):
+    # a grid valid with 3x2 boxes but not with 2x3 boxes is rejected
+    grid = "123456" "456123" "231564" "564231" "312645" "645312"
+    assert is_valid_solution(grid, 6)
+    rows = [grid[r * 6:(r + 1) * 6] for r in range(6)]
+    transposed = "".join("".join(rows[r][c] for r in range(6)) for c in range(6))
+    assert not is_valid_solution(transposed, 6)
+    p = s6.problems("test", limit=1)[0]
+    sol = p.reference
+    assert s6.extract_answer("\n".join(" ".join(sol[r * 6:(r + 1) * 6]) for r in range(6))) == sol
+    assert s6.extract_answer(sol + "1") is None  # 37 digits: not a run of exactly 36
+    assert s6.verify(p, sol) and not s6.verify(p, sol.translate(str.maketrans("12", "21")))
+
+
+def test_random_grids_of_each_size_are_valid_and_varied():
+    rng = random.Random(0)
+    for size in SIZES:
+        grids = {random_solution(rng, size) for _ in range(200)}
+        assert all(is_valid_solution(g, size) for g in grids) and len(grids) > 60
 
 
 def test_train_examples(s4):
