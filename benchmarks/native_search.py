@@ -5,7 +5,8 @@
 
 Every model (zoo names or checkpoint directories of one task with a verifier; frontier
 specs, so ``name:key=value`` overrides the sampler) runs every search its family has, with
-N = ``--samples`` candidates per problem:
+N = ``--samples`` candidates per problem (``--ar-samples``: another N for AR models, whose
+samples cost less, so that their searches reach the budgets of the diffusion models'):
 
 * ``best-of-N``: N independent candidates, the verifier's pick;
 * ``verify-and-stop``: rounds of ``--round`` candidates until one verifies, at most N;
@@ -96,23 +97,29 @@ def never_solved(model, task, problems, k: int, args) -> set[str]:
             if not any(c.verified and c.correct for c in r.candidates)}
 
 
+def samples_for(model, args) -> int:
+    """N for this model: ``--ar-samples`` for an AR model when given, else ``--samples``."""
+    return args.ar_samples if model.kind == "ar" and args.ar_samples else args.samples
+
+
 def measure_model(spec: str, model, task, problems, latency_problems, args) -> list[dict]:
     rows = []
+    n = samples_for(model, args)
     hard = never_solved(model, task, problems, args.coverage, args) if args.coverage else None
-    for label, kwargs, stop in searches(model, task, args.samples, args):
+    for label, kwargs, stop in searches(model, task, n, args):
         kwargs = dict(kwargs)
         sampler = model.default_sampler().replace(stratify=kwargs.pop("stratify", 0))
         many = Search(model, task, sampler, batch_size=args.search_batch, seed=args.seed, **kwargs)
-        results, wall = run_search(many, problems, args.samples, stop)
-        row = {"model": spec, "kind": model.kind, "search": label, "many": summary(results, wall)}
+        results, wall = run_search(many, problems, n, stop)
+        row = {"model": spec, "kind": model.kind, "search": label, "n": n, "many": summary(results, wall)}
         if hard is not None:  # problems k independent samples never solve, and how many of them this search does
             row["beyond"] = {"k": args.coverage, "never_solved": len(hard),
                              "solved": sum(picked_correct(r) for r in results if r.id in hard)}
         if latency_problems:
-            alone = Search(model, task, sampler, batch_size=max(args.samples, 1), seed=args.seed, **kwargs)
+            alone = Search(model, task, sampler, batch_size=max(n, 1), seed=args.seed, **kwargs)
             one, total = [], 0.0
             for problem in latency_problems:
-                results, wall = run_search(alone, [problem], args.samples, stop)
+                results, wall = run_search(alone, [problem], n, stop)
                 one += results
                 total += wall
             row["one"] = summary(one, total)
@@ -126,8 +133,10 @@ def best_within(rows: list[dict], regime: str, budget_ms: float, kind: str) -> d
     return max(fitting, key=lambda r: r[regime]["solved"], default=None)
 
 
-def markdown(rows: list[dict], machine: str, problems: int, latency: int, n: int, task: str) -> str:
-    lines = [f"{task}: {problems} test problems many at a time, {latency} one at a time; N = {n}; {machine}", "",
+def markdown(rows: list[dict], machine: str, problems: int, latency: int, n: int, task: str,
+             ar_n: int | None = None) -> str:
+    ns = f"N = {n}" + (f" (AR: {ar_n})" if ar_n and ar_n != n else "")
+    lines = [f"{task}: {problems} test problems many at a time, {latency} one at a time; {ns}; {machine}", "",
              "| model | search | solved | pass@N | samples | forward passes | ms/problem (many) | solved (one) | "
              "ms/problem (one) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -165,6 +174,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--problems", type=int, default=200)
     p.add_argument("--latency-problems", type=int, default=20, help="problems searched one at a time (0: skip)")
     p.add_argument("--samples", type=int, default=8)
+    p.add_argument("--ar-samples", type=int, default=0,
+                   help="N for AR models (0: --samples): their samples cost less, so more fit the same budget")
     p.add_argument("--round", type=int, default=2, help="verify-and-stop round size")
     p.add_argument("--every", type=int, default=1, help="diffusion particles: sampler steps between checks")
     p.add_argument("--ar-every", type=int, default=4, help="AR particles: tokens between checks")
@@ -180,6 +191,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
+    if args.samples < 1 or args.ar_samples < 0:
+        raise SystemExit("--samples must be at least 1 and --ar-samples at least 0 (0: the same as --samples)")
     models = {spec: load_spec(spec, args.device, "transformers") for spec in args.models}
     meta_task = dict(next(iter(models.values())).meta["task"])
     if args.task_path:  # a public test file of the task (docs/scoring.md)
@@ -191,7 +204,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     latency_problems = problems[: args.latency_problems]
     rows = [row for spec, model in models.items()
             for row in measure_model(spec, model, task, problems, latency_problems, args)]
-    report = markdown(rows, describe(), len(problems), len(latency_problems), args.samples, task.name)
+    report = markdown(rows, describe(), len(problems), len(latency_problems), args.samples, task.name,
+                      args.ar_samples)
     print(report)
     if args.out:
         save_run(args.out, "native_search", report, {"rows": rows})

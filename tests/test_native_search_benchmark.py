@@ -23,6 +23,18 @@ def test_every_search_of_both_families_in_both_regimes(capsys):
     assert "Equal wall time, many problems at a time" in out and "CPU:" in out
 
 
+def test_ar_models_may_draw_more_candidates_than_diffusion_models(capsys):
+    rows = native_search.main(["sudoku4-sdtt-2", "sudoku4-ar:ar_backend=transformers", "--problems", "3",
+                               "--latency-problems", "0", "--samples", "2", "--ar-samples", "5", "--stratify", "0"])
+    best = {r["kind"]: r for r in rows if r["search"].startswith("best-of")}
+    assert best["diffusion"]["search"] == "best-of-2" and best["diffusion"]["many"]["samples"] == 2
+    assert best["ar"]["search"] == "best-of-5" and best["ar"]["many"]["samples"] == 5
+    assert all(r["n"] == (5 if r["kind"] == "ar" else 2) for r in rows)
+    assert "N = 2 (AR: 5)" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--ar-samples"):
+        native_search.main(["sudoku4-sdtt-2", "--ar-samples", "-1"])
+
+
 def test_a_task_without_a_verifier_is_sent_to_the_voting_benchmark():
     with pytest.raises(SystemExit, match="benchmarks.voting"):
         native_search.main(["gsm8k-sdtt", "--problems", "1"])
