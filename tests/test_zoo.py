@@ -97,6 +97,31 @@ def test_cd4_models_keep_an_accuracy_floor(name):
     assert measured >= 0.02 and pass1 >= measured / 2, (name, pass1, measured)
 
 
+SUDOKU6_MODELS = [n for n in available_models() if n.startswith("sudoku6-")]
+
+
+def test_sudoku6_is_shipped_as_twins_and_a_student():
+    """The order-matters Sudoku: a diffusion teacher, its SDTT student and the AR twin of one
+    size, all on 6x6 puzzles with 14 givens; the diffusion models decode largest margin first."""
+    roles = {}
+    for name in SUDOKU6_MODELS:
+        meta = load_model(name, ar_backend="transformers").meta
+        assert meta["task"]["name"] == "sudoku" and meta["task"]["options"] == {"size": 6, "givens": 14}, name
+        roles[name] = "ar" if meta.get("kind") == "ar" else "student" if meta.get("sdtt") else "teacher"
+        if roles[name] != "ar":
+            assert meta["sampler"]["method"] == "confidence" and meta["sampler"]["remasking"] == "margin", name
+    assert sorted(roles.values()) == ["ar", "student", "teacher"], roles
+
+
+@pytest.mark.parametrize("name", SUDOKU6_MODELS)
+def test_sudoku6_models_keep_an_accuracy_floor(name):
+    """Each 6x6 model solves at least half its card's pass@1 on 20 test puzzles x 4 seeded
+    samples (cards: the AR twin about 0.3, the teacher and student 0.7-0.85; a scrambled or
+    mis-loaded model solves none)."""
+    pass1, measured = _sampled_and_carded_pass1(name, load_model(name, ar_backend="transformers"), limit=20, repeats=4)
+    assert measured >= 0.2 and pass1 >= measured / 2, (name, pass1, measured)
+
+
 def test_the_sudoku_student_solves_puzzles():
     """The embedded default is a real model: most sampled boards are valid solutions."""
     model = load_model(default_model_for("sudoku"))
